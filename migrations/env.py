@@ -1,0 +1,51 @@
+"""Alembic environment: the same database URL rule as the l2rules CLI."""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+
+from l2rules.config import get_engine
+from l2rules.schema import metadata
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def _url() -> str | None:
+    # Precedence: a connection handed in by l2rules, -x db=URL, sqlalchemy.url, then env/default.
+    return context.get_x_argument(as_dictionary=True).get("db") or config.get_main_option("sqlalchemy.url")
+
+
+def run_migrations_offline() -> None:
+    from l2rules.config import database_url
+
+    context.configure(url=database_url(_url()), target_metadata=metadata, literal_binds=True,
+                      render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    with get_engine(_url()).connect() as connection:
+        _run(connection)
+
+
+def _run(connection) -> None:
+    # Batch mode lets ALTER TABLE work on SQLite (it recreates the table).
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
+                      compare_server_default=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

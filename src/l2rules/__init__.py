@@ -1,0 +1,20 @@
+"""l2rules: a SQL-backed catalog of the JWST Level 2b processing rules and their work lists.
+
+The library first; the ``l2rules`` command is a thin layer over these functions,
+each of which takes ``db`` (a URL, an Engine, or None for the configured default)
+and returns pandas DataFrames.
+"""
+
+from .catalog import check as check_rules
+from .catalog import conditions, diff, history, read_seed, rules, versions
+from .config import L2RulesError, database_url, get_engine
+from .inventory import LoadResult, exposures, load, rejections
+from .migrate import upgrade as init
+from .worklist import impact, unmatched, worklist
+
+__all__ = [
+    "L2RulesError", "LoadResult", "check_rules", "conditions", "database_url", "diff", "exposures",
+    "get_engine", "history", "impact", "init", "load", "read_seed", "rejections", "rules", "unmatched",
+    "versions", "worklist",
+]
+__version__ = "0.1.0"

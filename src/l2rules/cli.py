@@ -1,0 +1,207 @@
+"""The command line: a thin layer over the library, with the same verbs.
+
+Exit codes (for cron): 0 success, 1 unexpected error, 2 bad input, 3 database
+unreachable or not migrated, 4 drift between the database and the seed CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from . import catalog, inventory, migrate, outputs
+from .worklist import impact, unmatched, worklist
+from .config import DatabaseError, L2RulesError, describe, get_engine
+
+log = logging.getLogger("l2rules")
+EXIT_DRIFT = 4
+
+
+def _formats(parser: argparse.ArgumentParser, printable_only: bool = False) -> None:
+    choices = ("table", "csv", "json") if printable_only else outputs.FORMATS
+    parser.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
+
+
+def _as_of(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--as-of", metavar="DATE", help="use the rules in force on DATE (YYYY-MM-DD)")
+    group.add_argument("--version", metavar="REV", help="use the rules of catalog version REV")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="l2rules",
+        description="The JWST Level 2b rules as a SQL catalog, and the work lists that come from it.",
+        epilog="Database: --db URL, else $L2RULES_DATABASE_URL, else sqlite:///l2rules.db.",
+    )
+    parser.add_argument("--db", metavar="URL", help="database URL (sqlite:///file.db, postgresql://...)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for SQL)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("init", help="create the catalog or upgrade it to the latest revision (safe to rerun)")
+
+    rules = sub.add_parser("rules", help="the rules catalog: list, show, history, diff, check, revision")
+    rsub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    p = rsub.add_parser("list", help="the rules in force (now, or --as-of DATE / --version REV)")
+    p.add_argument("--exp-type", help="only this EXP_TYPE")
+    p.add_argument("--instrument", help="only this instrument (NIRCam, MIRI, NIRSpec, NIRISS, FGS)")
+    _as_of(p)
+    _formats(p)
+    p.add_argument("--output", metavar="PATH")
+    p = rsub.add_parser("show", help="the rules and conditions of one EXP_TYPE")
+    p.add_argument("exp_type")
+    _as_of(p)
+    _formats(p, printable_only=True)
+    p = rsub.add_parser("history", help="every state of an EXP_TYPE's rules, with dates and references")
+    p.add_argument("exp_type")
+    _formats(p, printable_only=True)
+    p = rsub.add_parser("versions", help="the catalog versions: revision, effective date, reference, summary")
+    _formats(p, printable_only=True)
+    p = rsub.add_parser("diff", help="rules added, removed and changed between two dates or revisions")
+    p.add_argument("from_point", metavar="FROM")
+    p.add_argument("to_point", metavar="TO")
+    _formats(p, printable_only=True)
+    p = rsub.add_parser("check", help="exit 4, naming the rows, if the database and the seed CSV disagree")
+    p.add_argument("--seed", metavar="CSV", help="seed file (default: seeds/level2b_rules.csv)")
+    p = rsub.add_parser("revision", help="write an Alembic revision with the seed CSV's changes since the head")
+    p.add_argument("-m", "--message", required=True, help="one-line summary of the change")
+    p.add_argument("--date", required=True, help="effective date (YYYY-MM-DD)")
+    p.add_argument("--ref", required=True, help="reference: jwst PR or issue")
+    p.add_argument("--seed", metavar="CSV", help="seed file (default: seeds/level2b_rules.csv)")
+
+    p = sub.add_parser("load", help="load pools or CSV files into the catalog database")
+    p.add_argument("pools", nargs="+", metavar="POOL")
+    p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
+
+    p = sub.add_parser("worklist", help="the Level 2b work list (loads the POOLs first when given)")
+    p.add_argument("pools", nargs="*", metavar="POOL")
+    p.add_argument("--all", action="store_true", help="every exposure, with level2b true/false and why")
+    p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
+    _as_of(p)
+    _formats(p)
+    p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
+
+    p = sub.add_parser("impact", help="exposures that a rules change moves in or out of the work list")
+    p.add_argument("--from", dest="from_point", required=True, metavar="A", help="date or revision")
+    p.add_argument("--to", dest="to_point", required=True, metavar="B", help="date or revision")
+    p.add_argument("pools", nargs="*", metavar="POOL")
+    _formats(p, printable_only=True)
+
+    p = sub.add_parser("unmatched", help="loaded exposures whose EXP_TYPE the catalog does not know")
+    _formats(p, printable_only=True)
+    p = sub.add_parser("rejections", help="rows that --skip-bad loads refused, with the reason")
+    _formats(p, printable_only=True)
+    return parser
+
+
+def _print(frame, args, output=None) -> None:
+    outputs.write(frame, args.format, output)
+
+
+def run(args: argparse.Namespace) -> int:
+    db = args.db
+    if args.command == "init":
+        before = migrate.current_revision(db)
+        after = migrate.upgrade(db)
+        engine = get_engine(db)
+        print(f"catalog at {describe(engine)}: revision {after}"
+              + ("" if before == after else f" (was {before or 'empty'})"))
+        return 0
+    if args.command == "rules":
+        return _rules(args, db)
+    if args.command == "load":
+        total = 0
+        for path in args.pools:
+            result = inventory.load(path, db, skip_bad=args.skip_bad)
+            total += result.rejected
+            print(f"{path}: {result.loaded} exposures ({result.inserted} new, {result.updated} updated)"
+                  + (f", {result.duplicates} repeated rows ignored" if result.duplicates else "")
+                  + (f", {result.template_rows} template rows set aside" if result.template_rows else "")
+                  + (f", {result.rejected} rows rejected (see `l2rules rejections`)" if result.rejected else ""))
+        return 0
+    if args.command == "worklist":
+        frame = worklist(db, pools=args.pools or None, include_all=args.all, as_of=args.as_of,
+                                      version=args.version, skip_bad=args.skip_bad)
+        _print(frame, args, args.output)
+        if args.output:
+            print(f"{len(frame)} work items written to {args.output}", file=sys.stderr)
+        return 0
+    if args.command == "impact":
+        exposures, counts = impact(db, args.from_point, args.to_point, pools=args.pools or None)
+        _print(exposures, args)
+        if args.format == "table":
+            print()
+            _print(counts, args)
+        return 0
+    if args.command == "unmatched":
+        _print(unmatched(db), args)
+        return 0
+    if args.command == "rejections":
+        _print(inventory.rejections(db), args)
+        return 0
+    raise AssertionError(args.command)
+
+
+def _rules(args: argparse.Namespace, db) -> int:
+    action = args.rules_command
+    if action == "list":
+        _print(catalog.rules(db, as_of=args.as_of, version=args.version, exp_type=args.exp_type,
+                             instrument=args.instrument), args, args.output)
+    elif action == "show":
+        frame = catalog.rules(db, as_of=args.as_of, version=args.version, exp_type=args.exp_type)
+        if frame.empty:
+            raise catalog.CatalogError(f"no rule for exp_type {args.exp_type!r}")
+        _print(frame, args)
+        conds = catalog.conditions(db, as_of=args.as_of, version=args.version, exp_type=args.exp_type)
+        if not conds.empty:
+            if args.format == "table":
+                print("\nconditions:")
+            _print(conds, args)
+    elif action == "history":
+        _print(catalog.history(db, args.exp_type), args)
+    elif action == "versions":
+        _print(catalog.versions(db), args)
+    elif action == "diff":
+        _print(catalog.diff(db, args.from_point, args.to_point), args)
+    elif action == "check":
+        drift = catalog.check(db, args.seed)
+        if drift.empty:
+            print("the database's rules equal the seed CSV")
+            return 0
+        outputs.write(drift, "table", stream=sys.stderr)
+        print(f"l2rules: drift: {len(drift)} difference(s) between the database and the seed CSV", file=sys.stderr)
+        return EXIT_DRIFT
+    elif action == "revision":
+        path = catalog.write_revision(args.message, args.date, args.ref, seed=args.seed)
+        if path is None:
+            print("the seed CSV equals the head revision: nothing to write")
+        else:
+            print(f"wrote {path}; apply it with `alembic upgrade head` or `l2rules init`")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose >= 2:
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+    try:
+        return run(args)
+    except L2RulesError as exc:
+        print(f"l2rules: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except sa.exc.OperationalError as exc:
+        print(f"l2rules: error: {DatabaseError(migrate._first_line(exc))}", file=sys.stderr)
+        return DatabaseError.exit_code
+    except BrokenPipeError:  # `l2rules worklist | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

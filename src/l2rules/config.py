@@ -1,0 +1,90 @@
+"""Configuration and engine: one database URL rule for every entry point.
+
+Precedence: an explicit URL (``--db`` on the CLI, ``db=`` in Python), then the
+environment variable ``L2RULES_DATABASE_URL``, then ``sqlite:///l2rules.db`` in
+the current directory. ``migrations/env.py`` uses the same function, so
+``alembic upgrade head`` from the repo root reaches the same database.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+ENV_VAR = "L2RULES_DATABASE_URL"
+DEFAULT_URL = "sqlite:///l2rules.db"
+
+#: What the public API accepts wherever it needs a database.
+DB = Union[str, Engine, None]
+
+
+class L2RulesError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits non-zero."""
+
+    exit_code = 1
+
+
+class DatabaseError(L2RulesError):
+    """The database URL is wrong, the server is unreachable or the schema is not migrated."""
+
+    exit_code = 3
+
+
+def database_url(db: str | None = None) -> str:
+    """Resolve the database URL: explicit argument, then the environment, then the default."""
+    url = db or os.environ.get(ENV_VAR) or DEFAULT_URL
+    # A bare postgresql:// URL would pick psycopg2, which we do not depend on.
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+    cur = dbapi_conn.cursor()
+    # WAL lets analysts read while a load writes; foreign keys are off by default in SQLite.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+_engines: dict[str, Engine] = {}
+
+
+def get_engine(db: DB = None) -> Engine:
+    """An Engine for ``db`` (an Engine is returned as is); engines are cached per URL."""
+    if isinstance(db, Engine):
+        return db
+    url = database_url(db)
+    if url in _engines:
+        return _engines[url]
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
+        raise DatabaseError(f"bad database URL {url!r}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    _engines[url] = engine
+    return engine
+
+
+def describe(engine: Engine) -> str:
+    """The engine's URL without its password, for messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def project_file(name: str) -> Path:
+    """A directory shipped with the project: ``migrations`` or ``seeds``.
+
+    In a checkout (editable install) it is the repo's top-level directory; in a
+    wheel it is packaged beside this module as ``_<name>``.
+    """
+    here = Path(__file__).resolve().parent
+    packaged = here / f"_{name}"
+    if packaged.is_dir():
+        return packaged
+    return here.parent.parent / name

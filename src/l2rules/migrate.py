@@ -1,0 +1,69 @@
+"""Running the Alembic migrations from Python and the CLI (``l2rules init``)."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from .config import DB, DatabaseError, describe, get_engine, project_file
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """An Alembic Config for the project's migrations, bound to ``engine`` when given."""
+    migrations = project_file("migrations")
+    ini = migrations.parent / "alembic.ini"
+    cfg = Config(str(ini)) if ini.is_file() else Config()
+    cfg.set_main_option("script_location", str(migrations))
+    cfg.attributes["configure_logger"] = False
+    if engine is not None:
+        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(db: DB = None) -> str | None:
+    engine = get_engine(db)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except Exception as exc:  # the driver's own errors vary; one clear line is what users need
+        raise DatabaseError(f"cannot reach database {describe(engine)}: {_first_line(exc)}") from None
+
+
+def upgrade(db: DB = None, revision: str = "head") -> str | None:
+    """Create or upgrade the catalog (safe to run twice); returns the revision reached."""
+    engine = get_engine(db)
+    current_revision(engine)  # fail early, with one line, when the server is unreachable
+    with engine.begin() as conn:
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return current_revision(engine)
+
+
+def downgrade(db: DB = None, revision: str = "-1") -> str | None:
+    engine = get_engine(db)
+    with engine.begin() as conn:
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+    return current_revision(engine)
+
+
+def require_migrated(db: DB = None) -> Engine:
+    """The engine for ``db``, or a clear error when the catalog has not been created."""
+    engine = get_engine(db)
+    if current_revision(engine) is None:
+        raise DatabaseError(f"database {describe(engine)} has no l2rules catalog; run `l2rules init` first")
+    return engine
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

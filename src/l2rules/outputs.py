@@ -1,0 +1,61 @@
+"""Outputs: DataFrames written as a terminal table, CSV, JSON or Parquet."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+from tabulate import tabulate
+
+from .config import L2RulesError
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _jsonable(value):
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    return [{k: _jsonable(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def render(frame: pd.DataFrame, fmt: str = "table") -> str:
+    """The frame as text in ``fmt`` (all formats but parquet)."""
+    if fmt == "table":
+        if frame.empty:
+            return "(no rows)\n"
+        shown = frame.astype(object).where(frame.notna(), "")
+        return tabulate(shown, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True) + "\n"
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        return json.dumps(records(frame), indent=1) + "\n"
+    raise L2RulesError(f"format {fmt!r} cannot be printed; choose one of {', '.join(FORMATS)}")
+
+
+def write(frame: pd.DataFrame, fmt: str = "table", output: str | Path | None = None,
+          stream: TextIO | None = None) -> None:
+    """Write ``frame`` to ``output`` (a path) or to ``stream`` (stdout by default)."""
+    if fmt not in FORMATS:
+        raise L2RulesError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        if output is None:
+            raise L2RulesError("--format parquet needs --output PATH")
+        frame.to_parquet(output, index=False)
+        return
+    text = render(frame, fmt)
+    if output is None:
+        (stream or sys.stdout).write(text)
+    else:
+        Path(output).write_text(text)

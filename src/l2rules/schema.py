@@ -1,0 +1,178 @@
+"""Schema: the catalog's tables as SQLAlchemy Core metadata.
+
+This is the model that ``alembic check`` compares with the migrated database;
+the migrations themselves never import it (each revision is self-contained).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: Association exposure types ("member types") a rule may give an exposure.
+EXPTYPES = (
+    "science", "psf", "background", "imprint", "target_acquisition",
+    "dark", "flat", "tracking", "nrs_autoflat", "nrs_autowave",
+)
+#: Specials: what the exposure's flags make of it ('' = none).
+SPECIALS = ("", "PSF", "BACKGROUND", "IMPRINT")
+#: Association types a processed rule produces (NULL = not processed).
+ASN_TYPES = ("image2", "spec2", "tso-image2", "tso-spec2", "nrslamp-spec2", "wfs-image2")
+#: Instruments, named from the EXP_TYPE prefix.
+INSTRUMENTS = ("NIRCam", "MIRI", "NIRSpec", "NIRISS", "FGS")
+#: Operators of rule conditions on pool columns.
+CONDITION_OPERATORS = ("present", "equals", "not_equals", "in", "not_in")
+
+#: Pool columns the catalog stores as columns of their own (lower-case names).
+#: Any other column of a pool is kept in ``exposure.extra`` (JSON).
+POOL_COLUMNS = (
+    "filename", "obs_id", "program", "obs_num", "visit", "visit_id", "visitgrp", "visitype",
+    "wfsvisit", "seq_id", "act_id", "exposure", "exp_type", "nexposur", "expcount", "instrume",
+    "detector", "channel", "targetid", "targprop", "targname", "targtype", "template", "pntgtype",
+    "pntg_seq", "targordn", "expspcin", "dithptin", "mostilno", "module", "filter", "pupil",
+    "ditherid", "patttype", "pattstrt", "numdthpt", "pattsize", "subpxpns", "subpxpts", "patt_num",
+    "subpxnum", "subpixel", "apername", "sdp_ver", "subarray", "grating", "fxd_slit", "band",
+    "asn_candidate", "bkgdtarg", "is_imprt", "is_psf", "tsovisit", "exposerr", "msametfl",
+    "msastate", "opmode", "lamp", "gwa_xtil", "gwa_ytil", "dms_note",
+)
+#: Flag columns: stored as booleans (NULL when the pool leaves them empty).
+FLAG_COLUMNS = ("is_psf", "bkgdtarg", "is_imprt", "tsovisit")
+#: Columns with a type or meaning of their own, declared explicitly below.
+_SPECIAL_COLUMNS = {"filename", "exp_type", *FLAG_COLUMNS}
+
+catalog_version = sa.Table(
+    "catalog_version",
+    metadata,
+    sa.Column("revision", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False, unique=True),
+    sa.Column("effective_date", sa.Date, nullable=False),
+    sa.Column("reference", sa.String(200), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+)
+
+
+def _rule_columns() -> list[sa.Column]:
+    return [
+        sa.Column("exp_type", sa.String(40), nullable=False),
+        sa.Column("special", sa.String(16), nullable=False, server_default=""),
+        sa.Column("instrument", sa.String(16), nullable=False),
+        sa.Column("exptype", sa.String(32), nullable=False),
+        sa.Column("level2b", sa.Boolean(create_constraint=False), nullable=False),
+        sa.Column("asn_type", sa.String(32), nullable=True),
+        sa.Column("note", sa.Text, nullable=False, server_default=""),
+    ]
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+_RULE_CHECKS = (
+    ("special", _in("special", SPECIALS)),
+    ("exptype", _in("exptype", EXPTYPES)),
+    ("instrument", _in("instrument", INSTRUMENTS)),
+    ("asn_type", f"asn_type IS NULL OR {_in('asn_type', ASN_TYPES)}"),
+    ("level2b_asn_type", "(level2b AND asn_type IS NOT NULL) OR (NOT level2b AND asn_type IS NULL)"),
+)
+
+#: The rules in force at the head revision, keyed by (exp_type, special).
+rule = sa.Table(
+    "rule",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    *_rule_columns(),
+    sa.UniqueConstraint("exp_type", "special"),
+    *(sa.CheckConstraint(sql, name=name) for name, sql in _RULE_CHECKS),
+)
+
+#: Every state every rule has had: valid from one catalog version until the next that changed it.
+rule_history = sa.Table(
+    "rule_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    *_rule_columns(),
+    sa.Column("valid_from", sa.String(32), sa.ForeignKey("catalog_version.revision"), nullable=False),
+    sa.Column("valid_to", sa.String(32), sa.ForeignKey("catalog_version.revision"), nullable=True),
+    sa.Index(None, "exp_type", "special"),
+    *(sa.CheckConstraint(sql, name=name) for name, sql in _RULE_CHECKS),
+)
+
+#: Conditions on other pool columns that a rule's exposures must meet (e.g. NRS_LAMP's LAMP/OPMODE).
+rule_condition = sa.Table(
+    "rule_condition",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("exp_type", sa.String(40), nullable=False),
+    sa.Column("special", sa.String(16), nullable=False, server_default=""),
+    sa.Column("pool_column", sa.String(40), nullable=False),
+    sa.Column("operator", sa.String(16), nullable=False),
+    sa.Column("value", sa.Text, nullable=True),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("valid_from", sa.String(32), sa.ForeignKey("catalog_version.revision"), nullable=False),
+    sa.Column("valid_to", sa.String(32), sa.ForeignKey("catalog_version.revision"), nullable=True),
+    sa.Index(None, "exp_type", "special"),
+    sa.CheckConstraint(_in("operator", CONDITION_OPERATORS), name="operator"),
+    sa.CheckConstraint(_in("pool_column", POOL_COLUMNS), name="pool_column"),
+)
+
+#: One row per loaded inventory file (or DataFrame).
+pool = sa.Table(
+    "pool",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("n_exposures", sa.Integer, nullable=False),
+    sa.Column("columns", sa.Text, nullable=False),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: Every loaded exposure, identified by its FILENAME stem. Every pool column is kept.
+exposure = sa.Table(
+    "exposure",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("stem", sa.String(255), nullable=False, unique=True),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("pool_id", sa.Integer, sa.ForeignKey("pool.id"), nullable=False, index=True),
+    sa.Column("source_line", sa.Integer, nullable=False),
+    sa.Column("exp_type", sa.String(40), nullable=False, index=True),
+    *(sa.Column(flag, sa.Boolean(create_constraint=False), nullable=True) for flag in FLAG_COLUMNS),
+    *(sa.Column(name, sa.Text, nullable=True) for name in POOL_COLUMNS if name not in _SPECIAL_COLUMNS),
+    sa.Column("extra", sa.JSON, nullable=True),
+    sa.Index(None, "program"),
+)
+
+#: The association candidates an exposure belongs to, parsed from ASN_CANDIDATE.
+exposure_candidate = sa.Table(
+    "exposure_candidate",
+    metadata,
+    sa.Column("exposure_id", sa.Integer, sa.ForeignKey("exposure.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("cand_id", sa.String(40), nullable=False),
+    sa.Column("cand_type", sa.String(40), nullable=False),
+    sa.Index(None, "cand_id"),
+)
+
+#: Rows a ``--skip-bad`` load refused, with the reason: nothing is lost silently.
+load_rejection = sa.Table(
+    "load_rejection",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("line", sa.Integer, nullable=True),
+    sa.Column("column", sa.String(64), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=True),
+    sa.Column("rejected_at", sa.DateTime(timezone=True), nullable=False),
+)

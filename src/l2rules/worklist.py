@@ -1,0 +1,204 @@
+"""Work list: the query layer that joins exposures with the rules, in SQL.
+
+One SQLAlchemy Core query serves SQLite, PostgreSQL and the reporting views:
+no Python loop decides anything about an exposure.
+
+The special of an exposure comes from its flags, in the pipeline's order of
+precedence: IS_PSF (PSF), then IS_IMPRT (IMPRINT), then BKGDTARG (BACKGROUND).
+The first flag that is set *and* has a rule for the exposure's EXP_TYPE wins;
+an exposure whose flags name no existing (exp_type, special) rule falls back to
+the exp_type's plain rule (special '').
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from . import schema
+from .catalog import conditions_at, resolve_version, rules_at
+from .config import DB
+from .inventory import load
+from .migrate import require_migrated
+
+#: Exposure types that are always time series: their Level 2b input is the _rateints product.
+TSO_ALWAYS = ("NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ")
+#: Flag columns and the special each one names, in order of precedence.
+FLAG_SPECIALS = (("is_psf", "PSF"), ("is_imprt", "IMPRINT"), ("bkgdtarg", "BACKGROUND"))
+
+WORK_ITEM_COLUMNS = [
+    "pool", "source_line", "filename", "exp_type", "exptype", "special", "asn_type", "level2b_input",
+    "program", "obs_num", "rule",
+]
+ALL_COLUMNS = [*WORK_ITEM_COLUMNS[:-1], "level2b", "rule", "reason"]
+
+
+def _condition_value(e: sa.Table, column: sa.ColumnElement) -> sa.ColumnElement:
+    """The exposure's value of the pool column a condition names."""
+    whens = [(c.name, e.c[c.name]) for c in e.columns if isinstance(c.type, sa.Text) or c.name == "filename"]
+    return sa.case(*((column == name, value) for name, value in whens), else_=sa.null())
+
+
+def _condition_passes(value: sa.ColumnElement, cond) -> sa.ColumnElement[bool]:
+    wanted = sa.func.upper(cond.c.value)
+    got = sa.func.upper(value)
+    in_list = sa.literal("|") + wanted + "|"
+    member = in_list.like(sa.literal("%|") + got + "|%")
+    return sa.case(
+        (cond.c.operator == "present", value.is_not(None)),
+        (cond.c.operator == "equals", sa.and_(value.is_not(None), got == wanted)),
+        (cond.c.operator == "not_equals", sa.or_(value.is_(None), got != wanted)),
+        (cond.c.operator == "in", sa.and_(value.is_not(None), member)),
+        (cond.c.operator == "not_in", sa.or_(value.is_(None), sa.not_(member))),
+        else_=sa.false(),
+    )
+
+
+def worklist_query(seq: int | None = None, pool_ids: list[int] | None = None, include_all: bool = False) -> sa.Select:
+    """The work list as one SELECT: every exposure joined with the rule that applies to it.
+
+    ``seq`` picks the catalog version (None: the head rules); ``include_all`` keeps
+    the exposures that are not selected, with ``level2b`` false and the reason.
+    """
+    e, p = schema.exposure, schema.pool
+    r = rules_at(seq)
+
+    def has_rule(special: str) -> sa.Exists:
+        return sa.exists().where(r.c.exp_type == e.c.exp_type, r.c.special == special)
+
+    special = sa.case(*((sa.and_(e.c[flag] == sa.true(), has_rule(name)), name) for flag, name in FLAG_SPECIALS),
+                      else_="")
+    flagged = sa.select(e.c.id.label("exposure_id"), special.label("special")).subquery("flagged")
+
+    cond = conditions_at(seq)
+    value = _condition_value(e, cond.c.pool_column)
+    described = cond.c.pool_column + " " + cond.c.operator + sa.case(
+        (cond.c.value.is_(None), ""), else_=" " + cond.c.value)
+    failing = (
+        sa.select(described)
+        .where(cond.c.exp_type == r.c.exp_type, cond.c.special == r.c.special,
+               sa.not_(_condition_passes(value, cond)))
+        .order_by(cond.c.id).limit(1)
+        .scalar_subquery()
+    )
+    rule_label = sa.case((r.c.special == "", r.c.exp_type), else_=r.c.exp_type + "/" + r.c.special)
+    selected = sa.and_(r.c.level2b == sa.true(), failing.is_(None))
+    tso = sa.or_(e.c.tsovisit == sa.true(), e.c.exp_type.in_(TSO_ALWAYS), r.c.asn_type.like("tso%"))
+    level2b_input = e.c.stem + sa.case((tso, "_rateints.fits"), else_="_rate.fits")
+    reason = sa.case(
+        (r.c.exp_type.is_(None), "no rule for exp_type " + e.c.exp_type),
+        (r.c.level2b != sa.true(), "rule " + rule_label + " says not processed"),
+        (failing.is_not(None), "rule " + rule_label + " condition failed: " + failing),
+        else_="matched rule " + rule_label,
+    )
+    columns = [
+        p.c.name.label("pool"), e.c.source_line, e.c.filename, e.c.exp_type, r.c.exptype,
+        flagged.c.special, r.c.asn_type, level2b_input.label("level2b_input"), e.c.program, e.c.obs_num,
+    ]
+    if include_all:
+        columns += [sa.case((selected, sa.true()), else_=sa.false()).label("level2b"),
+                    rule_label.label("rule"), reason.label("reason")]
+    else:
+        columns += [rule_label.label("rule")]
+    query = (
+        sa.select(*columns)
+        .select_from(e)
+        .join(p, p.c.id == e.c.pool_id)
+        .join(flagged, flagged.c.exposure_id == e.c.id)
+        .outerjoin(r, sa.and_(r.c.exp_type == e.c.exp_type, r.c.special == flagged.c.special))
+        .order_by(p.c.name, e.c.source_line)
+    )
+    if not include_all:
+        query = query.where(selected)
+    if pool_ids is not None:
+        query = query.where(e.c.pool_id.in_(pool_ids))
+    return query
+
+
+def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, inventory: pd.DataFrame | None = None,
+             include_all: bool = False, as_of: str | dt.date | None = None, version: str | None = None,
+             skip_bad: bool = False) -> pd.DataFrame:
+    """The Level 2b work list as a DataFrame, one work item per selected exposure.
+
+    ``pools`` (paths) or ``inventory`` (a DataFrame) are loaded first and the work
+    list is restricted to them; with neither, it covers every loaded exposure.
+    """
+    engine = require_migrated(db)
+    pool_ids: list[int] | None = None
+    if pools is not None or inventory is not None:
+        pool_ids = [load(path, engine, skip_bad=skip_bad).pool_id for path in (pools or [])]
+        if inventory is not None:
+            pool_ids.append(load(inventory, engine, skip_bad=skip_bad).pool_id)
+    seq = resolve_version(engine, as_of, version) if (as_of is not None or version is not None) else None
+    query = worklist_query(seq, pool_ids, include_all)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all(),
+                             columns=ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS)
+    if include_all:
+        frame["level2b"] = frame["level2b"].astype(bool)
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def unmatched(db: DB = None) -> pd.DataFrame:
+    """Exposures whose EXP_TYPE has no rule in the catalog, per pool and exp_type, with counts."""
+    engine = require_migrated(db)
+    e, p, r = schema.exposure, schema.pool, schema.rule
+    query = (
+        sa.select(p.c.name.label("pool"), e.c.exp_type, sa.func.count().label("exposures"),
+                  sa.func.min(e.c.filename).label("example"))
+        .join(p, p.c.id == e.c.pool_id)
+        .where(~sa.exists().where(r.c.exp_type == e.c.exp_type))
+        .group_by(p.c.name, e.c.exp_type)
+        .order_by(p.c.name, e.c.exp_type)
+    )
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(query).mappings().all(), columns=["pool", "exp_type", "exposures", "example"])
+
+
+def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What changing the rules from one catalog version (or date) to another does to the work list.
+
+    Returns (exposures that enter or leave the work list or change asn_type or role,
+    counts of those changes per instrument).
+    """
+    from .catalog import resolve_point
+
+    engine = require_migrated(db)
+    pool_ids = [load(path, engine).pool_id for path in pools] if pools else None
+    frames = []
+    for point in (from_point, to_point):
+        query = worklist_query(resolve_point(engine, point), pool_ids, include_all=True)
+        with engine.connect() as conn:
+            frames.append(pd.DataFrame(conn.execute(query).mappings().all(), columns=ALL_COLUMNS))
+    keys = ["pool", "source_line", "filename", "exp_type"]
+    both = frames[0].merge(frames[1], on=keys, suffixes=("_from", "_to"))
+    both["level2b_from"] = both["level2b_from"].astype(bool)
+    both["level2b_to"] = both["level2b_to"].astype(bool)
+
+    def differs(col: str) -> pd.Series:
+        a, b = both[f"{col}_from"], both[f"{col}_to"]
+        return ~((a == b) | (a.isna() & b.isna()))
+
+    change = pd.Series("", index=both.index, dtype=object)
+    change[both["level2b_to"] & ~both["level2b_from"]] = "enters"
+    change[~both["level2b_to"] & both["level2b_from"]] = "leaves"
+    kept = both["level2b_to"] & both["level2b_from"]
+    # A first-version rule records no asn_type: only a change between two recorded values counts.
+    recorded = both["asn_type_from"].notna() & both["asn_type_to"].notna()
+    asn_changed = kept & recorded & differs("asn_type")
+    change[asn_changed] = "asn_type changes"
+    change[kept & ~asn_changed & differs("exptype")] = "role changes"
+    both["change"] = change
+    changed = both[change != ""]
+    instrument = changed["exp_type"].str[:3].map({"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec",
+                                                   "NIS": "NIRISS", "FGS": "FGS"}).fillna("other")
+    exposures = changed.assign(instrument=instrument)[
+        ["change", "instrument", "pool", "filename", "exp_type", "exptype_from", "exptype_to",
+         "asn_type_from", "asn_type_to", "reason_from", "reason_to"]].reset_index(drop=True)
+    counts = (exposures.groupby(["instrument", "change"]).size().rename("exposures").reset_index()
+              if len(exposures) else pd.DataFrame(columns=["instrument", "change", "exposures"]))
+    return exposures.astype(object).where(exposures.notna(), None), counts
