@@ -39,8 +39,7 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     # Batch mode lets ALTER TABLE work on SQLite (it recreates the table).
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
-                      compare_server_default=True)
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 

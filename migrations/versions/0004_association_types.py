@@ -198,9 +198,9 @@ def downgrade() -> None:
         before = bind.execute(sa.select(*(rule_history.c[c] for c in COLUMNS))
                               .where(_key(rule_history, key), rule_history.c.valid_to.is_(None))).mappings().one()
         _put(bind, dict(before))
-    bind.execute(catalog_version.delete().where(catalog_version.c.revision == revision))
     op.drop_index("ix_rule_condition_exp_type_special", table_name="rule_condition")
     op.drop_table("rule_condition")
+    bind.execute(catalog_version.delete().where(catalog_version.c.revision == revision))
     with op.batch_alter_table("rule") as batch:
         batch.drop_constraint("ck_rule_asn_type", type_="check")
         batch.drop_column("asn_type")

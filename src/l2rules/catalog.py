@@ -19,6 +19,7 @@ from . import schema
 from ._revision_template import TEMPLATE
 from .config import DB, L2RulesError, project_file
 from .migrate import alembic_config, require_migrated, upgrade
+from .outputs import to_frame
 
 #: The columns that describe a rule, in the seed CSV's order.
 RULE_COLUMNS = ["exp_type", "special", "instrument", "exptype", "level2b", "asn_type", "note"]
@@ -40,7 +41,7 @@ def seed_path() -> Path:
 def read_seed(path: str | Path | None = None) -> pd.DataFrame:
     """The rules of ``seeds/level2b_rules.csv`` (or ``path``), typed like the catalog's."""
     path = Path(path) if path else seed_path()
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = pd.read_csv(path, dtype=object, keep_default_na=False)
     missing = [c for c in RULE_COLUMNS if c not in frame.columns]
     if missing:
         raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -49,8 +50,7 @@ def read_seed(path: str | Path | None = None) -> pd.DataFrame:
         line = int(bad.index[0]) + 2
         raise CatalogError(f"{path}:{line}: column level2b: expected true or false, got {bad['level2b'].iloc[0]!r}")
     frame["level2b"] = frame["level2b"].str.lower() == "true"
-    frame["asn_type"] = frame["asn_type"].replace("", None)
-    return _sorted(frame[RULE_COLUMNS])
+    return _normalised(frame)
 
 
 def write_seed(frame: pd.DataFrame, path: str | Path) -> None:
@@ -58,6 +58,15 @@ def write_seed(frame: pd.DataFrame, path: str | Path) -> None:
     out["level2b"] = out["level2b"].map({True: "true", False: "false"})
     out["asn_type"] = out["asn_type"].fillna("")
     out.to_csv(path, index=False)
+
+
+def _normalised(frame: pd.DataFrame) -> pd.DataFrame:
+    """One shape for rule tables wherever they come from: object columns, None for N/A, sorted by key."""
+    frame = frame[RULE_COLUMNS].astype(object)
+    frame["level2b"] = frame["level2b"].astype(bool)
+    asn = frame["asn_type"]
+    frame["asn_type"] = asn.where(asn.notna() & (asn != ""), None)
+    return _sorted(frame)
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
@@ -71,8 +80,7 @@ def versions(db: DB = None) -> pd.DataFrame:
     engine = require_migrated(db)
     v = schema.catalog_version
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(v).order_by(v.c.seq)).mappings().all()
-    return pd.DataFrame(rows, columns=[c.name for c in v.columns])
+        return to_frame(conn.execute(sa.select(v).order_by(v.c.seq)))
 
 
 def resolve_version(db: DB, when: str | dt.date | None = None, version: str | None = None) -> int:
@@ -154,10 +162,8 @@ def rules(db: DB = None, *, as_of: str | dt.date | None = None, version: str | N
     if instrument:
         query = query.where(sa.func.lower(r.c.instrument) == instrument.lower())
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=RULE_COLUMNS)
-    frame["level2b"] = frame["level2b"].astype(bool)
-    frame["asn_type"] = frame["asn_type"].astype(object).where(frame["asn_type"].notna(), None)
-    return _sorted(frame)
+        frame = to_frame(conn.execute(query), RULE_COLUMNS)
+    return _normalised(frame)
 
 
 def conditions(db: DB = None, *, as_of: str | dt.date | None = None, version: str | None = None,
@@ -171,7 +177,7 @@ def conditions(db: DB = None, *, as_of: str | dt.date | None = None, version: st
     if exp_type:
         query = query.where(sa.func.upper(c.c.exp_type) == exp_type.upper())
     with engine.connect() as conn:
-        return pd.DataFrame(conn.execute(query).mappings().all(), columns=cols)
+        return to_frame(conn.execute(query), cols)
 
 
 def history(db: DB = None, exp_type: str | None = None) -> pd.DataFrame:
@@ -191,7 +197,7 @@ def history(db: DB = None, exp_type: str | None = None) -> pd.DataFrame:
     if exp_type:
         query = query.where(sa.func.upper(h.c.exp_type) == exp_type.upper())
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).mappings().all())
+        frame = to_frame(conn.execute(query))
     if exp_type and frame.empty:
         raise CatalogError(f"no rule for exp_type {exp_type!r} in any catalog version")
     return frame

@@ -80,9 +80,14 @@ def describe(engine: Engine) -> str:
 def project_file(name: str) -> Path:
     """A directory shipped with the project: ``migrations`` or ``seeds``.
 
-    In a checkout (editable install) it is the repo's top-level directory; in a
-    wheel it is packaged beside this module as ``_<name>``.
+    Like Alembic, a checkout in the current directory wins (so the workflow
+    "edit seeds/, `l2rules rules revision`, `alembic upgrade head`" acts on
+    the checkout it runs in); otherwise the repo the package was installed
+    from (editable install), or the copy packaged in a wheel as ``_<name>``.
     """
+    cwd = Path.cwd()
+    if (cwd / "alembic.ini").is_file() and (cwd / "migrations" / "versions" / "0001_rules_catalog_schema.py").is_file():
+        return cwd / name
     here = Path(__file__).resolve().parent
     packaged = here / f"_{name}"
     if packaged.is_dir():

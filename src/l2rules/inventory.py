@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from . import schema
 from .config import DB, L2RulesError
 from .migrate import require_migrated
+from .outputs import to_frame
 
 #: Values that mean "missing" in any column.
 NULLS = frozenset({"", "null"})
@@ -134,9 +135,20 @@ def _decoded_lines(path: Path, digest) -> Iterator[tuple[int, str]]:
             try:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                column = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
-                raise InventoryError(str(path), number, f"{column} (character)",
-                                     f"bytes that are not UTF-8 ({raw[exc.start:exc.end]!r})") from None
+                before = raw[: exc.start].decode("utf-8", errors="replace")
+                raise _NotUtf8(str(path), number, before,
+                               f"bytes that are not UTF-8 ({raw[exc.start:exc.end]!r})") from None
+
+
+class _NotUtf8(InventoryError):
+    def __init__(self, source: str, line: int, before: str, reason: str):
+        self.before = before
+        super().__init__(source, line, f"character {len(before) + 1}", reason)
+
+    def in_column(self, header: list[str], delimiter: str) -> InventoryError:
+        """The same error naming the pool column the bad bytes stand in."""
+        field = header[min(self.before.count(delimiter), len(header) - 1)].strip().upper()
+        return InventoryError(self.source, self.line, f"{field} ({self.column})", self.reason)
 
 
 def read_file(path: str | Path) -> _Table:
@@ -159,13 +171,16 @@ def read_file(path: str | Path) -> _Table:
     header = next(csv.reader([header_text], delimiter=delimiter))
 
     def rows() -> Iterator[tuple[int, list[str]]]:
-        for number, text in lines:
-            if not text.strip() or text.lstrip().startswith("#"):
-                continue
-            if delimiter == "|" and '"' not in text:
-                yield number, text.rstrip("\r\n").split("|")
-            else:
-                yield number, next(csv.reader([text], delimiter=delimiter))
+        try:
+            for number, text in lines:
+                if not text.strip() or text.lstrip().startswith("#"):
+                    continue
+                if delimiter == "|" and '"' not in text:
+                    yield number, text.rstrip("\r\n").split("|")
+                else:
+                    yield number, next(csv.reader([text], delimiter=delimiter))
+        except _NotUtf8 as exc:
+            raise exc.in_column(header, delimiter) from None
         table.sha256 = digest.hexdigest()
 
     table = _Table(str(path), header, header_line, rows())
@@ -368,7 +383,7 @@ def _write(conn: sa.Connection, batch: list[list], cands: dict[str, list[tuple[s
     update = {col: insert.excluded[col] for col in _INSERT_COLUMNS if col != "stem"}
     stmt = insert.on_conflict_do_update(index_elements=[e.c.stem], set_=update)
     conn.execute(stmt, [dict(zip(_INSERT_COLUMNS, r)) for r in batch])
-    ids = dict(conn.execute(sa.select(e.c.stem, e.c.id).where(e.c.stem.in_(list(cands)))).tuples().all())
+    ids = dict(conn.execute(sa.select(e.c.stem, e.c.id).where(e.c.stem.in_(list(cands)))).all())
     conn.execute(c.delete().where(c.c.exposure_id.in_(list(ids.values()))))
     rows = [{"exposure_id": ids[stem], "position": pos, "cand_id": cid, "cand_type": ctype}
             for stem, pairs in cands.items() for pos, (cid, ctype) in enumerate(pairs)]
@@ -381,7 +396,7 @@ def rejections(db: DB = None) -> pd.DataFrame:
     """Every row a ``skip_bad`` load refused, with its reason."""
     engine = require_migrated(db)
     with engine.connect() as conn:
-        return pd.read_sql(sa.select(schema.load_rejection).order_by(schema.load_rejection.c.id), conn)
+        return to_frame(conn.execute(sa.select(schema.load_rejection).order_by(schema.load_rejection.c.id)))
 
 
 def exposures(db: DB = None, pool: str | None = None) -> pd.DataFrame:
@@ -392,4 +407,4 @@ def exposures(db: DB = None, pool: str | None = None) -> pd.DataFrame:
     if pool:
         query = query.where(p.c.name == pool)
     with engine.connect() as conn:
-        return pd.read_sql(query, conn)
+        return to_frame(conn.execute(query))

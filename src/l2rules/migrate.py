@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -9,6 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from .config import DB, DatabaseError, describe, get_engine, project_file
+
+log = logging.getLogger(__name__)
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -57,9 +62,17 @@ def downgrade(db: DB = None, revision: str = "-1") -> str | None:
 
 
 def require_migrated(db: DB = None) -> Engine:
-    """The engine for ``db``, or a clear error when the catalog has not been created."""
+    """The engine for ``db``, or a clear error when the catalog has not been created.
+
+    An embedded SQLite database that is empty (a new file) is created on first
+    use; a server database is only ever migrated by an explicit ``l2rules init``.
+    """
     engine = get_engine(db)
     if current_revision(engine) is None:
+        if engine.dialect.name == "sqlite" and not sa.inspect(engine).get_table_names():
+            log.info("creating the catalog in %s", describe(engine))
+            upgrade(engine)
+            return engine
         raise DatabaseError(f"database {describe(engine)} has no l2rules catalog; run `l2rules init` first")
     return engine
 

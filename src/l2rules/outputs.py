@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 import pandas as pd
+import sqlalchemy as sa
 from tabulate import tabulate
 
 from .config import L2RulesError
@@ -59,3 +60,9 @@ def write(frame: pd.DataFrame, fmt: str = "table", output: str | Path | None = N
         (stream or sys.stdout).write(text)
     else:
         Path(output).write_text(text)
+
+
+def to_frame(result: sa.engine.Result, columns: list[str] | None = None) -> pd.DataFrame:
+    """A query result as a DataFrame of Python objects (None stays None, text stays object dtype)."""
+    rows = result.mappings().all()
+    return pd.DataFrame(rows, columns=columns if columns is not None else list(result.keys()), dtype=object)

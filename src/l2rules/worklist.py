@@ -24,6 +24,7 @@ from .catalog import conditions_at, resolve_version, rules_at
 from .config import DB
 from .inventory import load
 from .migrate import require_migrated
+from .outputs import to_frame
 
 #: Exposure types that are always time series: their Level 2b input is the _rateints product.
 TSO_ALWAYS = ("NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ")
@@ -136,11 +137,10 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
     seq = resolve_version(engine, as_of, version) if (as_of is not None or version is not None) else None
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).mappings().all(),
-                             columns=ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS)
+        frame = to_frame(conn.execute(query), ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS)
     if include_all:
         frame["level2b"] = frame["level2b"].astype(bool)
-    return frame.astype(object).where(frame.notna(), None)
+    return frame
 
 
 def unmatched(db: DB = None) -> pd.DataFrame:
@@ -156,7 +156,7 @@ def unmatched(db: DB = None) -> pd.DataFrame:
         .order_by(p.c.name, e.c.exp_type)
     )
     with engine.connect() as conn:
-        return pd.DataFrame(conn.execute(query).mappings().all(), columns=["pool", "exp_type", "exposures", "example"])
+        return to_frame(conn.execute(query), ["pool", "exp_type", "exposures", "example"])
 
 
 def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -173,7 +173,7 @@ def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path
     for point in (from_point, to_point):
         query = worklist_query(resolve_point(engine, point), pool_ids, include_all=True)
         with engine.connect() as conn:
-            frames.append(pd.DataFrame(conn.execute(query).mappings().all(), columns=ALL_COLUMNS))
+            frames.append(to_frame(conn.execute(query), ALL_COLUMNS))
     keys = ["pool", "source_line", "filename", "exp_type"]
     both = frames[0].merge(frames[1], on=keys, suffixes=("_from", "_to"))
     both["level2b_from"] = both["level2b_from"].astype(bool)

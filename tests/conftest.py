@@ -1,0 +1,139 @@
+"""Fixtures: every SQL test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from $L2RULES_TEST_POSTGRES_URL (default: the local server at
+127.0.0.1:5432, user postgres, database test). Each test gets a database of its
+own, cloned from a migrated template. Without a server the PostgreSQL cases
+skip, except in CI (CI=true), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from l2rules.config import _engines
+from l2rules.migrate import upgrade
+
+REPO = Path(__file__).resolve().parent.parent
+POOLS = REPO / "samples" / "pools"
+DATA = Path(__file__).resolve().parent / "data"
+ADMIN_URL = os.environ.get("L2RULES_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SAMPLE_POOLS = sorted(p.name for p in POOLS.glob("*.csv"))
+
+
+class Postgres:
+    """Creates and drops throwaway databases on the test server."""
+
+    def __init__(self) -> None:
+        self.url = sa.make_url(ADMIN_URL).set(drivername="postgresql+psycopg")
+        self.admin = sa.create_engine(self.url, isolation_level="AUTOCOMMIT")
+        self.created: list[str] = []
+        self.template: str | None = None
+
+    def available(self) -> str | None:
+        try:
+            with self.admin.connect() as conn:
+                conn.execute(sa.text("select 1"))
+        except Exception as exc:  # any driver error means "no server"
+            return str(exc).splitlines()[0]
+        return None
+
+    def create(self, template: str | None = None) -> str:
+        name = f"l2rules_test_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
+        self.created.append(name)
+        return self.url.set(database=name).render_as_string(hide_password=False)
+
+    def migrated(self) -> str:
+        if self.template is None:
+            url = self.create()
+            upgrade(url)
+            _dispose(url)
+            self.template = sa.make_url(url).database
+        return self.create(self.template)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in reversed(self.created):
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+def _dispose(url: str) -> None:
+    engine = _engines.pop(url.replace("postgresql://", "postgresql+psycopg://"), None)
+    if engine is None:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    pg = Postgres()
+    problem = pg.available()
+    if problem:
+        message = f"PostgreSQL not reachable at {ADMIN_URL}: {problem}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield pg
+    for url in list(_engines):
+        if url.startswith("postgresql"):
+            _engines.pop(url).dispose()
+    pg.drop_all()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "catalog.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    _dispose(url)
+    return path
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def db(request, backend, tmp_path, sqlite_template) -> str:
+    """The URL of a freshly migrated catalog database on each backend."""
+    if backend == "sqlite":
+        path = tmp_path / "catalog.db"
+        shutil.copy(sqlite_template, path)
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("postgres").migrated()
+    yield url
+    _dispose(url)
+
+
+@pytest.fixture
+def empty_db(request, backend, tmp_path) -> str:
+    """The URL of an empty database (no catalog yet) on each backend."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        url = request.getfixturevalue("postgres").create()
+    yield url
+    _dispose(url)
+
+
+@pytest.fixture
+def pool_path():
+    def get(name: str) -> Path:
+        return POOLS / name
+
+    return get

@@ -1,0 +1,188 @@
+"""Loading inventories: real pools, CSV files and DataFrames; every bad input named and harmless."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from l2rules import inventory, load
+from l2rules.config import get_engine
+from l2rules.inventory import InventoryError, exposure_stem, parse_candidates
+
+from .conftest import POOLS, SAMPLE_POOLS
+
+
+def read_pool(path) -> tuple[list[str], list[dict[str, str]]]:
+    """The pool as plain text rows, read with the csv module (independent of the loader)."""
+    with open(path) as fh:
+        lines = [line for line in fh if not line.startswith("#")]
+    reader = csv.reader(lines, delimiter="|")
+    header = [h.lower() for h in next(reader)]
+    return header, [dict(zip(header, row)) for row in reader if row]
+
+
+def state(url: str) -> dict[str, list]:
+    """Everything a load could change, to prove a rejected load changed nothing."""
+    with get_engine(url).connect() as conn:
+        return {t: sorted(map(tuple, conn.execute(sa.text(f"select * from {t}")).all()), key=repr)
+                for t in ("pool", "exposure", "exposure_candidate", "load_rejection")}
+
+
+@pytest.mark.parametrize("name", SAMPLE_POOLS)
+def test_every_sample_pool_loads_every_column(db, name):
+    header, rows = read_pool(POOLS / name)
+    result = load(POOLS / name, db)
+    template = [r for r in rows if r["exp_type"].lower() == "exp_type"]
+    exposures = {r["filename"]: r for r in rows if r["exp_type"].lower() != "exp_type"}
+    assert result.template_rows == len(template)
+    assert result.loaded == len(exposures)
+    assert result.rejected == 0
+    stored = inventory.exposures(db, pool=name).set_index("filename")
+    assert len(stored) == len(exposures)
+    for filename, raw in exposures.items():
+        row = stored.loc[filename]
+        assert row["stem"] == exposure_stem(filename)
+        assert row["exp_type"] == raw["exp_type"].upper()
+        for column, value in raw.items():
+            if column in ("filename", "exp_type", "is_psf", "bkgdtarg", "is_imprt", "tsovisit"):
+                continue
+            expected = None if value.strip().lower() in ("", "null") else value.strip()
+            assert row[column] == expected, (filename, column)
+
+
+def test_reload_updates_in_place(db, pool_path):
+    first = load(pool_path("pool_002_image_miri.csv"), db)
+    again = load(pool_path("pool_002_image_miri.csv"), db)
+    assert first.inserted == 8 and again.inserted == 0 and again.updated == 8
+    assert len(inventory.exposures(db)) == 8
+
+
+def test_flags_and_candidates(db, tmp_path):
+    path = tmp_path / "flags.csv"
+    path.write_text(
+        "# a pool\nFILENAME|EXP_TYPE|IS_PSF|BKGDTARG|IS_IMPRT|TSOVISIT|ASN_CANDIDATE|Odd_Column\n"
+        "jw1_a_uncal.fits|nrc_coron|T|f|NULL||[('o001', 'observation'), ('c1000', 'background')]|x1\n"
+        "jw1_b_uncal.fits|NRC_CORON|False|true|n|True|1000|\n"
+    )
+    load(path, db)
+    stored = inventory.exposures(db).set_index("stem")
+    a, b = stored.loc["jw1_a"], stored.loc["jw1_b"]
+    assert (bool(a.is_psf), bool(a.bkgdtarg), a.is_imprt, a.tsovisit) == (True, False, None, None)
+    assert (bool(b.is_psf), bool(b.bkgdtarg), bool(b.is_imprt), bool(b.tsovisit)) == (False, True, False, True)
+    assert a.extra == {"odd_column": "x1"}
+    with get_engine(db).connect() as conn:
+        cands = conn.execute(sa.text(
+            "select e.stem, c.position, c.cand_id, c.cand_type from exposure_candidate c "
+            "join exposure e on e.id = c.exposure_id order by e.stem, c.position")).all()
+    assert [tuple(c) for c in cands] == [("jw1_a", 0, "o001", "observation"), ("jw1_a", 1, "c1000", "background"),
+                                         ("jw1_b", 0, "1000", "unknown")]
+
+
+def test_dataframe_and_comma_csv(db, tmp_path):
+    frame = pd.DataFrame({"filename": ["jw2_a_uncal.fits", "jw2_b_uncal.fits"], "exp_type": ["MIR_IMAGE", "nis_soss"],
+                          "program": ["1234", None]})
+    assert load(frame, db, name="analyst").inserted == 2
+    path = tmp_path / "plain.csv"
+    path.write_text('filename,exp_type,targname\njw3_a_uncal.fits,NRS_IFU,"NGC 1, core"\n')
+    assert load(path, db).inserted == 1
+    stored = inventory.exposures(db).set_index("stem")
+    assert stored.loc["jw2_b", "program"] is None
+    assert stored.loc["jw3_a", "targname"] == "NGC 1, core"
+
+
+def test_identical_repeated_rows_are_collapsed(db, tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("FILENAME|EXP_TYPE\njw4_a_uncal.fits|NRC_IMAGE\njw4_a_uncal.fits|NRC_IMAGE\n")
+    result = load(path, db)
+    assert (result.inserted, result.duplicates) == (1, 1)
+
+
+BAD_INPUTS = {
+    "missing_filename": (b"EXP_TYPE|PROGRAM\nNRC_IMAGE|1\n", 1, "FILENAME", "missing required column FILENAME"),
+    "missing_exp_type": (b"# c\nFILENAME|PROGRAM\njw_a_uncal.fits|1\n", 2, "EXP_TYPE", "missing required column EXP_TYPE"),
+    "wrong_field_count": (b"FILENAME|EXP_TYPE|PROGRAM\njw_a_uncal.fits|NRC_IMAGE|1\njw_b_uncal.fits|NRC_IMAGE\n",
+                          3, "3", "wrong number of fields: 2, the header has 3"),
+    "not_utf8": (b"FILENAME|EXP_TYPE|TARGNAME\njw_a_uncal.fits|NRC_IMAGE|ok\njw_b_uncal.fits|NRC_IMAGE|caf\xe9\n",
+                 3, "TARGNAME (character 30)", "bytes that are not UTF-8"),
+    "empty_file": (b"", None, None, "empty file: no header line"),
+    "only_comments": (b"# nothing here\n#\n", None, None, "empty file: no header line"),
+    "conflicting_duplicate": (b"FILENAME|EXP_TYPE\njw_a_uncal.fits|NRC_IMAGE\njw_a_uncal.fits|NRC_CORON\n",
+                              3, "FILENAME", "duplicate exposure jw_a_uncal.fits (first at line 2) with conflicting values"),
+    "bad_candidate": (b"FILENAME|EXP_TYPE|ASN_CANDIDATE\njw_a_uncal.fits|NRC_IMAGE|[('o001', 'observation')\n",
+                      2, "ASN_CANDIDATE", "cannot read ASN_CANDIDATE"),
+    "empty_exp_type": (b"FILENAME|EXP_TYPE\njw_a_uncal.fits|null\n", 2, "EXP_TYPE", "EXP_TYPE is empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_named_and_changes_nothing(db, tmp_path, pool_path, case):
+    content, line, column, reason = BAD_INPUTS[case]
+    load(pool_path("pool_021_tso.csv"), db)
+    before = state(db)
+    path = tmp_path / f"{case}.csv"
+    path.write_bytes(content)
+    with pytest.raises(InventoryError) as info:
+        load(path, db)
+    message = str(info.value)
+    where = f"{path}:{line}" if line else str(path)
+    assert message.startswith(where + (f": column {column}: " if column else ": ")), message
+    assert reason in message
+    assert "\n" not in message
+    assert state(db) == before
+
+
+def test_cli_bad_input_exits_2_with_one_line(db, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(BAD_INPUTS["wrong_field_count"][0])
+    proc = subprocess.run([sys.executable, "-m", "l2rules", "--db", db, "load", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"l2rules: error: {path}:3: column 3: wrong number of fields: 2, the header has 3"]
+
+
+def test_skip_bad_keeps_rejected_rows_with_reason(db, tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\n"
+                    "jw5_a_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n"
+                    "jw5_b_uncal.fits|NRC_IMAGE\n"
+                    "jw5_c_uncal.fits|NRC_IMAGE|not a list\n"
+                    "jw5_d_uncal.fits|MIR_IMAGE|\n")
+    result = load(path, db, skip_bad=True)
+    assert (result.inserted, result.rejected) == (2, 2)
+    rejected = inventory.rejections(db)
+    assert rejected["line"].tolist() == [3, 4]
+    assert rejected["column"].tolist() == ["3", "ASN_CANDIDATE"]
+    assert rejected["raw"].tolist()[0] == "jw5_b_uncal.fits|NRC_IMAGE"
+    # Loading the fixed file again replaces the source's rejections.
+    path.write_text("FILENAME|EXP_TYPE\njw5_b_uncal.fits|NRC_IMAGE\n")
+    load(path, db, skip_bad=True)
+    assert inventory.rejections(db).empty
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[('o001', 'observation'), ('c1000', 'background')]", [("o001", "observation"), ("c1000", "background")]),
+    ("[(\"O002\", \"Observation\")]", [("o002", "observation")]),
+    ("[]", []), (None, []), ("1000", [("1000", "unknown")]), ("('o001', 'observation')", []),
+])
+def test_parse_candidates(text, expected):
+    assert parse_candidates(text) == expected
+
+
+@pytest.mark.parametrize("text", ["[('o001'", "o001", "[1, 2]", "{'a': 1}"])
+def test_parse_candidates_rejects(text):
+    with pytest.raises(ValueError, match="cannot read ASN_CANDIDATE"):
+        parse_candidates(text)
+
+
+@pytest.mark.parametrize("filename, stem", [
+    ("jw00632003001_03105_00001_nrca1_uncal.fits", "jw00632003001_03105_00001_nrca1"),
+    ("jw_00001_uncal.fits", "jw_00001"), ("set acid", "set acid"), ("plain.fits", "plain"),
+])
+def test_exposure_stem(filename, stem):
+    assert exposure_stem(filename) == stem

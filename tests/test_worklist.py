@@ -1,0 +1,170 @@
+"""The work list: what the rules table says, row by row, for every sample pool, on both backends."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from l2rules import catalog, load, unmatched, worklist
+from l2rules.inventory import exposure_stem
+
+from .conftest import POOLS, SAMPLE_POOLS
+from .test_inventory import read_pool
+
+SET = lambda v: v is not None and v.strip().lower() not in ("", "null", "--", "n", "f", "false", "n/a")  # noqa: E731
+
+
+def expected_worklist(path, rules: pd.DataFrame, conditions: pd.DataFrame) -> pd.DataFrame:
+    """The work list computed by hand in Python from the seed table: the test's independent oracle."""
+    by_key = {(r.exp_type, r.special): r for r in rules.itertuples()}
+    _, rows = read_pool(path)
+    out = []
+    for row in rows:
+        exp_type = row["exp_type"].upper()
+        if exp_type == "EXP_TYPE":
+            continue
+        special = ""
+        for flag, name in (("is_psf", "PSF"), ("is_imprt", "IMPRINT"), ("bkgdtarg", "BACKGROUND")):
+            if SET(row.get(flag)) and (exp_type, name) in by_key:
+                special = name
+                break
+        rule = by_key.get((exp_type, special))
+        selected = bool(rule is not None and rule.level2b)
+        for cond in conditions[conditions.exp_type == exp_type].itertuples():
+            value = row.get(cond.pool_column)
+            value = None if value is None or value.lower() in ("", "null") else value.upper()
+            ok = {"present": value is not None,
+                  "not_equals": value is None or value != (cond.value or "").upper()}[cond.operator]
+            selected = selected and ok
+        tso = SET(row.get("tsovisit")) or exp_type in ("NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ")
+        out.append({
+            "filename": row["filename"], "exp_type": exp_type, "level2b": selected,
+            "exptype": None if rule is None else rule.exptype, "special": special,
+            "asn_type": None if rule is None else rule.asn_type,
+            "level2b_input": exposure_stem(row["filename"]) + ("_rateints.fits" if tso else "_rate.fits"),
+        })
+    return pd.DataFrame(out, dtype=object)
+
+
+@pytest.mark.parametrize("name", SAMPLE_POOLS)
+def test_worklist_matches_rules_table_row_by_row(db, name):
+    got = worklist(db, pools=[POOLS / name], include_all=True)
+    want = expected_worklist(POOLS / name, catalog.read_seed(), catalog.conditions(db))
+    cols = ["filename", "exp_type", "level2b", "exptype", "special", "asn_type", "level2b_input"]
+    pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), want[cols], check_dtype=False)
+    selected = worklist(db, pools=[POOLS / name])
+    assert selected["filename"].tolist() == want.loc[want.level2b.astype(bool), "filename"].tolist()
+    assert selected["rule"].notna().all()
+
+
+def test_work_item_fields(db, pool_path):
+    items = worklist(db, pools=[pool_path("pool_021_tso.csv")]).set_index("exp_type")
+    assert items.loc["NRC_TSGRISM", "level2b_input"] == "jw_00004_rateints.fits"
+    assert items.loc["NRC_TSGRISM", "asn_type"] == "tso-spec2"
+    assert items.loc["NRC_TSGRISM", "program"] == "99009"
+    assert items.loc["NRC_TSGRISM", "obs_num"] == "7"
+    assert items.loc["NRC_TSGRISM", "rule"] == "NRC_TSGRISM"
+
+
+def _pool(tmp_path, rows: list[str]):
+    path = tmp_path / "flags.csv"
+    path.write_text("FILENAME|EXP_TYPE|IS_PSF|IS_IMPRT|BKGDTARG\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_special_precedence_and_fallback(db, tmp_path):
+    path = _pool(tmp_path, [
+        "jw9_a_uncal.fits|NRS_IFU|F|T|T",      # IMPRINT beats BACKGROUND
+        "jw9_b_uncal.fits|NRS_IFU|T|F|T",      # no NRS_IFU/PSF rule: next flag, BACKGROUND
+        "jw9_c_uncal.fits|MIR_MRS|F|T|F",      # no MIR_MRS/IMPRINT rule: plain rule
+        "jw9_d_uncal.fits|NRC_CORON|T|T|T",    # PSF first
+        "jw9_e_uncal.fits|MIR_IMAGE|F|F|F",
+    ])
+    items = worklist(db, pools=[path]).set_index("filename")
+    assert items["special"].to_dict() == {
+        "jw9_a_uncal.fits": "IMPRINT", "jw9_b_uncal.fits": "BACKGROUND", "jw9_c_uncal.fits": "",
+        "jw9_d_uncal.fits": "PSF", "jw9_e_uncal.fits": ""}
+    assert items.loc["jw9_b_uncal.fits", "exptype"] == "background"
+    assert items.loc["jw9_c_uncal.fits", "rule"] == "MIR_MRS"
+
+
+def test_unknown_exp_type_is_unmatched_not_dropped(db, tmp_path):
+    path = tmp_path / "new.csv"
+    path.write_text("FILENAME|EXP_TYPE\njw8_a_uncal.fits|NRC_FUTURE\njw8_b_uncal.fits|NRC_IMAGE\n")
+    every = worklist(db, pools=[path], include_all=True).set_index("filename")
+    assert not every.loc["jw8_a_uncal.fits", "level2b"]
+    assert every.loc["jw8_a_uncal.fits", "reason"] == "no rule for exp_type NRC_FUTURE"
+    assert every.loc["jw8_b_uncal.fits", "reason"] == "matched rule NRC_IMAGE"
+    report = unmatched(db)
+    assert report[["exp_type", "exposures"]].values.tolist() == [["NRC_FUTURE", 1]]
+
+
+def test_not_processed_and_condition_reasons(db, pool_path):
+    every = worklist(db, pools=[pool_path("pool_018_all_exptypes.csv")], include_all=True).set_index("exp_type")
+    assert every.loc["NRC_DARK", "reason"] == "rule NRC_DARK says not processed"
+    assert every.loc["NRS_LAMP", "reason"] == "rule NRS_LAMP condition failed: lamp present"
+
+
+def test_nrs_lamp_conditions(db, tmp_path):
+    path = tmp_path / "lamp.csv"
+    path.write_text("FILENAME|EXP_TYPE|LAMP|OPMODE|GRATING\n"
+                    "jw7_a_uncal.fits|NRS_LAMP|LINE1|FIXEDSLIT|G140H\n"
+                    "jw7_b_uncal.fits|NRS_LAMP|nolamp|FIXEDSLIT|G140H\n"
+                    "jw7_c_uncal.fits|NRS_LAMP|LINE1|grating-only|G140H\n"
+                    "jw7_d_uncal.fits|NRS_LAMP|LINE1|IMAGE|MIRROR\n"
+                    "jw7_e_uncal.fits|NRS_LAMP|LINE1|null|G140H\n")
+    every = worklist(db, pools=[path], include_all=True).set_index("filename")
+    assert every["level2b"].tolist() == [True, False, False, False, False]
+    assert every.loc["jw7_b_uncal.fits", "reason"].endswith("lamp not_equals NOLAMP")
+    assert every.loc["jw7_d_uncal.fits", "reason"].endswith("grating not_equals MIRROR")
+    # Before 2020-12-07 the footnote had no conditions: every lamp exposure was selected.
+    assert worklist(db, include_all=True, as_of="2019-01-01")["level2b"].all()
+
+
+def test_as_of_changes_the_work_list(db, pool_path):
+    pool = pool_path("pool_018_all_exptypes.csv")
+    load(pool, db)
+    now = set(worklist(db)["exp_type"])
+    then = set(worklist(db, as_of="2019-01-01")["exp_type"])
+    assert "NRC_GRISM" not in now
+    assert "NRC_LED" not in then and "NRS_LAMP" in then and "NRS_LAMP" not in now
+
+
+def test_inventory_dataframe_in_dataframe_out(db):
+    frame = pd.DataFrame({"FILENAME": ["jw6_a_uncal.fits", "jw6_b_uncal.fits"], "EXP_TYPE": ["nis_soss", "fgs_dark"],
+                          "TSOVISIT": ["T", "F"]})
+    items = worklist(db, inventory=frame)
+    assert items[["filename", "level2b_input", "asn_type"]].values.tolist() == [
+        ["jw6_a_uncal.fits", "jw6_a_rateints.fits", "spec2"]]
+
+
+def test_impact_between_versions(db, pool_path):
+    from l2rules import impact
+
+    changes, counts = impact(db, "2019-01-01", "today", pools=[pool_path("pool_018_all_exptypes.csv")])
+    leaves = changes[changes.change == "leaves"]
+    assert leaves["exp_type"].tolist() == ["NRS_LAMP"]
+    assert counts.set_index(["instrument", "change"]).loc[("NIRSpec", "leaves"), "exposures"] == 1
+    mimf, _ = impact(db, "2026-01-01", "2026-02-01")
+    assert mimf[["exp_type", "change", "asn_type_from", "asn_type_to"]].values.tolist() == [
+        ["NRS_MIMF", "asn_type changes", "wfs-image2", "image2"]]
+
+
+def test_cli_formats(db, pool_path, tmp_path, capsys):
+    from l2rules.cli import main
+
+    pool = str(pool_path("pool_021_tso.csv"))
+    assert main(["--db", db, "worklist", pool, "--format", "json"]) == 0
+    items = json.loads(capsys.readouterr().out)
+    assert [i["exp_type"] for i in items] == ["MIR_LRS-SLITLESS", "NIS_SOSS", "NRC_TSIMAGE", "NRC_TSGRISM",
+                                              "NRS_BRIGHTOBJ"]
+    out = tmp_path / "items.parquet"
+    assert main(["--db", db, "worklist", "--format", "parquet", "--output", str(out)]) == 0
+    assert pd.read_parquet(out)["level2b_input"].tolist()[0] == "jw_00001_rateints.fits"
+    assert main(["--db", db, "worklist", "--all", "--format", "csv"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].endswith("level2b,rule,reason")
+    assert main(["--db", db, "worklist", "--format", "parquet"]) == 1
+    assert "needs --output" in capsys.readouterr().err
