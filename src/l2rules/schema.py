@@ -176,3 +176,51 @@ load_rejection = sa.Table(
     sa.Column("raw", sa.Text, nullable=True),
     sa.Column("rejected_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# --- scheduled runs (migration 0008) -----------------------------------------------------------
+
+#: States of a run: ``running`` until it ends; a run whose process died is marked ``failed`` by the next run.
+RUN_STATUSES = ("running", "succeeded", "failed")
+
+#: One row per ``l2rules run``: when, on which catalog revision, with which inputs, what it did.
+run = sa.Table(
+    "run",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("catalog_revision", sa.String(32), sa.ForeignKey("catalog_version.revision"), nullable=True),
+    sa.Column("inputs", sa.Text, nullable=False),
+    sa.Column("exposures_seen", sa.Integer, nullable=False),
+    sa.Column("exposures_new", sa.Integer, nullable=False),
+    sa.Column("exposures_changed", sa.Integer, nullable=False),
+    sa.Column("items_created", sa.Integer, nullable=False),
+    sa.Column("exposures_unmatched", sa.Integer, nullable=False),
+    sa.Column("rows_rejected", sa.Integer, nullable=False),
+    sa.Column("items_reissued", sa.Integer, nullable=False),
+    sa.Column("reissued_by", sa.Integer, sa.ForeignKey("run.id"), nullable=True),
+    sa.Column("output", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+)
+
+#: The work items runs made: one per (exposure, catalog revision), a snapshot of what the rules gave it.
+work_item = sa.Table(
+    "work_item",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("exposure_id", sa.Integer, sa.ForeignKey("exposure.id"), nullable=False),
+    sa.Column("catalog_revision", sa.String(32), sa.ForeignKey("catalog_version.revision"), nullable=False),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id"), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("exp_type", sa.String(40), nullable=False),
+    sa.Column("exptype", sa.String(32), nullable=False),
+    sa.Column("special", sa.String(16), nullable=False),
+    sa.Column("asn_type", sa.String(32), nullable=True),
+    sa.Column("level2b_input", sa.String(300), nullable=False),
+    sa.Column("rule", sa.String(60), nullable=False),
+    sa.UniqueConstraint("exposure_id", "catalog_revision"),
+)
