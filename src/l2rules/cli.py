@@ -1,7 +1,8 @@
 """The command line: a thin layer over the library, with the same verbs.
 
 Exit codes (for cron): 0 success, 1 unexpected error, 2 bad input, 3 database
-unreachable or not migrated, 4 drift between the database and the seed CSV.
+unreachable or not migrated, 4 drift between the database and the seed CSV,
+5 another ``l2rules run`` is in progress.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from . import catalog, inventory, migrate, outputs
+from . import _runs_cli, catalog, inventory, migrate, outputs
 from .worklist import impact, unmatched, worklist
 from .config import DatabaseError, L2RulesError, describe, get_engine
 
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _formats(p, printable_only=True)
     p = sub.add_parser("rejections", help="rows that --skip-bad loads refused, with the reason")
     _formats(p, printable_only=True)
+    _runs_cli.add_commands(sub)
     return parser
 
 
@@ -143,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "rejections":
         _print(inventory.rejections(db), args)
         return 0
+    if args.command in _runs_cli.COMMANDS:
+        return _runs_cli.dispatch(args)
     raise AssertionError(args.command)
 
 

@@ -1,0 +1,109 @@
+"""The ``run``, ``runs`` and ``report`` commands (kept apart so that cli.py stays a thin dispatcher)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+import pandas as pd
+
+from . import outputs
+from .config import L2RulesError
+
+COMMANDS = ("run", "runs", "report")
+
+
+class Terminated(L2RulesError):
+    """The run was stopped by SIGTERM (a workflow engine's timeout, a shutdown): it is recorded as failed."""
+
+    exit_code = 143
+
+
+def add_commands(sub) -> None:
+    from .runs import OUTPUT_SUFFIXES
+
+    p = sub.add_parser(
+        "run", help="one scheduled run: load new or changed inventories, make the missing work items, record it",
+        description="One scheduled run, safe from cron: loads the inventories that are new or changed, makes a "
+                    "work item for every selected exposure that has none at the current catalog revision, and "
+                    "records the run. Quiet unless asked. Exit codes: 0 done (also when there was nothing to do), "
+                    "2 bad input, 3 database unreachable or not migrated, 5 another run is in progress.")
+    p.add_argument("pools", nargs="*", metavar="POOL", help="pool or CSV files to load first")
+    p.add_argument("--inventory-dir", metavar="DIR", help="also load every *.csv file of DIR")
+    p.add_argument("--output", metavar="PATH",
+                   help="write the run's new work items to PATH ('{run_id}' is replaced by the run's id); "
+                        "written only when there are some")
+    p.add_argument("--output-format", choices=outputs.FORMATS,
+                   help=f"format of --output (default: from its suffix, {', '.join(OUTPUT_SUFFIXES)}; else csv)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default=None,
+                   help="print the run record in this format (default: print nothing)")
+    p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for a run in progress to end (default: exit 5 at once)")
+
+    p = sub.add_parser("runs", help="the run record: when, on which catalog revision, with what result")
+    p.add_argument("--last", type=int, default=20, metavar="N", help="only the last N runs (default 20; 0: all)")
+    p.add_argument("--status", choices=("running", "succeeded", "failed"))
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    p = sub.add_parser("report", help="a summary of the catalog, the work list and the runs (--html for a page)")
+    p.add_argument("--html", metavar="PATH", help="also write an HTML page with the tables and a chart")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command == "runs":
+        from .runs import runs
+
+        frame = runs(args.db, last=args.last or None, status=args.status)
+        if args.format == "table":  # fit a terminal: whole seconds, the number of inputs
+            frame = frame.drop(columns=["host", "pid", "reissued_by", "output"])
+            for column in ("started_at", "finished_at"):
+                frame[column] = frame[column].map(lambda v: v and v[:19].replace("T", " "))
+            frame["inputs"] = frame["inputs"].map(lambda v: len(v.split()) if v else 0)
+        outputs.write(frame, args.format)
+        return 0
+    if args.command == "report":
+        from .report import report
+
+        report(args.db, html=args.html, stream=sys.stdout)
+        return 0
+    raise AssertionError(args.command)
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess test
+    raise Terminated("stopped by SIGTERM")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runs import run
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        record = run(args.pools, args.db, inventory_dir=args.inventory_dir, output=args.output,
+                     output_format=args.output_format, skip_bad=args.skip_bad, wait=args.wait)
+    except Exception as exc:
+        _print_record(getattr(exc, "run_record", None), args.format)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _print_record(record, args.format)
+    return 0
+
+
+def _print_record(record: dict | None, fmt: str | None) -> None:
+    if record is None or fmt is None:
+        return
+    if fmt == "json":
+        print(json.dumps(record))
+    elif fmt == "csv":
+        frame = pd.DataFrame([record])
+        frame["inputs"] = frame["inputs"].map(" ".join)
+        sys.stdout.write(frame.to_csv(index=False))
+    else:
+        shown = {k: (" ".join(v) if isinstance(v, list) else v) for k, v in record.items()}
+        outputs.write(pd.DataFrame({"field": list(shown), "value": [("" if v is None else str(v))
+                                                                    for v in shown.values()]}), "table")

@@ -1,0 +1,536 @@
+"""Scheduled runs: incremental, idempotent, crash-safe work-list generation.
+
+One run (``l2rules run`` or :func:`run`):
+
+1. takes the run lock (one run at a time per database; see :class:`RunLock`),
+   or fails at once with :class:`RunInProgress` (exit code 5), or waits ``wait`` seconds for it;
+2. marks any run still recorded as ``running`` as ``failed``: holding the lock
+   proves its process is gone (killed, crashed, machine rebooted);
+3. records itself in ``run`` (status ``running``) and commits that;
+4. loads the inputs that are new or changed (a file whose SHA-256 equals the
+   pool already loaded under its name is skipped), each in its own transaction;
+5. in one transaction, inserts a work item for every selected exposure that has
+   none yet, or whose latest item was made under another catalog revision and
+   differs from what the head rules give now (``INSERT ... SELECT`` from
+   :func:`l2rules.worklist.worklist_query`, ``ON CONFLICT DO NOTHING`` on the
+   unique (exposure, catalog revision) key), and stores the counts;
+6. writes the new items (and those of failed runs, whose output may be lost) to
+   ``output`` when asked, atomically (temporary file, then rename);
+7. marks itself ``succeeded``.
+
+A run killed at any point leaves either no items (killed before step 5 commits)
+or its items committed with status ``running``; the next run marks it failed and
+reissues its items in its own output. Work items are made exactly once; output
+files are at-least-once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from . import outputs, schema
+from .config import DB, DatabaseError, L2RulesError, describe
+from .inventory import InventoryError, load
+from .migrate import require_migrated
+from .worklist import WORK_ITEM_COLUMNS, worklist_query
+
+log = logging.getLogger("l2rules.runs")
+
+#: The PostgreSQL advisory lock key of the run lock ("l2r-runs" as a big-endian int64).
+LOCK_KEY = int.from_bytes(b"l2r-runs", "big")
+#: Seconds between two tries for the lock while waiting.
+POLL = 0.2
+#: Columns of the run record, as :func:`run` returns it and ``l2rules run --format json`` prints it.
+RECORD_COLUMNS = [
+    "run_id", "status", "started_at", "finished_at", "catalog_revision", "inputs",
+    "exposures_seen", "exposures_new", "exposures_changed", "items_created", "exposures_unmatched",
+    "rows_rejected", "items_reissued", "reissued_by", "output", "error", "host", "pid",
+]
+ITEM_COLUMNS = [*WORK_ITEM_COLUMNS, "work_item_id", "catalog_revision", "run_id"]
+OUTPUT_SUFFIXES = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
+_COUNTS = ("exposures_seen", "exposures_new", "exposures_changed", "items_created", "exposures_unmatched",
+           "rows_rejected", "items_reissued")
+
+
+class RunInProgress(L2RulesError):
+    """Another run holds the run lock of this database."""
+
+    exit_code = 5
+
+
+# --- the run lock --------------------------------------------------------------------------------
+
+class RunLock:
+    """One run at a time per database, released by the operating system or the server if the process dies.
+
+    PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) held on a
+    connection of its own for the whole run; the server releases it when the
+    connection ends, including when the process is killed. SQLite: an exclusive
+    ``flock`` on ``<database file>.run-lock`` beside the database, which the
+    kernel releases when the process ends. (A SQLite write transaction cannot
+    serve: the run's loads write through other connections.) An in-memory SQLite
+    database cannot be shared, so it needs no lock.
+    """
+
+    def __init__(self, engine: Engine, wait: float = 0.0):
+        self.engine, self.wait = engine, max(0.0, float(wait or 0))
+        self._conn: sa.Connection | None = None
+        self._file = None
+
+    def _try(self) -> bool:
+        if self.engine.dialect.name == "postgresql":
+            if self._conn is None:
+                self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            return bool(self._conn.execute(sa.select(sa.func.pg_try_advisory_lock(LOCK_KEY))).scalar())
+        path = self.lock_path(self.engine)
+        if path is None:
+            return True
+        import fcntl
+
+        if self._file is None:
+            self._file = open(path, "a+")
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    @staticmethod
+    def lock_path(engine: Engine) -> Path | None:
+        if engine.dialect.name != "sqlite":
+            return None
+        database = engine.url.database
+        if not database or database == ":memory:" or database.startswith("file::memory:"):
+            return None
+        return Path(database).resolve().with_name(Path(database).name + ".run-lock")
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.wait
+        while not self._try():
+            if time.monotonic() >= deadline:
+                self.release()
+                raise RunInProgress(f"another run is in progress on {describe(self.engine)}{_holder(self.engine)}"
+                                    + (f" (waited {self.wait:g} s)" if self.wait else ""))
+            time.sleep(POLL)
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.execute(sa.select(sa.func.pg_advisory_unlock(LOCK_KEY)))
+                self._conn.close()
+            except Exception:  # the server ends the session, and the lock with it
+                self._conn.invalidate()
+            self._conn = None
+        if self._file is not None:
+            self._file.close()  # closing the file releases the flock
+            self._file = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _holder(engine: Engine) -> str:
+    """Who holds the lock, as far as the run record tells."""
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(schema.run).where(schema.run.c.status == "running")
+                               .order_by(schema.run.c.id.desc()).limit(1)).mappings().first()
+    except sa.exc.SQLAlchemyError:
+        return ""
+    if row is None:
+        return ""
+    return f": run {row['id']} started {_iso(row['started_at'])} by pid {row['pid']} on {row['host']}"
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+@dataclass
+class _Input:
+    path: Path
+    sha256: str
+    pool_id: int | None = None
+    skipped: bool = False
+    counts: dict = field(default_factory=dict)
+
+
+def input_paths(pools: Iterable[str | Path] | None = None, inventory_dir: str | Path | None = None) -> list[Path]:
+    """The files a run reads: the POOLs given, then every ``*.csv`` of ``inventory_dir`` (sorted)."""
+    paths = [Path(p) for p in (pools or [])]
+    if inventory_dir is not None:
+        directory = Path(inventory_dir)
+        if not directory.is_dir():
+            raise InventoryError(str(directory), None, None, "no such directory")
+        paths += sorted(p for p in directory.glob("*.csv") if p.is_file())
+    for path in paths:
+        if not path.is_file():
+            raise InventoryError(str(path), None, None, "no such file")
+    return paths
+
+
+def format_for(output: str | Path, fmt: str | None = None) -> str:
+    """The format to write ``output`` in: ``fmt`` if given, else from the file's suffix (CSV by default)."""
+    if fmt is not None:
+        if fmt not in outputs.FORMATS:
+            raise InventoryError(str(output), None, None, f"unknown format {fmt!r}; choose one of {outputs.FORMATS}")
+        return fmt
+    return OUTPUT_SUFFIXES.get(Path(str(output)).suffix.lower(), "csv")
+
+
+def _check_output(output: str | None) -> None:
+    if output is None:
+        return
+    parent = Path(output.replace("{run_id}", "0")).resolve().parent
+    if not parent.is_dir():
+        raise InventoryError(output, None, None, f"output directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InventoryError(output, None, None, f"output directory {parent} is not writable")
+
+
+def run(pools: Iterable[str | Path] | None = None, db: DB = None, *, inventory_dir: str | Path | None = None,
+        output: str | Path | None = None, output_format: str | None = None, skip_bad: bool = False,
+        wait: float = 0.0, progress: bool | None = None) -> dict:
+    """One scheduled run; returns its record (see :data:`RECORD_COLUMNS`).
+
+    ``output`` may contain ``{run_id}``; it is written only when the run made or
+    reissued work items. Raises :class:`RunInProgress` when another run holds the
+    lock for longer than ``wait`` seconds; any other error marks the run failed
+    and is raised with the record attached as ``exc.run_record``.
+    """
+    engine = require_migrated(db)
+    _require_runs_schema(engine)
+    paths = input_paths(pools, inventory_dir)
+    output = None if output is None else str(output)
+    _check_output(output)
+    if output_format is not None and output is None:
+        raise InventoryError("--output-format", None, None, "an output format needs an output path (--output)")
+    fmt = format_for(output, output_format) if output else None
+
+    with RunLock(engine, wait):
+        dead = _recover(engine)
+        run_id = _start(engine, paths)
+        _checkpoint("started")
+        try:
+            record = _work(engine, run_id, paths, dead, output, fmt, skip_bad, progress)
+        except BaseException as exc:
+            record = _fail(engine, run_id, exc)
+            if isinstance(exc, Exception):
+                exc.run_record = record  # type: ignore[attr-defined]
+            raise
+    return record
+
+
+def _require_runs_schema(engine: Engine) -> None:
+    if not sa.inspect(engine).has_table("run"):
+        raise DatabaseError(f"database {describe(engine)} has no run table; run `l2rules init` to upgrade it")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _recover(engine: Engine) -> list[int]:
+    """Mark as failed the runs left ``running``: we hold the lock, so their processes are gone."""
+    r = schema.run
+    with engine.begin() as conn:
+        dead = conn.execute(sa.select(r.c.id, r.c.pid, r.c.host).where(r.c.status == "running")
+                            .order_by(r.c.id)).all()
+        for run_id, pid, host in dead:
+            conn.execute(r.update().where(r.c.id == run_id).values(
+                status="failed", finished_at=_now(),
+                error=f"the run's process (pid {pid} on {host}) ended without finishing it: killed or crashed; "
+                      "recovered by the next run"))
+    for run_id, pid, host in dead:
+        log.warning("run %s (pid %s on %s) died while running; marked failed", run_id, pid, host)
+    return [row[0] for row in dead]
+
+
+def _start(engine: Engine, paths: list[Path]) -> int:
+    r = schema.run
+    with engine.begin() as conn:
+        return conn.execute(r.insert().values(
+            started_at=_now(), status="running", inputs=json.dumps([str(p) for p in paths]),
+            host=socket.gethostname(), pid=os.getpid(), **{c: 0 for c in _COUNTS},
+        ).returning(r.c.id)).scalar_one()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_COMPARED = [c.name for c in schema.exposure.columns if c.name not in ("id", "pool_id", "source_line")]
+
+
+def _snapshot(conn: sa.Connection, pool_id: int | None) -> pd.DataFrame:
+    """The stored values of a pool's exposures, by stem, to count the ones a reload changes."""
+    if pool_id is None:
+        return pd.DataFrame(columns=_COMPARED).set_index("stem")
+    e = schema.exposure
+    rows = conn.execute(sa.select(*(e.c[c] for c in _COMPARED)).where(e.c.pool_id == pool_id)).all()
+    frame = pd.DataFrame(rows, columns=_COMPARED)
+    frame["extra"] = frame["extra"].map(lambda v: None if v is None else json.dumps(v, sort_keys=True))
+    return frame.astype(object).where(frame.notna(), None).astype(str).set_index("stem")
+
+
+def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bool | None) -> tuple[list[_Input], dict]:
+    p = schema.pool
+    counts = {"exposures_seen": 0, "exposures_new": 0, "exposures_changed": 0, "rows_rejected": 0}
+    inputs = []
+    for path in paths:
+        item = _Input(path, _sha256(path))
+        with engine.connect() as conn:
+            known = conn.execute(sa.select(p.c.id, p.c.sha256, p.c.n_exposures).where(p.c.name == path.name)).first()
+            before = _snapshot(conn, known.id if known else None) if known and known.sha256 != item.sha256 else None
+        if known is not None and known.sha256 == item.sha256:
+            item.pool_id, item.skipped = known.id, True
+            counts["exposures_seen"] += known.n_exposures
+            log.info("%s: unchanged since its last load, skipped", path)
+            inputs.append(item)
+            continue
+        result = load(path, engine, skip_bad=skip_bad, progress=progress)
+        item.pool_id = result.pool_id
+        changed = 0
+        if before is not None and len(before):
+            with engine.connect() as conn:
+                after = _snapshot(conn, result.pool_id)
+            common = before.index.intersection(after.index)
+            changed = int((before.loc[common, after.columns] != after.loc[common]).any(axis=1).sum())
+        counts["exposures_seen"] += result.loaded
+        counts["exposures_new"] += result.inserted
+        counts["exposures_changed"] += changed
+        counts["rows_rejected"] += result.rejected
+        log.info("%s: %d exposures, %d new, %d changed, %d rows rejected", path, result.loaded, result.inserted,
+                 changed, result.rejected)
+        inputs.append(item)
+    return inputs, counts
+
+
+def _insert(conn: sa.Connection):
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _head_revision(conn: sa.Connection) -> str:
+    v = schema.catalog_version
+    revision = conn.execute(sa.select(v.c.revision).order_by(v.c.seq.desc()).limit(1)).scalar()
+    if revision is None:
+        raise DatabaseError("the catalog has no version: run `l2rules init`")
+    return revision
+
+
+def _needed(revision: str) -> tuple[sa.Select, sa.ColumnElement, sa.ColumnElement]:
+    """The selected exposures joined with their latest work item; and the 'needs a new item' and 'stale' tests."""
+    e, wi = schema.exposure, schema.work_item
+    wl = worklist_query(None).add_columns(e.c.id.label("exposure_id")).order_by(None).subquery("wl")
+    latest = (sa.select(wi.c.exposure_id, sa.func.max(wi.c.id).label("item_id"))
+              .group_by(wi.c.exposure_id).subquery("latest"))
+    li = wi.alias("li")
+    same = sa.and_(li.c.exptype == wl.c.exptype, li.c.special == wl.c.special,
+                   li.c.asn_type.is_not_distinct_from(wl.c.asn_type),
+                   li.c.level2b_input == wl.c.level2b_input, li.c.rule == wl.c.rule)
+    needs = sa.or_(li.c.id.is_(None), sa.and_(li.c.catalog_revision != revision, sa.not_(same)))
+    stale = sa.and_(li.c.catalog_revision == revision, sa.not_(same))
+    base = (sa.select(wl).select_from(wl)
+            .outerjoin(latest, latest.c.exposure_id == wl.c.exposure_id)
+            .outerjoin(li, li.c.id == latest.c.item_id))
+    return base, needs, stale
+
+
+def make_items(conn: sa.Connection, run_id: int, revision: str) -> tuple[int, int]:
+    """Insert the work items the catalog lacks, in one statement; returns (items made, stale items)."""
+    wi = schema.work_item
+    base, needs, stale = _needed(revision)
+    wl = base.selected_columns
+    now = _now()
+    columns = ["exposure_id", "catalog_revision", "run_id", "created_at", "exp_type", "exptype", "special",
+               "asn_type", "level2b_input", "rule"]
+    select = base.with_only_columns(
+        wl.exposure_id, sa.literal(revision, sa.String), sa.literal(run_id, sa.Integer),
+        sa.literal(now, sa.DateTime(timezone=True)), wl.exp_type, wl.exptype, wl.special, wl.asn_type,
+        wl.level2b_input, wl.rule,
+    ).where(needs)
+    statement = (_insert(conn)(wi).from_select(columns, select)
+                 .on_conflict_do_nothing(index_elements=["exposure_id", "catalog_revision"]))
+    conn.execute(statement)
+    made = conn.execute(sa.select(sa.func.count()).where(wi.c.run_id == run_id)).scalar_one()
+    n_stale = conn.execute(base.with_only_columns(sa.func.count()).where(stale)).scalar_one()
+    return made, n_stale
+
+
+def _unmatched(conn: sa.Connection, pool_ids: list[int] | None) -> int:
+    e, r = schema.exposure, schema.rule
+    query = sa.select(sa.func.count()).select_from(e).where(~sa.exists().where(r.c.exp_type == e.c.exp_type))
+    if pool_ids is not None:
+        query = query.where(e.c.pool_id.in_(pool_ids))
+    return conn.execute(query).scalar_one()
+
+
+def _work(engine: Engine, run_id: int, paths: list[Path], dead: list[int], output: str | None, fmt: str | None,
+          skip_bad: bool, progress: bool | None) -> dict:
+    r = schema.run
+    inputs, counts = _load_inputs(engine, paths, skip_bad, progress)
+    counts["items_reissued"] = 0
+    _checkpoint("loaded")
+    with engine.begin() as conn:
+        revision = _head_revision(conn)
+        made, n_stale = make_items(conn, run_id, revision)
+        counts["items_created"] = made
+        counts["exposures_unmatched"] = _unmatched(conn, [i.pool_id for i in inputs] if paths else None)
+        # Items of failed runs, whose output may never have been written: this run's output carries them.
+        orphans = conn.execute(
+            sa.select(r.c.id).where(r.c.status == "failed", r.c.reissued_by.is_(None), r.c.id != run_id,
+                                   sa.exists().where(schema.work_item.c.run_id == r.c.id))).scalars().all()
+        if orphans:
+            conn.execute(r.update().where(r.c.id.in_(orphans)).values(reissued_by=run_id))
+            counts["items_reissued"] = conn.execute(
+                sa.select(sa.func.count()).where(schema.work_item.c.run_id.in_(orphans))).scalar_one()
+            log.warning("reissuing %d work items of failed run(s) %s", counts["items_reissued"],
+                        ", ".join(map(str, orphans)))
+        conn.execute(r.update().where(r.c.id == run_id).values(catalog_revision=revision, **counts))
+        _checkpoint("items")
+    _checkpoint("committed")
+    if n_stale:
+        # Worth a warning once, in the run whose loads caused it; later runs only mention it.
+        loud = any(not i.skipped for i in inputs)
+        log.log(logging.WARNING if loud else logging.INFO,"%d exposures changed since their work item was made at catalog revision %s; the key "
+                    "(exposure, revision) allows one item each, so they are not reissued (see v_current_worklist)",
+                    n_stale, revision)
+    log.info("run %s: %d work items made at catalog revision %s", run_id, made, revision)
+    written = None
+    if output is not None and made + counts["items_reissued"] > 0:
+        written = output.replace("{run_id}", str(run_id))
+        _write_atomically(items(engine, [run_id, *orphans]), fmt, written)
+        log.info("run %s: work items written to %s", run_id, written)
+    _checkpoint("written")
+    with engine.begin() as conn:
+        conn.execute(r.update().where(r.c.id == run_id).values(status="succeeded", finished_at=_now(),
+                                                                output=written))
+    return record(engine, run_id)
+
+
+def _write_atomically(frame: pd.DataFrame, fmt: str, path: str) -> None:
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        outputs.write(frame, fmt, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fail(engine: Engine, run_id: int, exc: BaseException) -> dict | None:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    try:
+        with engine.begin() as conn:
+            conn.execute(schema.run.update().where(schema.run.c.id == run_id)
+                         .values(status="failed", finished_at=_now(), error=f"{type(exc).__name__}: {text}"))
+        return record(engine, run_id)
+    except Exception as second:  # the database itself may be what failed; the next run recovers the row
+        log.warning("run %s: could not record the failure (%s); the next run will", run_id, second)
+        return None
+
+
+# --- reading runs and items ----------------------------------------------------------------------
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None:  # SQLite keeps no offset; runs store UTC
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.isoformat()
+
+
+def _as_record(row) -> dict:
+    out = {"run_id": row["id"], **{c: row[c] for c in RECORD_COLUMNS[1:]}}
+    out["started_at"], out["finished_at"] = _iso(out["started_at"]), _iso(out["finished_at"])
+    out["inputs"] = json.loads(out["inputs"]) if out["inputs"] else []
+    return out
+
+
+def record(db: DB, run_id: int) -> dict:
+    """One run's record."""
+    engine = require_migrated(db)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(schema.run).where(schema.run.c.id == run_id)).mappings().first()
+    if row is None:
+        raise L2RulesError(f"no run {run_id}")
+    return _as_record(row)
+
+
+def runs(db: DB = None, last: int | None = None, status: str | None = None) -> pd.DataFrame:
+    """The run record, oldest first (only the ``last`` N runs if given)."""
+    engine = require_migrated(db)
+    _require_runs_schema(engine)
+    r = schema.run
+    query = sa.select(r).order_by(r.c.id.desc())
+    if status:
+        query = query.where(r.c.status == status)
+    if last:
+        query = query.limit(last)
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    frame = pd.DataFrame([_as_record(row) for row in reversed(rows)], columns=RECORD_COLUMNS)
+    frame["inputs"] = frame["inputs"].map(lambda v: " ".join(v) if isinstance(v, list) else v)
+    return frame
+
+
+def items(db: DB = None, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
+    """Work items (of the given runs, or all), with the work-list columns of their exposures."""
+    engine = require_migrated(db)
+    wi, e, p = schema.work_item, schema.exposure, schema.pool
+    query = (
+        sa.select(p.c.name.label("pool"), e.c.source_line, e.c.filename, wi.c.exp_type, wi.c.exptype, wi.c.special,
+                  wi.c.asn_type, wi.c.level2b_input, e.c.program, e.c.obs_num, wi.c.rule,
+                  wi.c.id.label("work_item_id"), wi.c.catalog_revision, wi.c.run_id)
+        .join_from(wi, e, e.c.id == wi.c.exposure_id).join(p, p.c.id == e.c.pool_id)
+        .order_by(p.c.name, e.c.source_line, wi.c.id)
+    )
+    if run_ids is not None:
+        query = query.where(wi.c.run_id.in_(list(run_ids)))
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).all(), columns=ITEM_COLUMNS)
+    return frame.astype(object).where(frame.notna(), None)
+
+
+# --- test hook -----------------------------------------------------------------------------------
+
+def _checkpoint(stage: str) -> None:
+    """For crash tests and drills: with ``L2RULES_RUN_HOLD=<stage>``, stop there for a while.
+
+    Stages, in order: ``started`` (run recorded), ``loaded`` (inputs loaded),
+    ``items`` (items inserted, transaction not yet committed), ``committed``,
+    ``written`` (output written, status not yet succeeded). When
+    ``L2RULES_RUN_HOLD_FILE`` is set, that file is created on arrival.
+    """
+    if os.environ.get("L2RULES_RUN_HOLD") != stage:
+        return
+    marker = os.environ.get("L2RULES_RUN_HOLD_FILE")
+    if marker:
+        Path(marker).write_text(f"{stage} {os.getpid()}\n")
+    print(f"l2rules: holding at stage {stage!r} (L2RULES_RUN_HOLD)", file=sys.stderr, flush=True)
+    time.sleep(float(os.environ.get("L2RULES_RUN_HOLD_SECONDS", "60")))
