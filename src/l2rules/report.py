@@ -1,0 +1,215 @@
+"""Reporting: the catalog, the work list and the runs, read from the SQL views of migration 0008.
+
+Every table here is a plain ``SELECT`` on a ``v_*`` view through
+``pandas.read_sql``: what the report shows, an analyst gets from ``psql`` or
+``sqlite3`` with the same query (README, "Reporting").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+import sqlalchemy as sa
+
+from . import outputs
+from .config import DB, L2RulesError, describe
+from .migrate import require_migrated
+
+#: The queries behind the report, one per table.
+QUERIES = {
+    "work_items": """
+        SELECT instrument, asn_type, count(*) AS work_items,
+               sum(CASE WHEN item_up_to_date = TRUE THEN 1 ELSE 0 END) AS issued
+        FROM v_current_worklist
+        GROUP BY instrument, asn_type
+        ORDER BY instrument, asn_type""",
+    "roles": """
+        SELECT instrument, coalesce(exptype, '(no rule)') AS exptype, sum(selected) AS selected,
+               sum(not_selected) AS not_selected, sum(exposures) AS exposures
+        FROM v_exposure_counts
+        GROUP BY instrument, coalesce(exptype, '(no rule)')
+        ORDER BY instrument, coalesce(exptype, '(no rule)')""",
+    "exposures": """
+        SELECT instrument, exp_type, exptype, selected, not_selected, exposures
+        FROM v_exposure_counts
+        ORDER BY instrument, exp_type, exptype""",
+    "unmatched": """
+        SELECT pool, exp_type, count(*) AS exposures, min(filename) AS example
+        FROM v_unmatched
+        GROUP BY pool, exp_type
+        ORDER BY pool, exp_type""",
+    "runs": """
+        SELECT run_id, status, started_at, finished_at, catalog_revision, exposures_seen, exposures_new,
+               items_created, exposures_unmatched, rows_rejected, error
+        FROM v_runs
+        ORDER BY run_id DESC
+        LIMIT 10""",
+}
+TITLES = {
+    "work_items": "Work items per instrument and association type (current work list)",
+    "roles": "Exposures per instrument and role (exptype): selected for Level 2b or not",
+    "unmatched": "Unmatched exposures: EXP_TYPEs the rules do not know",
+    "runs": "Latest runs",
+    "exposures": "Exposures per instrument, EXP_TYPE and role: selected for Level 2b or not",
+}
+#: Shorter headers for the runs table, so that it fits a terminal.
+RUN_HEADERS = {"run_id": "run", "started_at": "started (UTC)", "finished_at": "finished (UTC)",
+               "catalog_revision": "revision", "exposures_seen": "seen", "exposures_new": "new",
+               "items_created": "items", "exposures_unmatched": "unmatched", "rows_rejected": "rejected"}
+#: The terminal summary leaves out the long per-EXP_TYPE table (the HTML page has it).
+TERMINAL = ("work_items", "roles", "unmatched", "runs")
+
+
+def tables(db: DB = None) -> dict[str, pd.DataFrame]:
+    """The report's tables, plus ``summary`` (one row of headline numbers)."""
+    engine = require_migrated(db)
+    if not sa.inspect(engine).has_table("work_item"):
+        from .config import DatabaseError
+
+        raise DatabaseError(f"database {describe(engine)} has no reporting views; run `l2rules init` to upgrade it")
+    out: dict[str, pd.DataFrame] = {}
+    with engine.connect() as conn:
+        for name, query in QUERIES.items():
+            out[name] = pd.read_sql(sa.text(query), conn)
+        summary = pd.read_sql(sa.text("""
+            SELECT (SELECT revision FROM catalog_version ORDER BY seq DESC LIMIT 1) AS catalog_revision,
+                   (SELECT effective_date FROM catalog_version ORDER BY seq DESC LIMIT 1) AS effective,
+                   (SELECT count(*) FROM pool) AS pools,
+                   (SELECT count(*) FROM exposure) AS exposures,
+                   (SELECT count(*) FROM v_current_worklist) AS work_list,
+                   (SELECT count(*) FROM v_current_worklist WHERE item_up_to_date = TRUE) AS issued,
+                   (SELECT count(*) FROM v_unmatched) AS unmatched,
+                   (SELECT count(*) FROM run) AS runs,
+                   (SELECT count(*) FROM run WHERE status = 'failed') AS failed_runs"""), conn)
+    summary["pending"] = summary["work_list"] - summary["issued"]
+    out["summary"] = summary
+    for name in ("work_items", "roles", "exposures"):
+        for column in ("work_items", "issued", "selected", "not_selected", "exposures"):
+            if column in out[name]:
+                out[name][column] = out[name][column].fillna(0).astype(int)
+    out["work_items"]["asn_type"] = out["work_items"]["asn_type"].fillna("(none)")
+    for column in ("started_at", "finished_at"):
+        out["runs"][column] = out["runs"][column].map(_when)
+    out["runs"] = out["runs"].rename(columns=RUN_HEADERS)
+    return out
+
+
+def _when(value) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return ""
+    text = value.isoformat(sep=" ") if hasattr(value, "isoformat") else str(value)
+    return text[:19]
+
+
+def _headline(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    s = summary.iloc[0]
+    return [
+        ("catalog revision", f"{s['catalog_revision']} (effective {str(s['effective'])[:10]})"),
+        ("exposures loaded", f"{s['exposures']} from {s['pools']} pools"),
+        ("current work list", f"{s['work_list']} items: {s['issued']} issued by runs, {s['pending']} pending"),
+        ("unmatched exposures", str(s["unmatched"])),
+        ("runs", f"{s['runs']} ({s['failed_runs']} failed)"),
+    ]
+
+
+def report(db: DB = None, *, html: str | Path | None = None, stream: TextIO | None = None) -> dict[str, pd.DataFrame]:
+    """Print the summary on ``stream`` (stdout), write the HTML page to ``html`` if given; return the tables."""
+    stream = stream or sys.stdout
+    data = tables(db)
+    engine = require_migrated(db)
+    stream.write(f"l2rules report: {describe(engine)}\n\n")
+    for label, value in _headline(data["summary"]):
+        stream.write(f"  {label + ':':22} {value}\n")
+    for name in TERMINAL:
+        stream.write(f"\n{TITLES[name]}\n")
+        stream.write(outputs.render(data[name], "table"))
+    if html is not None:
+        write_html(data, html, source=describe(engine))
+        stream.write(f"\nHTML report written to {html}\n")
+    return data
+
+
+# --- the HTML page -------------------------------------------------------------------------------
+
+CSS = """
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1100px;
+       color: #1f2933; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; }
+.source { color: #616e7c; margin-top: 0; }
+.cards { display: flex; flex-wrap: wrap; gap: .8rem; margin: 1.2rem 0; }
+.card { background: #f5f7fa; border-radius: 8px; padding: .7rem 1rem; min-width: 150px; }
+.card .label { color: #616e7c; font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; }
+.card .value { font-size: 1.05rem; font-weight: 600; margin-top: .2rem; }
+h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #e4e7eb; padding-bottom: .3rem; }
+table { border-collapse: collapse; font-size: .85rem; }
+th, td { padding: .25rem .7rem; text-align: left; border-bottom: 1px solid #e4e7eb; vertical-align: top; }
+td { max-width: 26rem; overflow-wrap: break-word; }
+td.nowrap { white-space: nowrap; }
+.scroll { overflow-x: auto; }
+th { background: #f5f7fa; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.empty { color: #616e7c; font-style: italic; }
+"""
+
+
+def chart(work_items: pd.DataFrame):
+    """A plotly figure: work items per instrument, one bar per association type."""
+    try:
+        import plotly.express as px
+    except ImportError:  # pragma: no cover - the dev and report extras install it
+        raise L2RulesError("the HTML report needs plotly: pip install 'l2rules[report]'") from None
+    frame = work_items if len(work_items) else pd.DataFrame({"instrument": [], "asn_type": [], "work_items": []})
+    fig = px.bar(
+        frame, x="instrument", y="work_items", color="asn_type", barmode="group", text="work_items",
+        labels={"instrument": "Instrument", "work_items": "Work items", "asn_type": "Association type"},
+        color_discrete_sequence=px.colors.qualitative.Safe,
+        category_orders={"instrument": sorted(frame["instrument"].unique())},
+    )
+    fig.update_traces(textposition="outside", cliponaxis=False)
+    fig.update_layout(template="plotly_white", height=420, margin=dict(l=40, r=20, t=50, b=40),
+                      title=dict(text="Work items per instrument and association type", x=0),
+                      legend=dict(title="Association type"), bargap=0.25)
+    return fig
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return '<p class="empty">none</p>'
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for values in frame.itertuples(index=False):
+        cells = []
+        for v in values:
+            numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+            text = "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+            css = "num" if numeric else ("nowrap" if len(text) <= 20 else "")
+            cells.append(f'<td class="{css}">{html.escape(text)}</td>' if css else f"<td>{html.escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def write_html(data: dict[str, pd.DataFrame], path: str | Path, source: str = "") -> None:
+    """A self-contained page (plotly.js inlined): headline numbers, the chart, the tables."""
+    fig = chart(data["work_items"])
+    cards = "".join(f'<div class="card"><div class="label">{html.escape(k)}</div>'
+                    f'<div class="value">{html.escape(v)}</div></div>' for k, v in _headline(data["summary"]))
+    sections = "".join(f"<h2>{html.escape(TITLES[name])}</h2>{_table_html(data[name])}" for name in TITLES)
+    made = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>l2rules report</title><style>{CSS}</style></head>
+<body>
+<h1>Level 2b work list report</h1>
+<p class="source">{html.escape(source)} &middot; made {made}</p>
+<div class="cards">{cards}</div>
+{fig.to_html(full_html=False, include_plotlyjs=True, default_width="100%",
+             config={"displaylogo": False, "responsive": True})}
+{sections}
+</body></html>
+"""
+    Path(path).write_text(page, encoding="utf-8")
