@@ -291,7 +291,8 @@ def _snapshot(conn: sa.Connection, pool_id: int | None) -> pd.DataFrame:
     rows = conn.execute(sa.select(*(e.c[c] for c in _COMPARED)).where(e.c.pool_id == pool_id)).all()
     frame = pd.DataFrame(rows, columns=_COMPARED)
     frame["extra"] = frame["extra"].map(lambda v: None if v is None else json.dumps(v, sort_keys=True))
-    return frame.astype(object).where(frame.notna(), None).astype(str).set_index("stem")
+    # Compared as text, NULL as a marker of its own (NaN would differ from itself).
+    return frame.astype("string").fillna("\x00").set_index("stem")
 
 
 def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bool | None) -> tuple[list[_Input], dict]:

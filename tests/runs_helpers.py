@@ -1,0 +1,85 @@
+"""Shared helpers of the run tests: synthetic pools, rule changes, invariant checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from l2rules import get_engine, schema, worklist
+
+#: (EXP_TYPE, what the head rules make of it) for the synthetic pools.
+MIX = [
+    ("NRC_IMAGE", "image2"), ("MIR_IMAGE", "image2"), ("NRS_MSASPEC", "spec2"), ("NIS_WFSS", "spec2"),
+    ("FGS_DARK", None),       # a rule that says not processed
+    ("NRC_FUTURE", None),     # no rule: unmatched
+]
+HEADER = "FILENAME|EXP_TYPE|PROGRAM|OBS_NUM|IS_PSF|BKGDTARG|IS_IMPRT|TSOVISIT|LAMP"
+
+
+def write_pool(path: Path, n: int, prefix: str = "jw9", start: int = 0, lamp: str = "null") -> Path:
+    """A pool of ``n`` exposures cycling through :data:`MIX`, with unique file names."""
+    lines = [HEADER]
+    for i in range(start, start + n):
+        exp_type = MIX[i % len(MIX)][0]
+        lines.append(f"{prefix}_{i:06d}_nrca1_uncal.fits|{exp_type}|{prefix}|{i // 100:03d}|F|F|F|F|{lamp}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def selected(db: str) -> set[str]:
+    """The file names of the current work list, as `l2rules worklist` computes it."""
+    return set(worklist(db)["filename"])
+
+
+def item_rows(db: str) -> list[tuple]:
+    e, wi = schema.exposure, schema.work_item
+    with get_engine(db).connect() as conn:
+        return conn.execute(sa.select(e.c.filename, wi.c.catalog_revision, wi.c.run_id, wi.c.asn_type)
+                            .join(e, e.c.id == wi.c.exposure_id).order_by(wi.c.id)).all()
+
+
+def assert_exactly_once(db: str) -> None:
+    """Every exposure of the work list has exactly one work item at the head revision: none missing, none twice."""
+    rows = item_rows(db)
+    keys = [(f, rev) for f, rev, *_ in rows]
+    assert len(keys) == len(set(keys)), "a work item was made twice"
+    with get_engine(db).connect() as conn:
+        dupes = conn.execute(sa.text(
+            "SELECT exposure_id, catalog_revision, count(*) FROM work_item "
+            "GROUP BY exposure_id, catalog_revision HAVING count(*) > 1")).all()
+        running = conn.execute(sa.text("SELECT count(*) FROM run WHERE status = 'running'")).scalar_one()
+    assert dupes == []
+    assert running == 0, "a run was left 'running'"
+    assert {f for f, *_ in rows} == selected(db), "the work items and the work list disagree"
+
+
+def bump_rules(db: str, revision: str, exp_type: str, **changes) -> None:
+    """A new catalog revision that changes one rule, as a data migration would."""
+    v, r, h = schema.catalog_version, schema.rule, schema.rule_history
+    with get_engine(db).begin() as conn:
+        seq = conn.execute(sa.select(sa.func.max(v.c.seq))).scalar_one()
+        conn.execute(v.insert().values(revision=revision, seq=seq + 1, effective_date=dt.date(2026, 11, 1),
+                                       reference="test", summary=f"test change of {exp_type}"))
+        conn.execute(r.update().where(r.c.exp_type == exp_type, r.c.special == "").values(**changes))
+        row = conn.execute(sa.select(r).where(r.c.exp_type == exp_type, r.c.special == "")).mappings().one()
+        conn.execute(h.update().where(h.c.exp_type == exp_type, h.c.special == "", h.c.valid_to.is_(None))
+                     .values(valid_to=revision))
+        conn.execute(h.insert().values(**{k: row[k] for k in ("exp_type", "special", "instrument", "exptype",
+                                                              "level2b", "asn_type", "note")},
+                                       valid_from=revision, valid_to=None))
+
+
+def cli(db: str, *args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m l2rules --db DB ARGS...` in a process of its own."""
+    return subprocess.run([sys.executable, "-m", "l2rules", "--db", db, *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120, **kwargs)
+
+
+def spawn(db: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "l2rules", "--db", db, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})

@@ -1,0 +1,252 @@
+"""Scheduled runs in one process, on SQLite and PostgreSQL: idempotence, increments, the record, exit codes.
+
+The tests with real concurrent and killed processes are in test_runs_processes.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from l2rules import get_engine, schema
+from l2rules.cli import main
+from l2rules.runs import RunInProgress, RunLock, items, record, run, runs
+
+from .conftest import POOLS, SAMPLE_POOLS
+from .runs_helpers import assert_exactly_once, bump_rules, item_rows, selected, write_pool
+
+
+def test_first_run_then_idempotent_rerun(db):
+    pools = [POOLS / name for name in SAMPLE_POOLS]
+    first = run(pools, db, skip_bad=True)
+    assert first["status"] == "succeeded" and first["error"] is None
+    assert first["items_created"] == len(selected(db)) > 0
+    assert first["catalog_revision"] == "0007"
+    assert first["exposures_seen"] > 0 and first["exposures_new"] > 0
+    assert_exactly_once(db)
+    before = item_rows(db)
+
+    again = run(pools, db, skip_bad=True)
+    assert again["status"] == "succeeded"
+    assert again["items_created"] == 0 and again["exposures_new"] == 0 and again["exposures_changed"] == 0
+    assert again["exposures_seen"] == first["exposures_seen"]  # unchanged files are counted, not reloaded
+    assert item_rows(db) == before
+    assert list(runs(db)["run_id"]) == [first["run_id"], again["run_id"]]
+
+
+def test_new_and_changed_exposures_are_counted_and_only_new_ones_get_items(db, tmp_path):
+    pool = write_pool(tmp_path / "p.csv", 12)
+    first = run([pool], db)
+    assert (first["exposures_seen"], first["exposures_new"], first["items_created"]) == (12, 12, 8)
+    assert first["exposures_unmatched"] == 2  # the NRC_FUTURE rows
+
+    # A redelivery: two more exposures, one changed value.
+    write_pool(pool, 14)
+    text = pool.read_text().replace("jw9_000000_nrca1_uncal.fits|NRC_IMAGE|jw9|000",
+                                    "jw9_000000_nrca1_uncal.fits|NRC_IMAGE|jw9|999")
+    pool.write_text(text)
+    second = run([pool], db)
+    assert (second["exposures_seen"], second["exposures_new"], second["exposures_changed"]) == (14, 2, 1)
+    assert second["items_created"] == 2  # jw9_000012 (NRC_IMAGE) and jw9_000013 (MIR_IMAGE)
+    assert_exactly_once(db)
+
+
+def test_a_run_without_inputs_makes_the_items_of_loaded_exposures(db, tmp_path):
+    from l2rules import load
+
+    load(write_pool(tmp_path / "p.csv", 6), db)
+    result = run(None, db)
+    assert result["inputs"] == [] and result["items_created"] == 4
+    assert run(None, db)["items_created"] == 0
+
+
+def test_rules_change_makes_new_items_only_where_the_item_would_differ(db, tmp_path):
+    run([write_pool(tmp_path / "p.csv", 12)], db)
+    old = item_rows(db)
+    bump_rules(db, "T001", "NRC_IMAGE", asn_type="wfs-image2", note="test")
+    bump_rules(db, "T002", "MIR_IMAGE", level2b=False, asn_type=None)
+    result = run(None, db)
+    assert result["catalog_revision"] == "T002"
+    new = [r for r in item_rows(db) if r not in old]
+    # Only the NRC_IMAGE exposures get a new item (asn_type changed); the MIR_IMAGE ones left the work list.
+    assert {r.filename for r in new} == {"jw9_000000_nrca1_uncal.fits", "jw9_000006_nrca1_uncal.fits"}
+    assert {(r.catalog_revision, r.asn_type) for r in new} == {("T002", "wfs-image2")}
+    assert result["items_created"] == 2
+    assert run(None, db)["items_created"] == 0
+    # A rule change that does not change the items (a note) makes nothing.
+    bump_rules(db, "T003", "NRS_MSASPEC", note="only a note")
+    assert run(None, db)["items_created"] == 0
+
+
+def test_output_written_atomically_with_run_id_and_only_when_there_are_items(db, tmp_path):
+    pool = write_pool(tmp_path / "p.csv", 6)
+    out = tmp_path / "items-{run_id}.json"
+    first = run([pool], db, output=out)
+    written = tmp_path / f"items-{first['run_id']}.json"
+    assert first["output"] == str(written)
+    rows = json.loads(written.read_text())
+    assert len(rows) == 4 and {r["run_id"] for r in rows} == {first["run_id"]}
+    assert {"pool", "filename", "level2b_input", "asn_type", "work_item_id", "catalog_revision"} <= set(rows[0])
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+    second = run([pool], db, output=out)
+    assert second["output"] is None
+    assert not (tmp_path / f"items-{second['run_id']}.json").exists()
+
+    third = run([write_pool(tmp_path / "q.csv", 3, prefix="jw8")], db, output=tmp_path / "q.parquet")
+    assert len(pd.read_parquet(tmp_path / "q.parquet")) == third["items_created"] == 3
+
+
+def test_failed_run_is_recorded_with_its_error(db, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("FILENAME|PROGRAM\njw1_uncal.fits|1\n")
+    with pytest.raises(Exception) as info:
+        run([bad], db)
+    assert info.value.exit_code == 2
+    failed = info.value.run_record
+    assert failed["status"] == "failed" and "missing required column EXP_TYPE" in failed["error"]
+    assert failed["finished_at"] is not None
+    assert record(db, failed["run_id"]) == failed
+    # Runs after it are unaffected.
+    assert run([write_pool(tmp_path / "p.csv", 6)], db)["status"] == "succeeded"
+
+
+def test_stale_running_row_is_recovered_by_the_next_run(db, tmp_path):
+    engine = get_engine(db)
+    with engine.begin() as conn:
+        dead = conn.execute(schema.run.insert().values(
+            started_at=sa.func.current_timestamp(), status="running", inputs="[]", host="gone", pid=1,
+            exposures_seen=0, exposures_new=0, exposures_changed=0, items_created=0, exposures_unmatched=0,
+            rows_rejected=0, items_reissued=0).returning(schema.run.c.id)).scalar_one()
+    result = run([write_pool(tmp_path / "p.csv", 6)], db)
+    assert result["status"] == "succeeded"
+    old = record(db, dead)
+    assert old["status"] == "failed" and "killed or crashed" in old["error"] and old["finished_at"]
+
+
+def test_items_of_a_run_that_died_after_committing_are_reissued(db, tmp_path):
+    first = run([write_pool(tmp_path / "p.csv", 6)], db)
+    # As if its process had died after committing the items, before writing the output.
+    with get_engine(db).begin() as conn:
+        conn.execute(schema.run.update().where(schema.run.c.id == first["run_id"]).values(status="running"))
+    second = run(None, db, output=tmp_path / "out.csv")
+    assert second["items_created"] == 0 and second["items_reissued"] == 4
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 4
+    assert record(db, first["run_id"])["reissued_by"] == second["run_id"]
+    third = run(None, db, output=tmp_path / "again.csv")
+    assert third["items_reissued"] == 0 and not (tmp_path / "again.csv").exists()
+
+
+def test_run_in_progress_fails_at_once_or_waits(db, tmp_path):
+    pool = write_pool(tmp_path / "p.csv", 6)
+    lock = RunLock(get_engine(db))
+    lock.acquire()
+    try:
+        with pytest.raises(RunInProgress) as info:
+            run([pool], db)
+        assert info.value.exit_code == 5 and "another run is in progress" in str(info.value)
+        assert runs(db).empty  # a refused run leaves no record
+        with pytest.raises(RunInProgress, match="waited 0.5 s"):
+            run([pool], db, wait=0.5)
+        threading.Timer(0.5, lock.release).start()
+        started = time.monotonic()
+        assert run([pool], db, wait=30)["status"] == "succeeded"
+        assert time.monotonic() - started >= 0.4
+    finally:
+        lock.release()
+
+
+def test_items_lists_the_work_items(db, tmp_path):
+    result = run([write_pool(tmp_path / "p.csv", 6)], db)
+    frame = items(db, [result["run_id"]])
+    assert len(frame) == 4 and set(frame["catalog_revision"]) == {"0007"}
+    assert frame["level2b_input"].str.endswith("_rate.fits").all()
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+def test_cli_run_json_record_and_quiet_default(db, tmp_path, capsys):
+    pool = str(write_pool(tmp_path / "p.csv", 6))
+    assert main(["--db", db, "run", pool, "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    record_ = json.loads(out)
+    assert out.count("\n") == 1  # one JSON object on one line
+    assert record_["status"] == "succeeded" and record_["items_created"] == 4 and record_["run_id"] >= 1
+    assert main(["--db", db, "run", pool]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""  # nothing to do, nothing said
+
+
+def test_cli_runs_listing(db, tmp_path, capsys):
+    pool = str(write_pool(tmp_path / "p.csv", 6))
+    for _ in range(3):
+        assert main(["--db", db, "run", pool]) == 0
+    assert main(["--db", db, "runs", "--format", "json", "--last", "2"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["run_id"] for r in listed] == [2, 3] and listed[0]["items_created"] == 0
+    assert main(["--db", db, "runs", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("run_id,status,started_at") and len(lines) == 4
+    assert main(["--db", db, "runs"]) == 0
+    assert "succeeded" in capsys.readouterr().out
+
+
+def test_cli_exit_codes(db, tmp_path, capsys):
+    pool = str(write_pool(tmp_path / "p.csv", 6))
+    # 0: done, and done with nothing to do.
+    assert main(["--db", db, "run", pool]) == 0
+    assert main(["--db", db, "run", pool]) == 0
+    # 2: bad input, before anything is recorded, or while loading (then recorded as failed).
+    assert main(["--db", db, "run", str(tmp_path / "missing.csv")]) == 2
+    assert main(["--db", db, "run", "--inventory-dir", str(tmp_path / "nodir")]) == 2
+    assert main(["--db", db, "run", pool, "--output", str(tmp_path / "no" / "dir" / "x.csv")]) == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("FILENAME|EXP_TYPE\njw1_a_uncal.fits|\n")
+    assert main(["--db", db, "run", str(bad), "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    assert "EXP_TYPE is empty" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["status"] == "failed"
+    with pytest.raises(SystemExit) as usage:
+        main(["--db", db, "run", "--wait", "soon"])
+    assert usage.value.code == 2
+    # 5: another run in progress.
+    lock = RunLock(get_engine(db))
+    lock.acquire()
+    try:
+        assert main(["--db", db, "run", pool]) == 5
+        assert "another run is in progress" in capsys.readouterr().err
+    finally:
+        lock.release()
+    assert main(["--db", db, "run", pool]) == 0
+
+
+def test_cli_exit_code_3_not_migrated(empty_db, backend, capsys):
+    from l2rules.migrate import upgrade
+
+    if backend == "postgresql":  # a server database is only migrated by `l2rules init` (SQLite: created)
+        assert main(["--db", empty_db, "run"]) == 3
+        assert "l2rules init" in capsys.readouterr().err
+    upgrade(empty_db, "0007")  # a catalog from before the run table
+    assert main(["--db", empty_db, "run"]) == 3
+    assert "no run table" in capsys.readouterr().err
+
+
+def test_cli_exit_code_3_unreachable(capsys):
+    assert main(["--db", "postgresql://postgres@127.0.0.1:1/nowhere", "run"]) == 3
+    assert "cannot reach database" in capsys.readouterr().err
+
+
+def test_inventory_dir(db, tmp_path):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    write_pool(folder / "a.csv", 6, prefix="jwa")
+    write_pool(folder / "b.csv", 6, prefix="jwb")
+    (folder / "notes.txt").write_text("not a pool")
+    result = run(None, db, inventory_dir=folder)
+    assert [p.rsplit("/", 1)[-1] for p in result["inputs"]] == ["a.csv", "b.csv"]
+    assert result["items_created"] == 8
