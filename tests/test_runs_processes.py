@@ -98,6 +98,9 @@ def test_killed_run_then_a_clean_one(db, tmp_path, stage):
     assert len(item_rows(db)) == 40
     after = record(db, int(dead["run_id"]))
     assert after["status"] == "failed" and "killed or crashed" in after["error"]
+    assert f"marked failed by run {result['run_id']}" in after["error"]
+    if stage != "started":  # what its loads did is on record
+        assert after["exposures_new"] == 60 and result["exposures_new"] == 0
     assert "died while running" in clean.stderr  # the operator hears about it once
     if committed:
         # The items were made by the dead run; its output may be lost, so the clean run writes them again.

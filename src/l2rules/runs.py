@@ -225,8 +225,8 @@ def run(pools: Iterable[str | Path] | None = None, db: DB = None, *, inventory_d
     fmt = format_for(output, output_format) if output else None
 
     with RunLock(engine, wait):
-        dead = _recover(engine)
         run_id = _start(engine, paths)
+        dead = _recover(engine, run_id)
         _checkpoint("started")
         try:
             record = _work(engine, run_id, paths, dead, output, fmt, skip_bad, progress)
@@ -247,17 +247,17 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _recover(engine: Engine) -> list[int]:
+def _recover(engine: Engine, me: int) -> list[int]:
     """Mark as failed the runs left ``running``: we hold the lock, so their processes are gone."""
     r = schema.run
     with engine.begin() as conn:
-        dead = conn.execute(sa.select(r.c.id, r.c.pid, r.c.host).where(r.c.status == "running")
+        dead = conn.execute(sa.select(r.c.id, r.c.pid, r.c.host).where(r.c.status == "running", r.c.id != me)
                             .order_by(r.c.id)).all()
         for run_id, pid, host in dead:
             conn.execute(r.update().where(r.c.id == run_id).values(
                 status="failed", finished_at=_now(),
-                error=f"the run's process (pid {pid} on {host}) ended without finishing it: killed or crashed; "
-                      "recovered by the next run"))
+                error=f"process {pid} on {host} ended before the run finished (killed or crashed); "
+                      f"marked failed by run {me}"))
     for run_id, pid, host in dead:
         log.warning("run %s (pid %s on %s) died while running; marked failed", run_id, pid, host)
     return [row[0] for row in dead]
@@ -268,6 +268,7 @@ def _start(engine: Engine, paths: list[Path]) -> int:
     with engine.begin() as conn:
         return conn.execute(r.insert().values(
             started_at=_now(), status="running", inputs=json.dumps([str(p) for p in paths]),
+            catalog_revision=_head_revision(conn),
             host=socket.gethostname(), pid=os.getpid(), **{c: 0 for c in _COUNTS},
         ).returning(r.c.id)).scalar_one()
 
@@ -391,6 +392,8 @@ def _work(engine: Engine, run_id: int, paths: list[Path], dead: list[int], outpu
           skip_bad: bool, progress: bool | None) -> dict:
     r = schema.run
     inputs, counts = _load_inputs(engine, paths, skip_bad, progress)
+    with engine.begin() as conn:  # what the loads did stays on record even if the run dies after them
+        conn.execute(r.update().where(r.c.id == run_id).values(**counts))
     counts["items_reissued"] = 0
     _checkpoint("loaded")
     with engine.begin() as conn:
