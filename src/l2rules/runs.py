@@ -371,7 +371,7 @@ def make_items(conn: sa.Connection, run_id: int, revision: str) -> tuple[int, in
         wl.exposure_id, sa.literal(revision, sa.String), sa.literal(run_id, sa.Integer),
         sa.literal(now, sa.DateTime(timezone=True)), wl.exp_type, wl.exptype, wl.special, wl.asn_type,
         wl.level2b_input, wl.rule,
-    ).where(needs)
+    ).where(needs).order_by(wl.pool, wl.source_line)  # ids in work-list order
     statement = (_insert(conn)(wi).from_select(columns, select)
                  .on_conflict_do_nothing(index_elements=["exposure_id", "catalog_revision"]))
     conn.execute(statement)
