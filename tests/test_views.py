@@ -1,0 +1,210 @@
+"""The reporting views of migration 0008, on SQLite and PostgreSQL.
+
+The README's example queries are run here, from the README itself, through
+SQLAlchemy, pandas.read_sql, the sqlite3 module and the psql / sqlite3 command
+line tools, and their results are compared with the output the README prints.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from l2rules import catalog, get_engine, load, unmatched, worklist
+from l2rules.migrate import current_revision, downgrade, upgrade
+from l2rules.runs import run
+
+from .conftest import POOLS, REPO, SAMPLE_POOLS
+from .runs_helpers import bump_rules, spawn, write_pool
+
+VIEWS = ["v_current_rules", "v_exposure_status", "v_current_worklist", "v_exposure_counts", "v_unmatched", "v_runs"]
+BOOLEAN_COLUMNS = {"level2b", "item_up_to_date"}
+
+
+def readme_examples() -> list[tuple[str, str]]:
+    """(query, psql output) pairs of the README's analysts section."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### For analysts: the views"):text.index("### `l2rules report`")]
+    pairs = re.findall(r"```sql\n(.*?)```\n\n```text\n(.*?)```", section, flags=re.S)
+    assert len(pairs) == 7
+    return [(q.strip(), out.rstrip("\n")) for q, out in pairs]
+
+
+def parse_psql(text: str) -> tuple[list[str], list[list[str]]]:
+    lines = text.splitlines()
+    header = [c.strip() for c in lines[0].split("|")]
+    rows = []
+    for line in lines[2:]:
+        if re.fullmatch(r"\(\d+ rows?\)", line.strip()):
+            break
+        rows.append([c.strip() for c in line.split("|")])
+    return header, rows
+
+
+def as_psql(value, column: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or column in BOOLEAN_COLUMNS:
+        return "t" if value else "f"
+    return str(value)
+
+
+def normalise(cell: str) -> str:
+    """A dead run's error names its pid and host: the same sentence, whatever they were."""
+    return re.sub(r"process \d+ on \S+", "process PID on HOST", cell)
+
+
+def readme_scenario(db: str, tmp_path) -> None:
+    """What the README's catalog went through: run 1 on pool_0*, run 2 killed, runs 3 and 4 on every pool."""
+    first = sorted(str(POOLS / name) for name in SAMPLE_POOLS if name.startswith("pool_0"))
+    every = [str(POOLS / name) for name in SAMPLE_POOLS]
+    assert run(first, db, skip_bad=True)["run_id"] == 1
+    marker = tmp_path / "held"
+    killed = spawn(db, "run", *sorted(set(every) - set(first)), "--skip-bad",
+                   env={"L2RULES_RUN_HOLD": "items", "L2RULES_RUN_HOLD_FILE": str(marker)})
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert killed.poll() is None and time.monotonic() < deadline, killed.stderr.read()
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert run(every, db, skip_bad=True)["run_id"] == 3
+    assert run(every, db, skip_bad=True)["items_created"] == 0
+
+
+def test_readme_queries_give_the_readme_output(db, backend, tmp_path):
+    readme_scenario(db, tmp_path)
+    engine = get_engine(db)
+    for query, printed in readme_examples():
+        header, expected = parse_psql(printed)
+        with engine.connect() as conn:
+            result = conn.execute(sa.text(query))
+            columns = list(result.keys())
+            rows = [[normalise(as_psql(v, c)) for v, c in zip(row, columns)] for row in result]
+            frame = pd.read_sql(sa.text(query), conn)
+        assert columns == header, query
+        assert rows == [[normalise(c) for c in row] for row in expected], query
+        assert list(frame.columns) == header and len(frame) == len(expected)
+        if backend == "sqlite":
+            raw = sqlite3.connect(engine.url.database).execute(query).fetchall()
+            assert [[normalise(as_psql(v, c)) for v, c in zip(r, columns)] for r in raw] == rows
+
+
+def test_readme_queries_in_the_command_line_tools(db, backend, tmp_path):
+    """`psql` prints exactly what the README shows; `sqlite3` runs every query."""
+    readme_scenario(db, tmp_path)
+    url = sa.make_url(db)
+    for query, printed in readme_examples():
+        if backend == "postgresql":
+            if not shutil.which("psql"):
+                pytest.skip("no psql on this machine")
+            proc = subprocess.run(["psql", "-X", "-h", url.host, "-p", str(url.port or 5432), "-U", url.username,
+                                   "-d", url.database, "-c", query], capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr
+            got = "\n".join(line.rstrip() for line in proc.stdout.strip("\n").splitlines())
+            if "v_runs" in query:  # pid and host, and the column width that follows from them
+                assert [normalise(c) for c in parse_psql(got)[1][1]] == \
+                       [normalise(c) for c in parse_psql(printed)[1][1]]
+            else:
+                assert got == printed, query
+        else:
+            if not shutil.which("sqlite3"):
+                pytest.skip("no sqlite3 command on this machine")
+            proc = subprocess.run(["sqlite3", "-header", "-csv", url.database, query], capture_output=True, text=True)
+            assert proc.returncode == 0 and not proc.stderr, proc.stderr
+            assert len(proc.stdout.strip().splitlines()) == len(parse_psql(printed)[1]) + 1
+
+
+def _sample_catalog(db: str, tmp_path) -> None:
+    for name in SAMPLE_POOLS:
+        load(POOLS / name, db, skip_bad=True)
+    lamp = tmp_path / "lamp.csv"
+    lamp.write_text("FILENAME|EXP_TYPE|LAMP|OPMODE|GRATING|IS_PSF|BKGDTARG|IS_IMPRT|TSOVISIT\n"
+                    "jw7_a_uncal.fits|NRS_LAMP|LINE1|FIXEDSLIT|G140H|F|F|F|F\n"
+                    "jw7_b_uncal.fits|NRS_LAMP|nolamp|FIXEDSLIT|G140H|F|F|F|F\n"
+                    "jw7_c_uncal.fits|NRS_LAMP|LINE1|grating-only|G140H|F|F|F|F\n"
+                    "jw7_d_uncal.fits|NRS_LAMP|LINE1|IMAGE|MIRROR|F|F|F|F\n"
+                    "jw7_e_uncal.fits|NRS_LAMP|LINE1|null|G140H|F|F|F|F\n"
+                    "jw7_f_uncal.fits|NRS_IFU|null|null|null|F|T|T|F\n"
+                    "jw7_g_uncal.fits|NRS_IFU|null|null|null|T|F|T|F\n"
+                    "jw7_h_uncal.fits|NRC_CORON|null|null|null|T|T|T|T\n"
+                    "jw7_i_uncal.fits|NRC_FUTURE|null|null|null|F|F|F|F\n")
+    load(lamp, db)
+
+
+def test_exposure_status_is_worklist_all(db, tmp_path):
+    """The view is worklist_query(include_all=True) written out in SQL: they must agree row by row."""
+    _sample_catalog(db, tmp_path)
+    expected = worklist(db, include_all=True)
+    with get_engine(db).connect() as conn:
+        got = pd.read_sql(sa.text("SELECT * FROM v_exposure_status ORDER BY pool, source_line"), conn)
+    got["level2b"] = got["level2b"].astype(bool)
+    got = got[expected.columns].astype(object).where(got[expected.columns].notna(), None)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False)
+    assert "condition failed: lamp not_equals NOLAMP" in " ".join(expected["reason"])
+
+
+def test_counts_unmatched_and_rules_views_agree_with_the_library(db, tmp_path):
+    _sample_catalog(db, tmp_path)
+    engine = get_engine(db)
+    with engine.connect() as conn:
+        counts = pd.read_sql(sa.text("SELECT * FROM v_exposure_counts"), conn)
+        missing = pd.read_sql(sa.text("SELECT pool, exp_type, count(*) AS exposures FROM v_unmatched "
+                                      "GROUP BY pool, exp_type ORDER BY pool, exp_type"), conn)
+        rules = pd.read_sql(sa.text("SELECT * FROM v_current_rules"), conn)
+        total = conn.execute(sa.text("SELECT count(*) FROM exposure")).scalar_one()
+    assert counts["exposures"].sum() == total
+    assert counts["selected"].sum() == len(worklist(db))
+    assert (counts["selected"] + counts["not_selected"] == counts["exposures"]).all()
+    assert missing.values.tolist() == unmatched(db)[["pool", "exp_type", "exposures"]].values.tolist()
+    assert set(rules["catalog_revision"]) == {"0007"}
+    assert len(rules) == len(catalog.rules(db))
+    nircam = counts[counts["instrument"] == "NIRCam"]
+    assert set(nircam["exp_type"]) >= {"NRC_IMAGE", "NRC_CORON", "NRC_FUTURE"}
+
+
+def test_current_worklist_shows_which_items_runs_made(db, tmp_path):
+    pool = write_pool(tmp_path / "p.csv", 12)
+    load(pool, db)
+    query = sa.text("SELECT filename, work_item_id, item_revision, item_up_to_date FROM v_current_worklist "
+                    "ORDER BY filename")
+    with get_engine(db).connect() as conn:
+        before = conn.execute(query).all()
+    assert len(before) == 8 and all(r.work_item_id is None and not r.item_up_to_date for r in before)
+    made = run(None, db)
+    with get_engine(db).connect() as conn:
+        after = conn.execute(query).all()
+    assert all(r.work_item_id is not None and r.item_up_to_date and r.item_revision == "0007" for r in after)
+    bump_rules(db, "T001", "NRC_IMAGE", asn_type="wfs-image2")
+    with get_engine(db).connect() as conn:
+        changed = conn.execute(query).all()
+        revisions = set(conn.execute(sa.text("SELECT catalog_revision FROM v_current_worklist")).scalars())
+    assert revisions == {"T001"}
+    stale = {r.filename for r in changed if not r.item_up_to_date}
+    assert stale == {"jw9_000000_nrca1_uncal.fits", "jw9_000006_nrca1_uncal.fits"}
+    run(None, db)
+    with get_engine(db).connect() as conn:
+        assert all(r.item_up_to_date for r in conn.execute(query))
+        held = conn.execute(sa.text("SELECT items_held FROM v_runs WHERE run_id = :r"), {"r": made["run_id"]})
+        assert held.scalar_one() == 8
+
+
+def test_migration_0008_downgrades_and_upgrades(db):
+    engine = get_engine(db)
+    downgrade(db, "0007")
+    assert current_revision(db) == "0007"
+    names = set(sa.inspect(engine).get_table_names()) | set(sa.inspect(engine).get_view_names())
+    assert not names & {"run", "work_item", *VIEWS}
+    upgrade(db)
+    assert current_revision(db) == "0008"
+    inspector = sa.inspect(engine)
+    assert set(VIEWS) <= set(inspector.get_view_names())
+    assert {"run", "work_item"} <= set(inspector.get_table_names())
