@@ -151,6 +151,7 @@ table { border-collapse: collapse; font-size: .85rem; }
 th, td { padding: .25rem .7rem; text-align: left; border-bottom: 1px solid #e4e7eb; vertical-align: top; }
 td { max-width: 26rem; overflow-wrap: break-word; }
 td.nowrap { white-space: nowrap; }
+td.failed { color: #c81e1e; font-weight: 600; }
 .scroll { overflow-x: auto; }
 th { background: #f5f7fa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -188,7 +189,7 @@ def _table_html(frame: pd.DataFrame) -> str:
         for v in values:
             numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
             text = "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
-            css = "num" if numeric else ("nowrap" if len(text) <= 20 else "")
+            css = "num" if numeric else ("failed" if text == "failed" else "nowrap" if len(text) <= 20 else "")
             cells.append(f'<td class="{css}">{html.escape(text)}</td>' if css else f"<td>{html.escape(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
