@@ -42,8 +42,8 @@ def _hold(stage, marker, seconds=60):
 def test_two_runs_started_together_never_make_an_item_twice(db, tmp_path):
     """Two processes at the same moment: one works, the other exits 5 at once; with --wait it waits, then finds nothing."""
     pool = str(write_pool(tmp_path / "p.csv", 300))
-    # Each run holds the lock for a second after loading, so the two surely overlap.
-    env = {"L2RULES_RUN_HOLD": "loaded", "L2RULES_RUN_HOLD_SECONDS": "1"}
+    # Each run holds the lock for two seconds after loading, so the two surely overlap.
+    env = {"L2RULES_RUN_HOLD": "loaded", "L2RULES_RUN_HOLD_SECONDS": "2"}
     procs = [spawn(db, "run", pool, "--format", "json", env=env) for _ in range(2)]
     results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _, _ in results)
@@ -119,7 +119,7 @@ def test_runs_killed_at_random_moments(db, tmp_path):
     for i in range(5):
         pools.append(str(write_pool(tmp_path / f"p{i}.csv", 1500, prefix=f"jw{i}")))
         proc = spawn(db, "run", *pools, "--wait", "30")
-        time.sleep(rng.uniform(0.2, 4.0))
+        time.sleep(rng.uniform(0.4, 2.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
