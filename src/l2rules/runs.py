@@ -226,10 +226,10 @@ def run(pools: Iterable[str | Path] | None = None, db: DB = None, *, inventory_d
 
     with RunLock(engine, wait):
         run_id = _start(engine, paths)
-        dead = _recover(engine, run_id)
+        _recover(engine, run_id)
         _checkpoint("started")
         try:
-            record = _work(engine, run_id, paths, dead, output, fmt, skip_bad, progress)
+            record = _work(engine, run_id, paths, output, fmt, skip_bad, progress)
         except BaseException as exc:
             record = _fail(engine, run_id, exc)
             if isinstance(exc, Exception):
@@ -388,7 +388,7 @@ def _unmatched(conn: sa.Connection, pool_ids: list[int] | None) -> int:
     return conn.execute(query).scalar_one()
 
 
-def _work(engine: Engine, run_id: int, paths: list[Path], dead: list[int], output: str | None, fmt: str | None,
+def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fmt: str | None,
           skip_bad: bool, progress: bool | None) -> dict:
     r = schema.run
     inputs, counts = _load_inputs(engine, paths, skip_bad, progress)
@@ -417,9 +417,10 @@ def _work(engine: Engine, run_id: int, paths: list[Path], dead: list[int], outpu
     if n_stale:
         # Worth a warning once, in the run whose loads caused it; later runs only mention it.
         loud = any(not i.skipped for i in inputs)
-        log.log(logging.WARNING if loud else logging.INFO,"%d exposures changed since their work item was made at catalog revision %s; the key "
-                    "(exposure, revision) allows one item each, so they are not reissued (see v_current_worklist)",
-                    n_stale, revision)
+        log.log(logging.WARNING if loud else logging.INFO,
+                "%d exposures changed since their work item was made at catalog revision %s; the key "
+                "(exposure, revision) allows one item each, so they are not reissued (see v_current_worklist)",
+                n_stale, revision)
     log.info("run %s: %d work items made at catalog revision %s", run_id, made, revision)
     written = None
     if output is not None and made + counts["items_reissued"] > 0:
