@@ -85,7 +85,8 @@ def test_killed_run_then_a_clean_one(db, tmp_path, stage):
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
-    dead = runs(db).iloc[-1]
+    with get_engine(db).connect() as conn:  # (not runs(): listing the runs marks dead ones failed)
+        dead = conn.execute(sa.text("SELECT id AS run_id, status FROM run ORDER BY id DESC")).mappings().first()
     assert dead["status"] == "running"  # as the killed process left it
     committed = stage in ("committed", "written")
     assert len(item_rows(db)) == (40 if committed else 0)  # all or nothing
@@ -109,6 +110,22 @@ def test_killed_run_then_a_clean_one(db, tmp_path, stage):
     else:
         assert result["items_created"] == 40 and result["items_reissued"] == 0
     assert len(pd.read_csv(tmp_path / f"items-{result['run_id']}.csv")) == 40
+
+
+def test_listing_the_runs_marks_a_dead_run_failed_but_not_a_live_one(db, tmp_path):
+    pool = str(write_pool(tmp_path / "p.csv", 60))
+    marker = tmp_path / "held"
+    proc = spawn(db, "run", pool, env=_hold("committed", marker))
+    _wait_for(marker, proc)
+    alive = json.loads(cli(db, "runs", "--format", "json").stdout)
+    assert [r["status"] for r in alive] == ["running"]  # it holds the lock: alive, left alone
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    listed = json.loads(cli(db, "runs", "--format", "json").stdout)
+    assert listed[0]["status"] == "failed" and "marked failed by `l2rules runs`" in listed[0]["error"]
+    clean = cli(db, "run", pool, "--output", str(tmp_path / "out.csv"), "--format", "json")
+    assert json.loads(clean.stdout)["items_reissued"] == 40  # its items still reach an output
+    assert_exactly_once(db)
 
 
 def test_runs_killed_at_random_moments(db, tmp_path):

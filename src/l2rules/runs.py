@@ -247,9 +247,10 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _recover(engine: Engine, me: int) -> list[int]:
+def _recover(engine: Engine, me: int | None) -> list[int]:
     """Mark as failed the runs left ``running``: we hold the lock, so their processes are gone."""
     r = schema.run
+    by = f"run {me}" if me is not None else "`l2rules runs`"
     with engine.begin() as conn:
         dead = conn.execute(sa.select(r.c.id, r.c.pid, r.c.host).where(r.c.status == "running", r.c.id != me)
                             .order_by(r.c.id)).all()
@@ -257,7 +258,7 @@ def _recover(engine: Engine, me: int) -> list[int]:
             conn.execute(r.update().where(r.c.id == run_id).values(
                 status="failed", finished_at=_now(),
                 error=f"process {pid} on {host} ended before the run finished (killed or crashed); "
-                      f"marked failed by run {me}"))
+                      f"marked failed by {by}"))
     for run_id, pid, host in dead:
         log.warning("run %s (pid %s on %s) died while running; marked failed", run_id, pid, host)
     return [row[0] for row in dead]
@@ -487,10 +488,35 @@ def record(db: DB, run_id: int) -> dict:
     return _as_record(row)
 
 
+def recover(db: DB = None) -> list[int]:
+    """Mark as failed the runs recorded ``running`` whose process is gone; returns their ids.
+
+    Only when no run holds the lock (then no run is alive); a reader without
+    write permission changes nothing.
+    """
+    engine = require_migrated(db)
+    lock = RunLock(engine)
+    try:
+        lock.acquire()
+    except RunInProgress:
+        return []
+    try:
+        return _recover(engine, None)
+    except sa.exc.SQLAlchemyError as exc:  # e.g. a read-only role: the next run will do it
+        log.debug("cannot mark dead runs failed: %s", exc)
+        return []
+    finally:
+        lock.release()
+
+
 def runs(db: DB = None, last: int | None = None, status: str | None = None) -> pd.DataFrame:
-    """The run record, oldest first (only the ``last`` N runs if given)."""
+    """The run record, oldest first (only the ``last`` N runs if given).
+
+    Runs left ``running`` by a dead process are marked failed first (see :func:`recover`).
+    """
     engine = require_migrated(db)
     _require_runs_schema(engine)
+    recover(engine)
     r = schema.run
     query = sa.select(r).order_by(r.c.id.desc())
     if status:
