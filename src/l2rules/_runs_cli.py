@@ -27,8 +27,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser(
         "run", help="one scheduled run: load new or changed inventories, make the missing work items, record it",
         description="One scheduled run, safe from cron: loads the inventories that are new or changed, makes a "
-                    "work item for every selected exposure that has none at the current catalog revision, and "
-                    "records the run. Quiet unless asked. Exit codes: 0 done (also when there was nothing to do), "
+                    "work item for every selected exposure that has none yet (or whose rules changed since its "
+                    "item was made), and records the run. Quiet unless asked. Exit codes: 0 done (also when there was nothing to do), "
                     "2 bad input, 3 database unreachable or not migrated, 5 another run is in progress.")
     p.add_argument("pools", nargs="*", metavar="POOL", help="pool or CSV files to load first")
     p.add_argument("--inventory-dir", metavar="DIR", help="also load every *.csv file of DIR")

@@ -346,17 +346,16 @@ def _needed(revision: str) -> tuple[sa.Select, sa.ColumnElement, sa.ColumnElemen
     """The selected exposures joined with their latest work item; and the 'needs a new item' and 'stale' tests."""
     e, wi = schema.exposure, schema.work_item
     wl = worklist_query(None).add_columns(e.c.id.label("exposure_id")).order_by(None).subquery("wl")
-    latest = (sa.select(wi.c.exposure_id, sa.func.max(wi.c.id).label("item_id"))
-              .group_by(wi.c.exposure_id).subquery("latest"))
-    li = wi.alias("li")
+    li, w2 = wi.alias("li"), wi.alias("w2")
+    # The exposure's latest item, looked up per work-list row through the (exposure_id, ...) index: a
+    # correlated lookup keeps the planner from re-evaluating the work list inside a join loop.
+    latest = sa.select(sa.func.max(w2.c.id)).where(w2.c.exposure_id == wl.c.exposure_id).scalar_subquery()
     same = sa.and_(li.c.exptype == wl.c.exptype, li.c.special == wl.c.special,
                    li.c.asn_type.is_not_distinct_from(wl.c.asn_type),
                    li.c.level2b_input == wl.c.level2b_input, li.c.rule == wl.c.rule)
     needs = sa.or_(li.c.id.is_(None), sa.and_(li.c.catalog_revision != revision, sa.not_(same)))
     stale = sa.and_(li.c.catalog_revision == revision, sa.not_(same))
-    base = (sa.select(wl).select_from(wl)
-            .outerjoin(latest, latest.c.exposure_id == wl.c.exposure_id)
-            .outerjoin(li, li.c.id == latest.c.item_id))
+    base = sa.select(wl).select_from(wl).outerjoin(li, li.c.id == latest)
     return base, needs, stale
 
 
