@@ -250,3 +250,12 @@ def test_inventory_dir(db, tmp_path):
     result = run(None, db, inventory_dir=folder)
     assert [p.rsplit("/", 1)[-1] for p in result["inputs"]] == ["a.csv", "b.csv"]
     assert result["items_created"] == 8
+
+
+def test_rerun_on_a_large_catalog_stays_fast(db, tmp_path):
+    """A rerun with nothing to do is one indexed pass: a bad plan (work list re-evaluated per item) took minutes."""
+    pool = write_pool(tmp_path / "big.csv", 30000)
+    assert run([pool], db)["items_created"] == 20000
+    started = time.monotonic()
+    assert run(None, db)["items_created"] == 0
+    assert time.monotonic() - started < 15
