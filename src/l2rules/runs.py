@@ -103,7 +103,10 @@ class RunLock:
         import fcntl
 
         if self._file is None:
-            self._file = open(path, "a+")
+            try:
+                self._file = open(path, "a+")
+            except OSError as exc:
+                raise DatabaseError(f"cannot open the run lock {path}: {exc.strerror}") from None
         try:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -497,7 +500,7 @@ def recover(db: DB = None) -> list[int]:
     lock = RunLock(engine)
     try:
         lock.acquire()
-    except RunInProgress:
+    except (RunInProgress, DatabaseError):  # a run is alive, or we may not even take the lock
         return []
     try:
         return _recover(engine, None)
