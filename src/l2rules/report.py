@@ -176,6 +176,11 @@ def chart(work_items: pd.DataFrame):
     fig.update_layout(template="plotly_white", height=420, margin=dict(l=40, r=20, t=50, b=40),
                       title=dict(text="Work items per instrument and association type", x=0),
                       legend=dict(title="Association type"), bargap=0.25)
+    if not len(work_items):  # say so, rather than draw empty axes
+        fig.update_layout(height=160, xaxis=dict(visible=False), yaxis=dict(visible=False))
+        fig.add_annotation(text="The work list is empty: load inventories with <b>l2rules run POOL...</b>",
+                           showarrow=False, font=dict(size=15, color="#616e7c"), xref="paper", yref="paper",
+                           x=0.5, y=0.5)
     return fig
 
 
