@@ -259,3 +259,22 @@ def test_rerun_on_a_large_catalog_stays_fast(db, tmp_path):
     started = time.monotonic()
     assert run(None, db)["items_created"] == 0
     assert time.monotonic() - started < 15
+
+
+def test_cli_inventory_dir_output_format_and_status_filter(db, tmp_path, capsys):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_pool(inbox / "a.csv", 6, prefix="jwa")
+    out = tmp_path / "items.out"
+    assert main(["--db", db, "run", "--inventory-dir", str(inbox), "--output", str(out),
+                 "--output-format", "json"]) == 0
+    assert len(json.loads(out.read_text())) == 4
+    assert main(["--db", db, "run", "--output-format", "csv"]) == 2  # a format needs --output
+    assert "needs an output path" in capsys.readouterr().err
+    bad = inbox / "b.csv"
+    bad.write_text("FILENAME|PROGRAM\njw1_uncal.fits|1\n")
+    assert main(["--db", db, "run", "--inventory-dir", str(inbox)]) == 2
+    capsys.readouterr()
+    assert main(["--db", db, "runs", "--status", "failed", "--format", "json"]) == 0
+    failed = json.loads(capsys.readouterr().out)
+    assert len(failed) == 1 and "missing required column EXP_TYPE" in failed[0]["error"]
