@@ -497,6 +497,9 @@ def recover(db: DB = None) -> list[int]:
     write permission changes nothing.
     """
     engine = require_migrated(db)
+    with engine.connect() as conn:  # the usual case: nothing to recover, and no lock taken from a starting run
+        if not conn.execute(sa.select(sa.func.count()).where(schema.run.c.status == "running")).scalar_one():
+            return []
     lock = RunLock(engine)
     try:
         lock.acquire()
