@@ -4,11 +4,12 @@ One run (``l2rules run`` or :func:`run`):
 
 1. takes the run lock (one run at a time per database; see :class:`RunLock`),
    or fails at once with :class:`RunInProgress` (exit code 5), or waits ``wait`` seconds for it;
-2. marks any run still recorded as ``running`` as ``failed``: holding the lock
-   proves its process is gone (killed, crashed, machine rebooted);
-3. records itself in ``run`` (status ``running``) and commits that;
+2. records itself in ``run`` (status ``running``, the head catalog revision) and commits that;
+3. marks any other run still recorded as ``running`` as ``failed``: holding the
+   lock proves its process is gone (killed, crashed, machine rebooted);
 4. loads the inputs that are new or changed (a file whose SHA-256 equals the
-   pool already loaded under its name is skipped), each in its own transaction;
+   pool already loaded under its name is skipped), each in its own transaction,
+   and records the load counts;
 5. in one transaction, inserts a work item for every selected exposure that has
    none yet, or whose latest item was made under another catalog revision and
    differs from what the head rules give now (``INSERT ... SELECT`` from
