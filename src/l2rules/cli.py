@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from . import _runs_cli, catalog, inventory, migrate, outputs
+from . import _runs_cli, association, catalog, inventory, migrate, outputs
 from .worklist import impact, unmatched, worklist
 from .config import DatabaseError, L2RulesError, describe, get_engine
 
@@ -92,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pools", nargs="*", metavar="POOL")
     _formats(p, printable_only=True)
 
+    p = sub.add_parser("explain", help="why an exposure is or is not the science of a Level 2b association")
+    p.add_argument("filename", metavar="FILENAME", help="the exposure's FILENAME (or its stem)")
+    p.add_argument("--pool", metavar="P", help="a loaded pool's name, or a pool file to load first")
+    _formats(p, printable_only=True)
+
+    p = sub.add_parser("asn", help="load POOLs and write their Level 2b associations as the pipeline does")
+    p.add_argument("pools", nargs="+", metavar="POOL")
+    p.add_argument("--output", required=True, metavar="DIR", help="directory for the *_asn.json files")
+    p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
+
     p = sub.add_parser("unmatched", help="loaded exposures whose EXP_TYPE the catalog does not know")
     _formats(p, printable_only=True)
     p = sub.add_parser("rejections", help="rows that --skip-bad loads refused, with the reason")
@@ -138,6 +148,13 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "table":
             print()
             _print(counts, args)
+        return 0
+    if args.command == "explain":
+        _print(association.explain(db, args.filename, args.pool), args)
+        return 0
+    if args.command == "asn":
+        written = association.asn(db, args.pools, args.output, skip_bad=args.skip_bad)
+        print(f"{len(written)} associations written to {args.output}")
         return 0
     if args.command == "unmatched":
         _print(unmatched(db), args)

@@ -224,3 +224,110 @@ work_item = sa.Table(
     sa.Column("rule", sa.String(60), nullable=False),
     sa.UniqueConstraint("exposure_id", "catalog_revision"),
 )
+
+# --- Level 2b associations as the jwst pipeline builds them (issue 7) ---------------------------
+# The published table above says which exp_types are processed; these tables hold the rest of the
+# pipeline's conditions as data: its association rules, their conditions on pool columns, the
+# companions each rule attaches, valid optical paths and which candidate types keep what.
+# ``association.py`` evaluates them in SQL.
+
+#: Operators of association conditions (``asn_condition.operator``).
+ASN_CONDITION_OPERATORS = ("present", "absent", "eq", "ne", "in_set", "not_in_set", "like", "not_like",
+                           "path", "not_path")
+#: How a companion's column is compared with the science's (``asn_companion_key.match``).
+ASN_KEY_MATCHES = ("eq", "opt_eq", "ne")
+
+#: Named sets of values (exposure types, patterns, filters) that conditions refer to.
+asn_value_set = sa.Table(
+    "asn_value_set",
+    metadata,
+    sa.Column("set_name", sa.String(40), primary_key=True),
+    sa.Column("value", sa.String(40), primary_key=True),
+)
+
+#: The member type an exposure type gives (dark, flat, target_acquisition, ...); others are science.
+asn_member_type = sa.Table(
+    "asn_member_type",
+    metadata,
+    sa.Column("exp_type", sa.String(40), primary_key=True),
+    sa.Column("member_type", sa.String(32), nullable=False),
+)
+
+#: The pipeline's Level 2b association rules (jwst ``rules_level2b``), one row each.
+asn_rule = sa.Table(
+    "asn_rule",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("asn_type", sa.String(32), nullable=False),
+    sa.Column("science_set", sa.String(40), nullable=True),  # NULL: any exposure type
+    sa.Column("forced_science", sa.Boolean(create_constraint=False), nullable=False),
+    sa.Column("nod_overlap", sa.String(16), nullable=True),  # fs, msa, never, lrs; NULL: not a nod rule
+    sa.Column("wfss", sa.String(16), nullable=True),  # nis, nrc, mir, parallel; NULL: no direct image
+    sa.Column("rate_policy", sa.String(16), nullable=False),  # default, or rate (never _rateints for coron)
+    sa.Column("note", sa.Text, nullable=False),
+    sa.CheckConstraint(f"asn_type IN ({', '.join(repr(v) for v in ASN_TYPES)})", name="asn_type"),
+)
+
+#: Conditions in disjunctive normal form: a subject (the science, or a companion kind) passes a rule
+#: when all conditions of at least one alternative hold.
+asn_condition = sa.Table(
+    "asn_condition",
+    metadata,
+    sa.Column("rule_name", sa.String(40), sa.ForeignKey("asn_rule.name"), primary_key=True),
+    sa.Column("subject", sa.String(16), primary_key=True),
+    sa.Column("alt", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("column_name", sa.String(40), nullable=False),
+    sa.Column("operator", sa.String(16), nullable=False),
+    sa.Column("value", sa.String(80), nullable=True),
+    sa.CheckConstraint(f"operator IN ({', '.join(repr(v) for v in ASN_CONDITION_OPERATORS)})", name="operator"),
+)
+
+#: Companion members a rule attaches to its science: from the pool (conditions with this subject)
+#: or from the rule's other science exposures (nods); with the role they take.
+asn_companion = sa.Table(
+    "asn_companion",
+    metadata,
+    sa.Column("rule_name", sa.String(40), sa.ForeignKey("asn_rule.name"), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("source", sa.String(16), nullable=False),  # pool, science
+    sa.Column("role", sa.String(16), nullable=False),  # own (the member's own type), background, direct_image
+)
+
+#: Grouping keys: the columns on which a companion must match its science.
+asn_companion_key = sa.Table(
+    "asn_companion_key",
+    metadata,
+    sa.Column("rule_name", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("column_name", sa.String(40), primary_key=True),
+    sa.Column("match", sa.String(8), nullable=False),
+    sa.ForeignKeyConstraint(["rule_name", "kind"], ["asn_companion.rule_name", "asn_companion.kind"]),
+    sa.CheckConstraint(f"match IN ({', '.join(repr(v) for v in ASN_KEY_MATCHES)})", name="match"),
+)
+
+#: Valid (allowed) or excluded optical paths per kind; NULL in a column matches any value.
+asn_optical_path = sa.Table(
+    "asn_optical_path",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("path_kind", sa.String(32), nullable=False, index=True),
+    sa.Column("slit_class", sa.String(16), nullable=True),
+    sa.Column("opmode", sa.String(16), nullable=True),
+    sa.Column("grating", sa.String(16), nullable=True),
+    sa.Column("filter", sa.String(16), nullable=True),
+    sa.Column("pupil", sa.String(16), nullable=True),
+    sa.Column("lamp", sa.String(16), nullable=True),
+    sa.Column("detector", sa.String(16), nullable=True),
+    sa.Column("allowed", sa.Boolean(create_constraint=False), nullable=False),
+)
+
+#: Which associations a candidate type keeps ('*' = every rule); unlisted types keep none.
+asn_candidate_policy = sa.Table(
+    "asn_candidate_policy",
+    metadata,
+    sa.Column("candidate_type", sa.String(40), primary_key=True),
+    sa.Column("rule_name", sa.String(40), primary_key=True),
+    sa.Column("requirement", sa.String(32), nullable=False),  # always, background_member
+    sa.Column("id_pattern", sa.String(40), nullable=True),  # SQL LIKE pattern on the candidate id
+)

@@ -1,0 +1,623 @@
+"""Level 2b associations as the jwst pipeline builds them, evaluated in SQL.
+
+The published table (``rule``) says which exposure types are processed; the
+pipeline (jwst 3.0.0, ``asn_generate`` with ``rules_level2b``) applies more
+conditions, all kept as data in the ``asn_*`` tables (migration 0008):
+
+* ``asn_rule``: the pipeline's association rules, with the set of exposure
+  types each accepts as science (``asn_value_set``);
+* ``asn_condition``: predicates on pool columns, per rule and subject (the
+  science, or a companion kind), in disjunctive normal form;
+* ``asn_companion`` / ``asn_companion_key``: the companions each rule attaches
+  (backgrounds, imprints, nods, WFSS direct images) and the columns they share
+  with the science;
+* ``asn_optical_path``: valid NIRSpec paths per detector, NIRCam coronagraph
+  detectors without the occulter;
+* ``asn_candidate_policy``: which candidate types keep which associations.
+
+Everything that decides is SQL (SQLAlchemy Core, SQLite and PostgreSQL):
+Python only reads the pool (``inventory``) and formats the result. The
+evaluation runs in stages, each one INSERT ... SELECT into a temporary table,
+which keeps every statement small enough for the planners:
+
+1. ``x``: one row per (exposure, candidate) - an exposure belongs to every
+   candidate whose id occurs in its ASN_CANDIDATE text, as in the pipeline -
+   with values normalised (lower case, empty values NULL) and derived columns
+   (member type, TSO, optical mode);
+2. ``sci``: the (exposure, candidate, rule) triples whose conditions hold;
+3. ``pairs``: companions per science, matched on the grouping keys, nods that
+   overlap the science left out;
+4. ``asn0``/``mem0``/``asn1``: associations (WFSS ones need a direct image),
+   their members, the candidate-type policy;
+5. ``asn2``/``members``/``asn3``/``asn4``: member names (``_rate``/``_rateints``,
+   WFSS level-3 products), duplicate pruning, sequence numbers.
+
+Known approximations of the pipeline's order-dependent corners are listed in
+``docs/level2b_selection.md`` section 13 of the shared notes; the ones this
+module makes are: optional-equal keys compare with the science only; the
+nearest direct image is by EXPSPCIN then pool order; sequence numbers follow
+reverse pool order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from . import schema
+from .config import DB, L2RulesError
+from .inventory import exposure_stem, load
+from .migrate import require_migrated
+
+#: Values the pipeline reads as "not set" (after lower-casing).
+EMPTY = ("", "null", "--", "n", "f", "false", "n/a")
+#: Pool columns the conditions read.
+POOL_COLUMNS = ("filename", "program", "exp_type", "pntgtype", "instrume", "detector", "filter", "band", "pupil",
+                "grating", "fxd_slit", "subarray", "channel", "tsovisit", "visitype", "dms_note", "is_psf",
+                "is_imprt", "bkgdtarg", "patttype", "patt_num", "numdthpt", "subpxpns", "subpxpts", "expspcin",
+                "mostilno", "msametfl", "msastate", "opmode", "lamp", "targetid", "obs_id", "dithptin", "exposerr")
+#: Columns the pipeline needs in a pool; without them it makes no association at all.
+REQUIRED_POOL_COLUMNS = ("asn_candidate", "targetid")
+#: Columns derived in SQL that conditions may name besides the pool columns.
+DERIVED_COLUMNS = ("cand_raw", "cand_id", "cand_type", "member_type", "sci_type", "is_tso", "opt_filter",
+                   "opt_pupil", "subpx_fs", "subpx_ov", "slit_class", "exp_detector", "exp_pupil", "dms_note_exp")
+#: Every column a condition or key may name.
+ACCESSIBLE = tuple(c for c in POOL_COLUMNS) + DERIVED_COLUMNS
+DEGRADED_OK = "No known degraded exposures in association."
+DEGRADED_NOTOK = ("One or more members have an error associated with them."
+                  "\nDetails can be found in the member.exposerr attribute.")
+
+vs, mt, ar = schema.asn_value_set, schema.asn_member_type, schema.asn_rule
+cond_t, comp_t, key_t = schema.asn_condition, schema.asn_companion, schema.asn_companion_key
+path_t, policy_t = schema.asn_optical_path, schema.asn_candidate_policy
+
+
+class AssociationError(L2RulesError):
+    exit_code = 2
+
+
+# --- SQL building blocks ------------------------------------------------------------------------
+
+def _norm(col: sa.ColumnElement) -> sa.ColumnElement:
+    low = sa.func.lower(sa.func.trim(col))
+    return sa.case((col.is_(None), None), (low.in_(EMPTY), None), else_=low)
+
+
+def _in_set(set_name, expr) -> sa.Exists:
+    return sa.exists().where(vs.c.set_name == set_name, vs.c.value == expr)
+
+
+def _zpad(expr, n: int):
+    return sa.case(*[(sa.func.length(expr) == k, sa.literal("0" * (n - k)) + expr) for k in range(1, n)],
+                   else_=expr)
+
+
+def _to_int(expr):
+    digits = sa.and_(expr.is_not(None), expr != "", sa.func.ltrim(expr, "0123456789") == "")
+    return sa.case((digits, sa.cast(expr, sa.Integer)), else_=None)
+
+
+def _flag_text(col):
+    return sa.case((col == sa.true(), "t"), else_=None)
+
+
+def _accessor(row, name_col):
+    """The value of the column whose name is in ``name_col`` (a condition's or key's column_name)."""
+    return sa.case(*[(name_col == c, row.c[c]) for c in ACCESSIBLE], else_=None)
+
+
+def _path_test(row, kind):
+    """The row's optical path is allowed for ``kind``: an allowed row matches and no excluding one does."""
+    p = path_t.c
+
+    def match(allowed: bool):
+        conds = [p.path_kind == kind, p.allowed == allowed]
+        for col in ("slit_class", "opmode", "grating", "filter", "pupil", "lamp", "detector"):
+            conds.append(sa.or_(p[col].is_(None), p[col] == row.c[col]))
+        return sa.exists().where(*conds)
+
+    return sa.and_(match(True), sa.not_(match(False)))
+
+
+def _cond_holds(row, c, path_kinds: list[str]):
+    """A condition row ``c`` evaluated on an exposure row: boolean SQL."""
+    v = _accessor(row, c.column_name)
+
+    def any_path():
+        return sa.or_(*[sa.and_(c.value == k, _path_test(row, k)) for k in path_kinds]) if path_kinds else sa.false()
+
+    member = sa.exists().where(vs.c.set_name == c.value, vs.c.value == v)
+    return sa.case(
+        (c.operator == "present", v.is_not(None)),
+        (c.operator == "absent", v.is_(None)),
+        (c.operator == "eq", sa.func.coalesce(v == c.value, sa.false())),
+        (c.operator == "ne", sa.or_(v.is_(None), v != c.value)),
+        (c.operator == "in_set", member),
+        (c.operator == "not_in_set", sa.not_(member)),
+        (c.operator == "like", sa.func.coalesce(v.like(c.value), sa.false())),
+        (c.operator == "not_like", sa.or_(v.is_(None), v.not_like(c.value))),
+        (c.operator == "path", any_path()),
+        (c.operator == "not_path", sa.not_(any_path())),
+        else_=sa.false())
+
+
+def _cond_ok(row, c, path_kinds):
+    return sa.case((_cond_holds(row, c, path_kinds), 1), else_=0)
+
+
+def _key_ok(xs, xo, k):
+    sv, ov = _accessor(xs, k.column_name), _accessor(xo, k.column_name)
+    holds = sa.case(
+        (k.match == "eq", sa.func.coalesce(sv == ov, sa.false())),
+        (k.match == "opt_eq", sa.or_(sv.is_(None), ov.is_(None), sv == ov)),
+        (k.match == "ne", sa.or_(sv.is_(None), ov.is_(None), sv != ov)),
+        else_=sa.false())
+    return sa.case((holds, 1), else_=0)
+
+
+def _overlap(xs, xo, policy):
+    """Another science nod ``xo`` overlaps the science ``xs`` (so it cannot serve as its background)."""
+    sp, sn, ss = _to_int(xs.c.patt_num), _to_int(xs.c.numdthpt), _to_int(xs.c.subpx_ov)
+    op_, os_ = _to_int(xo.c.patt_num), _to_int(xo.c.subpx_ov)
+    bad = sa.or_(sp.is_(None), sn.is_(None), ss.is_(None), op_.is_(None), os_.is_(None), ss == 0, os_ == 0)
+    nonzero = lambda n: sa.case((n == 0, 1), else_=n)  # noqa: E731 - guarded by ``bad`` anyway
+    pps, ppo = (sp - 1) // nonzero(ss), (op_ - 1) // nonzero(os_)
+    fs = sa.case((bad, sa.true()), (pps == ppo, sa.true()),
+                 (sa.and_(xs.c.fxd_slit == "s1600a1", sn // nonzero(ss) == 5, sa.between(pps - ppo, -1, 1)),
+                  sa.true()),
+                 else_=sa.false())
+    msa = sa.case((bad, sa.false()), (pps == ppo, sa.true()), else_=sa.false())
+    other_target = sa.func.coalesce(xs.c.targetid, "") != sa.func.coalesce(xo.c.targetid, "")
+    return sa.case((sa.and_(policy.in_(["fs", "msa"]), other_target), sa.true()),
+                   (policy == "fs", fs), (policy == "msa", msa), else_=sa.false())
+
+
+def _exposures(pool_id: int):
+    """One row per exposure of the pool: normalised values and derived columns."""
+    e = schema.exposure
+    cols = {}
+    for c in POOL_COLUMNS:
+        cols[c] = _flag_text(e.c[c]) if c in schema.FLAG_COLUMNS else _norm(e.c[c])
+    base = sa.select(e.c.id.label("eid"), e.c.source_line.label("row_no"), sa.func.lower(e.c.stem).label("stem"),
+                     sa.func.lower(sa.func.coalesce(e.c.asn_candidate, "")).label("cand_raw"),
+                     *[v.label(k) for k, v in cols.items()]).where(e.c.pool_id == pool_id).cte("xe")
+    x = base.c
+    mapped = sa.select(mt.c.member_type).where(mt.c.exp_type == x.exp_type).scalar_subquery()
+    member_type = sa.case(
+        (sa.and_(x.pntgtype.is_not(None), x.pntgtype != "science"), x.pntgtype),
+        (mapped.is_not(None), mapped),
+        (x.is_psf.is_not(None), "psf"), (x.is_imprt.is_not(None), "imprint"),
+        (x.bkgdtarg.is_not(None), "background"), else_="science")
+    tso = sa.and_(x.pntgtype == "science", sa.or_(x.tsovisit == "t", _in_set("TSO_ALWAYS", x.exp_type)))
+    joined = lambda a, b: sa.func.coalesce(a, "") + ":" + sa.func.coalesce(b, "")  # noqa: E731
+    derived = sa.select(
+        base,
+        member_type.label("member_type"),
+        sa.case((tso, "y"), else_="n").label("is_tso"),
+        sa.func.coalesce(x.filter, x.band).label("opt_filter"),
+        sa.func.coalesce(x.pupil, x.grating).label("opt_pupil"),
+        sa.func.coalesce(x.subpxpns, x.subpxpts).label("subpx_fs"),
+        sa.func.coalesce(x.subpxpts, x.subpxpns).label("subpx_ov"),
+        sa.case((x.fxd_slit == "s200b1", "s200b1"), else_="a").label("slit_class"),
+        joined(x.exp_type, x.detector).label("exp_detector"),
+        joined(x.exp_type, x.pupil).label("exp_pupil"),
+        joined(x.dms_note, x.exp_type).label("dms_note_exp"),
+    ).cte("xd")
+    return sa.select(derived, sa.case((derived.c.member_type == "psf", "science"),
+                                      else_=derived.c.member_type).label("sci_type")).cte("xt")
+
+
+def _candidates(pool_id: int):
+    e, ec = schema.exposure, schema.exposure_candidate
+    return (sa.select(ec.c.cand_id, ec.c.cand_type, sa.func.min(e.c.source_line * 1000 + ec.c.position).label("cand_ord"))
+            .join(e, e.c.id == ec.c.exposure_id).where(e.c.pool_id == pool_id)
+            .group_by(ec.c.cand_id, ec.c.cand_type)).cte("cand")
+
+
+class _Stages:
+    """Materialises each stage in a temporary table on one connection; dropped on close."""
+
+    def __init__(self, conn: sa.Connection):
+        self.conn, self.md, self.tables = conn, sa.MetaData(), {}
+
+    def __call__(self, select: sa.Select | sa.CompoundSelect, name: str) -> sa.Table:
+        cols = [sa.Column(c.name, sa.String if isinstance(c.type, sa.types.NullType) else c.type)
+                for c in select.selected_columns]
+        table = sa.Table(f"asn_tmp_{name}", self.md, *cols, prefixes=["TEMPORARY"])
+        table.create(self.conn)
+        self.conn.execute(table.insert().from_select([c.name for c in cols], select))
+        self.tables[name] = table
+        return table
+
+    def close(self) -> None:
+        for table in reversed(list(self.tables.values())):
+            table.drop(self.conn)
+        self.tables = {}
+
+
+def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
+    """Build every stage for one pool; returns the final SELECT (one row per member)."""
+    path_kinds = list(conn.execute(sa.select(path_t.c.path_kind).distinct().order_by(path_t.c.path_kind)).scalars())
+    xt, cand = _exposures(pool_id), _candidates(pool_id)
+    # 1. exposure x candidate: the candidate's id occurs in the exposure's ASN_CANDIDATE text
+    x = st(sa.select(xt, cand.c.cand_id, cand.c.cand_type, cand.c.cand_ord)
+           .join(cand, xt.c.cand_raw.contains(cand.c.cand_id)), "x")
+    # 2. science: some alternative of the rule's science conditions holds
+    r, c = ar.c, cond_t.c
+    applicable = sa.or_(r.science_set.is_(None), _in_set(r.science_set, x.c.exp_type))
+    cv = (sa.select(x.c.eid, x.c.cand_id, r.name.label("rule_name"), c.alt, _cond_ok(x, c, path_kinds).label("ok"))
+          .select_from(x.join(ar, applicable).join(cond_t, sa.and_(c.rule_name == r.name, c.subject == "science")))
+          ).cte("cv")
+    alt_ok = (sa.select(cv.c.eid, cv.c.cand_id, cv.c.rule_name).group_by(cv.c.eid, cv.c.cand_id, cv.c.rule_name, cv.c.alt)
+              .having(sa.func.min(cv.c.ok) == 1)).subquery()
+    sci = st(sa.select(alt_ok).distinct(), "sci")
+    # 3. companions: eligible by their own conditions, then matched with the science on the keys
+    k = comp_t.c
+    ce = (sa.select(x.c.eid, x.c.cand_id, k.rule_name, k.kind, c.alt, _cond_ok(x, c, path_kinds).label("ok"))
+          .select_from(x.join(comp_t, k.source == "pool")
+                       .join(cond_t, sa.and_(c.rule_name == k.rule_name, c.subject == k.kind)))).cte("ce")
+    cpool = sa.union(
+        sa.select(ce.c.eid, ce.c.cand_id, ce.c.rule_name, ce.c.kind)
+        .group_by(ce.c.eid, ce.c.cand_id, ce.c.rule_name, ce.c.kind, ce.c.alt).having(sa.func.min(ce.c.ok) == 1),
+        sa.select(sci.c.eid, sci.c.cand_id, sci.c.rule_name, k.kind)
+        .join(comp_t, sa.and_(k.rule_name == sci.c.rule_name, k.source == "science")),
+    ).cte("cpool")
+    xs, xo = x.alias("xs"), x.alias("xo")
+    on_x = lambda xa, eid, cid: sa.and_(xa.c.eid == eid, xa.c.cand_id == cid)  # noqa: E731
+    kk = key_t.c
+    pk = (sa.select(sci.c.eid, sci.c.cand_id, sci.c.rule_name, cpool.c.kind, cpool.c.eid.label("oid"),
+                    _key_ok(xs, xo, kk).label("ok"))
+          .select_from(sci.join(cpool, sa.and_(cpool.c.cand_id == sci.c.cand_id, cpool.c.rule_name == sci.c.rule_name,
+                                               cpool.c.eid != sci.c.eid))
+                       .join(xs, on_x(xs, sci.c.eid, sci.c.cand_id))
+                       .join(xo, on_x(xo, cpool.c.eid, cpool.c.cand_id))
+                       .join(key_t, sa.and_(kk.rule_name == sci.c.rule_name, kk.kind == cpool.c.kind)))).cte("pk")
+    matched = (sa.select(pk.c.eid, pk.c.cand_id, pk.c.rule_name, pk.c.kind, pk.c.oid)
+               .group_by(pk.c.eid, pk.c.cand_id, pk.c.rule_name, pk.c.kind, pk.c.oid)
+               .having(sa.func.min(pk.c.ok) == 1)).cte("matched")
+    pairs = st(sa.select(matched, k.role, r.wfss)
+               .select_from(matched.join(comp_t, sa.and_(k.rule_name == matched.c.rule_name, k.kind == matched.c.kind))
+                            .join(ar, r.name == matched.c.rule_name)
+                            .join(xs, on_x(xs, matched.c.eid, matched.c.cand_id))
+                            .join(xo, on_x(xo, matched.c.oid, matched.c.cand_id)))
+               .where(sa.or_(k.source != "science", sa.not_(_overlap(xs, xo, r.nod_overlap)))), "pairs")
+    # 4. WFSS: the nearest following direct image (parallel: the first long-wave one); none -> no association
+    diff = _to_int(xo.c.expspcin) - _to_int(xs.c.expspcin)
+    order = sa.case(
+        (pairs.c.wfss == "parallel",
+         sa.case((xo.c.filename.contains("long"), 0), else_=1) * 1000000 + xo.c.row_no),
+        (diff > 0, diff), else_=1000000 + xo.c.row_no)
+    direct = (sa.select(pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name, pairs.c.oid,
+                        sa.func.row_number().over(partition_by=[pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name],
+                                                  order_by=order).label("rk"))
+              .select_from(pairs.join(xs, on_x(xs, pairs.c.eid, pairs.c.cand_id))
+                           .join(xo, on_x(xo, pairs.c.oid, pairs.c.cand_id)))
+              .where(pairs.c.role == "direct_image")).cte("direct")
+    chosen = sa.select(direct).where(direct.c.rk == 1).cte("chosen")
+    same_asn = lambda a, b: sa.and_(a.c.eid == b.c.eid, a.c.cand_id == b.c.cand_id,  # noqa: E731
+                                    a.c.rule_name == b.c.rule_name)
+    asn0 = st(sa.select(sci.c.eid, sci.c.cand_id, sci.c.rule_name, r.asn_type, r.wfss, r.rate_policy,
+                        chosen.c.oid.label("direct_id"))
+              .select_from(sci.join(ar, r.name == sci.c.rule_name).outerjoin(chosen, same_asn(chosen, sci)))
+              .where(sa.or_(r.wfss.is_(None), chosen.c.oid.is_not(None))), "asn0")
+    mem0 = st(sa.union_all(
+        sa.select(asn0.c.eid, asn0.c.cand_id, asn0.c.rule_name, asn0.c.eid.label("mid"),
+                  sa.literal("science").label("role")),
+        sa.select(pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name, pairs.c.oid,
+                  sa.case((pairs.c.role == "own", xo.c.sci_type), else_=pairs.c.role))
+        .select_from(pairs.join(xo, on_x(xo, pairs.c.oid, pairs.c.cand_id)))
+        .where(pairs.c.role != "direct_image"),
+    ), "mem0")
+    # candidate-type policy
+    cp = policy_t.c
+    xa, xc = x.alias("xa"), x.alias("xc")
+    has_background = sa.exists().where(same_asn(mem0, asn0), on_x(xa, mem0.c.mid, mem0.c.cand_id),
+                                       xa.c.member_type == "background")
+    kept = sa.exists().where(
+        cp.candidate_type == xc.c.cand_type, cp.rule_name.in_(["*", asn0.c.rule_name]),
+        sa.or_(cp.id_pattern.is_(None), xc.c.cand_id.like(cp.id_pattern)),
+        sa.or_(cp.requirement == "always", sa.and_(cp.requirement == "background_member", has_background)))
+    asn1 = st(sa.select(asn0, xc.c.cand_type, xc.c.cand_ord, xc.c.row_no, xc.c.program, xc.c.tsovisit,
+                        xc.c.stem.label("product"), xc.c.targetid, xc.c.instrume, xc.c.subarray)
+              .select_from(asn0.join(xc, on_x(xc, asn0.c.eid, asn0.c.cand_id))).where(kept), "asn1")
+    # 5. the pipeline's discovery pass adds a copy of each parallel WFSS association
+    asn2 = st(sa.union_all(
+        sa.select(asn1, sa.literal("candidate_").label("prefix"), asn1.c.cand_id.label("asn_id")),
+        sa.select(asn1, sa.literal("discover_"), sa.literal("a3001")).where(asn1.c.wfss == "parallel"),
+    ), "asn2")
+    members = st(sa.union_all(_exposure_members(asn2, mem0, x), *_level3_members(asn2, x)), "members")
+    return _pruned(asn2, members, st)
+
+
+def _level2a_name(xm, rate_policy, asn_tsovisit):
+    """``_rate`` or ``_rateints`` in place of ``_uncal``, as the pipeline names Level 2b inputs."""
+    coron = sa.and_(_in_set("CORON", xm.c.exp_type), rate_policy != "rate",
+                    sa.not_(sa.and_(xm.c.subarray == "full", _path_test(xm, "nrc_coron_no_occulter"))))
+    ints = sa.and_(xm.c.pntgtype == "science", sa.not_(_in_set("ACQ", xm.c.exp_type)),
+                   sa.or_(coron, _in_set("RATEINTS_ALWAYS", xm.c.exp_type), xm.c.tsovisit == "t",
+                          asn_tsovisit == "t"))
+    fn = xm.c.filename
+    return sa.case((fn.like("%\\_uncal.%", escape="\\"),
+                    sa.func.replace(fn, "_uncal.", sa.case((ints, "_rateints."), else_="_rate."))), else_=fn)
+
+
+def _akey(t):
+    return (t.c.eid, t.c.cand_id, t.c.rule_name)
+
+
+def _mkey(t):
+    return (t.c.eid, t.c.cand_id, t.c.rule_name, t.c.asn_id)
+
+
+def _eq(a, b):
+    return sa.and_(*[p == q for p, q in zip(a, b)])
+
+
+def _exposure_members(asn2, mem0, x):
+    xm = x.alias("xm")
+    return (sa.select(*_akey(asn2), asn2.c.asn_id, mem0.c.mid,
+                      _level2a_name(xm, asn2.c.rate_policy, asn2.c.tsovisit).label("expname"), mem0.c.role,
+                      xm.c.row_no.label("mord"), xm.c.exposerr)
+            .select_from(asn2.join(mem0, _eq(_akey(mem0), _akey(asn2)))
+                         .join(xm, sa.and_(xm.c.eid == mem0.c.mid, xm.c.cand_id == mem0.c.cand_id))))
+
+
+def _level3_members(asn2, x):
+    """WFSS: the direct image's level-3 products (image, source catalog, segmentation map)."""
+    xd = x.alias("xdir")
+    f, p = xd.c.opt_filter, xd.c.opt_pupil
+    both = sa.case((f < p, f + "-" + p), else_=p + "-" + f)
+    optics = sa.case((asn2.c.instrume == "miri", sa.func.coalesce(xd.c.filter, "null")),
+                     (sa.and_(f.is_not(None), p.is_not(None)), both), else_=sa.func.coalesce(f, p, "clear"))
+    target = sa.case((sa.and_(asn2.c.wfss == "parallel", asn2.c.prefix == "candidate_"), "000"),
+                     else_=_zpad(sa.func.coalesce(asn2.c.targetid, ""), 3))
+    suffix = sa.case((sa.and_(asn2.c.wfss == "nis", asn2.c.subarray != "full"), "-" + asn2.c.subarray), else_="")
+    name = "jw" + _zpad(asn2.c.program, 5) + "-" + asn2.c.asn_id + "_t" + target + "_" + asn2.c.instrume + "_" \
+        + optics + suffix
+    return [sa.select(*_akey(asn2), asn2.c.asn_id, sa.null(), name + ext, sa.literal(role),
+                      sa.literal(1000000 + i), sa.null())
+            .select_from(asn2.join(xd, sa.and_(xd.c.eid == asn2.c.direct_id, xd.c.cand_id == asn2.c.cand_id)))
+            for i, (ext, role) in enumerate([("_i2d.fits", "direct_image"), ("_cat.ecsv", "sourcecat"),
+                                             ("_segm.fits", "segmap")])]
+
+
+def _pruned(asn2, members, st):
+    """Duplicate pruning as the pipeline does it, then sequence numbers; the final member rows."""
+    counts = st(sa.select(*_mkey(members), sa.func.count().label("n")).group_by(*_mkey(members)), "counts")
+    # identical member lists: the later candidate id wins, then the later rule
+    a, b = members.alias("ma"), members.alias("mb")
+    common = (sa.select(*[c.label("a_" + c.name) for c in _mkey(a)], *[c.label("b_" + c.name) for c in _mkey(b)],
+                        sa.func.count().label("n"))
+              .select_from(a.join(b, sa.and_(a.c.expname == b.c.expname, a.c.role == b.c.role)))
+              .group_by(*_mkey(a), *_mkey(b))).cte("common")
+    ca, cb = counts.alias("ca"), counts.alias("cb")
+    side = lambda t, prefix: _eq([common.c[prefix + c.name] for c in _mkey(t)], _mkey(t))  # noqa: E731
+    loser = (sa.select(common.c.a_eid, common.c.a_cand_id, common.c.a_rule_name, common.c.a_asn_id)
+             .select_from(common.join(ca, side(ca, "a_")).join(cb, side(cb, "b_")))
+             .where(ca.c.n == common.c.n, cb.c.n == common.c.n,
+                    sa.or_(common.c.b_asn_id > common.c.a_asn_id,
+                           sa.and_(common.c.b_asn_id == common.c.a_asn_id, common.c.b_rule_name > common.c.a_rule_name)))
+             ).cte("loser")
+    asn3 = st(sa.select(asn2).where(sa.not_(sa.exists().where(
+        _eq((loser.c.a_eid, loser.c.a_cand_id, loser.c.a_rule_name, loser.c.a_asn_id), _mkey(asn2))))), "asn3")
+    # same product, fewer members, no exposure in both with different roles: the smaller goes
+    p, q = asn3.alias("p"), asn3.alias("q")
+    cp, cq = counts.alias("cp"), counts.alias("cq")
+    mp, mq = members.alias("mp"), members.alias("mq")
+    conflict = sa.exists().where(_eq(_mkey(mp), _mkey(p)), _eq(_mkey(mq), _mkey(q)), mp.c.mid == mq.c.mid,
+                                 mp.c.role != mq.c.role).correlate_except(mp, mq)
+    bigger = sa.exists().where(q.c.product == p.c.product, _eq(_mkey(cp), _mkey(p)), _eq(_mkey(cq), _mkey(q)),
+                               cq.c.n > cp.c.n, sa.not_(conflict))
+    asn4 = st(sa.select(p).where(sa.not_(bigger)), "asn4")
+    seq = sa.func.row_number().over(partition_by=[asn4.c.asn_id, asn4.c.asn_type],
+                                    order_by=[asn4.c.cand_ord.desc(), asn4.c.row_no.desc(), asn4.c.rule_name.desc()])
+    final = sa.select(asn4, seq.label("seq")).cte("final")
+    return (sa.select(final.c.asn_id, (final.c.prefix + final.c.rule_name).label("asn_rule"), final.c.rule_name,
+                      final.c.asn_type, _zpad(final.c.program, 5).label("program"), final.c.product, final.c.seq,
+                      final.c.eid, final.c.cand_id, members.c.expname, members.c.role.label("exptype"),
+                      members.c.exposerr)
+            .select_from(final.join(members, _eq(_mkey(members), _mkey(final))))
+            .order_by(final.c.asn_id, final.c.asn_type, final.c.seq, members.c.role != "science", members.c.mord))
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+@dataclass
+class Association:
+    """One Level 2b association, in the pipeline's JSON shape (``as_dict``)."""
+
+    asn_id: str
+    asn_rule: str
+    asn_type: str
+    asn_pool: str
+    program: str
+    product: str
+    seq: int
+    members: list[dict] = field(default_factory=list)
+
+    @property
+    def filename(self) -> str:
+        return f"jw{self.program}-{self.asn_id}_{self.asn_type}_{self.seq:05d}_asn.json"
+
+    def as_dict(self) -> dict:
+        degraded = any(m.get("exposerr") for m in self.members)
+        return {
+            "asn_type": self.asn_type, "asn_rule": self.asn_rule, "asn_id": self.asn_id,
+            "asn_pool": self.asn_pool, "program": self.program,
+            "degraded_status": DEGRADED_NOTOK if degraded else DEGRADED_OK,
+            "products": [{"name": self.product,
+                          "members": [{"expname": m["expname"], "exptype": m["exptype"],
+                                       **({"exposerr": m["exposerr"]} if m.get("exposerr") else {})}
+                                      for m in self.members]}],
+        }
+
+
+def _pool_row(conn: sa.Connection, pool: str | int) -> sa.Row:
+    p = schema.pool
+    where = p.c.id == pool if isinstance(pool, int) else p.c.name == pool
+    row = conn.execute(sa.select(p).where(where)).first()
+    if row is None:
+        raise AssociationError(f"no loaded pool {pool!r}; load it first (`l2rules load POOL`)")
+    return row
+
+
+def _missing_columns(pool_row) -> list[str]:
+    columns = set(pool_row.columns.split("|"))
+    return [c for c in REQUIRED_POOL_COLUMNS if c not in columns]
+
+
+def associations(db: DB, pool: str | int) -> list[Association]:
+    """The Level 2b associations the pipeline makes of one loaded pool (by name or id)."""
+    engine = require_migrated(db)
+    with engine.begin() as conn:
+        prow = _pool_row(conn, pool)
+        if _missing_columns(prow):
+            return []
+        st = _Stages(conn)
+        try:
+            rows = conn.execute(_run(conn, prow.id, st)).mappings().all()
+        finally:
+            st.close()
+    out: dict[tuple, Association] = {}
+    for r in rows:
+        key = (r["asn_id"], r["asn_rule"], r["eid"], r["cand_id"])
+        asn = out.get(key)
+        if asn is None:
+            asn = out[key] = Association(r["asn_id"], r["asn_rule"], r["asn_type"], prow.name, r["program"],
+                                         r["product"], r["seq"])
+        asn.members.append({"expname": r["expname"], "exptype": r["exptype"], "exposerr": r["exposerr"]})
+    return list(out.values())
+
+
+def write_associations(asns: Iterable[Association], output: str | Path) -> list[Path]:
+    """One ``jw<program>-<candidate>_<asn_type>_<seq>_asn.json`` file per association."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for asn in asns:
+        path = out / asn.filename
+        path.write_text(json.dumps(asn.as_dict(), indent=4) + "\n")
+        paths.append(path)
+    return paths
+
+
+def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False) -> list[Path]:
+    """Load each pool and write its Level 2b associations to ``output``; returns the files written.
+
+    Each pool is evaluated right after its load (exposures are identified by stem, so a later pool
+    holding the same stems takes them over).
+    """
+    engine = require_migrated(db)
+    written = []
+    for path in pools:
+        result = load(path, engine, skip_bad=skip_bad)
+        written += write_associations(associations(engine, result.pool_id), output)
+    return written
+
+
+EXPLAIN_COLUMNS = ["filename", "pool", "candidate", "candidate_type", "rule", "asn_type", "selected", "reason"]
+
+
+def _describe(c) -> str:
+    return f"{c.column_name} {c.operator}" + ("" if c.value is None else f" {c.value}")
+
+
+def explain(db: DB, filename: str, pool: str | None = None) -> pd.DataFrame:
+    """Why an exposure is or is not the science of a Level 2b association: per candidate and rule.
+
+    ``pool`` is a loaded pool's name or a pool file (loaded first); without it, the pool the
+    exposure was last loaded from.
+    """
+    engine = require_migrated(db)
+    if pool is not None and Path(pool).is_file():
+        pool = load(pool, engine).pool_id
+    stem = exposure_stem(filename).lower()
+    e, p = schema.exposure, schema.pool
+    with engine.begin() as conn:
+        q = sa.select(e.c.id, e.c.pool_id, e.c.filename, e.c.exp_type).where(sa.func.lower(e.c.stem) == stem)
+        if pool is not None:
+            q = q.where(e.c.pool_id == _pool_row(conn, pool).id)
+        exp = conn.execute(q).first()
+        if exp is None:
+            raise AssociationError(f"no loaded exposure {filename!r}" + (f" in pool {pool!r}" if pool else ""))
+        prow = _pool_row(conn, exp.pool_id)
+        base = dict(filename=exp.filename, pool=prow.name)
+        missing = _missing_columns(prow)
+        if missing:
+            return pd.DataFrame([dict(base, selected=False, reason="the pool has no " + ", ".join(missing)
+                                      + " column: the pipeline makes no association from it")],
+                                columns=EXPLAIN_COLUMNS)
+        st = _Stages(conn)
+        try:
+            final = _run(conn, prow.id, st).subquery()
+            rows = _explain_rows(conn, st, final, exp.id)
+        finally:
+            st.close()
+    if not rows:
+        rows = [dict(selected=False, reason="no ASN_CANDIDATE: associations are built per candidate")]
+    return pd.DataFrame([dict(base, **r) for r in rows], columns=EXPLAIN_COLUMNS)
+
+
+def _explain_rows(conn, st, final, eid) -> list[dict]:
+    x, sci = st.tables["x"], st.tables["sci"]
+    path_kinds = list(conn.execute(sa.select(path_t.c.path_kind).distinct()).scalars())
+    c, r = cond_t.c, ar.c
+    ok = _cond_holds(x, c, path_kinds)
+    value = _accessor(x, c.column_name)
+    checks = conn.execute(
+        sa.select(x.c.cand_id, x.c.cand_type, r.name, r.asn_type, r.science_set,
+                  sa.or_(r.science_set.is_(None), _in_set(r.science_set, x.c.exp_type)).label("applicable"),
+                  c.alt, c.seq, c.column_name, c.operator, c.value, ok.label("ok"), value.label("got"))
+        .select_from(x.join(ar, sa.true()).join(cond_t, sa.and_(c.rule_name == r.name, c.subject == "science")))
+        .where(x.c.eid == eid).order_by(x.c.cand_ord, r.name, c.alt, c.seq)).all()
+    stages = {}
+    for name in ("sci", "asn0", "asn1", "asn4"):
+        t = st.tables[name]
+        stages[name] = {(a, b) for a, b in conn.execute(sa.select(t.c.cand_id, t.c.rule_name).where(t.c.eid == eid))}
+    finals = {}
+    for row in conn.execute(sa.select(final.c.cand_id, final.c.rule_name, final.c.asn_id, final.c.asn_type,
+                                      final.c.program, final.c.seq).where(final.c.eid == eid).distinct()):
+        finals.setdefault((row.cand_id, row.rule_name), []).append(
+            f"{row.asn_id}: jw{row.program}-{row.asn_id}_{row.asn_type}_{row.seq:05d}_asn.json")
+    grouped: dict[tuple, list] = {}
+    for ch in checks:
+        grouped.setdefault((ch.cand_id, ch.cand_type, ch.name, ch.asn_type, ch.science_set, ch.applicable), []).append(ch)
+    out = []
+    for (cand_id, cand_type, rule_name, asn_type, science_set, applicable), rows in grouped.items():
+        key = (cand_id, rule_name)
+        if not applicable:
+            continue  # rules that do not take this exp_type as science: summarised below
+        row = dict(candidate=cand_id, candidate_type=cand_type, rule=rule_name, asn_type=asn_type, selected=False)
+        if key in finals:
+            row.update(selected=True, reason="science of " + "; ".join(finals[key]))
+        elif key in stages["asn1"]:
+            row["reason"] = "conditions hold, but a duplicate association of another rule or candidate is kept"
+        elif key in stages["asn0"]:
+            row["reason"] = f"conditions hold, but a {cand_type} candidate does not keep this rule's associations"
+        elif key in stages["sci"]:
+            row["reason"] = "conditions hold, but no direct image matches (WFSS needs one)"
+        else:
+            row["reason"] = _first_failure(rows)
+        out.append(row)
+    if not out and checks:
+        types = sorted({ch.cand_type for ch in checks})
+        out.append(dict(candidate=",".join(sorted({ch.cand_id for ch in checks})), candidate_type=",".join(types),
+                        selected=False, reason="no association rule takes this exposure type as science"))
+    return out
+
+
+def _first_failure(rows) -> str:
+    """The first failing condition of the alternative that came closest (fewest failures, then first)."""
+    by_alt: dict[int, list] = {}
+    for ch in rows:
+        by_alt.setdefault(ch.alt, []).append(ch)
+    alt = min(by_alt, key=lambda a: (sum(not ch.ok for ch in by_alt[a]), a))
+    first = next(ch for ch in by_alt[alt] if not ch.ok)
+    text = f"{first.column_name} {first.operator}" + ("" if first.value is None else f" {first.value}")
+    more = f" (alternative {alt} of {len(by_alt)})" if len(by_alt) > 1 else ""
+    return f"fails {text}; the exposure has {first.column_name}={first.got if first.got is not None else 'empty'}{more}"
