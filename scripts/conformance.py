@@ -12,7 +12,7 @@ jwst 3.0.0's ``asn_generate``; see tests/data/reference/README.md), prints:
 ``--cli`` also times ``l2rules asn`` on the largest pool as a separate process (CLI start-up
 included).
 
-    python scripts/conformance.py                      # the sample pools in tests/data
+    python scripts/conformance.py                      # samples/pools against tests/data/reference
     python scripts/conformance.py --pools DIR --refs DIR --db postgresql://...
 """
 
@@ -81,7 +81,7 @@ def compare(pool: Path, ref_dir: Path, engine, skip_bad: bool = False) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pools", default=str(HERE / "tests/data/pools"), help="directory of pools (*.csv)")
+    ap.add_argument("--pools", default=str(HERE / "samples/pools"), help="directory of pools (*.csv)")
     ap.add_argument("--refs", default=str(HERE / "tests/data/reference"), help="directory of references")
     ap.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary directory)")
     ap.add_argument("--skip-bad", action="store_true", help="load with --skip-bad (rows the loader refuses are left out)")
