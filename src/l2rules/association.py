@@ -48,6 +48,7 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
 from . import schema
 from .config import DB, L2RulesError
@@ -64,7 +65,7 @@ POOL_COLUMNS = ("filename", "program", "exp_type", "pntgtype", "instrume", "dete
 #: Columns the pipeline needs in a pool; without them it makes no association at all.
 REQUIRED_POOL_COLUMNS = ("asn_candidate", "targetid")
 #: Columns derived in SQL that conditions may name besides the pool columns.
-DERIVED_COLUMNS = ("cand_raw", "cand_id", "cand_type", "member_type", "sci_type", "is_tso", "opt_filter",
+DERIVED_COLUMNS = ("cand_raw", "member_type", "sci_type", "is_tso", "opt_filter",
                    "opt_pupil", "subpx_fs", "subpx_ov", "slit_class", "exp_detector", "exp_pupil", "dms_note_exp")
 #: Every column a condition or key may name.
 ACCESSIBLE = tuple(c for c in POOL_COLUMNS) + DERIVED_COLUMNS
@@ -75,6 +76,30 @@ DEGRADED_NOTOK = ("One or more members have an error associated with them."
 vs, mt, ar = schema.asn_value_set, schema.asn_member_type, schema.asn_rule
 cond_t, comp_t, key_t = schema.asn_condition, schema.asn_companion, schema.asn_companion_key
 path_t, policy_t = schema.asn_optical_path, schema.asn_candidate_policy
+
+
+class _Contains(sa.sql.expression.FunctionElement):
+    """``needle`` occurs in ``haystack`` (plain substring, no LIKE wildcards): instr / strpos."""
+
+    type = sa.Boolean()
+    inherit_cache = True
+    name = "l2rules_contains"
+
+
+@compiles(_Contains, "sqlite")
+def _contains_sqlite(element, compiler, **kw):
+    haystack, needle = list(element.clauses)
+    return f"(instr({compiler.process(haystack, **kw)}, {compiler.process(needle, **kw)}) > 0)"
+
+
+@compiles(_Contains, "postgresql")
+def _contains_postgresql(element, compiler, **kw):
+    haystack, needle = list(element.clauses)
+    return f"(strpos({compiler.process(haystack, **kw)}, {compiler.process(needle, **kw)}) > 0)"
+
+
+def _contains(haystack, needle):
+    return _Contains(haystack, needle)
 
 
 class AssociationError(L2RulesError):
@@ -89,7 +114,7 @@ def _norm(col: sa.ColumnElement) -> sa.ColumnElement:
 
 
 def _in_set(set_name, expr) -> sa.Exists:
-    return sa.exists().where(vs.c.set_name == set_name, vs.c.value == expr)
+    return sa.exists().where(vs.c.set_name == set_name, vs.c.value == expr).correlate_except(vs)
 
 
 def _zpad(expr, n: int):
@@ -119,7 +144,7 @@ def _path_test(row, kind):
         conds = [p.path_kind == kind, p.allowed == allowed]
         for col in ("slit_class", "opmode", "grating", "filter", "pupil", "lamp", "detector"):
             conds.append(sa.or_(p[col].is_(None), p[col] == row.c[col]))
-        return sa.exists().where(*conds)
+        return sa.exists().where(*conds).correlate_except(path_t)
 
     return sa.and_(match(True), sa.not_(match(False)))
 
@@ -131,7 +156,7 @@ def _cond_holds(row, c, path_kinds: list[str]):
     def any_path():
         return sa.or_(*[sa.and_(c.value == k, _path_test(row, k)) for k in path_kinds]) if path_kinds else sa.false()
 
-    member = sa.exists().where(vs.c.set_name == c.value, vs.c.value == v)
+    member = sa.exists().where(vs.c.set_name == c.value, vs.c.value == v).correlate_except(vs)
     return sa.case(
         (c.operator == "present", v.is_not(None)),
         (c.operator == "absent", v.is_(None)),
@@ -148,6 +173,19 @@ def _cond_holds(row, c, path_kinds: list[str]):
 
 def _cond_ok(row, c, path_kinds):
     return sa.case((_cond_holds(row, c, path_kinds), 1), else_=0)
+
+
+def _holding(evaluated, *keys) -> sa.Select:
+    """The ``keys`` whose conditions hold: all of alt 0, and all of some alternative when there are any.
+
+    ``evaluated`` has one row per (keys, alt, condition) with ``ok`` 1 or 0.
+    """
+    per_alt = (sa.select(*keys, evaluated.c.alt, sa.func.min(evaluated.c.ok).label("ok"))
+               .group_by(*keys, evaluated.c.alt).subquery())
+    cols = [per_alt.c[k.name] for k in keys]
+    common = sa.func.min(sa.case((per_alt.c.alt == 0, per_alt.c.ok), else_=1))
+    some_alternative = sa.func.coalesce(sa.func.max(sa.case((per_alt.c.alt > 0, per_alt.c.ok), else_=None)), 1)
+    return sa.select(*cols).group_by(*cols).having(sa.and_(common == 1, some_alternative == 1))
 
 
 def _key_ok(xs, xo, k):
@@ -209,7 +247,7 @@ def _exposures(pool_id: int):
         joined(x.dms_note, x.exp_type).label("dms_note_exp"),
     ).cte("xd")
     return sa.select(derived, sa.case((derived.c.member_type == "psf", "science"),
-                                      else_=derived.c.member_type).label("sci_type")).cte("xt")
+                                      else_=derived.c.member_type).label("sci_type"))
 
 
 def _candidates(pool_id: int):
@@ -243,39 +281,48 @@ class _Stages:
 def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     """Build every stage for one pool; returns the final SELECT (one row per member)."""
     path_kinds = list(conn.execute(sa.select(path_t.c.path_kind).distinct().order_by(path_t.c.path_kind)).scalars())
-    xt, cand = _exposures(pool_id), _candidates(pool_id)
-    # 1. exposure x candidate: the candidate's id occurs in the exposure's ASN_CANDIDATE text
-    x = st(sa.select(xt, cand.c.cand_id, cand.c.cand_type, cand.c.cand_ord)
-           .join(cand, xt.c.cand_raw.contains(cand.c.cand_id)), "x")
-    # 2. science: some alternative of the rule's science conditions holds
+    # 1. exposures (normalised, derived columns) and their candidates: an exposure belongs to every
+    #    candidate whose id occurs in its ASN_CANDIDATE text, as in the pipeline
+    xe = st(_exposures(pool_id), "xe")
+    cand = _candidates(pool_id)
+    x = st(sa.select(xe.c.eid, cand.c.cand_id, cand.c.cand_type, cand.c.cand_ord)
+           .join(cand, _contains(xe.c.cand_raw, cand.c.cand_id)), "x")
+    # 2. science: some alternative of the rule's science conditions holds (conditions read the
+    #    exposure only, so they are evaluated once per exposure, not per candidate)
     r, c = ar.c, cond_t.c
-    applicable = sa.or_(r.science_set.is_(None), _in_set(r.science_set, x.c.exp_type))
-    cv = (sa.select(x.c.eid, x.c.cand_id, r.name.label("rule_name"), c.alt, _cond_ok(x, c, path_kinds).label("ok"))
-          .select_from(x.join(ar, applicable).join(cond_t, sa.and_(c.rule_name == r.name, c.subject == "science")))
+    # (the (exposure, rule) pairs are staged first: joined with the conditions at once, planners
+    #  would test the exposure type set once per condition instead of once per rule)
+    applicable = st(sa.select(xe.c.eid, r.name.label("rule_name")).select_from(
+        xe.join(ar, sa.or_(r.science_set.is_(None), _in_set(r.science_set, xe.c.exp_type)))), "applicable")
+    cv = (sa.select(xe.c.eid, applicable.c.rule_name, c.alt, _cond_ok(xe, c, path_kinds).label("ok"))
+          .select_from(applicable.join(xe, xe.c.eid == applicable.c.eid)
+                       .join(cond_t, sa.and_(c.rule_name == applicable.c.rule_name, c.subject == "science")))
           ).cte("cv")
-    alt_ok = (sa.select(cv.c.eid, cv.c.cand_id, cv.c.rule_name).group_by(cv.c.eid, cv.c.cand_id, cv.c.rule_name, cv.c.alt)
-              .having(sa.func.min(cv.c.ok) == 1)).subquery()
-    sci = st(sa.select(alt_ok).distinct(), "sci")
-    # 3. companions: eligible by their own conditions, then matched with the science on the keys
+    sci_rule = st(_holding(cv, cv.c.eid, cv.c.rule_name), "sci_rule")
+    sci = st(sa.select(x.c.eid, x.c.cand_id, sci_rule.c.rule_name).join(sci_rule, sci_rule.c.eid == x.c.eid), "sci")
+    # 3. companions: eligible by their own conditions (only for rules that have some science),
+    #    then matched with the science on the grouping keys
     k = comp_t.c
-    ce = (sa.select(x.c.eid, x.c.cand_id, k.rule_name, k.kind, c.alt, _cond_ok(x, c, path_kinds).label("ok"))
-          .select_from(x.join(comp_t, k.source == "pool")
-                       .join(cond_t, sa.and_(c.rule_name == k.rule_name, c.subject == k.kind)))).cte("ce")
-    cpool = sa.union(
-        sa.select(ce.c.eid, ce.c.cand_id, ce.c.rule_name, ce.c.kind)
-        .group_by(ce.c.eid, ce.c.cand_id, ce.c.rule_name, ce.c.kind, ce.c.alt).having(sa.func.min(ce.c.ok) == 1),
+    used = k.rule_name.in_(sa.select(sci_rule.c.rule_name).distinct())
+    typed = sa.or_(k.exp_type_set.is_(None), _in_set(k.exp_type_set, xe.c.exp_type))
+    kinds = st(sa.select(xe.c.eid, k.rule_name, k.kind)
+               .select_from(xe.join(comp_t, sa.and_(k.source == "pool", used, typed))), "kinds")
+    ce = (sa.select(xe.c.eid, kinds.c.rule_name, kinds.c.kind, c.alt, _cond_ok(xe, c, path_kinds).label("ok"))
+          .select_from(kinds.join(xe, xe.c.eid == kinds.c.eid)
+                       .join(cond_t, sa.and_(c.rule_name == kinds.c.rule_name, c.subject == kinds.c.kind)))).cte("ce")
+    eligible = _holding(ce, ce.c.eid, ce.c.rule_name, ce.c.kind).subquery()
+    cpool = st(sa.union(
+        sa.select(x.c.eid, x.c.cand_id, eligible.c.rule_name, eligible.c.kind).join(eligible, eligible.c.eid == x.c.eid),
         sa.select(sci.c.eid, sci.c.cand_id, sci.c.rule_name, k.kind)
         .join(comp_t, sa.and_(k.rule_name == sci.c.rule_name, k.source == "science")),
-    ).cte("cpool")
-    xs, xo = x.alias("xs"), x.alias("xo")
-    on_x = lambda xa, eid, cid: sa.and_(xa.c.eid == eid, xa.c.cand_id == cid)  # noqa: E731
+    ), "cpool")
+    xs, xo = xe.alias("xs"), xe.alias("xo")
     kk = key_t.c
     pk = (sa.select(sci.c.eid, sci.c.cand_id, sci.c.rule_name, cpool.c.kind, cpool.c.eid.label("oid"),
                     _key_ok(xs, xo, kk).label("ok"))
           .select_from(sci.join(cpool, sa.and_(cpool.c.cand_id == sci.c.cand_id, cpool.c.rule_name == sci.c.rule_name,
                                                cpool.c.eid != sci.c.eid))
-                       .join(xs, on_x(xs, sci.c.eid, sci.c.cand_id))
-                       .join(xo, on_x(xo, cpool.c.eid, cpool.c.cand_id))
+                       .join(xs, xs.c.eid == sci.c.eid).join(xo, xo.c.eid == cpool.c.eid)
                        .join(key_t, sa.and_(kk.rule_name == sci.c.rule_name, kk.kind == cpool.c.kind)))).cte("pk")
     matched = (sa.select(pk.c.eid, pk.c.cand_id, pk.c.rule_name, pk.c.kind, pk.c.oid)
                .group_by(pk.c.eid, pk.c.cand_id, pk.c.rule_name, pk.c.kind, pk.c.oid)
@@ -283,8 +330,7 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     pairs = st(sa.select(matched, k.role, r.wfss)
                .select_from(matched.join(comp_t, sa.and_(k.rule_name == matched.c.rule_name, k.kind == matched.c.kind))
                             .join(ar, r.name == matched.c.rule_name)
-                            .join(xs, on_x(xs, matched.c.eid, matched.c.cand_id))
-                            .join(xo, on_x(xo, matched.c.oid, matched.c.cand_id)))
+                            .join(xs, xs.c.eid == matched.c.eid).join(xo, xo.c.eid == matched.c.oid))
                .where(sa.or_(k.source != "science", sa.not_(_overlap(xs, xo, r.nod_overlap)))), "pairs")
     # 4. WFSS: the nearest following direct image (parallel: the first long-wave one); none -> no association
     diff = _to_int(xo.c.expspcin) - _to_int(xs.c.expspcin)
@@ -295,8 +341,7 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     direct = (sa.select(pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name, pairs.c.oid,
                         sa.func.row_number().over(partition_by=[pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name],
                                                   order_by=order).label("rk"))
-              .select_from(pairs.join(xs, on_x(xs, pairs.c.eid, pairs.c.cand_id))
-                           .join(xo, on_x(xo, pairs.c.oid, pairs.c.cand_id)))
+              .select_from(pairs.join(xs, xs.c.eid == pairs.c.eid).join(xo, xo.c.eid == pairs.c.oid))
               .where(pairs.c.role == "direct_image")).cte("direct")
     chosen = sa.select(direct).where(direct.c.rk == 1).cte("chosen")
     same_asn = lambda a, b: sa.and_(a.c.eid == b.c.eid, a.c.cand_id == b.c.cand_id,  # noqa: E731
@@ -310,27 +355,33 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
                   sa.literal("science").label("role")),
         sa.select(pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name, pairs.c.oid,
                   sa.case((pairs.c.role == "own", xo.c.sci_type), else_=pairs.c.role))
-        .select_from(pairs.join(xo, on_x(xo, pairs.c.oid, pairs.c.cand_id)))
+        .select_from(pairs.join(xo, xo.c.eid == pairs.c.oid))
         .where(pairs.c.role != "direct_image"),
     ), "mem0")
-    # candidate-type policy
-    cp = policy_t.c
-    xa, xc = x.alias("xa"), x.alias("xc")
-    has_background = sa.exists().where(same_asn(mem0, asn0), on_x(xa, mem0.c.mid, mem0.c.cand_id),
-                                       xa.c.member_type == "background")
+    # candidate-type policy: the rule's own row for the candidate type, else the '*' row
+    cp, cp2 = policy_t.alias("cp"), policy_t.alias("cp2")
+    xa, xc = xe.alias("xa"), xe.alias("xc")
+    # (nested EXISTS name what they correlate: SQLAlchemy only correlates one level up by itself)
+    has_background = (sa.exists().where(same_asn(mem0, asn0), xa.c.eid == mem0.c.mid,
+                                        xa.c.member_type == "background").correlate_except(mem0, xa))
+    own_row = (sa.exists().where(cp2.c.candidate_type == x.c.cand_type, cp2.c.rule_name == asn0.c.rule_name)
+               .correlate_except(cp2))
     kept = sa.exists().where(
-        cp.candidate_type == xc.c.cand_type, cp.rule_name.in_(["*", asn0.c.rule_name]),
-        sa.or_(cp.id_pattern.is_(None), xc.c.cand_id.like(cp.id_pattern)),
-        sa.or_(cp.requirement == "always", sa.and_(cp.requirement == "background_member", has_background)))
-    asn1 = st(sa.select(asn0, xc.c.cand_type, xc.c.cand_ord, xc.c.row_no, xc.c.program, xc.c.tsovisit,
+        cp.c.candidate_type == x.c.cand_type,
+        sa.or_(cp.c.rule_name == asn0.c.rule_name, sa.and_(cp.c.rule_name == "*", sa.not_(own_row))),
+        sa.or_(cp.c.id_pattern.is_(None), x.c.cand_id.like(cp.c.id_pattern)),
+        sa.or_(cp.c.requirement == "always", sa.and_(cp.c.requirement == "background_member", has_background))
+    ).correlate_except(cp)
+    asn1 = st(sa.select(asn0, x.c.cand_type, x.c.cand_ord, xc.c.row_no, xc.c.program, xc.c.tsovisit,
                         xc.c.stem.label("product"), xc.c.targetid, xc.c.instrume, xc.c.subarray)
-              .select_from(asn0.join(xc, on_x(xc, asn0.c.eid, asn0.c.cand_id))).where(kept), "asn1")
+              .select_from(asn0.join(x, sa.and_(x.c.eid == asn0.c.eid, x.c.cand_id == asn0.c.cand_id))
+                           .join(xc, xc.c.eid == asn0.c.eid)).where(kept), "asn1")
     # 5. the pipeline's discovery pass adds a copy of each parallel WFSS association
     asn2 = st(sa.union_all(
         sa.select(asn1, sa.literal("candidate_").label("prefix"), asn1.c.cand_id.label("asn_id")),
         sa.select(asn1, sa.literal("discover_"), sa.literal("a3001")).where(asn1.c.wfss == "parallel"),
     ), "asn2")
-    members = st(sa.union_all(_exposure_members(asn2, mem0, x), *_level3_members(asn2, x)), "members")
+    members = st(sa.union_all(_exposure_members(asn2, mem0, xe), *_level3_members(asn2, xe)), "members")
     return _pruned(asn2, members, st)
 
 
@@ -358,18 +409,17 @@ def _eq(a, b):
     return sa.and_(*[p == q for p, q in zip(a, b)])
 
 
-def _exposure_members(asn2, mem0, x):
-    xm = x.alias("xm")
+def _exposure_members(asn2, mem0, xe):
+    xm = xe.alias("xm")
     return (sa.select(*_akey(asn2), asn2.c.asn_id, mem0.c.mid,
                       _level2a_name(xm, asn2.c.rate_policy, asn2.c.tsovisit).label("expname"), mem0.c.role,
                       xm.c.row_no.label("mord"), xm.c.exposerr)
-            .select_from(asn2.join(mem0, _eq(_akey(mem0), _akey(asn2)))
-                         .join(xm, sa.and_(xm.c.eid == mem0.c.mid, xm.c.cand_id == mem0.c.cand_id))))
+            .select_from(asn2.join(mem0, _eq(_akey(mem0), _akey(asn2))).join(xm, xm.c.eid == mem0.c.mid)))
 
 
-def _level3_members(asn2, x):
+def _level3_members(asn2, xe):
     """WFSS: the direct image's level-3 products (image, source catalog, segmentation map)."""
-    xd = x.alias("xdir")
+    xd = xe.alias("xdir")
     f, p = xd.c.opt_filter, xd.c.opt_pupil
     both = sa.case((f < p, f + "-" + p), else_=p + "-" + f)
     optics = sa.case((asn2.c.instrume == "miri", sa.func.coalesce(xd.c.filter, "null")),
@@ -381,7 +431,7 @@ def _level3_members(asn2, x):
         + optics + suffix
     return [sa.select(*_akey(asn2), asn2.c.asn_id, sa.null(), name + ext, sa.literal(role),
                       sa.literal(1000000 + i), sa.null())
-            .select_from(asn2.join(xd, sa.and_(xd.c.eid == asn2.c.direct_id, xd.c.cand_id == asn2.c.cand_id)))
+            .select_from(asn2.join(xd, xd.c.eid == asn2.c.direct_id))
             for i, (ext, role) in enumerate([("_i2d.fits", "direct_image"), ("_cat.ecsv", "sourcecat"),
                                              ("_segm.fits", "segmap")])]
 
@@ -412,7 +462,7 @@ def _pruned(asn2, members, st):
     conflict = sa.exists().where(_eq(_mkey(mp), _mkey(p)), _eq(_mkey(mq), _mkey(q)), mp.c.mid == mq.c.mid,
                                  mp.c.role != mq.c.role).correlate_except(mp, mq)
     bigger = sa.exists().where(q.c.product == p.c.product, _eq(_mkey(cp), _mkey(p)), _eq(_mkey(cq), _mkey(q)),
-                               cq.c.n > cp.c.n, sa.not_(conflict))
+                               cq.c.n > cp.c.n, sa.not_(conflict)).correlate_except(q, cp, cq)
     asn4 = st(sa.select(p).where(sa.not_(bigger)), "asn4")
     seq = sa.func.row_number().over(partition_by=[asn4.c.asn_id, asn4.c.asn_type],
                                     order_by=[asn4.c.cand_ord.desc(), asn4.c.row_no.desc(), asn4.c.rule_name.desc()])
@@ -564,21 +614,21 @@ def explain(db: DB, filename: str, pool: str | None = None) -> pd.DataFrame:
 
 
 def _explain_rows(conn, st, final, eid) -> list[dict]:
-    x, sci = st.tables["x"], st.tables["sci"]
+    x, xe = st.tables["x"], st.tables["xe"]
     path_kinds = list(conn.execute(sa.select(path_t.c.path_kind).distinct()).scalars())
     c, r = cond_t.c, ar.c
-    ok = _cond_holds(x, c, path_kinds)
-    value = _accessor(x, c.column_name)
     checks = conn.execute(
         sa.select(x.c.cand_id, x.c.cand_type, r.name, r.asn_type, r.science_set,
-                  sa.or_(r.science_set.is_(None), _in_set(r.science_set, x.c.exp_type)).label("applicable"),
-                  c.alt, c.seq, c.column_name, c.operator, c.value, ok.label("ok"), value.label("got"))
-        .select_from(x.join(ar, sa.true()).join(cond_t, sa.and_(c.rule_name == r.name, c.subject == "science")))
+                  sa.or_(r.science_set.is_(None), _in_set(r.science_set, xe.c.exp_type)).label("applicable"),
+                  c.alt, c.seq, c.column_name, c.operator, c.value, _cond_holds(xe, c, path_kinds).label("ok"),
+                  _accessor(xe, c.column_name).label("got"))
+        .select_from(x.join(xe, xe.c.eid == x.c.eid).join(ar, sa.true())
+                     .join(cond_t, sa.and_(c.rule_name == r.name, c.subject == "science")))
         .where(x.c.eid == eid).order_by(x.c.cand_ord, r.name, c.alt, c.seq)).all()
     stages = {}
     for name in ("sci", "asn0", "asn1", "asn4"):
         t = st.tables[name]
-        stages[name] = {(a, b) for a, b in conn.execute(sa.select(t.c.cand_id, t.c.rule_name).where(t.c.eid == eid))}
+        stages[name] = set(conn.execute(sa.select(t.c.cand_id, t.c.rule_name).where(t.c.eid == eid)).tuples())
     finals = {}
     for row in conn.execute(sa.select(final.c.cand_id, final.c.rule_name, final.c.asn_id, final.c.asn_type,
                                       final.c.program, final.c.seq).where(final.c.eid == eid).distinct()):
@@ -612,12 +662,16 @@ def _explain_rows(conn, st, final, eid) -> list[dict]:
 
 
 def _first_failure(rows) -> str:
-    """The first failing condition of the alternative that came closest (fewest failures, then first)."""
+    """The first failing condition: of the common part, else of the alternative that came closest."""
     by_alt: dict[int, list] = {}
     for ch in rows:
         by_alt.setdefault(ch.alt, []).append(ch)
-    alt = min(by_alt, key=lambda a: (sum(not ch.ok for ch in by_alt[a]), a))
+    alternatives = [a for a in by_alt if a > 0]
+    if any(not ch.ok for ch in by_alt.get(0, [])):
+        alt = 0
+    else:
+        alt = min(alternatives, key=lambda a: (sum(not ch.ok for ch in by_alt[a]), a))
     first = next(ch for ch in by_alt[alt] if not ch.ok)
     text = f"{first.column_name} {first.operator}" + ("" if first.value is None else f" {first.value}")
-    more = f" (alternative {alt} of {len(by_alt)})" if len(by_alt) > 1 else ""
+    more = f" (closest of {len(alternatives)} alternatives: {alt})" if alt else ""
     return f"fails {text}; the exposure has {first.column_name}={first.got if first.got is not None else 'empty'}{more}"

@@ -268,8 +268,8 @@ asn_rule = sa.Table(
     sa.CheckConstraint(f"asn_type IN ({', '.join(repr(v) for v in ASN_TYPES)})", name="asn_type"),
 )
 
-#: Conditions in disjunctive normal form: a subject (the science, or a companion kind) passes a rule
-#: when all conditions of at least one alternative hold.
+#: Conditions on a subject (the science, or a companion kind) of a rule: every condition of alt 0 must
+#: hold and, when the rule has alternatives (alt 1..n), every condition of at least one of them.
 asn_condition = sa.Table(
     "asn_condition",
     metadata,
@@ -292,6 +292,7 @@ asn_companion = sa.Table(
     sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("source", sa.String(16), nullable=False),  # pool, science
     sa.Column("role", sa.String(16), nullable=False),  # own (the member's own type), background, direct_image
+    sa.Column("exp_type_set", sa.String(40), nullable=True),  # exposure types it may have (NULL: any)
 )
 
 #: Grouping keys: the columns on which a companion must match its science.
@@ -322,12 +323,12 @@ asn_optical_path = sa.Table(
     sa.Column("allowed", sa.Boolean(create_constraint=False), nullable=False),
 )
 
-#: Which associations a candidate type keeps ('*' = every rule); unlisted types keep none.
+#: Which associations a candidate type keeps: a rule's own row, else the '*' row; unlisted types keep none.
 asn_candidate_policy = sa.Table(
     "asn_candidate_policy",
     metadata,
     sa.Column("candidate_type", sa.String(40), primary_key=True),
     sa.Column("rule_name", sa.String(40), primary_key=True),
-    sa.Column("requirement", sa.String(32), nullable=False),  # always, background_member
+    sa.Column("requirement", sa.String(32), nullable=False),  # always, background_member, never
     sa.Column("id_pattern", sa.String(40), nullable=True),  # SQL LIKE pattern on the candidate id
 )
