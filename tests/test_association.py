@@ -25,8 +25,8 @@ POOLS = sorted(POOL_DIR.glob("*.csv"))
 REFS = DATA / "reference"
 
 
-def _reference(name):
-    data = json.loads((REFS / f"{name}.json").read_text())["associations"]
+def _reference(name, refs=REFS):
+    data = json.loads((refs / f"{name}.json").read_text())["associations"]
     return Counter((a["asn_id"], a["asn_rule"], a["asn_type"], a["products"][0]["name"],
                     frozenset(tuple(m) for m in a["products"][0]["members"])) for a in data)
 
@@ -41,6 +41,21 @@ def test_associations_equal_the_pipelines(db, pool):
     result = inventory.load(pool, db, progress=False)
     mine = _mine(association.associations(db, result.pool_id))
     ref = _reference(pool.stem)
+    assert mine - ref == Counter() and ref - mine == Counter()
+
+
+PROBES = sorted(p for p in (DATA / "probes").glob("probe_*.csv") if not p.name.endswith(".per_exposure.csv"))
+#: Probes the declarative model cannot match (see tests/data/probes/README.md).
+UNREPRESENTABLE = {"probe_lrs_two_ta_first": "two leading TA confirms: the pipeline makes one association per TA"}
+
+
+@pytest.mark.parametrize("pool", [pytest.param(p, marks=pytest.mark.xfail(reason=UNREPRESENTABLE[p.stem], strict=True))
+                                  if p.stem in UNREPRESENTABLE else p for p in PROBES], ids=[p.stem for p in PROBES])
+def test_probe_associations_equal_the_pipelines(db, pool):
+    """Order-dependent corners: TA confirms, imprint pruning, WFSS background images, doubly flagged."""
+    result = inventory.load(pool, db, progress=False)
+    mine = _mine(association.associations(db, result.pool_id))
+    ref = _reference(pool.stem, pool.parent)
     assert mine - ref == Counter() and ref - mine == Counter()
 
 

@@ -29,12 +29,18 @@ depends_on = None
 
 ASN_TYPES = "'image2', 'spec2', 'tso-image2', 'tso-spec2', 'nrslamp-spec2', 'wfs-image2'"
 OPERATORS = "'present', 'absent', 'eq', 'ne', 'in_set', 'not_in_set', 'like', 'not_like', 'path', 'not_path'"
-MATCHES = "'eq', 'opt_eq', 'ne'"
+MATCHES = "'eq', 'opt_eq', 'ne', 'same'"
 
-# Rows. RULES: (name, asn_type, science_set, forced_science, nod_overlap, wfss, rate_policy, note).
+# Rows. RULES: (name, asn_type, science_set, forced_science, nod_overlap, wfss, rate_policy,
+# imprint_pruning, note).
 # CONDITIONS: (rule_name, subject, alt, seq, column_name, operator, value); subject 'science' or a
 # companion kind; alt 0 = conditions that must all hold, alt 1..n = alternatives of which one must
-# hold entirely (when there are any). COMPANIONS: (rule_name, kind, source, role, exp_type_set).
+# hold entirely (when there are any). COMPANIONS: (rule_name, kind, source, role, exp_type_set, attach);
+# attach 'order' = the companion follows the science in the pool, or the science is the first of its
+# rule in the candidate (the pipeline only adds it to associations that exist when it is read);
+# 'after' = it follows the science; 'leading' = it precedes the first science; 'first' = only the
+# first eligible one in pool order. COMPANION_KEYS match: eq (both set and equal), opt_eq (equal
+# where both are set), ne, same (equal, or both empty).
 # OPTICAL_PATHS: (id, path_kind, slit_class, opmode, grating, filter, pupil, lamp, detector, allowed);
 # NULL matches anything. CANDIDATE_POLICIES: (candidate_type, rule_name or '*',
 # requirement (always, background_member, never), id LIKE pattern); a rule's own row overrides '*'.
@@ -149,6 +155,7 @@ VALUE_SETS = [
     ('NIS_IMAGE', 'nis_image'),
     ('NRC_IMAGE', 'nrc_image'),
     ('MIR_IMAGE', 'mir_image'),
+    ('MIR_TACONFIRM', 'mir_taconfirm'),
 ]
 
 MEMBER_TYPES = [
@@ -187,28 +194,28 @@ MEMBER_TYPES = [
 ]
 
 RULES = [
-    ('Asn_Lv2CoronAsRate', 'image2', 'NRC_CORON', False, None, None, 'rate', 'NRC_CORON full frame on a detector with the occulter; all members _rate'),
-    ('Asn_Lv2FGS', 'image2', 'FGS', False, None, None, 'default', 'FGS imaging, outside wavefront-sensing visits'),
-    ('Asn_Lv2Image', 'image2', 'IMAGE2_SCIENCE', False, None, None, 'default', 'imaging science, not TSO, with its background exposures'),
-    ('Asn_Lv2ImageNonScience', 'image2', None, True, None, None, 'default', 'target acquisitions and other non-science imaging, one exposure each'),
-    ('Asn_Lv2ImageSpecial', 'image2', 'IMAGE2_SCIENCE', True, None, None, 'default', 'imaging background or PSF exposures, processed alone'),
-    ('Asn_Lv2ImageTSO', 'tso-image2', 'IMAGE2_SCIENCE', False, None, None, 'default', 'time-series imaging'),
-    ('Asn_Lv2MIRLRSFixedSlitNod', 'spec2', 'MIR_LRS_FS', False, 'lrs', None, 'default', 'MIRI LRS fixed-slit along-slit nods: the other nod positions are backgrounds'),
-    ('Asn_Lv2NRSFSS', 'spec2', 'NRS_FS', False, 'fs', None, 'default', 'NIRSpec fixed slit on a valid path; the other nods are backgrounds unless they overlap'),
-    ('Asn_Lv2NRSIFUNod', 'spec2', 'NRS_IFU', False, 'never', None, 'default', 'NIRSpec IFU 2/4-point nods on a valid path; the other nods are backgrounds'),
-    ('Asn_Lv2NRSLAMPImage', 'image2', 'NRS_LAMP', True, None, None, 'default', 'NIRSpec lamp exposures through the mirror'),
-    ('Asn_Lv2NRSLAMPSpectral', 'nrslamp-spec2', 'NRS_LAMP_SPEC', True, None, None, 'default', 'NIRSpec lamp exposures (autoflat, autowave, lamp) on a valid lamp path'),
-    ('Asn_Lv2NRSMSA', 'spec2', 'NRS_MSA', False, 'msa', None, 'default', 'NIRSpec MOS with its MSA metadata file; the other nods are backgrounds unless they overlap'),
-    ('Asn_Lv2Spec', 'spec2', 'SPEC2_SPEC', False, None, None, 'default', 'spectroscopic science, not TSO, not nodded, with backgrounds and imprints'),
-    ('Asn_Lv2SpecImprint', 'spec2', 'SPEC2_SCIENCE', True, None, None, 'default', 'spectroscopic imprint exposures, processed alone'),
-    ('Asn_Lv2SpecSpecial', 'spec2', 'SPEC2_SCIENCE', True, None, None, 'default', 'spectroscopic background or PSF exposures, processed alone'),
-    ('Asn_Lv2SpecTSO', 'tso-spec2', 'SPEC2_TSO', False, None, None, 'default', 'time-series spectroscopy'),
-    ('Asn_Lv2WFSC', 'image2', 'IMAGE2_SCIENCE', False, None, None, 'default', 'imaging in wavefront-sensing visits, except NIRCam LOS-jitter exposures'),
-    ('Asn_Lv2WFSSMIR', 'spec2', 'MIR_WFSS', False, None, 'mir', 'default', 'MIRI WFSS grism with a direct image of the same target and detector'),
-    ('Asn_Lv2WFSSNIS', 'spec2', 'NIS_WFSS', False, None, 'nis', 'default', 'NIRISS WFSS grism with a direct image of the same target, pupil and subarray'),
-    ('Asn_Lv2WFSSNRC', 'spec2', 'NRC_WFSS', False, None, 'nrc', 'default', 'NIRCam WFSS grism with a direct image of the same target and detector'),
-    ('Asn_Lv2WFSSParallel', 'spec2', 'WFSS', False, None, 'parallel', 'default', 'WFSS in a parallel direct-image candidate c####'),
-    ('Asn_MIRLRSTAConfirm', 'spec2', 'MIR_LRS', False, None, None, 'default', 'MIRI LRS with its backgrounds'),
+    ('Asn_Lv2CoronAsRate', 'image2', 'NRC_CORON', False, None, None, 'rate', False, 'NRC_CORON full frame on a detector with the occulter; all members _rate'),
+    ('Asn_Lv2FGS', 'image2', 'FGS', False, None, None, 'default', False, 'FGS imaging, outside wavefront-sensing visits'),
+    ('Asn_Lv2Image', 'image2', 'IMAGE2_SCIENCE', False, None, None, 'default', False, 'imaging science, not TSO, with its background exposures'),
+    ('Asn_Lv2ImageNonScience', 'image2', None, True, None, None, 'default', False, 'target acquisitions and other non-science imaging, one exposure each'),
+    ('Asn_Lv2ImageSpecial', 'image2', 'IMAGE2_SCIENCE', True, None, None, 'default', False, 'imaging background or PSF exposures, processed alone'),
+    ('Asn_Lv2ImageTSO', 'tso-image2', 'IMAGE2_SCIENCE', False, None, None, 'default', False, 'time-series imaging'),
+    ('Asn_Lv2MIRLRSFixedSlitNod', 'spec2', 'MIR_LRS_FS', False, 'lrs', None, 'default', False, 'MIRI LRS fixed-slit along-slit nods: the other nod positions are backgrounds'),
+    ('Asn_Lv2NRSFSS', 'spec2', 'NRS_FS', False, 'fs', None, 'default', False, 'NIRSpec fixed slit on a valid path; the other nods are backgrounds unless they overlap'),
+    ('Asn_Lv2NRSIFUNod', 'spec2', 'NRS_IFU', False, 'never', None, 'default', True, 'NIRSpec IFU 2/4-point nods on a valid path; the other nods are backgrounds'),
+    ('Asn_Lv2NRSLAMPImage', 'image2', 'NRS_LAMP', True, None, None, 'default', False, 'NIRSpec lamp exposures through the mirror'),
+    ('Asn_Lv2NRSLAMPSpectral', 'nrslamp-spec2', 'NRS_LAMP_SPEC', True, None, None, 'default', False, 'NIRSpec lamp exposures (autoflat, autowave, lamp) on a valid lamp path'),
+    ('Asn_Lv2NRSMSA', 'spec2', 'NRS_MSA', False, 'msa', None, 'default', False, 'NIRSpec MOS with its MSA metadata file; the other nods are backgrounds unless they overlap'),
+    ('Asn_Lv2Spec', 'spec2', 'SPEC2_SPEC', False, None, None, 'default', True, 'spectroscopic science, not TSO, not nodded, with backgrounds and imprints'),
+    ('Asn_Lv2SpecImprint', 'spec2', 'SPEC2_SCIENCE', True, None, None, 'default', False, 'spectroscopic imprint exposures, processed alone'),
+    ('Asn_Lv2SpecSpecial', 'spec2', 'SPEC2_SCIENCE', True, None, None, 'default', True, 'spectroscopic background or PSF exposures, with their first matching imprint'),
+    ('Asn_Lv2SpecTSO', 'tso-spec2', 'SPEC2_TSO', False, None, None, 'default', False, 'time-series spectroscopy'),
+    ('Asn_Lv2WFSC', 'image2', 'IMAGE2_SCIENCE', False, None, None, 'default', False, 'imaging in wavefront-sensing visits, except NIRCam LOS-jitter exposures'),
+    ('Asn_Lv2WFSSMIR', 'spec2', 'MIR_WFSS', False, None, 'mir', 'default', False, 'MIRI WFSS grism with a direct image of the same target and detector'),
+    ('Asn_Lv2WFSSNIS', 'spec2', 'NIS_WFSS', False, None, 'nis', 'default', False, 'NIRISS WFSS grism with a direct image of the same target, pupil and subarray'),
+    ('Asn_Lv2WFSSNRC', 'spec2', 'NRC_WFSS', False, None, 'nrc', 'default', False, 'NIRCam WFSS grism with a direct image of the same target and detector'),
+    ('Asn_Lv2WFSSParallel', 'spec2', 'WFSS', False, None, 'parallel', 'default', False, 'WFSS in a parallel direct-image candidate c####'),
+    ('Asn_MIRLRSTAConfirm', 'spec2', 'MIR_LRS', False, None, None, 'default', False, 'MIRI LRS with its backgrounds'),
 ]
 
 CONDITIONS = [
@@ -492,6 +499,16 @@ CONDITIONS = [
     ('Asn_MIRLRSTAConfirm', 'background', 0, 7, 'visitype', 'not_like', '_%wfsc%_'),
     ('Asn_MIRLRSTAConfirm', 'background', 0, 8, 'is_tso', 'eq', 'n'),
     ('Asn_MIRLRSTAConfirm', 'background', 0, 9, 'member_type', 'eq', 'background'),
+    ('Asn_MIRLRSTAConfirm', 'ta', 0, 1, 'exp_type', 'eq', 'mir_taconfirm'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_obs', 0, 1, 'exp_type', 'eq', 'mir_taconfirm'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 0, 1, 'exp_type', 'eq', 'mir_taconfirm'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 0, 2, 'instrume', 'present', None),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 0, 3, 'detector', 'present', None),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 0, 4, 'opt_filter', 'present', None),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 0, 5, 'detector', 'ne', 'nirspec'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 0, 6, 'filter', 'ne', 'opaque'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 0, 7, 'exp_detector', 'ne', 'nrc_tsgrism:nrcblong'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 0, 8, 'visitype', 'not_like', '_%wfsc%_'),
     ('Asn_Lv2NRSFSS', 'nod', 0, 1, 'program', 'present', None),
     ('Asn_Lv2NRSFSS', 'nonscience', 0, 1, 'instrume', 'present', None),
     ('Asn_Lv2NRSFSS', 'nonscience', 0, 2, 'detector', 'present', None),
@@ -535,33 +552,65 @@ CONDITIONS = [
     ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 0, 1, 'patttype', 'eq', 'along-slit-nod'),
     ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 0, 2, 'patt_num', 'present', None),
     ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 0, 3, 'exp_type', 'eq', 'mir_lrs-fixedslit'),
+    ('Asn_Lv2MIRLRSFixedSlitNod', 'ta', 0, 1, 'exp_type', 'eq', 'mir_taconfirm'),
     ('Asn_Lv2WFSSNIS', 'direct', 0, 1, 'sci_type', 'eq', 'science'),
     ('Asn_Lv2WFSSNIS', 'direct', 0, 2, 'exp_type', 'eq', 'nis_image'),
+    ('Asn_Lv2WFSSNIS', 'bkg_image', 0, 1, 'exp_type', 'eq', 'nis_image'),
+    ('Asn_Lv2WFSSNIS', 'bkg_image', 0, 2, 'member_type', 'eq', 'background'),
+    ('Asn_Lv2WFSSNIS', 'bkg_grism', 0, 1, 'exp_type', 'eq', 'nis_wfss'),
+    ('Asn_Lv2WFSSNIS', 'bkg_grism', 0, 2, 'sci_type', 'ne', 'science'),
     ('Asn_Lv2WFSSNRC', 'direct', 0, 1, 'sci_type', 'eq', 'science'),
     ('Asn_Lv2WFSSNRC', 'direct', 0, 2, 'exp_type', 'eq', 'nrc_image'),
+    ('Asn_Lv2WFSSNRC', 'bkg_image', 0, 1, 'exp_type', 'eq', 'nrc_image'),
+    ('Asn_Lv2WFSSNRC', 'bkg_image', 0, 2, 'member_type', 'eq', 'background'),
+    ('Asn_Lv2WFSSNRC', 'bkg_grism', 0, 1, 'exp_type', 'eq', 'nrc_wfss'),
+    ('Asn_Lv2WFSSNRC', 'bkg_grism', 0, 2, 'sci_type', 'ne', 'science'),
     ('Asn_Lv2WFSSMIR', 'direct', 0, 1, 'sci_type', 'eq', 'science'),
     ('Asn_Lv2WFSSMIR', 'direct', 0, 2, 'exp_type', 'eq', 'mir_image'),
+    ('Asn_Lv2WFSSMIR', 'bkg_image', 0, 1, 'exp_type', 'eq', 'mir_image'),
+    ('Asn_Lv2WFSSMIR', 'bkg_image', 0, 2, 'member_type', 'eq', 'background'),
+    ('Asn_Lv2WFSSMIR', 'bkg_grism', 0, 1, 'exp_type', 'eq', 'mir_wfss'),
+    ('Asn_Lv2WFSSMIR', 'bkg_grism', 0, 2, 'sci_type', 'ne', 'science'),
     ('Asn_Lv2WFSSParallel', 'direct', 0, 1, 'sci_type', 'eq', 'science'),
     ('Asn_Lv2WFSSParallel', 'direct', 0, 2, 'exp_type', 'in_set', 'WFSS_DIRECT'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 0, 1, 'instrume', 'present', None),
+    ('Asn_Lv2SpecSpecial', 'imprint', 0, 2, 'detector', 'present', None),
+    ('Asn_Lv2SpecSpecial', 'imprint', 0, 3, 'opt_filter', 'present', None),
+    ('Asn_Lv2SpecSpecial', 'imprint', 0, 4, 'detector', 'ne', 'nirspec'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 0, 5, 'filter', 'ne', 'opaque'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 0, 6, 'exp_detector', 'ne', 'nrc_tsgrism:nrcblong'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 0, 7, 'visitype', 'not_like', '_%wfsc%_'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 0, 8, 'is_imprt', 'present', None),
 ]
 
 COMPANIONS = [
-    ('Asn_Lv2CoronAsRate', 'background', 'pool', 'own', 'NRC_CORON'),
-    ('Asn_Lv2Image', 'background', 'pool', 'own', 'IMAGE2_SCIENCE'),
-    ('Asn_Lv2Spec', 'background', 'pool', 'own', 'SPEC2_SPEC'),
-    ('Asn_Lv2Spec', 'imprint', 'pool', 'own', 'SPEC2_SPEC'),
-    ('Asn_MIRLRSTAConfirm', 'background', 'pool', 'own', 'MIR_LRS'),
-    ('Asn_Lv2NRSFSS', 'nod', 'science', 'background', None),
-    ('Asn_Lv2NRSFSS', 'nonscience', 'pool', 'own', 'NRS_FS'),
-    ('Asn_Lv2NRSMSA', 'nod', 'science', 'background', None),
-    ('Asn_Lv2NRSMSA', 'nonscience', 'pool', 'own', 'NRS_MSA'),
-    ('Asn_Lv2NRSIFUNod', 'nod', 'science', 'background', None),
-    ('Asn_Lv2NRSIFUNod', 'nonscience', 'pool', 'own', 'NRS_IFU'),
-    ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 'pool', 'background', 'MIR_LRS_FS'),
-    ('Asn_Lv2WFSSNIS', 'direct', 'pool', 'direct_image', 'NIS_IMAGE'),
-    ('Asn_Lv2WFSSNRC', 'direct', 'pool', 'direct_image', 'NRC_IMAGE'),
-    ('Asn_Lv2WFSSMIR', 'direct', 'pool', 'direct_image', 'MIR_IMAGE'),
-    ('Asn_Lv2WFSSParallel', 'direct', 'pool', 'direct_image', 'WFSS_DIRECT'),
+    ('Asn_Lv2CoronAsRate', 'background', 'pool', 'own', 'NRC_CORON', 'always'),
+    ('Asn_Lv2Image', 'background', 'pool', 'own', 'IMAGE2_SCIENCE', 'always'),
+    ('Asn_Lv2Spec', 'background', 'pool', 'own', 'SPEC2_SPEC', 'always'),
+    ('Asn_Lv2Spec', 'imprint', 'pool', 'own', 'SPEC2_SPEC', 'always'),
+    ('Asn_MIRLRSTAConfirm', 'background', 'pool', 'own', 'MIR_LRS', 'always'),
+    ('Asn_MIRLRSTAConfirm', 'ta', 'pool', 'own', 'MIR_TACONFIRM', 'after'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_obs', 'pool', 'own', 'MIR_TACONFIRM', 'leading'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 'pool', 'own', 'MIR_TACONFIRM', 'leading'),
+    ('Asn_Lv2NRSFSS', 'nod', 'science', 'background', None, 'always'),
+    ('Asn_Lv2NRSFSS', 'nonscience', 'pool', 'own', 'NRS_FS', 'always'),
+    ('Asn_Lv2NRSMSA', 'nod', 'science', 'background', None, 'always'),
+    ('Asn_Lv2NRSMSA', 'nonscience', 'pool', 'own', 'NRS_MSA', 'always'),
+    ('Asn_Lv2NRSIFUNod', 'nod', 'science', 'background', None, 'always'),
+    ('Asn_Lv2NRSIFUNod', 'nonscience', 'pool', 'own', 'NRS_IFU', 'always'),
+    ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 'pool', 'background', 'MIR_LRS_FS', 'always'),
+    ('Asn_Lv2MIRLRSFixedSlitNod', 'ta', 'pool', 'own', 'MIR_TACONFIRM', 'order'),
+    ('Asn_Lv2WFSSNIS', 'direct', 'pool', 'direct_image', 'NIS_IMAGE', 'always'),
+    ('Asn_Lv2WFSSNIS', 'bkg_image', 'pool', 'own', 'NIS_IMAGE', 'always'),
+    ('Asn_Lv2WFSSNIS', 'bkg_grism', 'pool', 'own', 'NIS_WFSS', 'order'),
+    ('Asn_Lv2WFSSNRC', 'direct', 'pool', 'direct_image', 'NRC_IMAGE', 'always'),
+    ('Asn_Lv2WFSSNRC', 'bkg_image', 'pool', 'own', 'NRC_IMAGE', 'always'),
+    ('Asn_Lv2WFSSNRC', 'bkg_grism', 'pool', 'own', 'NRC_WFSS', 'order'),
+    ('Asn_Lv2WFSSMIR', 'direct', 'pool', 'direct_image', 'MIR_IMAGE', 'always'),
+    ('Asn_Lv2WFSSMIR', 'bkg_image', 'pool', 'own', 'MIR_IMAGE', 'always'),
+    ('Asn_Lv2WFSSMIR', 'bkg_grism', 'pool', 'own', 'MIR_WFSS', 'order'),
+    ('Asn_Lv2WFSSParallel', 'direct', 'pool', 'direct_image', 'WFSS_DIRECT', 'always'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'pool', 'own', 'SPEC2_SCIENCE', 'first'),
 ]
 
 COMPANION_KEYS = [
@@ -616,6 +665,17 @@ COMPANION_KEYS = [
     ('Asn_MIRLRSTAConfirm', 'background', 'subarray', 'opt_eq'),
     ('Asn_MIRLRSTAConfirm', 'background', 'channel', 'opt_eq'),
     ('Asn_MIRLRSTAConfirm', 'background', 'exp_type', 'eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta', 'program', 'eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_obs', 'program', 'eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_obs', 'obs_id', 'eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 'program', 'eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 'instrume', 'eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 'detector', 'eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 'opt_filter', 'eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 'opt_pupil', 'opt_eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 'fxd_slit', 'opt_eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 'subarray', 'opt_eq'),
+    ('Asn_MIRLRSTAConfirm', 'ta_lead_mode', 'channel', 'opt_eq'),
     ('Asn_Lv2NRSFSS', 'nod', 'program', 'eq'),
     ('Asn_Lv2NRSFSS', 'nod', 'tsovisit', 'opt_eq'),
     ('Asn_Lv2NRSFSS', 'nod', 'instrume', 'eq'),
@@ -690,21 +750,60 @@ COMPANION_KEYS = [
     ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 'program', 'eq'),
     ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 'exp_type', 'eq'),
     ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 'patt_num', 'ne'),
+    ('Asn_Lv2MIRLRSFixedSlitNod', 'ta', 'program', 'eq'),
     ('Asn_Lv2WFSSNIS', 'direct', 'program', 'eq'),
     ('Asn_Lv2WFSSNIS', 'direct', 'targetid', 'eq'),
     ('Asn_Lv2WFSSNIS', 'direct', 'instrume', 'eq'),
     ('Asn_Lv2WFSSNIS', 'direct', 'pupil', 'eq'),
     ('Asn_Lv2WFSSNIS', 'direct', 'subarray', 'eq'),
+    ('Asn_Lv2WFSSNIS', 'bkg_image', 'program', 'eq'),
+    ('Asn_Lv2WFSSNIS', 'bkg_image', 'targetid', 'eq'),
+    ('Asn_Lv2WFSSNIS', 'bkg_image', 'instrume', 'eq'),
+    ('Asn_Lv2WFSSNIS', 'bkg_image', 'pupil', 'eq'),
+    ('Asn_Lv2WFSSNIS', 'bkg_image', 'subarray', 'eq'),
+    ('Asn_Lv2WFSSNIS', 'bkg_grism', 'program', 'eq'),
+    ('Asn_Lv2WFSSNIS', 'bkg_grism', 'targetid', 'eq'),
+    ('Asn_Lv2WFSSNIS', 'bkg_grism', 'instrume', 'eq'),
+    ('Asn_Lv2WFSSNIS', 'bkg_grism', 'pupil', 'eq'),
+    ('Asn_Lv2WFSSNIS', 'bkg_grism', 'subarray', 'eq'),
     ('Asn_Lv2WFSSNRC', 'direct', 'program', 'eq'),
     ('Asn_Lv2WFSSNRC', 'direct', 'targetid', 'eq'),
     ('Asn_Lv2WFSSNRC', 'direct', 'instrume', 'eq'),
     ('Asn_Lv2WFSSNRC', 'direct', 'detector', 'eq'),
+    ('Asn_Lv2WFSSNRC', 'bkg_image', 'program', 'eq'),
+    ('Asn_Lv2WFSSNRC', 'bkg_image', 'targetid', 'eq'),
+    ('Asn_Lv2WFSSNRC', 'bkg_image', 'instrume', 'eq'),
+    ('Asn_Lv2WFSSNRC', 'bkg_image', 'detector', 'eq'),
+    ('Asn_Lv2WFSSNRC', 'bkg_grism', 'program', 'eq'),
+    ('Asn_Lv2WFSSNRC', 'bkg_grism', 'targetid', 'eq'),
+    ('Asn_Lv2WFSSNRC', 'bkg_grism', 'instrume', 'eq'),
+    ('Asn_Lv2WFSSNRC', 'bkg_grism', 'detector', 'eq'),
     ('Asn_Lv2WFSSMIR', 'direct', 'program', 'eq'),
     ('Asn_Lv2WFSSMIR', 'direct', 'targetid', 'eq'),
     ('Asn_Lv2WFSSMIR', 'direct', 'instrume', 'eq'),
     ('Asn_Lv2WFSSMIR', 'direct', 'detector', 'eq'),
+    ('Asn_Lv2WFSSMIR', 'bkg_image', 'program', 'eq'),
+    ('Asn_Lv2WFSSMIR', 'bkg_image', 'targetid', 'eq'),
+    ('Asn_Lv2WFSSMIR', 'bkg_image', 'instrume', 'eq'),
+    ('Asn_Lv2WFSSMIR', 'bkg_image', 'detector', 'eq'),
+    ('Asn_Lv2WFSSMIR', 'bkg_grism', 'program', 'eq'),
+    ('Asn_Lv2WFSSMIR', 'bkg_grism', 'targetid', 'eq'),
+    ('Asn_Lv2WFSSMIR', 'bkg_grism', 'instrume', 'eq'),
+    ('Asn_Lv2WFSSMIR', 'bkg_grism', 'detector', 'eq'),
     ('Asn_Lv2WFSSParallel', 'direct', 'instrume', 'eq'),
     ('Asn_Lv2WFSSParallel', 'direct', 'cand_raw', 'eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'program', 'eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'tsovisit', 'opt_eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'instrume', 'eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'detector', 'eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'opt_filter', 'eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'opt_pupil', 'opt_eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'fxd_slit', 'opt_eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'subarray', 'opt_eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'channel', 'opt_eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'exp_type', 'eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'mostilno', 'eq'),
+    ('Asn_Lv2SpecSpecial', 'imprint', 'bkgdtarg', 'same'),
 ]
 
 OPTICAL_PATHS = [
@@ -826,6 +925,7 @@ def upgrade() -> None:
         sa.Column("nod_overlap", sa.String(16), nullable=True),
         sa.Column("wfss", sa.String(16), nullable=True),
         sa.Column("rate_policy", sa.String(16), nullable=False),
+        sa.Column("imprint_pruning", sa.Boolean(create_constraint=False), nullable=False),
         sa.Column("note", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_asn_rule"),
         sa.CheckConstraint(f"asn_type IN ({ASN_TYPES})", name="ck_asn_rule_asn_type"),
@@ -850,6 +950,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("exp_type_set", sa.String(40), nullable=True),
+        sa.Column("attach", sa.String(16), nullable=False),
         sa.PrimaryKeyConstraint("rule_name", "kind", name="pk_asn_companion"),
         sa.ForeignKeyConstraint(["rule_name"], ["asn_rule.name"], name="fk_asn_companion_rule_name_asn_rule"),
     )
@@ -894,10 +995,10 @@ def upgrade() -> None:
     op.bulk_insert(value_set, rows(("set_name", "value"), VALUE_SETS))
     op.bulk_insert(member_type, rows(("exp_type", "member_type"), MEMBER_TYPES))
     op.bulk_insert(rule, rows(("name", "asn_type", "science_set", "forced_science", "nod_overlap", "wfss",
-                               "rate_policy", "note"), RULES))
+                               "rate_policy", "imprint_pruning", "note"), RULES))
     op.bulk_insert(condition, rows(("rule_name", "subject", "alt", "seq", "column_name", "operator", "value"),
                                    CONDITIONS))
-    op.bulk_insert(companion, rows(("rule_name", "kind", "source", "role", "exp_type_set"), COMPANIONS))
+    op.bulk_insert(companion, rows(("rule_name", "kind", "source", "role", "exp_type_set", "attach"), COMPANIONS))
     op.bulk_insert(companion_key, rows(("rule_name", "kind", "column_name", "match"), COMPANION_KEYS))
     op.bulk_insert(optical_path, rows(("id", "path_kind", "slit_class", "opmode", "grating", "filter", "pupil",
                                        "lamp", "detector", "allowed"), OPTICAL_PATHS))

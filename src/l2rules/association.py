@@ -194,6 +194,7 @@ def _key_ok(xs, xo, k):
         (k.match == "eq", sa.func.coalesce(sv == ov, sa.false())),
         (k.match == "opt_eq", sa.or_(sv.is_(None), ov.is_(None), sv == ov)),
         (k.match == "ne", sa.or_(sv.is_(None), ov.is_(None), sv != ov)),
+        (k.match == "same", sv.is_not_distinct_from(ov)),
         else_=sa.false())
     return sa.case((holds, 1), else_=0)
 
@@ -327,11 +328,33 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     matched = (sa.select(pk.c.eid, pk.c.cand_id, pk.c.rule_name, pk.c.kind, pk.c.oid)
                .group_by(pk.c.eid, pk.c.cand_id, pk.c.rule_name, pk.c.kind, pk.c.oid)
                .having(sa.func.min(pk.c.ok) == 1)).cte("matched")
-    pairs = st(sa.select(matched, k.role, r.wfss)
-               .select_from(matched.join(comp_t, sa.and_(k.rule_name == matched.c.rule_name, k.kind == matched.c.kind))
-                            .join(ar, r.name == matched.c.rule_name)
-                            .join(xs, xs.c.eid == matched.c.eid).join(xo, xo.c.eid == matched.c.oid))
-               .where(sa.or_(k.source != "science", sa.not_(_overlap(xs, xo, r.nod_overlap)))), "pairs")
+    # the first science of each rule in each candidate (for companions that attach in pool order)
+    xf = xe.alias("xf")
+    first = (sa.select(sci.c.cand_id, sci.c.rule_name, sa.func.min(xf.c.row_no).label("row_no"))
+             .select_from(sci.join(xf, xf.c.eid == sci.c.eid)).group_by(sci.c.cand_id, sci.c.rule_name)).subquery()
+    is_first = xs.c.row_no == first.c.row_no
+    attached = sa.or_(k.attach == "always",
+                      sa.and_(k.attach == "order", sa.or_(xo.c.row_no > xs.c.row_no, is_first)),
+                      sa.and_(k.attach == "after", xo.c.row_no > xs.c.row_no),
+                      sa.and_(k.attach == "leading", xo.c.row_no < xs.c.row_no, is_first),
+                      k.attach == "first")
+    # 'first': a companion goes to the earliest science it suits, and each science keeps its first one
+    owner = sa.func.row_number().over(partition_by=[matched.c.cand_id, matched.c.rule_name, matched.c.kind,
+                                                    matched.c.oid], order_by=xs.c.row_no)
+    ranked0 = (sa.select(matched, k.role, k.source, k.attach, r.wfss, xs.c.row_no.label("sci_row"),
+                         xo.c.row_no.label("row"), owner.label("owner"))
+              .select_from(matched.join(comp_t, sa.and_(k.rule_name == matched.c.rule_name, k.kind == matched.c.kind))
+                           .join(ar, r.name == matched.c.rule_name)
+                           .join(xs, xs.c.eid == matched.c.eid).join(xo, xo.c.eid == matched.c.oid)
+                           .join(first, sa.and_(first.c.cand_id == matched.c.cand_id,
+                                                first.c.rule_name == matched.c.rule_name)))
+              .where(attached, sa.or_(k.source != "science", sa.not_(_overlap(xs, xo, r.nod_overlap))))).subquery()
+    kept0 = sa.select(ranked0).where(sa.or_(ranked0.c.attach != "first", ranked0.c.owner == 1)).subquery()
+    rank = sa.func.row_number().over(partition_by=[kept0.c.eid, kept0.c.cand_id, kept0.c.rule_name, kept0.c.kind],
+                                     order_by=kept0.c.row)
+    ranked = sa.select(kept0, rank.label("rank")).subquery()
+    pairs = st(sa.select(*[c for c in ranked.c if c.name not in ("attach", "rank", "owner", "row")])
+               .where(sa.or_(ranked.c.attach != "first", ranked.c.rank == 1)), "pairs")
     # 4. WFSS: the nearest following direct image (parallel: the first long-wave one); none -> no association
     diff = _to_int(xo.c.expspcin) - _to_int(xs.c.expspcin)
     order = sa.case(
@@ -346,18 +369,33 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     chosen = sa.select(direct).where(direct.c.rk == 1).cte("chosen")
     same_asn = lambda a, b: sa.and_(a.c.eid == b.c.eid, a.c.cand_id == b.c.cand_id,  # noqa: E731
                                     a.c.rule_name == b.c.rule_name)
+    # an exposure that joined, with its own type, an earlier science's association of a rule does not
+    # start one of its own for that rule (the pipeline has already used it when it reaches it)
+    # (one level deep: a science that itself joined an earlier one does not count)
+    xj = xe.alias("xj")
+    joins = (sa.select(pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name, pairs.c.oid)
+             .select_from(pairs.join(xj, xj.c.eid == pairs.c.oid))
+             .where(pairs.c.source == "pool", pairs.c.role == "own", pairs.c.sci_row < xj.c.row_no)).cte("joins")
+    j2 = joins.alias("j2")
+    by_unjoined = sa.select(joins).where(sa.not_(sa.exists().where(
+        j2.c.oid == joins.c.eid, j2.c.cand_id == joins.c.cand_id, j2.c.rule_name == joins.c.rule_name
+    ).correlate_except(j2))).cte("joins_kept")
+    joined_earlier = (sa.exists().where(by_unjoined.c.cand_id == sci.c.cand_id,
+                                        by_unjoined.c.rule_name == sci.c.rule_name, by_unjoined.c.oid == sci.c.eid)
+                      .correlate_except(by_unjoined))
     asn0 = st(sa.select(sci.c.eid, sci.c.cand_id, sci.c.rule_name, r.asn_type, r.wfss, r.rate_policy,
                         chosen.c.oid.label("direct_id"))
               .select_from(sci.join(ar, r.name == sci.c.rule_name).outerjoin(chosen, same_asn(chosen, sci)))
-              .where(sa.or_(r.wfss.is_(None), chosen.c.oid.is_not(None))), "asn0")
-    mem0 = st(sa.union_all(
+              .where(sa.or_(r.wfss.is_(None), chosen.c.oid.is_not(None)), sa.not_(joined_earlier)), "asn0")
+    members0 = st(sa.union(
         sa.select(asn0.c.eid, asn0.c.cand_id, asn0.c.rule_name, asn0.c.eid.label("mid"),
-                  sa.literal("science").label("role")),
+                  sa.literal("science").label("role"), sa.literal("science").label("source")),
         sa.select(pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name, pairs.c.oid,
-                  sa.case((pairs.c.role == "own", xo.c.sci_type), else_=pairs.c.role))
+                  sa.case((pairs.c.role == "own", xo.c.sci_type), else_=pairs.c.role), pairs.c.source)
         .select_from(pairs.join(xo, xo.c.eid == pairs.c.oid))
         .where(pairs.c.role != "direct_image"),
-    ), "mem0")
+    ), "members0")
+    mem0 = st(_imprints_pruned(members0, xe), "mem0")
     # candidate-type policy: the rule's own row for the candidate type, else the '*' row
     cp, cp2 = policy_t.alias("cp"), policy_t.alias("cp2")
     xa, xc = xe.alias("xa"), xe.alias("xc")
@@ -383,6 +421,54 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     ), "asn2")
     members = st(sa.union_all(_exposure_members(asn2, mem0, xe), *_level3_members(asn2, xe)), "members")
     return _pruned(asn2, members, st)
+
+
+def _imprints_pruned(m, xe):
+    """Members without the imprints the pipeline prunes (rules with ``imprint_pruning``).
+
+    The science set is the science and, for nod rules, the group's other science nods. Imprints whose
+    background flag differs from the science set's are left alone; among the others, when some share
+    a target with the science set, those that do not are dropped; then, when there are more of them
+    than sciences and some share a dither position with a science, those that share none are dropped.
+    """
+    key = lambda t: (t.c.eid, t.c.cand_id, t.c.rule_name)  # noqa: E731
+    xs, xi = xe.alias("xsci"), xe.alias("ximp")
+    sciset = (sa.select(*key(m), m.c.mid, xs.c.bkgdtarg, sa.func.coalesce(xs.c.targetid, "").label("targetid"),
+                        sa.func.coalesce(xs.c.dithptin, "").label("dithptin"))
+              .select_from(m.join(xs, xs.c.eid == m.c.mid).join(ar, ar.c.name == m.c.rule_name))
+              .where(ar.c.imprint_pruning == sa.true(), sa.or_(m.c.role == "science", m.c.source == "science"))
+              ).cte("sciset")
+    background = (sa.select(*key(sciset), sa.func.count().label("n"),
+                            sa.func.max(sa.case((sciset.c.bkgdtarg == "t", 1), else_=0)).label("bkg"))
+                  .group_by(*key(sciset))).cte("sciset_flag")
+    # the imprints examined: same background status as the science set
+    examined = (sa.select(*key(m), m.c.mid, background.c.n,
+                          sa.func.coalesce(xi.c.targetid, "").label("targetid"),
+                          sa.func.coalesce(xi.c.dithptin, "").label("dithptin"))
+                .select_from(m.join(xi, xi.c.eid == m.c.mid).join(background, _eq(key(background), key(m))))
+                .where(m.c.role == "imprint",
+                       sa.case((xi.c.bkgdtarg == "t", 1), else_=0) == background.c.bkg)).cte("examined")
+    s1 = sciset.alias("s1")
+    on_target = sa.exists().where(_eq(key(s1), key(examined)), s1.c.targetid == examined.c.targetid
+                                  ).correlate_except(s1)
+    flagged = sa.select(examined, sa.case((on_target, 1), else_=0).label("on_target")).cte("examined_t")
+    any_on_target = (sa.select(*key(flagged), sa.func.max(flagged.c.on_target).label("any"))
+                     .group_by(*key(flagged))).cte("any_on_target")
+    kept1 = (sa.select(flagged).join(any_on_target, _eq(key(any_on_target), key(flagged)))
+             .where(sa.or_(any_on_target.c.any == 0, flagged.c.on_target == 1))).cte("kept1")
+    s2 = sciset.alias("s2")
+    on_dither = sa.exists().where(_eq(key(s2), key(kept1)), s2.c.dithptin == kept1.c.dithptin).correlate_except(s2)
+    dithered = sa.select(kept1, sa.case((on_dither, 1), else_=0).label("on_dither")).cte("kept1_d")
+    per_asn = (sa.select(*key(dithered), sa.func.count().label("n_imprints"),
+                         sa.func.max(dithered.c.on_dither).label("any"))
+               .group_by(*key(dithered))).cte("kept1_n")
+    kept2 = (sa.select(*key(dithered), dithered.c.mid).join(per_asn, _eq(key(per_asn), key(dithered)))
+             .where(sa.or_(sa.not_(sa.and_(dithered.c.n >= 1, dithered.c.n < per_asn.c.n_imprints, per_asn.c.any == 1)),
+                           dithered.c.on_dither == 1))).cte("kept2")
+    k2 = kept2.alias("k2")
+    dropped = sa.and_(sa.exists().where(_eq(key(examined), key(m)), examined.c.mid == m.c.mid),
+                      sa.not_(sa.exists().where(_eq(key(k2), key(m)), k2.c.mid == m.c.mid)))
+    return sa.select(m).where(sa.not_(dropped))
 
 
 def _level2a_name(xm, rate_policy, asn_tsovisit):
@@ -629,6 +715,7 @@ def _explain_rows(conn, st, final, eid) -> list[dict]:
     for name in ("sci", "asn0", "asn1", "asn4"):
         t = st.tables[name]
         stages[name] = set(conn.execute(sa.select(t.c.cand_id, t.c.rule_name).where(t.c.eid == eid)).tuples())
+    wfss_rules = set(conn.execute(sa.select(ar.c.name).where(ar.c.wfss.is_not(None))).scalars())
     finals = {}
     for row in conn.execute(sa.select(final.c.cand_id, final.c.rule_name, final.c.asn_id, final.c.asn_type,
                                       final.c.program, final.c.seq).where(final.c.eid == eid).distinct()):
@@ -649,8 +736,11 @@ def _explain_rows(conn, st, final, eid) -> list[dict]:
             row["reason"] = "conditions hold, but a duplicate association of another rule or candidate is kept"
         elif key in stages["asn0"]:
             row["reason"] = f"conditions hold, but a {cand_type} candidate does not keep this rule's associations"
-        elif key in stages["sci"]:
+        elif key in stages["sci"] and rule_name in wfss_rules:
             row["reason"] = "conditions hold, but no direct image matches (WFSS needs one)"
+        elif key in stages["sci"]:
+            row["reason"] = ("conditions hold, but the exposure already joined an earlier science's association "
+                             "of this rule")
         else:
             row["reason"] = _first_failure(rows)
         out.append(row)

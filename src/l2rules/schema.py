@@ -235,7 +235,7 @@ work_item = sa.Table(
 ASN_CONDITION_OPERATORS = ("present", "absent", "eq", "ne", "in_set", "not_in_set", "like", "not_like",
                            "path", "not_path")
 #: How a companion's column is compared with the science's (``asn_companion_key.match``).
-ASN_KEY_MATCHES = ("eq", "opt_eq", "ne")
+ASN_KEY_MATCHES = ("eq", "opt_eq", "ne", "same")
 
 #: Named sets of values (exposure types, patterns, filters) that conditions refer to.
 asn_value_set = sa.Table(
@@ -264,6 +264,7 @@ asn_rule = sa.Table(
     sa.Column("nod_overlap", sa.String(16), nullable=True),  # fs, msa, never, lrs; NULL: not a nod rule
     sa.Column("wfss", sa.String(16), nullable=True),  # nis, nrc, mir, parallel; NULL: no direct image
     sa.Column("rate_policy", sa.String(16), nullable=False),  # default, or rate (never _rateints for coron)
+    sa.Column("imprint_pruning", sa.Boolean(create_constraint=False), nullable=False),  # keep the best imprints
     sa.Column("note", sa.Text, nullable=False),
     sa.CheckConstraint(f"asn_type IN ({', '.join(repr(v) for v in ASN_TYPES)})", name="asn_type"),
 )
@@ -293,6 +294,10 @@ asn_companion = sa.Table(
     sa.Column("source", sa.String(16), nullable=False),  # pool, science
     sa.Column("role", sa.String(16), nullable=False),  # own (the member's own type), background, direct_image
     sa.Column("exp_type_set", sa.String(40), nullable=True),  # exposure types it may have (NULL: any)
+    # always; order: it follows the science in the pool, or the science is its rule's first in the
+    # candidate (the pipeline adds it only to associations that exist when it reads it); after: it
+    # follows the science; leading: it precedes the first science; first: only the first eligible one
+    sa.Column("attach", sa.String(16), nullable=False),
 )
 
 #: Grouping keys: the columns on which a companion must match its science.
