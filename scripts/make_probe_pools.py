@@ -121,3 +121,10 @@ write("probe_special_psf_first", head, mk([(1,1,"f","f","t"), (1,1,"t","f","f"),
 # bkg science last, imprints only bk f
 write("probe_special_bkg_only_sci_imprints", head, mk([(1,1,"t","f","f"), (1,2,"t","f","f"), (1,1,"f","t","f")]))
 print(f"probe pools written to {OUT}")
+
+# --- MIRI LRS nods whose pattern numbers contain one another ---
+head, lrs = base("pool_007_spec_miri", "mir_lrs-fixedslit")
+n[0] = 0
+write("probe_lrs_nod_pattnum_text", head,
+      [row(lrs, patttype="along-slit-nod", patt_num=p, asn_candidate=C1) for p in (1, 2, 12)])
+print("and probe_lrs_nod_pattnum_text")

@@ -46,7 +46,8 @@ def test_associations_equal_the_pipelines(db, pool):
 
 PROBES = sorted(p for p in (DATA / "probes").glob("probe_*.csv") if not p.name.endswith(".per_exposure.csv"))
 #: Probes the declarative model cannot match (see tests/data/probes/README.md).
-UNREPRESENTABLE = {"probe_lrs_two_ta_first": "two leading TA confirms: the pipeline makes one association per TA"}
+UNREPRESENTABLE = {"probe_lrs_two_ta_first": "two leading TA confirms: the pipeline makes one association per TA",
+                   "probe_lrs_nod_pattnum_text": "LRS nod 12 gets only the earlier nod 1 as background (order)"}
 
 
 @pytest.mark.parametrize("pool", [pytest.param(p, marks=pytest.mark.xfail(reason=UNREPRESENTABLE[p.stem], strict=True))

@@ -29,7 +29,7 @@ depends_on = None
 
 ASN_TYPES = "'image2', 'spec2', 'tso-image2', 'tso-spec2', 'nrslamp-spec2', 'wfs-image2'"
 OPERATORS = "'present', 'absent', 'eq', 'ne', 'in_set', 'not_in_set', 'like', 'not_like', 'path', 'not_path'"
-MATCHES = "'eq', 'opt_eq', 'ne', 'same'"
+MATCHES = "'eq', 'opt_eq', 'ne', 'same', 'lacks'"
 
 # Rows. RULES: (name, asn_type, science_set, forced_science, nod_overlap, wfss, rate_policy,
 # imprint_pruning, note).
@@ -40,7 +40,8 @@ MATCHES = "'eq', 'opt_eq', 'ne', 'same'"
 # rule in the candidate (the pipeline only adds it to associations that exist when it is read);
 # 'after' = it follows the science; 'leading' = it precedes the first science; 'first' = only the
 # first eligible one in pool order. COMPANION_KEYS match: eq (both set and equal), opt_eq (equal
-# where both are set), ne, same (equal, or both empty).
+# where both are set), ne, same (equal, or both empty), lacks (the companion's text does not contain
+# the science's: the pipeline's test for another LRS nod position).
 # OPTICAL_PATHS: (id, path_kind, slit_class, opmode, grating, filter, pupil, lamp, detector, allowed);
 # NULL matches anything. CANDIDATE_POLICIES: (candidate_type, rule_name or '*',
 # requirement (always, background_member, never), id LIKE pattern); a rule's own row overrides '*'.
@@ -749,7 +750,7 @@ COMPANION_KEYS = [
     ('Asn_Lv2NRSIFUNod', 'nonscience', 'mostilno', 'eq'),
     ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 'program', 'eq'),
     ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 'exp_type', 'eq'),
-    ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 'patt_num', 'ne'),
+    ('Asn_Lv2MIRLRSFixedSlitNod', 'nod', 'patt_num', 'lacks'),
     ('Asn_Lv2MIRLRSFixedSlitNod', 'ta', 'program', 'eq'),
     ('Asn_Lv2WFSSNIS', 'direct', 'program', 'eq'),
     ('Asn_Lv2WFSSNIS', 'direct', 'targetid', 'eq'),

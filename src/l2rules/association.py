@@ -195,6 +195,7 @@ def _key_ok(xs, xo, k):
         (k.match == "opt_eq", sa.or_(sv.is_(None), ov.is_(None), sv == ov)),
         (k.match == "ne", sa.or_(sv.is_(None), ov.is_(None), sv != ov)),
         (k.match == "same", sv.is_not_distinct_from(ov)),
+        (k.match == "lacks", sa.and_(sv.is_not(None), ov.is_not(None), sa.not_(_contains(ov, sv)))),
         else_=sa.false())
     return sa.case((holds, 1), else_=0)
 

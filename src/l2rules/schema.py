@@ -235,7 +235,7 @@ work_item = sa.Table(
 ASN_CONDITION_OPERATORS = ("present", "absent", "eq", "ne", "in_set", "not_in_set", "like", "not_like",
                            "path", "not_path")
 #: How a companion's column is compared with the science's (``asn_companion_key.match``).
-ASN_KEY_MATCHES = ("eq", "opt_eq", "ne", "same")
+ASN_KEY_MATCHES = ("eq", "opt_eq", "ne", "same", "lacks")
 
 #: Named sets of values (exposure types, patterns, filters) that conditions refer to.
 asn_value_set = sa.Table(
