@@ -131,9 +131,18 @@ def _flag_text(col):
     return sa.case((col == sa.true(), "t"), else_=None)
 
 
-def _accessor(row, name_col):
-    """The value of the column whose name is in ``name_col`` (a condition's or key's column_name)."""
-    return sa.case(*[(name_col == c, row.c[c]) for c in ACCESSIBLE], else_=None)
+def _accessor(row, name_col, columns=ACCESSIBLE):
+    """The value of the column whose name is in ``name_col`` (a condition's or key's column_name).
+
+    ``columns``: the names that can occur (by default every accessible column).
+    """
+    return sa.case(*[(name_col == c, row.c[c]) for c in columns], else_=None)
+
+
+def _named_columns(conn: sa.Connection, table: sa.Table) -> list[str]:
+    """The accessible columns that the catalog's conditions or keys name (keeps the SQL small)."""
+    named = set(conn.execute(sa.select(table.c.column_name).distinct()).scalars())
+    return [c for c in ACCESSIBLE if c in named]
 
 
 def _path_test(row, kind):
@@ -149,13 +158,9 @@ def _path_test(row, kind):
     return sa.and_(match(True), sa.not_(match(False)))
 
 
-def _cond_holds(row, c, path_kinds: list[str]):
+def _cond_holds(row, c, columns):
     """A condition row ``c`` evaluated on an exposure row: boolean SQL."""
-    v = _accessor(row, c.column_name)
-
-    def any_path():
-        return sa.or_(*[sa.and_(c.value == k, _path_test(row, k)) for k in path_kinds]) if path_kinds else sa.false()
-
+    v = _accessor(row, c.column_name, columns)
     member = sa.exists().where(vs.c.set_name == c.value, vs.c.value == v).correlate_except(vs)
     return sa.case(
         (c.operator == "present", v.is_not(None)),
@@ -166,13 +171,13 @@ def _cond_holds(row, c, path_kinds: list[str]):
         (c.operator == "not_in_set", sa.not_(member)),
         (c.operator == "like", sa.func.coalesce(v.like(c.value), sa.false())),
         (c.operator == "not_like", sa.or_(v.is_(None), v.not_like(c.value))),
-        (c.operator == "path", any_path()),
-        (c.operator == "not_path", sa.not_(any_path())),
+        (c.operator == "path", _path_test(row, c.value)),
+        (c.operator == "not_path", sa.not_(_path_test(row, c.value))),
         else_=sa.false())
 
 
-def _cond_ok(row, c, path_kinds):
-    return sa.case((_cond_holds(row, c, path_kinds), 1), else_=0)
+def _cond_ok(row, c, columns):
+    return sa.case((_cond_holds(row, c, columns), 1), else_=0)
 
 
 def _holding(evaluated, *keys) -> sa.Select:
@@ -188,8 +193,8 @@ def _holding(evaluated, *keys) -> sa.Select:
     return sa.select(*cols).group_by(*cols).having(sa.and_(common == 1, some_alternative == 1))
 
 
-def _key_ok(xs, xo, k):
-    sv, ov = _accessor(xs, k.column_name), _accessor(xo, k.column_name)
+def _key_ok(xs, xo, k, columns):
+    sv, ov = _accessor(xs, k.column_name, columns), _accessor(xo, k.column_name, columns)
     holds = sa.case(
         (k.match == "eq", sa.func.coalesce(sv == ov, sa.false())),
         (k.match == "opt_eq", sa.or_(sv.is_(None), ov.is_(None), sv == ov)),
@@ -282,7 +287,7 @@ class _Stages:
 
 def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     """Build every stage for one pool; returns the final SELECT (one row per member)."""
-    path_kinds = list(conn.execute(sa.select(path_t.c.path_kind).distinct().order_by(path_t.c.path_kind)).scalars())
+    cond_cols, key_cols = _named_columns(conn, cond_t), _named_columns(conn, key_t)
     # 1. exposures (normalised, derived columns) and their candidates: an exposure belongs to every
     #    candidate whose id occurs in its ASN_CANDIDATE text, as in the pipeline
     xe = st(_exposures(pool_id), "xe")
@@ -296,7 +301,7 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     #  would test the exposure type set once per condition instead of once per rule)
     applicable = st(sa.select(xe.c.eid, r.name.label("rule_name")).select_from(
         xe.join(ar, sa.or_(r.science_set.is_(None), _in_set(r.science_set, xe.c.exp_type)))), "applicable")
-    cv = (sa.select(xe.c.eid, applicable.c.rule_name, c.alt, _cond_ok(xe, c, path_kinds).label("ok"))
+    cv = (sa.select(xe.c.eid, applicable.c.rule_name, c.alt, _cond_ok(xe, c, cond_cols).label("ok"))
           .select_from(applicable.join(xe, xe.c.eid == applicable.c.eid)
                        .join(cond_t, sa.and_(c.rule_name == applicable.c.rule_name, c.subject == "science")))
           ).cte("cv")
@@ -309,7 +314,7 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     typed = sa.or_(k.exp_type_set.is_(None), _in_set(k.exp_type_set, xe.c.exp_type))
     kinds = st(sa.select(xe.c.eid, k.rule_name, k.kind)
                .select_from(xe.join(comp_t, sa.and_(k.source == "pool", used, typed))), "kinds")
-    ce = (sa.select(xe.c.eid, kinds.c.rule_name, kinds.c.kind, c.alt, _cond_ok(xe, c, path_kinds).label("ok"))
+    ce = (sa.select(xe.c.eid, kinds.c.rule_name, kinds.c.kind, c.alt, _cond_ok(xe, c, cond_cols).label("ok"))
           .select_from(kinds.join(xe, xe.c.eid == kinds.c.eid)
                        .join(cond_t, sa.and_(c.rule_name == kinds.c.rule_name, c.subject == kinds.c.kind)))).cte("ce")
     eligible = _holding(ce, ce.c.eid, ce.c.rule_name, ce.c.kind).subquery()
@@ -321,7 +326,7 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     xs, xo = xe.alias("xs"), xe.alias("xo")
     kk = key_t.c
     pk = (sa.select(sci.c.eid, sci.c.cand_id, sci.c.rule_name, cpool.c.kind, cpool.c.eid.label("oid"),
-                    _key_ok(xs, xo, kk).label("ok"))
+                    _key_ok(xs, xo, kk, key_cols).label("ok"))
           .select_from(sci.join(cpool, sa.and_(cpool.c.cand_id == sci.c.cand_id, cpool.c.rule_name == sci.c.rule_name,
                                                cpool.c.eid != sci.c.eid))
                        .join(xs, xs.c.eid == sci.c.eid).join(xo, xo.c.eid == cpool.c.eid)
@@ -702,13 +707,13 @@ def explain(db: DB, filename: str, pool: str | None = None) -> pd.DataFrame:
 
 def _explain_rows(conn, st, final, eid) -> list[dict]:
     x, xe = st.tables["x"], st.tables["xe"]
-    path_kinds = list(conn.execute(sa.select(path_t.c.path_kind).distinct()).scalars())
+    cond_cols = _named_columns(conn, cond_t)
     c, r = cond_t.c, ar.c
     checks = conn.execute(
         sa.select(x.c.cand_id, x.c.cand_type, r.name, r.asn_type, r.science_set,
                   sa.or_(r.science_set.is_(None), _in_set(r.science_set, xe.c.exp_type)).label("applicable"),
-                  c.alt, c.seq, c.column_name, c.operator, c.value, _cond_holds(xe, c, path_kinds).label("ok"),
-                  _accessor(xe, c.column_name).label("got"))
+                  c.alt, c.seq, c.column_name, c.operator, c.value, _cond_holds(xe, c, cond_cols).label("ok"),
+                  _accessor(xe, c.column_name, cond_cols).label("got"))
         .select_from(x.join(xe, xe.c.eid == x.c.eid).join(ar, sa.true())
                      .join(cond_t, sa.and_(c.rule_name == r.name, c.subject == "science")))
         .where(x.c.eid == eid).order_by(x.c.cand_ord, r.name, c.alt, c.seq)).all()
