@@ -46,10 +46,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
+from ._lazy import pandas as pd
 from . import schema
 from .config import DB, L2RulesError
 from .inventory import exposure_stem, load

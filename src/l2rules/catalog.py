@@ -12,9 +12,9 @@ import re
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import sqlalchemy as sa
 
+from ._lazy import pandas as pd
 from . import schema
 from ._revision_template import TEMPLATE
 from .config import DB, L2RulesError, project_file

@@ -20,10 +20,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ._lazy import loaded, pandas as pd
 from . import schema
 from .config import DB, L2RulesError
 from .migrate import require_migrated
@@ -289,7 +289,8 @@ def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None =
          skip_bad: bool = False, progress: bool | None = None) -> LoadResult:
     """Load one pool file, CSV file or DataFrame into the catalog database, in one transaction."""
     engine = require_migrated(db)
-    if isinstance(source, pd.DataFrame):
+    frames = loaded("pandas")  # a DataFrame can only come from an imported pandas
+    if frames is not None and isinstance(source, frames.DataFrame):
         table = read_frame(source, name or "dataframe")
         pool_name = name or "dataframe"
     else:

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-import pandas as pd
 import sqlalchemy as sa
-from tabulate import tabulate
 
+from ._lazy import pandas as pd
 from .config import L2RulesError
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -36,6 +35,8 @@ def render(frame: pd.DataFrame, fmt: str = "table") -> str:
     if fmt == "table":
         if frame.empty:
             return "(no rows)\n"
+        from tabulate import tabulate
+
         shown = frame.astype(object).where(frame.notna(), "")
         return tabulate(shown, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True) + "\n"
     if fmt == "csv":

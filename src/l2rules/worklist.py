@@ -16,9 +16,9 @@ import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 
-import pandas as pd
 import sqlalchemy as sa
 
+from ._lazy import pandas as pd
 from . import schema
 from .catalog import conditions_at, resolve_version, rules_at
 from .config import DB
