@@ -153,16 +153,16 @@ def test_catalog_rows_are_consistent(db):
             assert r.science_set is None or r.science_set in sets, r
 
 
-def test_migration_0008_downgrades_and_upgrades(db):
-    assert migrate.downgrade(db, "0007") == "0007"
+def test_migration_0009_downgrades_and_upgrades(db):
+    assert migrate.downgrade(db, "0008") == "0008"
     assert "asn_rule" not in sa.inspect(get_engine(db)).get_table_names()
-    assert migrate.upgrade(db) == "0008"
+    assert migrate.upgrade(db) == "0009"
     with get_engine(db).connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.asn_rule)).scalar() == 22
 
 
 def test_schema_matches_migrations_for_association_tables(db):
-    """``alembic check`` for the asn_* tables: schema.py and migration 0008 agree on each backend."""
+    """``alembic check`` for the asn_* tables: schema.py and migration 0009 agree on each backend."""
     engine = get_engine(db)
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

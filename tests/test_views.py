@@ -208,7 +208,7 @@ def test_migration_0008_downgrades_and_upgrades(db):
     assert current_revision(db) == "0007"
     names = set(sa.inspect(engine).get_table_names()) | set(sa.inspect(engine).get_view_names())
     assert not names & {"run", "work_item", *VIEWS}
-    upgrade(db)
+    upgrade(db, "0008")
     assert current_revision(db) == "0008"
     inspector = sa.inspect(engine)
     assert set(VIEWS) <= set(inspector.get_view_names())

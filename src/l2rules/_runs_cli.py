@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 
-import pandas as pd
+from ._lazy import pandas as pd
 
 from . import outputs
 from .config import L2RulesError

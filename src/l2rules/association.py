@@ -2,7 +2,7 @@
 
 The published table (``rule``) says which exposure types are processed; the
 pipeline (jwst 3.0.0, ``asn_generate`` with ``rules_level2b``) applies more
-conditions, all kept as data in the ``asn_*`` tables (migration 0008):
+conditions, all kept as data in the ``asn_*`` tables (migration 0009):
 
 * ``asn_rule``: the pipeline's association rules, with the set of exposure
   types each accepts as science (``asn_value_set``);

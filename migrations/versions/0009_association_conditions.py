@@ -13,8 +13,8 @@ Source: jwst 3.0.0 associations/lib/rules_level2b.py, rules_level2_base.py,
 dms_base.py (read, not copied), checked against the pipeline's output on its
 public test pools.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-26
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
