@@ -7,10 +7,10 @@ conditions, all kept as data in the ``asn_*`` tables (migration 0009):
 * ``asn_rule``: the pipeline's association rules, with the set of exposure
   types each accepts as science (``asn_value_set``);
 * ``asn_condition``: predicates on pool columns, per rule and subject (the
-  science, or a companion kind), in disjunctive normal form;
+  science, or a companion kind): a common part (alt 0) and alternatives;
 * ``asn_companion`` / ``asn_companion_key``: the companions each rule attaches
-  (backgrounds, imprints, nods, WFSS direct images) and the columns they share
-  with the science;
+  (backgrounds, imprints, nods, TA confirms, WFSS direct images), how they
+  attach, and the columns they share with the science;
 * ``asn_optical_path``: valid NIRSpec paths per detector, NIRCam coronagraph
   detectors without the occulter;
 * ``asn_candidate_policy``: which candidate types keep which associations.
@@ -20,23 +20,26 @@ Python only reads the pool (``inventory``) and formats the result. The
 evaluation runs in stages, each one INSERT ... SELECT into a temporary table,
 which keeps every statement small enough for the planners:
 
-1. ``x``: one row per (exposure, candidate) - an exposure belongs to every
-   candidate whose id occurs in its ASN_CANDIDATE text, as in the pipeline -
-   with values normalised (lower case, empty values NULL) and derived columns
-   (member type, TSO, optical mode);
-2. ``sci``: the (exposure, candidate, rule) triples whose conditions hold;
-3. ``pairs``: companions per science, matched on the grouping keys, nods that
-   overlap the science left out;
-4. ``asn0``/``mem0``/``asn1``: associations (WFSS ones need a direct image),
-   their members, the candidate-type policy;
-5. ``asn2``/``members``/``asn3``/``asn4``: member names (``_rate``/``_rateints``,
-   WFSS level-3 products), duplicate pruning, sequence numbers.
+1. ``xe``: the pool's exposures, values normalised (lower case, empty values
+   NULL) with derived columns (member type, TSO, optical mode); ``x``: their
+   candidates - an exposure belongs to every candidate whose id occurs in its
+   ASN_CANDIDATE text, as in the pipeline;
+2. ``applicable``/``sci_rule``/``sci``: the rules whose science conditions an
+   exposure meets (evaluated once per exposure), then per candidate;
+3. ``kinds``/``cpool``/``pairs``: companions per science, eligible by their own
+   conditions, matched on the grouping keys, attached as the pipeline's
+   processing order allows, overlapping nods left out;
+4. ``asn0``/``members0``/``mem0``/``asn1``: associations (WFSS ones need a
+   direct image), their members after imprint pruning, the candidate policy;
+5. ``asn2``/``members``/``asn3``/``asn4``: the discovery pass's copies, member
+   names (``_rate``/``_rateints``, WFSS level-3 products), duplicate pruning,
+   sequence numbers.
 
-Known approximations of the pipeline's order-dependent corners are listed in
-``docs/level2b_selection.md`` section 13 of the shared notes; the ones this
-module makes are: optional-equal keys compare with the science only; the
-nearest direct image is by EXPSPCIN then pool order; sequence numbers follow
-reverse pool order.
+The pipeline builds associations in one pass over the pool, so a few of its
+results depend on row order; ``asn_companion.attach`` states the rules l2rules
+follows instead. Other approximations: optional-equal keys compare with the
+science only; the nearest direct image is by EXPSPCIN, then pool order;
+sequence numbers follow reverse pool order.
 """
 
 from __future__ import annotations
@@ -373,8 +376,6 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
               .select_from(pairs.join(xs, xs.c.eid == pairs.c.eid).join(xo, xo.c.eid == pairs.c.oid))
               .where(pairs.c.role == "direct_image")).cte("direct")
     chosen = sa.select(direct).where(direct.c.rk == 1).cte("chosen")
-    same_asn = lambda a, b: sa.and_(a.c.eid == b.c.eid, a.c.cand_id == b.c.cand_id,  # noqa: E731
-                                    a.c.rule_name == b.c.rule_name)
     # an exposure that joined, with its own type, an earlier science's association of a rule does not
     # start one of its own for that rule (the pipeline has already used it when it reaches it)
     # (one level deep: a science that itself joined an earlier one does not count)
@@ -391,7 +392,7 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
                       .correlate_except(by_unjoined))
     asn0 = st(sa.select(sci.c.eid, sci.c.cand_id, sci.c.rule_name, r.asn_type, r.wfss, r.rate_policy,
                         chosen.c.oid.label("direct_id"))
-              .select_from(sci.join(ar, r.name == sci.c.rule_name).outerjoin(chosen, same_asn(chosen, sci)))
+              .select_from(sci.join(ar, r.name == sci.c.rule_name).outerjoin(chosen, _eq(_akey(chosen), _akey(sci))))
               .where(sa.or_(r.wfss.is_(None), chosen.c.oid.is_not(None)), sa.not_(joined_earlier)), "asn0")
     members0 = st(sa.union(
         sa.select(asn0.c.eid, asn0.c.cand_id, asn0.c.rule_name, asn0.c.eid.label("mid"),
@@ -406,7 +407,7 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     cp, cp2 = policy_t.alias("cp"), policy_t.alias("cp2")
     xa, xc = xe.alias("xa"), xe.alias("xc")
     # (nested EXISTS name what they correlate: SQLAlchemy only correlates one level up by itself)
-    has_background = (sa.exists().where(same_asn(mem0, asn0), xa.c.eid == mem0.c.mid,
+    has_background = (sa.exists().where(_eq(_akey(mem0), _akey(asn0)), xa.c.eid == mem0.c.mid,
                                         xa.c.member_type == "background").correlate_except(mem0, xa))
     own_row = (sa.exists().where(cp2.c.candidate_type == x.c.cand_type, cp2.c.rule_name == asn0.c.rule_name)
                .correlate_except(cp2))
@@ -437,7 +438,7 @@ def _imprints_pruned(m, xe):
     a target with the science set, those that do not are dropped; then, when there are more of them
     than sciences and some share a dither position with a science, those that share none are dropped.
     """
-    key = lambda t: (t.c.eid, t.c.cand_id, t.c.rule_name)  # noqa: E731
+    key = _akey
     xs, xi = xe.alias("xsci"), xe.alias("ximp")
     sciset = (sa.select(*key(m), m.c.mid, xs.c.bkgdtarg, sa.func.coalesce(xs.c.targetid, "").label("targetid"),
                         sa.func.coalesce(xs.c.dithptin, "").label("dithptin"))
@@ -768,6 +769,6 @@ def _first_failure(rows) -> str:
     else:
         alt = min(alternatives, key=lambda a: (sum(not ch.ok for ch in by_alt[a]), a))
     first = next(ch for ch in by_alt[alt] if not ch.ok)
-    text = f"{first.column_name} {first.operator}" + ("" if first.value is None else f" {first.value}")
+    text = _describe(first)
     more = f" (closest of {len(alternatives)} alternatives: {alt})" if alt else ""
     return f"fails {text}; the exposure has {first.column_name}={first.got if first.got is not None else 'empty'}{more}"
