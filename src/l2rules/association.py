@@ -272,6 +272,10 @@ class _Stages:
 
     def __init__(self, conn: sa.Connection):
         self.conn, self.md, self.tables = conn, sa.MetaData(), {}
+        if conn.dialect.name == "postgresql":
+            # the statements are small but their estimates are not: JIT compilation would cost more
+            # than it saves (for this transaction only)
+            conn.execute(sa.text("SET LOCAL jit = off"))
 
     def __call__(self, select: sa.Select | sa.CompoundSelect, name: str) -> sa.Table:
         cols = [sa.Column(c.name, sa.String if isinstance(c.type, sa.types.NullType) else c.type)
@@ -279,6 +283,10 @@ class _Stages:
         table = sa.Table(f"asn_tmp_{name}", self.md, *cols, prefixes=["TEMPORARY"])
         table.create(self.conn)
         self.conn.execute(table.insert().from_select([c.name for c in cols], select))
+        if self.conn.dialect.name == "postgresql":
+            # temporary tables get no statistics by themselves; without them the planner guesses
+            # one row and picks nested loops over thousands
+            self.conn.execute(sa.text(f"ANALYZE {table.name}"))
         self.tables[name] = table
         return table
 
@@ -402,7 +410,7 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
         .select_from(pairs.join(xo, xo.c.eid == pairs.c.oid))
         .where(pairs.c.role != "direct_image"),
     ), "members0")
-    mem0 = st(_imprints_pruned(members0, xe), "mem0")
+    mem0 = st(_imprints_pruned(members0, xe, st), "mem0")
     # candidate-type policy: the rule's own row for the candidate type, else the '*' row
     cp, cp2 = policy_t.alias("cp"), policy_t.alias("cp2")
     xa, xc = xe.alias("xa"), xe.alias("xc")
@@ -430,7 +438,7 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
     return _pruned(asn2, members, st)
 
 
-def _imprints_pruned(m, xe):
+def _imprints_pruned(m, xe, st):
     """Members without the imprints the pipeline prunes (rules with ``imprint_pruning``).
 
     The science set is the science and, for nod rules, the group's other science nods. Imprints whose
@@ -473,9 +481,9 @@ def _imprints_pruned(m, xe):
              .where(sa.or_(sa.not_(sa.and_(dithered.c.n >= 1, dithered.c.n < per_asn.c.n_imprints, per_asn.c.any == 1)),
                            dithered.c.on_dither == 1))).cte("kept2")
     k2 = kept2.alias("k2")
-    dropped = sa.and_(sa.exists().where(_eq(key(examined), key(m)), examined.c.mid == m.c.mid),
-                      sa.not_(sa.exists().where(_eq(key(k2), key(m)), k2.c.mid == m.c.mid)))
-    return sa.select(m).where(sa.not_(dropped))
+    drop = st(sa.select(*key(examined), examined.c.mid).where(sa.not_(sa.exists().where(
+        _eq(key(k2), key(examined)), k2.c.mid == examined.c.mid).correlate_except(k2))), "imprint_drop")
+    return sa.select(m).where(sa.not_(sa.exists().where(_eq(key(drop), key(m)), drop.c.mid == m.c.mid)))
 
 
 def _level2a_name(xm, rate_policy, asn_tsovisit):
