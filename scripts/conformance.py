@@ -19,64 +19,30 @@ included).
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE / "src"))
 
-from l2rules import association, inventory, migrate  # noqa: E402
+from l2rules import association, conformance, inventory, migrate  # noqa: E402
 from l2rules.config import get_engine  # noqa: E402
-
-
-def reference_key(a: dict) -> tuple:
-    product = a["products"][0]
-    return (a["asn_id"], a["asn_rule"], a["asn_type"], product["name"],
-            frozenset(tuple(m) for m in product["members"]))
-
-
-def mine_key(a: association.Association) -> tuple:
-    return (a.asn_id, a.asn_rule, a.asn_type, a.product, frozenset((m["expname"], m["exptype"]) for m in a.members))
-
-
-def science_by_stem(keys) -> dict[str, set]:
-    out: dict[str, set] = {}
-    for asn_id, rule, asn_type, _product, members in keys:
-        for name, role in members:
-            if role == "science":
-                out.setdefault(inventory.exposure_stem(name).lower(), set()).add((asn_type, rule))
-    return out
 
 
 def compare(pool: Path, ref_dir: Path, engine, skip_bad: bool = False) -> dict:
     name = pool.stem
-    ref = json.loads((ref_dir / f"{name}.json").read_text())["associations"]
     t0 = time.perf_counter()
     result = inventory.load(pool, engine, progress=False, skip_bad=skip_bad)
     asns = association.associations(engine, result.pool_id)
     elapsed = time.perf_counter() - t0
-    ref_keys, my_keys = Counter(map(reference_key, ref)), Counter(map(mine_key, asns))
-    exact = sum((ref_keys & my_keys).values())
-    mine_sci = science_by_stem(my_keys)
-    with open(ref_dir / f"{name}.per_exposure.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    agree = 0
-    for row in rows:
-        stem = inventory.exposure_stem(row["filename"]).lower()
-        got = mine_sci.get(stem, set())
-        if ({t for t, _ in got} == set(filter(None, row["asn_types"].split(";")))
-                and {r for _, r in got} == set(filter(None, row["asn_rules"].split(";")))
-                and bool(got) == (row["selected"] == "True")):
-            agree += 1
-    return dict(pool=name, exposures=len(rows), exposures_agree=agree, associations=len(ref),
-                associations_exact=exact, associations_made=len(asns), seconds=elapsed)
+    ref, made = conformance.reference_associations(ref_dir / f"{name}.json"), conformance.made_associations(asns)
+    rows, differing = conformance.exposure_disagreements(asns, ref_dir / f"{name}.per_exposure.csv")
+    return dict(pool=name, exposures=rows, exposures_agree=rows - len(differing), associations=sum(ref.values()),
+                associations_exact=sum((ref & made).values()), associations_made=len(asns), seconds=elapsed)
 
 
 def main() -> int:

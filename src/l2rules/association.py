@@ -688,7 +688,7 @@ def explain(db: DB, filename: str, pool: str | None = None) -> pd.DataFrame:
     if pool is not None and Path(pool).is_file():
         pool = load(pool, engine).pool_id
     stem = exposure_stem(filename).lower()
-    e, p = schema.exposure, schema.pool
+    e = schema.exposure
     with engine.begin() as conn:
         q = sa.select(e.c.id, e.c.pool_id, e.c.filename, e.c.exp_type).where(sa.func.lower(e.c.stem) == stem)
         if pool is not None:
