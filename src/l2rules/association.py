@@ -55,11 +55,11 @@ from sqlalchemy.ext.compiler import compiles
 from ._lazy import pandas as pd
 from . import schema
 from .config import DB, L2RulesError
-from .inventory import exposure_stem, load
+from .inventory import FLAG_FALSE, FLAG_NULL, exposure_stem, load
 from .migrate import require_migrated
 
-#: Values the pipeline reads as "not set" (after lower-casing).
-EMPTY = ("", "null", "--", "n", "f", "false", "n/a")
+#: Values the pipeline reads as "not set" (after lower-casing): the loader's empty and false flag texts.
+EMPTY = tuple(sorted(FLAG_NULL | FLAG_FALSE))
 #: Pool columns the conditions read.
 POOL_COLUMNS = ("filename", "program", "exp_type", "pntgtype", "instrume", "detector", "filter", "band", "pupil",
                 "grating", "fxd_slit", "subarray", "channel", "tsovisit", "visitype", "dms_note", "is_psf",
