@@ -168,3 +168,18 @@ def test_cli_formats(db, pool_path, tmp_path, capsys):
     assert text.splitlines()[0].endswith("level2b,rule,reason")
     assert main(["--db", db, "worklist", "--format", "parquet"]) == 1
     assert "needs --output" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", SAMPLE_POOLS)
+def test_worklist_associations_match_the_pipeline(db, name):
+    """`worklist --associations`: pipeline_selected and its asn_types equal the reference's per exposure."""
+    from .conftest import DATA
+
+    got = worklist(db, pools=[POOLS / name], include_all=True, associations=True).set_index("filename")
+    ref = pd.read_csv(DATA / "reference" / name.replace(".csv", ".per_exposure.csv"), dtype=object,
+                      keep_default_na=False).set_index("filename")
+    ref = ref.loc[got.index]  # template rows of the pools are not exposures
+    assert got["pipeline_selected"].tolist() == (ref["selected"] == "True").tolist()
+    assert got["pipeline_asn_type"].fillna("").tolist() == ref["asn_types"].tolist()
+    named = got[got.pipeline_selected]
+    assert named["association"].str.match(r"^jw\d{5}-[aco]\d+_[a-z0-9-]+_\d{5}_asn\.json(;|$)").all()

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worklist", help="the Level 2b work list (loads the POOLs first when given)")
     p.add_argument("pools", nargs="*", metavar="POOL")
     p.add_argument("--all", action="store_true", help="every exposure, with level2b true/false and why")
+    p.add_argument("--associations", action="store_true",
+                   help="add the pipeline's Level 2b associations each exposure is the science of")
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
     _as_of(p)
     _formats(p)
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "worklist":
         frame = worklist(db, pools=args.pools or None, include_all=args.all, as_of=args.as_of,
-                                      version=args.version, skip_bad=args.skip_bad)
+                                      version=args.version, skip_bad=args.skip_bad, associations=args.associations)
         _print(frame, args, args.output)
         if args.output:
             print(f"{len(frame)} work items written to {args.output}", file=sys.stderr)

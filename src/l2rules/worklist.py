@@ -122,11 +122,13 @@ def worklist_query(seq: int | None = None, pool_ids: list[int] | None = None, in
 
 def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, inventory: pd.DataFrame | None = None,
              include_all: bool = False, as_of: str | dt.date | None = None, version: str | None = None,
-             skip_bad: bool = False) -> pd.DataFrame:
+             skip_bad: bool = False, associations: bool = False) -> pd.DataFrame:
     """The Level 2b work list as a DataFrame, one work item per selected exposure.
 
     ``pools`` (paths) or ``inventory`` (a DataFrame) are loaded first and the work
     list is restricted to them; with neither, it covers every loaded exposure.
+    ``associations`` adds, per item, the Level 2b associations the pipeline makes
+    it the science of (see ``l2rules.association``).
     """
     engine = require_migrated(db)
     pool_ids: list[int] | None = None
@@ -140,6 +142,31 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
         frame = to_frame(conn.execute(query), ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS)
     if include_all:
         frame["level2b"] = frame["level2b"].astype(bool)
+    if associations:
+        frame = _with_associations(engine, frame)
+    return frame
+
+
+ASSOCIATION_COLUMNS = ["pipeline_selected", "pipeline_asn_type", "association"]
+
+
+def _with_associations(engine, frame: pd.DataFrame) -> pd.DataFrame:
+    """Add the associations each exposure is the science of: file names and asn_types, ';'-joined."""
+    from .association import associations
+    from .inventory import exposure_stem
+
+    science: dict[tuple[str, str], list] = {}
+    for pool in sorted(set(frame["pool"])):
+        for asn in associations(engine, pool):
+            for member in asn.members:
+                if member["exptype"] == "science":
+                    science.setdefault((pool, exposure_stem(member["expname"])), []).append(asn)
+    keys = zip(frame["pool"], frame["filename"].map(exposure_stem))
+    found = [sorted(science.get(k, []), key=lambda a: a.filename) for k in keys]
+    frame = frame.copy()
+    frame["pipeline_selected"] = [bool(a) for a in found]
+    frame["pipeline_asn_type"] = [";".join(sorted({x.asn_type for x in a})) or None for a in found]
+    frame["association"] = [";".join(x.filename for x in a) or None for a in found]
     return frame
 
 
