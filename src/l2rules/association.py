@@ -729,7 +729,7 @@ def _explain_rows(conn, st, final, eid) -> list[dict]:
     stages = {}
     for name in ("sci", "asn0", "asn1", "asn4"):
         t = st.tables[name]
-        stages[name] = set(conn.execute(sa.select(t.c.cand_id, t.c.rule_name).where(t.c.eid == eid)).tuples())
+        stages[name] = set(conn.execute(sa.select(t.c.cand_id, t.c.rule_name).where(t.c.eid == eid)).all())
     wfss_rules = set(conn.execute(sa.select(ar.c.name).where(ar.c.wfss.is_not(None))).scalars())
     finals = {}
     for row in conn.execute(sa.select(final.c.cand_id, final.c.rule_name, final.c.asn_id, final.c.asn_type,
