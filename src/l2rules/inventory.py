@@ -9,19 +9,22 @@ FILENAME stem, so loading a pool again updates its rows in place.
 from __future__ import annotations
 
 import ast
+import gc
 import csv
 import datetime as dt
 import hashlib
 import io
+import itertools
+import json
+import operator
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ._lazy import loaded, pandas as pd
 from . import schema
@@ -35,6 +38,8 @@ NULLS = frozenset({"", "null"})
 FLAG_FALSE = frozenset({"n", "f", "false", "n/a"})
 FLAG_NULL = frozenset({"", "null", "--"})
 BATCH = 5000
+#: Every spelling of a missing value in an ASCII field that needs no stripping.
+_NULL_FORMS = frozenset({""} | {"".join(c) for c in itertools.product(*zip("null", "NULL"))})
 
 _PAIR = r"\(\s*'([^']*)'\s*,\s*'([^']*)'\s*\)"
 _PAIRS = re.compile(_PAIR)
@@ -126,6 +131,8 @@ class _Table:
     header_line: int
     rows: Iterator[tuple[int, list[str]]]
     sha256: str | None = None
+    #: Fields of given line numbers, read again (to compare a repeated exposure with its first row).
+    reread: Callable[[set[int]], dict[int, list[str]]] | None = None
 
 
 def _decoded_lines(path: Path, digest) -> Iterator[tuple[int, str]]:
@@ -170,20 +177,36 @@ def read_file(path: str | Path) -> _Table:
     delimiter = "|" if "|" in header_text else ","
     header = next(csv.reader([header_text], delimiter=delimiter))
 
+    def split(text: str) -> list[str] | None:
+        if not text.strip() or text.lstrip().startswith("#"):
+            return None
+        if delimiter == "|" and '"' not in text:
+            return text.rstrip("\r\n").split("|")
+        return next(csv.reader([text], delimiter=delimiter))
+
     def rows() -> Iterator[tuple[int, list[str]]]:
         try:
             for number, text in lines:
-                if not text.strip() or text.lstrip().startswith("#"):
-                    continue
-                if delimiter == "|" and '"' not in text:
-                    yield number, text.rstrip("\r\n").split("|")
-                else:
-                    yield number, next(csv.reader([text], delimiter=delimiter))
+                fields = split(text)
+                if fields is not None:
+                    yield number, fields
         except _NotUtf8 as exc:
             raise exc.in_column(header, delimiter) from None
         table.sha256 = digest.hexdigest()
 
-    table = _Table(str(path), header, header_line, rows())
+    def reread(numbers: set[int]) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        last = max(numbers, default=0)
+        for number, text in _decoded_lines(path, hashlib.sha256()):
+            if number in numbers:
+                fields = split(text)
+                if fields is not None:
+                    found[number] = fields
+            if number >= last:
+                break
+        return found
+
+    table = _Table(str(path), header, header_line, rows(), reread=reread)
     return table
 
 
@@ -191,11 +214,18 @@ def read_frame(frame: pd.DataFrame, name: str) -> _Table:
     """A DataFrame as a source: row N is reported as line N+1 (line 1 being the header)."""
     header = [str(c) for c in frame.columns]
 
+    def text(values) -> list[str]:
+        return ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
+
     def rows() -> Iterator[tuple[int, list[str]]]:
         for number, values in enumerate(frame.itertuples(index=False, name=None), start=2):
-            yield number, ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
+            yield number, text(values)
 
-    return _Table(name, header, 1, rows())
+    def reread(numbers: set[int]) -> dict[int, list[str]]:
+        return {n: text(next(frame.iloc[n - 2:n - 1].itertuples(index=False, name=None)))
+                for n in numbers if 2 <= n < len(frame) + 2}
+
+    return _Table(name, header, 1, rows(), reread=reread)
 
 
 # --- turning rows into exposures ---------------------------------------------------------------
@@ -239,18 +269,38 @@ class _Converter:
         self.i_candidate = index.get("asn_candidate")
         self.flags = [(index.get(f)) for f in schema.FLAG_COLUMNS]
         self.text = [index.get(c) for c in _TEXT_COLUMNS]
+        # Picks the text columns out of a row's values in one C call; a missing column reads the
+        # None appended after the row's last value.
+        self._pick_text = operator.itemgetter(*(self.width if i is None else i for i in self.text))
         known = set(schema.POOL_COLUMNS)
         self.extra = [(n, i) for i, n in enumerate(names) if n not in known]
-        self.seen: dict[str, tuple[int, int]] = {}  # stem -> (line, hash of values)
+        self.seen: dict[str, tuple[int, int]] = {}  # stem -> (line, hash of values), current batch
+        self._candidates: dict[str | None, list[tuple[str, str]]] = {}  # ASN_CANDIDATE text -> pairs
+        self._flags: dict[str | None, bool | None] = {}  # flag text -> value (few distinct spellings)
+
+    def values(self, fields: list[str]) -> list[str | None]:
+        """The row's values: stripped, with NULL/null/empty (any case) as None."""
+        line = "|".join(fields)
+        # Printable ASCII has no whitespace but the space: no space next to a separator or at an end
+        # means no field to strip.
+        if (line.isascii() and line.isprintable() and " |" not in line and "| " not in line
+                and line[:1] != " " and line[-1:] != " "):
+            # Nothing to strip and only ASCII: a NULL is one of the spellings in _NULL_FORMS.
+            return [None if f in _NULL_FORMS else f for f in fields]
+        return [None if f.strip().lower() in NULLS else f.strip() for f in fields]
 
     def convert(self, number: int, fields: list[str], pool_id: int):
-        """One record for the exposure table plus its candidates, or None for a repeated identical row."""
+        """(record, candidates, fingerprint) for the exposure table, or None for a repeated identical row.
+
+        Repeats are recognised here within the current batch (``seen`` is cleared by the
+        writer at each batch); across batches the writer finds them in the database.
+        """
         source = self.table.source
         if len(fields) != self.width:
             raise InventoryError(source, number, str(min(len(fields), self.width) + 1),
                                  f"wrong number of fields: {len(fields)}, the header has {self.width}",
                                  "|".join(fields))
-        values = [None if f.strip().lower() in NULLS else f.strip() for f in fields]
+        values = self.values(fields)
         filename = values[self.i_filename]
         if filename is None:
             raise InventoryError(source, number, "FILENAME", "FILENAME is empty", "|".join(fields))
@@ -271,19 +321,66 @@ class _Converter:
                                  "|".join(fields))
         candidates = []
         if self.i_candidate is not None:
-            try:
-                candidates = parse_candidates(values[self.i_candidate])
-            except ValueError as exc:
-                raise InventoryError(source, number, "ASN_CANDIDATE", str(exc), "|".join(fields)) from None
+            text = values[self.i_candidate]
+            candidates = self._candidates.get(text)
+            if candidates is None:
+                try:
+                    candidates = parse_candidates(text)
+                except ValueError as exc:
+                    raise InventoryError(source, number, "ASN_CANDIDATE", str(exc), "|".join(fields)) from None
+                if len(self._candidates) >= 4096:
+                    self._candidates.clear()
+                self._candidates[text] = candidates
         self.seen[stem] = (number, fingerprint)
-        record = [stem, filename, pool_id, number, exp_type.upper()]
-        record += [None if i is None else _flag(values[i]) for i in self.flags]
-        record += [None if i is None else values[i] for i in self.text]
+        record = [None, stem, filename, pool_id, number, exp_type.upper()]  # [0]: the id, set by the writer
+        flags = self._flags
+        for i in self.flags:
+            if i is None:
+                record.append(None)
+                continue
+            value = values[i]
+            try:
+                record.append(flags[value])
+            except KeyError:
+                result = _flag(value)
+                if len(flags) < 1024:
+                    flags[value] = result
+                record.append(result)
+        values.append(None)  # the missing columns' value, for _pick_text
+        record += self._pick_text(values)
         record.append({n: values[i] for n, i in self.extra} if self.extra else None)
-        return record, candidates
+        return record, candidates, fingerprint
 
 
 # --- loading -----------------------------------------------------------------------------------
+
+def _read_rows(table: _Table, converter: _Converter, writer: "_Writer", result: LoadResult, skip_bad: bool,
+               bar) -> None:
+    """Convert the source's rows and hand them to the writer, batch by batch."""
+    pool_id = result.pool_id
+    for number, fields in table.rows:
+        result.rows += 1
+        try:
+            converted = converter.convert(number, fields, pool_id)
+        except TemplateRow as exc:
+            # Known artefact of test pools (see the pools README): kept with its reason, not loaded.
+            result.template_rows += 1
+            result.rejections.append(exc)
+            continue
+        except InventoryError as exc:
+            if not skip_bad:
+                writer.flush()  # an earlier line's error (a repeat across batches) is reported first
+                raise
+            result.rejections.append(exc)
+            continue
+        if converted is None:
+            result.duplicates += 1
+            continue
+        writer.add(number, fields, *converted)
+        if len(writer.batch) >= BATCH:
+            bar.update(writer.flush())
+    bar.update(writer.flush())
+
 
 def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None = None,
          skip_bad: bool = False, progress: bool | None = None) -> LoadResult:
@@ -302,43 +399,22 @@ def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None =
     with engine.begin() as conn:
         pool_id = _upsert_pool(conn, pool_name, table.source, converter.names)
         result.pool_id = pool_id
-        before = conn.execute(sa.select(sa.func.count()).select_from(schema.exposure)).scalar_one()
-        touched = 0
-        batch: list[list] = []
-        cands: dict[str, list[tuple[str, str]]] = {}
+        writer = _Writer(conn, converter, result, skip_bad)
         bar = _progress(show, table.source)
-        for number, fields in table.rows:
-            result.rows += 1
-            try:
-                converted = converter.convert(number, fields, pool_id)
-            except TemplateRow as exc:
-                # Known artefact of test pools (see the pools README): kept with its reason, not loaded.
-                result.template_rows += 1
-                result.rejections.append(exc)
-                continue
-            except InventoryError as exc:
-                if not skip_bad:
-                    raise
-                result.rejections.append(exc)
-                continue
-            if converted is None:
-                result.duplicates += 1
-                continue
-            record, candidates = converted
-            batch.append(record)
-            cands[record[0]] = candidates
-            if len(batch) >= BATCH:
-                touched += _write(conn, batch, cands)
-                bar.update(len(batch))
-                batch, cands = [], {}
-        if batch:
-            touched += _write(conn, batch, cands)
-            bar.update(len(batch))
+        collecting = gc.isenabled()
+        # The rows make no reference cycles: collecting while millions of short-lived lists are
+        # made only costs time (about a fifth of a load).
+        gc.disable()
+        try:
+            _read_rows(table, converter, writer, result, skip_bad, bar)
+        finally:
+            if collecting:
+                gc.enable()
         bar.close()
-        after = conn.execute(sa.select(sa.func.count()).select_from(schema.exposure)).scalar_one()
-        result.inserted = after - before
-        result.updated = touched - result.inserted
+        writer.finish()
         result.rejected = len(result.rejections) - result.template_rows
+        # Errors found at batch time come later in the list than they occur in the source.
+        result.rejections.sort(key=lambda e: e.line or 0)
         # The rejections of a source describe its latest load.
         conn.execute(schema.load_rejection.delete().where(schema.load_rejection.c.source == table.source))
         if result.rejections:
@@ -373,24 +449,213 @@ def _upsert_pool(conn: sa.Connection, name: str, source: str, columns: list[str]
     return pool_id
 
 
-def _dialect_insert(conn: sa.Connection):
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+_EXPOSURE_COLUMNS = ["id", *_INSERT_COLUMNS]
+_CANDIDATE_COLUMNS = ["exposure_id", "position", "cand_id", "cand_type"]
+_NULL_JSON = json.dumps(None)
 
 
-def _write(conn: sa.Connection, batch: list[list], cands: dict[str, list[tuple[str, str]]]) -> int:
-    """Upsert one batch of exposures (by stem) and replace their candidates."""
-    e, c = schema.exposure, schema.exposure_candidate
-    insert = _dialect_insert(conn)(e)
-    update = {col: insert.excluded[col] for col in _INSERT_COLUMNS if col != "stem"}
-    stmt = insert.on_conflict_do_update(index_elements=[e.c.stem], set_=update)
-    conn.execute(stmt, [dict(zip(_INSERT_COLUMNS, r)) for r in batch])
-    ids = dict(conn.execute(sa.select(e.c.stem, e.c.id).where(e.c.stem.in_(list(cands)))).all())
-    conn.execute(c.delete().where(c.c.exposure_id.in_(list(ids.values()))))
-    rows = [{"exposure_id": ids[stem], "position": pos, "cand_id": cid, "cand_type": ctype}
-            for stem, pairs in cands.items() for pos, (cid, ctype) in enumerate(pairs)]
-    if rows:
-        conn.execute(c.insert(), rows)
-    return len(batch)
+def _fast_sqlite_binding(sqlite3) -> None:
+    """Bind None and bool through registered adapters: the same values (NULL, 0/1) as without them.
+
+    Without an adapter, the sqlite3 module looks for one, then for ``__adapt__`` and
+    ``__conform__``, for every None and bool it binds; an exposure row has dozens of them,
+    and those look-ups were a quarter of the time of an insert.
+    """
+    sqlite3.register_adapter(type(None), _same)
+    sqlite3.register_adapter(bool, int)
+
+
+def _same(value):
+    return value
+
+
+class _Writer:
+    """Writes the exposures of one load in batches, with the DB-API's bulk paths.
+
+    Each batch is first inserted as new exposures (``executemany`` on SQLite, ``COPY`` on
+    PostgreSQL) inside a savepoint; if a FILENAME stem is already in the catalog the batch
+    is rolled back to the savepoint and written row by row's kind: new stems inserted,
+    stems from earlier loads updated in place (keeping their id), stems this load has
+    already written compared with their first row (an identical repeat is counted, a
+    different one is an error naming both lines). Into an empty catalog the secondary
+    indexes are dropped for the load and built once at its end, in the same transaction.
+    """
+
+    def __init__(self, conn: sa.Connection, converter: _Converter, result: LoadResult, skip_bad: bool):
+        self.conn, self.converter, self.result, self.skip_bad = conn, converter, result, skip_bad
+        self.postgres = conn.dialect.name == "postgresql"
+        self.dbapi = conn.connection.dbapi_connection
+        if not self.postgres:
+            _fast_sqlite_binding(conn.dialect.dbapi)
+        self.cursor = self.dbapi.cursor()
+        self.batch: list[tuple] = []
+        self.optimistic = True
+        self.written = bytearray()  # bit per exposure id written by this load
+        e = schema.exposure
+        empty = conn.execute(sa.select(e.c.id).limit(1)).first() is None
+        self.indexes = [*schema.exposure.indexes, *schema.exposure_candidate.indexes] if empty else []
+        for index in self.indexes:
+            index.drop(conn)
+        if not self.postgres:
+            self.next_id = (conn.execute(sa.select(sa.func.max(e.c.id))).scalar() or 0) + 1
+        names = ", ".join(_EXPOSURE_COLUMNS)
+        marks = ", ".join("%s" if self.postgres else "?" for _ in _EXPOSURE_COLUMNS)
+        self.insert_sql = f"INSERT INTO exposure ({names}) VALUES ({marks})"
+        self.copy_sql = f"COPY exposure ({names}) FROM STDIN"
+        sets = ", ".join(f"{c} = {'%s' if self.postgres else '?'}" for c in _INSERT_COLUMNS if c != "stem")
+        self.update_sql = f"UPDATE exposure SET {sets} WHERE id = {'%s' if self.postgres else '?'}"
+        mark = "%s" if self.postgres else "?"
+        self.cand_sql = f"INSERT INTO exposure_candidate ({', '.join(_CANDIDATE_COLUMNS)}) VALUES ({', '.join([mark] * 4)})"
+        self.cand_copy_sql = f"COPY exposure_candidate ({', '.join(_CANDIDATE_COLUMNS)}) FROM STDIN"
+
+    def add(self, number: int, fields: list[str], record: list, candidates: list, fingerprint: int) -> None:
+        extra = record[-1]
+        record[-1] = _NULL_JSON if extra is None else json.dumps(extra)
+        self.batch.append((record, candidates, fingerprint, number, fields))
+
+    # -- ids ---------------------------------------------------------------------------------
+    def _new_ids(self, n: int) -> list[int]:
+        if self.postgres:
+            self.cursor.execute("SELECT nextval(pg_get_serial_sequence('exposure', 'id')) "
+                                "FROM generate_series(1, %s)", (n,))
+            return [row[0] for row in self.cursor.fetchall()]
+        first = self.next_id
+        return list(range(first, first + n))
+
+    def _mark(self, ids: Iterable[int]) -> None:
+        written = self.written
+        for i in ids:
+            byte = i >> 3
+            if byte >= len(written):
+                written.extend(bytes(max(byte + 1 - len(written), len(written))))
+            written[byte] |= 1 << (i & 7)
+
+    def _is_written(self, i: int) -> bool:
+        byte = i >> 3
+        return byte < len(self.written) and bool(self.written[byte] & (1 << (i & 7)))
+
+    # -- writing -----------------------------------------------------------------------------
+    def _insert(self, rows: list[tuple], cands: list[tuple]) -> None:
+        cur = self.cursor
+        if self.postgres:
+            with cur.copy(self.copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            if cands:
+                with cur.copy(self.cand_copy_sql) as copy:
+                    for row in cands:
+                        copy.write_row(row)
+        else:
+            cur.executemany(self.insert_sql, rows)
+            if cands:
+                cur.executemany(self.cand_sql, cands)
+
+    @staticmethod
+    def _rows(items, ids) -> tuple[list[list], list[tuple]]:
+        rows = []
+        cands = []
+        for i, (record, candidates, *_rest) in zip(ids, items):
+            record[0] = i
+            rows.append(record)
+            if candidates:
+                cands.extend((i, pos, cid, ctype) for pos, (cid, ctype) in enumerate(candidates))
+        return rows, cands
+
+    def flush(self) -> int:
+        """Write the current batch; returns how many rows of the source it covered."""
+        items, self.batch = self.batch, []
+        self.converter.seen.clear()
+        if not items:
+            return 0
+        if self.optimistic:
+            ids = self._new_ids(len(items))
+            rows, cands = self._rows(items, ids)
+            self.cursor.execute("SAVEPOINT l2rules_batch")
+            try:
+                self._insert(rows, cands)
+            except self.conn.dialect.dbapi.IntegrityError:
+                # A stem is already in the catalog: this source updates it (or repeats it).
+                self.cursor.execute("ROLLBACK TO SAVEPOINT l2rules_batch")
+                self.cursor.execute("RELEASE SAVEPOINT l2rules_batch")
+                self.optimistic = False
+            else:
+                self.cursor.execute("RELEASE SAVEPOINT l2rules_batch")
+                if not self.postgres:
+                    self.next_id += len(items)
+                self._mark(ids)
+                self.result.inserted += len(items)
+                return len(items)
+        self._flush_mixed(items)
+        return len(items)
+
+    def _existing(self, stems: list[str]) -> dict[str, tuple[int, int]]:
+        e = schema.exposure
+        found: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(stems), 900):
+            chunk = stems[start:start + 900]
+            query = sa.select(e.c.stem, e.c.id, e.c.source_line).where(e.c.stem.in_(chunk))
+            found.update((stem, (i, line)) for stem, i, line in self.conn.execute(query))
+        return found
+
+    def _flush_mixed(self, items: list[tuple]) -> None:
+        existing = self._existing([item[0][1] for item in items])
+        new, old, repeats = [], [], []
+        for item in items:
+            hit = existing.get(item[0][1])
+            if hit is None:
+                new.append(item)
+            elif self._is_written(hit[0]):
+                repeats.append((item, hit[1]))
+            else:
+                old.append((item, hit[0]))
+        if repeats:
+            self._check_repeats(repeats)
+        cur = self.cursor
+        if old:
+            ids = [i for _item, i in old]
+            cur.executemany(self.update_sql, [(*item[0][2:], i) for item, i in old])
+            for start in range(0, len(ids), 900):
+                chunk = ids[start:start + 900]
+                marks = ", ".join(["%s" if self.postgres else "?"] * len(chunk))
+                cur.execute(f"DELETE FROM exposure_candidate WHERE exposure_id IN ({marks})", chunk)
+            cands = [(i, pos, cid, ctype) for item, i in old for pos, (cid, ctype) in enumerate(item[1])]
+            if cands:
+                cur.executemany(self.cand_sql, cands)
+            self._mark(ids)
+            self.result.updated += len(old)
+        if new:
+            ids = self._new_ids(len(new))
+            if not self.postgres:
+                self.next_id += len(new)
+            rows, cands = self._rows(new, ids)
+            self._insert(rows, cands)
+            self._mark(ids)
+            self.result.inserted += len(new)
+        # A batch with no stem from an earlier load: the next one is probably all new again.
+        self.optimistic = not old
+
+    def _check_repeats(self, repeats: list[tuple]) -> None:
+        """Rows whose stem this load wrote from an earlier batch: identical repeat or conflict."""
+        firsts = self.converter.table.reread({line for _item, line in repeats}) if self.converter.table.reread else {}
+        errors = []
+        for (record, _cands, fingerprint, number, fields), first in repeats:
+            first_fields = firsts.get(first)
+            if first_fields is not None and hash(tuple(self.converter.values(first_fields))) == fingerprint:
+                self.result.duplicates += 1
+                continue
+            errors.append(InventoryError(
+                self.converter.table.source, number, "FILENAME",
+                f"duplicate exposure {record[2]} (first at line {first}) with conflicting values", "|".join(fields)))
+        if errors:
+            if not self.skip_bad:
+                raise errors[0]
+            self.result.rejections.extend(errors)
+
+    def finish(self) -> None:
+        """Build the indexes dropped for a load into an empty catalog."""
+        for index in self.indexes:
+            index.create(self.conn)
+        self.cursor.close()
 
 
 def rejections(db: DB = None) -> pd.DataFrame:
