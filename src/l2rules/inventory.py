@@ -478,7 +478,8 @@ class _Writer:
     stems from earlier loads updated in place (keeping their id), stems this load has
     already written compared with their first row (an identical repeat is counted, a
     different one is an error naming both lines). Into an empty catalog the secondary
-    indexes are dropped for the load and built once at its end, in the same transaction.
+    indexes (and on PostgreSQL the foreign keys) are dropped for the load and built once
+    at its end, in the same transaction.
     """
 
     def __init__(self, conn: sa.Connection, converter: _Converter, result: LoadResult, skip_bad: bool):
@@ -494,6 +495,13 @@ class _Writer:
         e = schema.exposure
         empty = conn.execute(sa.select(e.c.id).limit(1)).first() is None
         self.indexes = [*schema.exposure.indexes, *schema.exposure_candidate.indexes] if empty else []
+        # PostgreSQL checks a foreign key with a trigger per row; into an empty catalog the
+        # constraints are added back at the end, which checks them all in one join.
+        self.foreign_keys = ([*schema.exposure.foreign_key_constraints,
+                              *schema.exposure_candidate.foreign_key_constraints]
+                             if empty and self.postgres else [])
+        for constraint in self.foreign_keys:
+            conn.execute(sa.schema.DropConstraint(constraint))
         for index in self.indexes:
             index.drop(conn)
         if not self.postgres:
@@ -655,6 +663,8 @@ class _Writer:
         """Build the indexes dropped for a load into an empty catalog."""
         for index in self.indexes:
             index.create(self.conn)
+        for constraint in self.foreign_keys:
+            self.conn.execute(sa.schema.AddConstraint(constraint))
         self.cursor.close()
 
 

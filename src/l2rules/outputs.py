@@ -64,6 +64,43 @@ def write(frame: pd.DataFrame, fmt: str = "table", output: str | Path | None = N
 
 
 def to_frame(result: sa.engine.Result, columns: list[str] | None = None) -> pd.DataFrame:
-    """A query result as a DataFrame of Python objects (None stays None, text stays object dtype)."""
-    rows = result.mappings().all()
-    return pd.DataFrame(rows, columns=columns if columns is not None else list(result.keys()), dtype=object)
+    """A query result as a DataFrame of Python objects (None stays None, text stays object dtype).
+
+    Built column by column from chunks of rows, so that a work list of millions of rows
+    never exists as a list of row objects besides the frame.
+    """
+    keys = list(result.keys())
+    names = columns if columns is not None else keys
+    if len(set(keys)) != len(keys) or not set(names) <= set(keys):
+        rows = result.mappings().all()
+        return pd.DataFrame(rows, columns=names, dtype=object)
+    import numpy as np  # with pandas, imported only when a frame is made
+
+    picks = [keys.index(name) for name in names]
+    values: list[list] = [[] for _ in names]
+    # Equal values share one object: a work list repeats its pool, exp_type, rule ... on every row.
+    shared: list[dict | None] = [{} for _ in names]
+    for chunk in result.partitions(_CHUNK):
+        columns_of_chunk = list(zip(*chunk))
+        for j, i in enumerate(picks):
+            chunk_values = columns_of_chunk[i]
+            seen = shared[j]
+            if seen is not None:
+                # Only text is shared (1, 1.0 and True are equal keys but not the same value).
+                if all(type(v) is str or v is None for v in chunk_values):
+                    chunk_values = list(map(seen.setdefault, chunk_values, chunk_values))
+                    if len(seen) > _SHARED_MAX:
+                        shared[j] = None
+                else:
+                    shared[j] = None
+            values[j].extend(chunk_values)
+    data = {}
+    for name, column in zip(names, values):
+        array = np.empty(len(column), dtype=object)
+        array[:] = column
+        data[name] = array
+    return pd.DataFrame(data, columns=names, dtype=object)
+
+
+_CHUNK = 20_000
+_SHARED_MAX = 100_000
