@@ -377,8 +377,10 @@ def child(name: str, path: Path, arg: str | None = None) -> dict:
     proc.stdout.close()
     _pid, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"contender {name} failed on {path.name} (exit {proc.returncode})")
+    if proc.returncode != 0:  # e.g. killed for want of memory: reported, the run goes on
+        print(f"# contender {name} failed on {path.name} (exit {proc.returncode}, peak RSS "
+              f"{usage.ru_maxrss / 1024:,.0f} MB)", file=sys.stderr, flush=True)
+        return {"failed": True, "rss_mb": usage.ru_maxrss / 1024}
     result = json.loads(out.decode().strip().splitlines()[-1])
     result["rss_mb"] = usage.ru_maxrss / 1024
     return result
@@ -497,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# machine: {machine()}", flush=True)
 
     results: dict = {}
+    failed: set = set()
     dbs = Databases(args.workdir)
     try:
         for rows in sorted(sizes):
@@ -508,6 +511,9 @@ def main(argv: list[str] | None = None) -> int:
                 for name in order:
                     url = dbs.fresh(name)
                     r = child(name, path, url)
+                    if r.get("failed"):
+                        failed.add((rows, name))
+                        continue
                     slot = results.setdefault((rows, name), {"seconds": [], "rss_mb": [], "work": r["work"]})
                     slot["seconds"].append(r["seconds"])
                     slot["rss_mb"].append(r["rss_mb"])
@@ -517,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
             if "pgcopy" in dbs.kept:
                 pg_drop(dbs.kept.pop("pgcopy"))
         print(table(results, names))
+        for rows, name in sorted(failed):
+            print(f"{rows:>12,} {name:<16} failed (see stderr)")
         if args.incremental:
             top = max(sizes)
             lines = []
@@ -527,10 +535,14 @@ def main(argv: list[str] | None = None) -> int:
                 for rep in range(args.repeats):
                     extra = pool_file(args.workdir, args.incremental, args.seed + 1 + rep, first_program=50000 + rep)
                     r = child("incremental", extra, dbs.kept[name])
+                    if r.get("failed"):
+                        continue
                     times.append(r)
                     print(f"# incremental {args.incremental:,} into {top:,} ({name}), repeat {rep + 1}: "
                           f"{r['seconds']:.3f} s, {r['rss_mb']:.0f} MB RSS, {r['work']:,} work items",
                           file=sys.stderr, flush=True)
+                if not times:
+                    continue
                 sec = statistics.median(t["seconds"] for t in times)
                 lines.append(f"{args.incremental:>12,} {name:<16} {sec:>9.3f} {args.incremental / sec:>11,.0f} "
                              f"{max(t['rss_mb'] for t in times):>12,.0f}   into a catalog of {top:,} "
