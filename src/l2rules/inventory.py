@@ -425,7 +425,37 @@ def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None =
         conn.execute(schema.pool.update().where(schema.pool.c.id == pool_id).values(
             n_exposures=sa.select(sa.func.count()).where(schema.exposure.c.pool_id == pool_id).scalar_subquery(),
             sha256=table.sha256))
+    if engine.dialect.name == "sqlite" and result.loaded >= _TRUNCATE_WAL_AFTER:
+        _truncate_wal(engine)
     return result
+
+
+#: Rows a load must write before the SQLite WAL file is truncated after it.
+_TRUNCATE_WAL_AFTER = 100_000
+
+
+def _truncate_wal(engine: sa.Engine) -> None:
+    """Checkpoint and truncate the SQLite write-ahead log after a large load, if no one is reading.
+
+    A large load leaves a WAL file as large as the data it wrote. If the process then
+    exits without closing its connections, every later process that opens the catalog
+    reads that whole file again to rebuild the WAL index (seconds per GB): a 10,000-row
+    load into a catalog of 10,000,000 took 10 s instead of 0.8 s. Best effort: with a
+    reader or writer in the way the checkpoint gives up at once, and nothing changes.
+    """
+    with engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            timeout = cursor.execute("PRAGMA busy_timeout").fetchone()[0]
+            cursor.execute("PRAGMA busy_timeout = 0")
+            try:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+        except conn.dialect.dbapi.Error:
+            pass
+        finally:
+            cursor.close()
 
 
 def load_many(sources: Iterable[str | Path], db: DB = None, **options) -> list[LoadResult]:
