@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import sys
 from pathlib import Path
@@ -80,6 +81,24 @@ def to_frame(result: sa.engine.Result, columns: list[str] | None = None) -> pd.D
     values: list[list] = [[] for _ in names]
     # Equal values share one object: a work list repeats its pool, exp_type, rule ... on every row.
     shared: list[dict | None] = [{} for _ in names]
+    collecting = gc.isenabled()
+    # The column lists are containers that grow to millions of items: every full collection
+    # would walk them all again, which made a 7.4-million-row work list quadratic.
+    gc.disable()
+    try:
+        _fill_columns(result, picks, values, shared)
+    finally:
+        if collecting:
+            gc.enable()
+    data = {}
+    for name, column in zip(names, values):
+        array = np.empty(len(column), dtype=object)
+        array[:] = column
+        data[name] = array
+    return pd.DataFrame(data, columns=names, dtype=object)
+
+
+def _fill_columns(result: sa.engine.Result, picks: list[int], values: list[list], shared: list[dict | None]) -> None:
     for chunk in result.partitions(_CHUNK):
         columns_of_chunk = list(zip(*chunk))
         for j, i in enumerate(picks):
@@ -94,12 +113,6 @@ def to_frame(result: sa.engine.Result, columns: list[str] | None = None) -> pd.D
                 else:
                     shared[j] = None
             values[j].extend(chunk_values)
-    data = {}
-    for name, column in zip(names, values):
-        array = np.empty(len(column), dtype=object)
-        array[:] = column
-        data[name] = array
-    return pd.DataFrame(data, columns=names, dtype=object)
 
 
 _CHUNK = 20_000
