@@ -107,6 +107,14 @@ def test_asn_cli_writes_pipeline_files(db, tmp_path, capsys):
     assert len({f.name for f in files}) == 16
 
 
+def test_asn_several_pools_one_directory_each(db, tmp_path):
+    pools = [POOL_DIR / "pool_002_image_miri.csv", POOL_DIR / "pool_021_tso.csv"]
+    written = association.asn(db, pools, tmp_path)
+    assert {p.parent.name for p in written} == {"pool_002_image_miri", "pool_021_tso"}
+    assert len(list((tmp_path / "pool_002_image_miri").glob("*_asn.json"))) == 8
+    assert len(list((tmp_path / "pool_021_tso").glob("*_asn.json"))) == 5
+
+
 def test_explain_cli(db, capsys):
     assert main(["--db", db, "explain", "jw_00005_uncal.fits", "--pool",
                  str(POOL_DIR / "pool_010_spec_nirspec_lv2bkg.csv"), "--format", "csv"]) == 0

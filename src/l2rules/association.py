@@ -660,14 +660,21 @@ def write_associations(asns: Iterable[Association], output: str | Path) -> list[
 def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False) -> list[Path]:
     """Load each pool and write its Level 2b associations to ``output``; returns the files written.
 
+    With several pools, each gets a directory of its own under ``output`` (named after the pool
+    file): the pipeline's names (program, candidate, type, sequence) repeat from pool to pool.
     Each pool is evaluated right after its load (exposures are identified by stem, so a later pool
     holding the same stems takes them over).
     """
     engine = require_migrated(db)
+    pools = list(pools)
+    stems = [Path(p).stem for p in pools]
+    if len(set(stems)) < len(stems):
+        raise AssociationError("two pools have the same file name; write them in separate runs")
     written = []
-    for path in pools:
+    for path, stem in zip(pools, stems):
         result = load(path, engine, skip_bad=skip_bad)
-        written += write_associations(associations(engine, result.pool_id), output)
+        target = Path(output) / stem if len(pools) > 1 else Path(output)
+        written += write_associations(associations(engine, result.pool_id), target)
     return written
 
 

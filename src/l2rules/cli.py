@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("asn", help="load POOLs and write their Level 2b associations as the pipeline does")
     p.add_argument("pools", nargs="+", metavar="POOL")
-    p.add_argument("--output", required=True, metavar="DIR", help="directory for the *_asn.json files")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="directory for the *_asn.json files (one subdirectory per pool when several are given)")
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
 
     p = sub.add_parser("unmatched", help="loaded exposures whose EXP_TYPE the catalog does not know")
