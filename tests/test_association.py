@@ -107,6 +107,20 @@ def test_asn_cli_writes_pipeline_files(db, tmp_path, capsys):
     assert len({f.name for f in files}) == 16
 
 
+NAMED = {"probe_lrs_nod_pattnum_text", "probe_lrs_two_ta_first", "probe_special_psf"}  # known to differ
+
+
+@pytest.mark.parametrize("pool", POOLS + [p for p in PROBES if p.stem not in NAMED],
+                         ids=[p.stem for p in POOLS] + [p.stem for p in PROBES if p.stem not in NAMED])
+def test_file_names_equal_the_pipelines(db, pool):
+    """Each association file has the pipeline's name (program, candidate, type, sequence number)."""
+    listing = REFS if pool.parent == POOL_DIR else pool.parent
+    expected = dict(line.split() for line in (listing / f"{pool.stem}.asn_files.txt").read_text().splitlines())
+    result = inventory.load(pool, db, progress=False)
+    made = {a.filename: a.product for a in association.associations(db, result.pool_id)}
+    assert made == expected
+
+
 def test_asn_several_pools_one_directory_each(db, tmp_path):
     pools = [POOL_DIR / "pool_002_image_miri.csv", POOL_DIR / "pool_021_tso.csv"]
     written = association.asn(db, pools, tmp_path)

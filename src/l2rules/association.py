@@ -39,7 +39,8 @@ The pipeline builds associations in one pass over the pool, so a few of its
 results depend on row order; ``asn_companion.attach`` states the rules l2rules
 follows instead. Other approximations: optional-equal keys compare with the
 science only; the nearest direct image is by EXPSPCIN, then pool order;
-sequence numbers follow reverse pool order.
+sequence numbers follow reverse creation order (a nod group is created at
+its first nod).
 """
 
 from __future__ import annotations
@@ -342,9 +343,17 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
                                                cpool.c.eid != sci.c.eid))
                        .join(xs, xs.c.eid == sci.c.eid).join(xo, xo.c.eid == cpool.c.eid)
                        .join(key_t, sa.and_(kk.rule_name == sci.c.rule_name, kk.kind == cpool.c.kind)))).cte("pk")
-    matched = (sa.select(pk.c.eid, pk.c.cand_id, pk.c.rule_name, pk.c.kind, pk.c.oid)
-               .group_by(pk.c.eid, pk.c.cand_id, pk.c.rule_name, pk.c.kind, pk.c.oid)
-               .having(sa.func.min(pk.c.ok) == 1)).cte("matched")
+    matched = st(sa.select(pk.c.eid, pk.c.cand_id, pk.c.rule_name, pk.c.kind, pk.c.oid)
+                 .group_by(pk.c.eid, pk.c.cand_id, pk.c.rule_name, pk.c.kind, pk.c.oid)
+                 .having(sa.func.min(pk.c.ok) == 1), "matched")
+    # a nod group is made when its first science nod is read: the row that orders its associations
+    xg = xe.alias("xg")
+    group_row = (sa.select(matched.c.eid, matched.c.cand_id, matched.c.rule_name, sa.func.min(xg.c.row_no).label("row"))
+                 .select_from(matched.join(comp_t, sa.and_(comp_t.c.rule_name == matched.c.rule_name,
+                                                           comp_t.c.kind == matched.c.kind))
+                              .join(xg, xg.c.eid == matched.c.oid))
+                 .where(comp_t.c.source == "science")
+                 .group_by(matched.c.eid, matched.c.cand_id, matched.c.rule_name)).subquery()
     # the first science of each rule in each candidate (for companions that attach in pool order)
     xf = xe.alias("xf")
     first = (sa.select(sci.c.cand_id, sci.c.rule_name, sa.func.min(xf.c.row_no).label("row_no"))
@@ -425,10 +434,12 @@ def _run(conn: sa.Connection, pool_id: int, st: _Stages) -> sa.Select:
         sa.or_(cp.c.id_pattern.is_(None), x.c.cand_id.like(cp.c.id_pattern)),
         sa.or_(cp.c.requirement == "always", sa.and_(cp.c.requirement == "background_member", has_background))
     ).correlate_except(cp)
-    asn1 = st(sa.select(asn0, x.c.cand_type, x.c.cand_ord, xc.c.row_no, xc.c.program, xc.c.tsovisit,
-                        xc.c.stem.label("product"), xc.c.targetid, xc.c.instrume, xc.c.subarray)
+    made_at = sa.case((group_row.c.row < xc.c.row_no, group_row.c.row), else_=xc.c.row_no)
+    asn1 = st(sa.select(asn0, x.c.cand_type, x.c.cand_ord, xc.c.row_no, made_at.label("made_at"), xc.c.program,
+                        xc.c.tsovisit, xc.c.stem.label("product"), xc.c.targetid, xc.c.instrume, xc.c.subarray)
               .select_from(asn0.join(x, sa.and_(x.c.eid == asn0.c.eid, x.c.cand_id == asn0.c.cand_id))
-                           .join(xc, xc.c.eid == asn0.c.eid)).where(kept), "asn1")
+                           .join(xc, xc.c.eid == asn0.c.eid)
+                           .outerjoin(group_row, _eq(_akey(group_row), _akey(asn0)))).where(kept), "asn1")
     # 5. the pipeline's discovery pass adds a copy of each parallel WFSS association
     asn2 = st(sa.union_all(
         sa.select(asn1, sa.literal("candidate_").label("prefix"), asn1.c.cand_id.label("asn_id")),
@@ -566,7 +577,8 @@ def _pruned(asn2, members, st):
                                cq.c.n > cp.c.n, sa.not_(conflict)).correlate_except(q, cp, cq)
     asn4 = st(sa.select(p).where(sa.not_(bigger)), "asn4")
     seq = sa.func.row_number().over(partition_by=[asn4.c.asn_id, asn4.c.asn_type],
-                                    order_by=[asn4.c.cand_ord.desc(), asn4.c.row_no.desc(), asn4.c.rule_name.desc()])
+                                    order_by=[asn4.c.cand_ord.desc(), asn4.c.made_at.desc(), asn4.c.row_no.desc(),
+                                              asn4.c.rule_name.desc()])
     final = sa.select(asn4, seq.label("seq")).cte("final")
     return (sa.select(final.c.asn_id, (final.c.prefix + final.c.rule_name).label("asn_rule"), final.c.rule_name,
                       final.c.asn_type, _zpad(final.c.program, 5).label("program"), final.c.product, final.c.seq,
