@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import logging
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from .config import DB, DatabaseError, describe, get_engine, project_file
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported only where a migration runs: every other command starts faster without it.
 log = logging.getLogger(__name__)
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
     """An Alembic Config for the project's migrations, bound to ``engine`` when given."""
+    from alembic.config import Config
+
     migrations = project_file("migrations")
     ini = migrations.parent / "alembic.ini"
     cfg = Config(str(ini)) if ini.is_file() else Config()
@@ -29,6 +33,8 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -36,7 +42,10 @@ def current_revision(db: DB = None) -> str | None:
     engine = get_engine(db)
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            # What Alembic's MigrationContext.get_current_revision() reads, without importing Alembic.
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     except Exception as exc:  # the driver's own errors vary; one clear line is what users need
         raise DatabaseError(f"cannot reach database {describe(engine)}: {_first_line(exc)}") from None
 
@@ -48,6 +57,8 @@ def upgrade(db: DB = None, revision: str = "head") -> str | None:
     with engine.begin() as conn:
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
+        from alembic import command
+
         command.upgrade(cfg, revision)
     return current_revision(engine)
 
@@ -57,6 +68,8 @@ def downgrade(db: DB = None, revision: str = "-1") -> str | None:
     with engine.begin() as conn:
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
+        from alembic import command
+
         command.downgrade(cfg, revision)
     return current_revision(engine)
 

@@ -15,6 +15,8 @@ from ._lazy import pandas as pd
 from .config import L2RulesError
 
 FORMATS = ("table", "csv", "json", "parquet")
+#: The format an output file's suffix implies.
+OUTPUT_SUFFIXES = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
 
 
 def _jsonable(value):

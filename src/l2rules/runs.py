@@ -63,7 +63,6 @@ RECORD_COLUMNS = [
     "rows_rejected", "items_reissued", "reissued_by", "output", "error", "host", "pid",
 ]
 ITEM_COLUMNS = [*WORK_ITEM_COLUMNS, "work_item_id", "catalog_revision", "run_id"]
-OUTPUT_SUFFIXES = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
 _COUNTS = ("exposures_seen", "exposures_new", "exposures_changed", "items_created", "exposures_unmatched",
            "rows_rejected", "items_reissued")
 
@@ -196,7 +195,7 @@ def format_for(output: str | Path, fmt: str | None = None) -> str:
         if fmt not in outputs.FORMATS:
             raise InventoryError(str(output), None, None, f"unknown format {fmt!r}; choose one of {outputs.FORMATS}")
         return fmt
-    return OUTPUT_SUFFIXES.get(Path(str(output)).suffix.lower(), "csv")
+    return outputs.OUTPUT_SUFFIXES.get(Path(str(output)).suffix.lower(), "csv")
 
 
 def _check_output(output: str | None) -> None:
