@@ -266,7 +266,7 @@ asn_rule = sa.Table(
     sa.Column("rate_policy", sa.String(16), nullable=False),  # default, or rate (never _rateints for coron)
     sa.Column("imprint_pruning", sa.Boolean(create_constraint=False), nullable=False),  # keep the best imprints
     sa.Column("note", sa.Text, nullable=False),
-    sa.CheckConstraint(f"asn_type IN ({', '.join(repr(v) for v in ASN_TYPES)})", name="asn_type"),
+    sa.CheckConstraint(_in("asn_type", ASN_TYPES), name="asn_type"),
 )
 
 #: Conditions on a subject (the science, or a companion kind) of a rule: every condition of alt 0 must
@@ -281,7 +281,7 @@ asn_condition = sa.Table(
     sa.Column("column_name", sa.String(40), nullable=False),
     sa.Column("operator", sa.String(16), nullable=False),
     sa.Column("value", sa.String(80), nullable=True),
-    sa.CheckConstraint(f"operator IN ({', '.join(repr(v) for v in ASN_CONDITION_OPERATORS)})", name="operator"),
+    sa.CheckConstraint(_in("operator", ASN_CONDITION_OPERATORS), name="operator"),
 )
 
 #: Companion members a rule attaches to its science: from the pool (conditions with this subject)
@@ -309,7 +309,7 @@ asn_companion_key = sa.Table(
     sa.Column("column_name", sa.String(40), primary_key=True),
     sa.Column("match", sa.String(8), nullable=False),
     sa.ForeignKeyConstraint(["rule_name", "kind"], ["asn_companion.rule_name", "asn_companion.kind"]),
-    sa.CheckConstraint(f"match IN ({', '.join(repr(v) for v in ASN_KEY_MATCHES)})", name="match"),
+    sa.CheckConstraint(_in("match", ASN_KEY_MATCHES), name="match"),
 )
 
 #: Valid (allowed) or excluded optical paths per kind; NULL in a column matches any value.
