@@ -657,6 +657,16 @@ def associations(db: DB, pool: str | int) -> list[Association]:
     return list(out.values())
 
 
+def science_of(asns: Iterable[Association]) -> dict[str, list[Association]]:
+    """The associations each exposure is the science of, keyed by its lower-cased FILENAME stem."""
+    science: dict[str, list[Association]] = {}
+    for asn in asns:
+        for member in asn.members:
+            if member["exptype"] == "science":
+                science.setdefault(exposure_stem(member["expname"]).lower(), []).append(asn)
+    return science
+
+
 def write_associations(asns: Iterable[Association], output: str | Path) -> list[Path]:
     """One ``jw<program>-<candidate>_<asn_type>_<seq>_asn.json`` file per association."""
     out = Path(output)

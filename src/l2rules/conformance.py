@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from .association import Association
+from .association import Association, science_of
 from .inventory import exposure_stem
 
 
@@ -33,11 +33,7 @@ def made_associations(asns: Iterable[Association]) -> Counter:
 
 def exposure_disagreements(asns: Iterable[Association], per_exposure: str | Path) -> tuple[int, list[str]]:
     """(number of pool rows, file names whose selection, asn_types or rules differ from the reference)."""
-    science: dict[str, set] = {}
-    for a in asns:
-        for m in a.members:
-            if m["exptype"] == "science":
-                science.setdefault(exposure_stem(m["expname"]).lower(), set()).add((a.asn_type, a.asn_rule))
+    science = {stem: {(a.asn_type, a.asn_rule) for a in found} for stem, found in science_of(asns).items()}
     with open(per_exposure, newline="") as fh:
         rows = list(csv.DictReader(fh))
     differing = []

@@ -9,11 +9,9 @@ FILENAME stem, so loading a pool again updates its rows in place.
 from __future__ import annotations
 
 import ast
-import gc
 import csv
 import datetime as dt
 import hashlib
-import io
 import itertools
 import json
 import operator
@@ -30,7 +28,7 @@ from ._lazy import loaded, pandas as pd
 from . import schema
 from .config import DB, L2RulesError
 from .migrate import require_migrated
-from .outputs import to_frame
+from .outputs import gc_paused, to_frame
 
 #: Values that mean "missing" in any column.
 NULLS = frozenset({"", "null"})
@@ -401,15 +399,8 @@ def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None =
         result.pool_id = pool_id
         writer = _Writer(conn, converter, result, skip_bad)
         bar = _progress(show, table.source)
-        collecting = gc.isenabled()
-        # The rows make no reference cycles: collecting while millions of short-lived lists are
-        # made only costs time (about a fifth of a load).
-        gc.disable()
-        try:
+        with gc_paused():  # rows make no reference cycles
             _read_rows(table, converter, writer, result, skip_bad, bar)
-        finally:
-            if collecting:
-                gc.enable()
         bar.close()
         writer.finish()
         result.rejected = len(result.rejections) - result.template_rows

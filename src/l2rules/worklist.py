@@ -147,22 +147,14 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
     return frame
 
 
-ASSOCIATION_COLUMNS = ["pipeline_selected", "pipeline_asn_type", "association"]
-
-
 def _with_associations(engine, frame: pd.DataFrame) -> pd.DataFrame:
     """Add the associations each exposure is the science of: file names and asn_types, ';'-joined."""
-    from .association import associations
+    from .association import associations, science_of
     from .inventory import exposure_stem
 
-    science: dict[tuple[str, str], list] = {}
-    for pool in sorted(set(frame["pool"])):
-        for asn in associations(engine, pool):
-            for member in asn.members:
-                if member["exptype"] == "science":
-                    science.setdefault((pool, exposure_stem(member["expname"])), []).append(asn)
-    keys = zip(frame["pool"], frame["filename"].map(exposure_stem))
-    found = [sorted(science.get(k, []), key=lambda a: a.filename) for k in keys]
+    science = {pool: science_of(associations(engine, pool)) for pool in set(frame["pool"])}
+    keys = zip(frame["pool"], frame["filename"].map(lambda f: exposure_stem(f).lower()))
+    found = [sorted(science[pool].get(stem, []), key=lambda a: a.filename) for pool, stem in keys]
     frame = frame.copy()
     frame["pipeline_selected"] = [bool(a) for a in found]
     frame["pipeline_asn_type"] = [";".join(sorted({x.asn_type for x in a})) or None for a in found]
