@@ -16,6 +16,9 @@ pandas DataFrame, one row per selected exposure):
 - ``l2rules-sqlite`` / ``l2rules-pg``: ``l2rules.worklist(db, pools=[file])`` on an empty,
   migrated catalog (creating and migrating it is not timed): the real load (validation,
   every column kept, candidates parsed, one transaction) plus the real work-list query.
+- ``l2rules-sqlite-csv`` / ``l2rules-pg-csv``: the same load, then the work list written to
+  a CSV file straight from the query (``l2rules.write_worklist``, what ``l2rules worklist
+  POOL --format csv --output F`` does): no DataFrame, so memory stays flat.
 
 The reference join (DuckDB, pandas, COPY) is the rule of the work list without its
 conditions: the exposure's special is the first of IS_PSF, IS_IMPRT, BKGDTARG that
@@ -51,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SEED_RULES = REPO / "seeds" / "level2b_rules.csv"
 PG_URL = os.environ.get("L2RULES_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-CONTENDERS = ("duckdb", "pandas", "pgcopy", "l2rules-sqlite", "l2rules-pg")
+CONTENDERS = ("duckdb", "pandas", "pgcopy", "l2rules-sqlite", "l2rules-pg", "l2rules-sqlite-csv", "l2rules-pg-csv")
 
 # --- the synthetic pool --------------------------------------------------------------------------
 
@@ -300,6 +303,22 @@ def _l2rules(path: str, url: str):
     return seconds, rows, len(work)
 
 
+def _l2rules_csv(path: str, url: str):
+    import l2rules
+
+    l2rules.init(url)  # the empty, migrated catalog: not timed
+    out = Path(path).with_name(f"worklist_{os.getpid()}.csv")
+    try:
+        t = time.perf_counter()
+        work = l2rules.write_worklist(out, url, pools=[path])
+        seconds = time.perf_counter() - t
+    finally:
+        out.unlink(missing_ok=True)
+    with l2rules.get_engine(url).connect() as conn:
+        rows = conn.exec_driver_sql("SELECT count(*) FROM exposure").scalar_one()
+    return seconds, rows, work
+
+
 def run_l2rules_sqlite(path: str, url: str | None):
     return _l2rules(path, url)
 
@@ -321,6 +340,7 @@ def run_incremental(path: str, url: str | None):
 RUNNERS = {
     "duckdb": run_duckdb, "pandas": run_pandas, "pgcopy": run_pgcopy,
     "l2rules-sqlite": run_l2rules_sqlite, "l2rules-pg": run_l2rules_pg, "incremental": run_incremental,
+    "l2rules-sqlite-csv": _l2rules_csv, "l2rules-pg-csv": _l2rules_csv,
 }
 
 
@@ -394,14 +414,14 @@ class Databases:
         self.kept: dict[str, str] = {}
 
     def fresh(self, name: str) -> str | None:
-        if name == "l2rules-sqlite":
+        if name.startswith("l2rules-sqlite"):
             old = self.kept.pop(name, None)
             if old:
                 self._remove_sqlite(old)
             path = self.workdir / f"catalog_{uuid.uuid4().hex[:8]}.db"
             self.kept[name] = f"sqlite:///{path}"
             return self.kept[name]
-        if name in ("l2rules-pg", "pgcopy"):
+        if name.startswith("l2rules-pg") or name == "pgcopy":
             old = self.kept.pop(name, None)
             if old:
                 pg_drop(old)
@@ -416,9 +436,18 @@ class Databases:
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
 
+    def drop(self, name: str) -> None:
+        url = self.kept.pop(name, None)
+        if url is None:
+            return
+        if name.startswith("l2rules-sqlite"):
+            self._remove_sqlite(url)
+        else:
+            pg_drop(url)
+
     def cleanup(self) -> None:
         for name, url in list(self.kept.items()):
-            if name == "l2rules-sqlite":
+            if name.startswith("l2rules-sqlite"):
                 self._remove_sqlite(url)
             else:
                 pg_drop(url)
@@ -447,10 +476,11 @@ def machine() -> str:
 
 
 def table(results: dict, order: list[str]) -> str:
-    head = f"{'rows':>12} {'contender':<16} {'seconds':>9} {'rows/s':>11} {'peak RSS MB':>12} {'/duckdb':>8} {'/pandas':>8} {'work items':>11}"
+    head = (f"{'rows':>12} {'contender':<18} {'seconds':>9} {'rows/s':>11} {'peak RSS MB':>12} {'/duckdb':>8} "
+            f"{'/pandas':>8} {'/pgcopy':>8} {'work items':>11}")
     lines = [head, "-" * len(head)]
     for rows in sorted({r for r, _n in results}):
-        base = {n: statistics.median(results[(rows, n)]["seconds"]) for n in ("duckdb", "pandas")
+        base = {n: statistics.median(results[(rows, n)]["seconds"]) for n in ("duckdb", "pandas", "pgcopy")
                 if (rows, n) in results}
         for name in order:
             if (rows, name) not in results:
@@ -458,8 +488,51 @@ def table(results: dict, order: list[str]) -> str:
             r = results[(rows, name)]
             sec = statistics.median(r["seconds"])
             ratio = lambda n: f"{sec / base[n]:.2f}" if n in base else "-"  # noqa: E731
-            lines.append(f"{rows:>12,} {name:<16} {sec:>9.2f} {rows / sec:>11,.0f} {max(r['rss_mb']):>12,.0f} "
-                         f"{ratio('duckdb'):>8} {ratio('pandas'):>8} {r['work']:>11,}")
+            lines.append(f"{rows:>12,} {name:<18} {sec:>9.2f} {rows / sec:>11,.0f} {max(r['rss_mb']):>12,.0f} "
+                         f"{ratio('duckdb'):>8} {ratio('pandas'):>8} {ratio('pgcopy'):>8} {r['work']:>11,}")
+    return "\n".join(lines)
+
+
+def targets(results: dict, incremental: dict, batch: int) -> str:
+    """The issue's targets, each with its figure and whether this run met it."""
+    def median(rows: int, name: str) -> float | None:
+        return statistics.median(results[(rows, name)]["seconds"]) if (rows, name) in results else None
+
+    def rss(rows: int, name: str) -> float | None:
+        return max(results[(rows, name)]["rss_mb"]) if (rows, name) in results else None
+
+    lines = ["targets:"]
+
+    def check(ok: bool, text: str) -> None:
+        lines.append(f"  {'met    ' if ok else 'NOT MET'}  {text}")
+
+    sizes = sorted({r for r, _n in results})
+    one = 1_000_000 if 1_000_000 in sizes else (sizes[0] if sizes else None)
+    if one is not None:
+        for name, base, label in (("l2rules-sqlite", "duckdb", "SQLite"), ("l2rules-sqlite-csv", "duckdb", "SQLite"),
+                                  ("l2rules-pg", "pgcopy", "PostgreSQL"), ("l2rules-pg-csv", "pgcopy", "PostgreSQL")):
+            mine, theirs = median(one, name), median(one, base)
+            if mine is None or theirs is None:
+                continue
+            check(mine <= theirs, f"{one:,} rows, {name}: {mine:.1f} s = {mine / theirs:.2f} x {base} "
+                                  f"({theirs:.1f} s; target <= 1.0)")
+            if label == "SQLite":
+                check(rss(one, name) <= 400, f"{one:,} rows, {name}: peak RSS {rss(one, name):,.0f} MB (target <= 400 MB)")
+        for big in sizes:
+            if big < 10 * one:
+                continue
+            for name in ("l2rules-sqlite", "l2rules-pg", "l2rules-sqlite-csv", "l2rules-pg-csv"):
+                if median(big, name) is None or median(one, name) is None:
+                    continue
+                growth = median(big, name) / median(one, name)
+                scale = big / one
+                check(growth <= 1.05 * scale, f"{big:,} rows, {name}: {growth:.1f} x the {one:,}-row time "
+                                              f"(target <= {1.05 * scale:.1f} x)")
+                memory = rss(big, name) / rss(one, name)
+                check(memory <= 1.5, f"{big:,} rows, {name}: peak RSS {rss(big, name):,.0f} MB = {memory:.2f} x "
+                                     f"the {one:,}-row run (target: flat, <= 1.5 x)")
+    for name, (sec, _mb) in incremental.items():
+        check(sec <= 1.0, f"incremental {batch:,} rows, {name}: {sec:.2f} s (target <= 1 s)")
     return "\n".join(lines)
 
 
@@ -488,9 +561,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(names) - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown contenders: {', '.join(sorted(unknown))}")
-    if any(n in ("pgcopy", "l2rules-pg") for n in names) and not pg_available():
-        print(f"# PostgreSQL not reachable at {PG_URL}: pgcopy and l2rules-pg left out", file=sys.stderr)
-        names = [n for n in names if n not in ("pgcopy", "l2rules-pg")]
+    postgres = [n for n in names if n == "pgcopy" or n.startswith("l2rules-pg")]
+    if postgres and not pg_available():
+        print(f"# PostgreSQL not reachable at {PG_URL}: {', '.join(postgres)} left out", file=sys.stderr)
+        names = [n for n in names if n not in postgres]
     missing = [n for n, module in (("duckdb", "duckdb"),) if n in names and _missing(module)]
     for n in missing:
         print(f"# {n} not installed: left out (pip install duckdb)", file=sys.stderr)
@@ -511,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name in order:
                     url = dbs.fresh(name)
                     r = child(name, path, url)
+                    if name.endswith("-csv") or name == "pgcopy":  # only the DataFrame runs' catalogs are kept
+                        dbs.drop(name)
                     if r.get("failed"):
                         failed.add((rows, name))
                         continue
@@ -520,11 +596,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"# {rows:,} rows, repeat {rep + 1}/{repeats}: {name:<15} {r['seconds']:8.2f} s "
                           f"{r['rss_mb']:7.0f} MB RSS, {r['rows']:,} rows loaded, {r['work']:,} work items",
                           file=sys.stderr, flush=True)
-            if "pgcopy" in dbs.kept:
-                pg_drop(dbs.kept.pop("pgcopy"))
         print(table(results, names))
         for rows, name in sorted(failed):
             print(f"{rows:>12,} {name:<16} failed (see stderr)")
+        incremental: dict[str, tuple[float, float]] = {}
         if args.incremental:
             top = max(sizes)
             lines = []
@@ -547,9 +622,11 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"{args.incremental:>12,} {name:<16} {sec:>9.3f} {args.incremental / sec:>11,.0f} "
                              f"{max(t['rss_mb'] for t in times):>12,.0f}   into a catalog of {top:,} "
                              f"(load + {times[0]['work']:,} new work items)")
+                incremental[name] = (sec, max(t["rss_mb"] for t in times))
             if lines:
                 print("\nincremental batch (median of %d):" % args.repeats)
                 print("\n".join(lines))
+        print("\n" + targets(results, incremental, args.incremental))
         if args.json:
             args.json.write_text(json.dumps({f"{r}|{n}": v for (r, n), v in results.items()}, indent=1))
     finally:

@@ -21,7 +21,7 @@ BENCH = REPO / "benchmarks" / "bench.py"
 
 
 def test_benchmark_smoke(tmp_path):
-    contenders = ["pandas", "l2rules-sqlite", "pgcopy", "l2rules-pg"]
+    contenders = ["pandas", "l2rules-sqlite", "pgcopy", "l2rules-pg", "l2rules-sqlite-csv", "l2rules-pg-csv"]
     if importlib.util.find_spec("duckdb") is not None:
         contenders.insert(0, "duckdb")
     proc = subprocess.run(
@@ -30,7 +30,7 @@ def test_benchmark_smoke(tmp_path):
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert proc.returncode == 0, proc.stderr
-    rows = re.findall(r"^\s+1,000 (\S+)\s+([\d.]+)\s+[\d,]+\s+[\d,]+\s+\S+\s+\S+\s+([\d,]+)$", proc.stdout, re.M)
+    rows = re.findall(r"^\s+1,000 (\S+)\s+([\d.]+)\s+[\d,]+\s+[\d,]+\s+\S+\s+\S+\s+\S+\s+([\d,]+)$", proc.stdout, re.M)
     ran = {name: work for name, _seconds, work in rows}
     assert "l2rules-sqlite" in ran and "pandas" in ran, proc.stdout
     assert ("pgcopy" in ran) == ("l2rules-pg" in ran), proc.stdout
@@ -38,6 +38,12 @@ def test_benchmark_smoke(tmp_path):
     assert len(set(ran.values())) == 1, proc.stdout
     assert int(ran["l2rules-sqlite"].replace(",", "")) > 0
     assert re.search(r"^\s+100 l2rules-sqlite\s+[\d.]+", proc.stdout, re.M), proc.stdout
+    assert "l2rules-sqlite-csv" in ran and ran["l2rules-sqlite-csv"] == ran["l2rules-sqlite"], proc.stdout
+    # the targets are printed, each met or not, with its figure
+    assert re.search(r"^targets:$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^  (met    |NOT MET)  1,000 rows, l2rules-sqlite: [\d.]+ s = [\d.]+ x duckdb", proc.stdout, re.M) \
+        or "duckdb" not in contenders, proc.stdout
+    assert re.search(r"^  (met    |NOT MET)  incremental 100 rows, l2rules-sqlite: [\d.]+ s", proc.stdout, re.M), proc.stdout
     assert "# machine:" in proc.stdout
     # the pool is deterministic: a second generation gives the same bytes
     sys.path.insert(0, str(BENCH.parent))

@@ -183,3 +183,23 @@ def test_worklist_associations_match_the_pipeline(db, name):
     assert got["pipeline_asn_type"].fillna("").tolist() == ref["asn_types"].tolist()
     named = got[got.pipeline_selected]
     assert named["association"].str.match(r"^jw\d{5}-[aco]\d+_[a-z0-9-]+_\d{5}_asn\.json(;|$)").all()
+
+
+@pytest.mark.parametrize("include_all", [False, True])
+def test_streamed_worklist_equals_the_dataframe(db, tmp_path, include_all):
+    """write_worklist (no DataFrame, chunk by chunk) writes what worklist() gives, as CSV and Parquet."""
+    import pandas as pd
+
+    from l2rules import write_worklist
+    from l2rules.outputs import render
+
+    pools = [POOLS / "pool_021_tso.csv", POOLS / "pool_010_spec_nirspec_lv2bkg.csv"]
+    frame = worklist(db, pools=pools, include_all=include_all)
+    assert len(frame) > 0
+    count = write_worklist(tmp_path / "w.csv", db, include_all=include_all)
+    assert count == len(frame)
+    assert (tmp_path / "w.csv").read_text() == render(frame, "csv")
+    write_worklist(tmp_path / "w.parquet", db, fmt="parquet", include_all=include_all)
+    back = pd.read_parquet(tmp_path / "w.parquet").astype(object)
+    back = back.where(back.notna(), None)
+    assert back.to_dict("records") == frame.to_dict("records")

@@ -10,11 +10,11 @@ from .catalog import conditions, diff, history, read_seed, rules, versions
 from .config import L2RulesError, database_url, get_engine
 from .inventory import LoadResult, exposures, load, rejections
 from .migrate import upgrade as init
-from .worklist import impact, unmatched, worklist
+from .worklist import impact, unmatched, worklist, write_worklist
 
 __all__ = [
     "L2RulesError", "LoadResult", "check_rules", "conditions", "database_url", "diff", "exposures",
     "get_engine", "history", "impact", "init", "load", "read_seed", "rejections", "rules", "unmatched",
-    "versions", "worklist",
+    "versions", "worklist", "write_worklist",
 ]
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from . import _runs_cli, association, catalog, inventory, migrate, outputs
-from .worklist import impact, unmatched, worklist
+from .worklist import impact, unmatched, worklist, write_worklist
 from .config import DatabaseError, L2RulesError, describe, get_engine
 
 log = logging.getLogger("l2rules")
@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("load", help="load pools or CSV files into the catalog database")
     p.add_argument("pools", nargs="+", metavar="POOL")
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
+    p.add_argument("--method", choices=inventory.METHODS, default="auto",
+                   help="bulk: the columnar path (fails if the file is not one for it); rows: line by line; "
+                        "auto (default): bulk for files of 8 MB or more, line by line for the rest and for "
+                        "any file the bulk path declines")
 
     p = sub.add_parser("worklist", help="the Level 2b work list (loads the POOLs first when given)")
     p.add_argument("pools", nargs="*", metavar="POOL")
@@ -131,19 +135,25 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "load":
         total = 0
         for path in args.pools:
-            result = inventory.load(path, db, skip_bad=args.skip_bad)
+            result = inventory.load(path, db, skip_bad=args.skip_bad, method=args.method)
             total += result.rejected
-            print(f"{path}: {result.loaded} exposures ({result.inserted} new, {result.updated} updated)"
+            print(f"{path}: {result.loaded} exposures ({result.inserted} new, {result.updated} updated"
+                  + (", bulk" if result.method == "bulk" else "") + ")"
                   + (f", {result.duplicates} repeated rows ignored" if result.duplicates else "")
                   + (f", {result.template_rows} template rows set aside" if result.template_rows else "")
                   + (f", {result.rejected} rows rejected (see `l2rules rejections`)" if result.rejected else ""))
         return 0
     if args.command == "worklist":
-        frame = worklist(db, pools=args.pools or None, include_all=args.all, as_of=args.as_of,
-                                      version=args.version, skip_bad=args.skip_bad, associations=args.associations)
-        _print(frame, args, args.output)
+        options = dict(pools=args.pools or None, include_all=args.all, as_of=args.as_of, version=args.version,
+                       skip_bad=args.skip_bad)
+        if args.format in outputs.STREAMED_FORMATS and not args.associations:
+            count = write_worklist(args.output, db, fmt=args.format, **options)
+        else:
+            frame = worklist(db, associations=args.associations, **options)
+            _print(frame, args, args.output)
+            count = len(frame)
         if args.output:
-            print(f"{len(frame)} work items written to {args.output}", file=sys.stderr)
+            print(f"{count} work items written to {args.output}", file=sys.stderr)
         return 0
     if args.command == "impact":
         exposures, counts = impact(db, args.from_point, args.to_point, pools=args.pools or None)

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import logging
 import operator
 import os
 import re
@@ -29,6 +30,8 @@ from . import schema
 from .config import DB, L2RulesError
 from .migrate import require_migrated
 from .outputs import gc_paused, to_frame
+
+log = logging.getLogger(__name__)
 
 #: Values that mean "missing" in any column.
 NULLS = frozenset({"", "null"})
@@ -59,6 +62,8 @@ class InventoryError(L2RulesError):
 class TemplateRow(InventoryError):
     """A leftover row of a pool template (its values repeat the column names): set aside, never an exposure."""
 
+    REASON = "template leftover: the row's values repeat the column names"
+
 
 @dataclass
 class LoadResult:
@@ -73,6 +78,10 @@ class LoadResult:
     rejected: int = 0
     template_rows: int = 0
     rejections: list[InventoryError] = field(default_factory=list)
+    #: "bulk" (columnar, see ``l2rules.bulk``) or "rows" (line by line).
+    method: str = "rows"
+    #: Why the bulk path gave the load to the row loader, when it did.
+    declined: str | None = None
 
     @property
     def loaded(self) -> int:
@@ -304,8 +313,7 @@ class _Converter:
             raise InventoryError(source, number, "FILENAME", "FILENAME is empty", "|".join(fields))
         exp_type = values[self.i_exp_type]
         if exp_type is not None and exp_type.lower() == "exp_type":
-            raise TemplateRow(source, number, "EXP_TYPE",
-                              "template leftover: the row's values repeat the column names", "|".join(fields))
+            raise TemplateRow(source, number, "EXP_TYPE", TemplateRow.REASON, "|".join(fields))
         if exp_type is None:
             raise InventoryError(source, number, "EXP_TYPE", "EXP_TYPE is empty", "|".join(fields))
         stem = exposure_stem(filename)
@@ -380,20 +388,43 @@ def _read_rows(table: _Table, converter: _Converter, writer: "_Writer", result: 
     bar.update(writer.flush())
 
 
+METHODS = ("auto", "bulk", "rows")
+
+
 def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None = None,
-         skip_bad: bool = False, progress: bool | None = None) -> LoadResult:
-    """Load one pool file, CSV file or DataFrame into the catalog database, in one transaction."""
+         skip_bad: bool = False, progress: bool | None = None, method: str = "auto") -> LoadResult:
+    """Load one pool file, CSV file or DataFrame into the catalog database, in one transaction.
+
+    ``method``: ``"auto"`` tries the bulk path for a file (``l2rules.bulk``) and gives
+    it to the row loader when the bulk path declines it; ``"rows"`` uses the row loader
+    only; ``"bulk"`` raises when the bulk path declines.
+    """
+    if method not in METHODS:
+        raise L2RulesError(f"unknown load method {method!r}; choose one of {', '.join(METHODS)}")
     engine = require_migrated(db)
+    show = sys.stderr.isatty() if progress is None else progress
     frames = loaded("pandas")  # a DataFrame can only come from an imported pandas
+    declined = None
     if frames is not None and isinstance(source, frames.DataFrame):
+        if method == "bulk":
+            raise L2RulesError("the bulk path loads files; a DataFrame takes the row loader")
         table = read_frame(source, name or "dataframe")
         pool_name = name or "dataframe"
     else:
-        table = read_file(source)
         pool_name = name or Path(source).name
+        if method != "rows" and Path(source).is_file():
+            from . import bulk
+
+            try:
+                return bulk.load_file(engine, Path(source), pool_name, progress=show, force=method == "bulk")
+            except bulk.NotBulk as exc:
+                if method == "bulk":
+                    raise L2RulesError(f"{source}: the bulk path declines this file: {exc}") from None
+                declined = str(exc)
+                log.info("%s: loaded line by line: %s", source, exc)
+        table = read_file(source)
     converter = _Converter(table)
-    result = LoadResult(table.source)
-    show = sys.stderr.isatty() if progress is None else progress
+    result = LoadResult(table.source, declined=declined)
     with engine.begin() as conn:
         pool_id = _upsert_pool(conn, pool_name, table.source, converter.names)
         result.pool_id = pool_id
@@ -406,19 +437,27 @@ def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None =
         result.rejected = len(result.rejections) - result.template_rows
         # Errors found at batch time come later in the list than they occur in the source.
         result.rejections.sort(key=lambda e: e.line or 0)
-        # The rejections of a source describe its latest load.
-        conn.execute(schema.load_rejection.delete().where(schema.load_rejection.c.source == table.source))
-        if result.rejections:
-            now = dt.datetime.now(dt.timezone.utc)
-            conn.execute(schema.load_rejection.insert(), [
-                {"source": e.source, "line": e.line, "column": e.column, "reason": e.reason, "raw": e.raw,
-                 "rejected_at": now} for e in result.rejections])
-        conn.execute(schema.pool.update().where(schema.pool.c.id == pool_id).values(
-            n_exposures=sa.select(sa.func.count()).where(schema.exposure.c.pool_id == pool_id).scalar_subquery(),
-            sha256=table.sha256))
+        finish_load(conn, pool_id, table.source, table.sha256, result.rejections)
     if engine.dialect.name == "sqlite" and result.loaded >= _TRUNCATE_WAL_AFTER:
         _truncate_wal(engine)
     return result
+
+
+def finish_load(conn, pool_id: int, source: str, sha256: str | None, rejections: list[InventoryError]) -> None:
+    """The end of a load, in its transaction: the source's rejections and the pool's count and digest.
+
+    ``conn`` is a SQLAlchemy connection or ``bulk``'s ADBC stand-in: plain statements only.
+    """
+    # The rejections of a source describe its latest load.
+    conn.execute(schema.load_rejection.delete().where(schema.load_rejection.c.source == source))
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [{"source": e.source, "line": e.line, "column": e.column, "reason": e.reason, "raw": e.raw,
+             "rejected_at": now} for e in rejections]
+    for start in range(0, len(rows), 1000):
+        conn.execute(schema.load_rejection.insert().values(rows[start:start + 1000]))
+    conn.execute(schema.pool.update().where(schema.pool.c.id == pool_id).values(
+        n_exposures=sa.select(sa.func.count()).where(schema.exposure.c.pool_id == pool_id).scalar_subquery(),
+        sha256=sha256))
 
 
 #: Rows a load must write before the SQLite WAL file is truncated after it.
@@ -471,6 +510,10 @@ def _upsert_pool(conn: sa.Connection, name: str, source: str, columns: list[str]
 
 
 _EXPOSURE_COLUMNS = ["id", *_INSERT_COLUMNS]
+#: n new exposure ids on PostgreSQL. The sequence is looked up once (a subquery): called per
+#: row, pg_get_serial_sequence made drawing the ids of a million exposures take 2 s.
+PG_NEW_IDS = ("SELECT nextval((SELECT pg_get_serial_sequence('exposure', 'id'))::regclass) AS v "
+              "FROM generate_series(1, %s)")
 _CANDIDATE_COLUMNS = ["exposure_id", "position", "cand_id", "cand_type"]
 _NULL_JSON = json.dumps(None)
 
@@ -545,8 +588,7 @@ class _Writer:
     # -- ids ---------------------------------------------------------------------------------
     def _new_ids(self, n: int) -> list[int]:
         if self.postgres:
-            self.cursor.execute("SELECT nextval(pg_get_serial_sequence('exposure', 'id')) "
-                                "FROM generate_series(1, %s)", (n,))
+            self.cursor.execute(PG_NEW_IDS, (n,))
             return [row[0] for row in self.cursor.fetchall()]
         first = self.next_id
         return list(range(first, first + n))

@@ -1,0 +1,680 @@
+"""Bulk loading: the columnar path of an inventory load, for large, clean pool files.
+
+The row loader (``inventory``) reads a file line by line in Python: exact, but at
+archive scale the per-row Python work (splitting, validating, building and binding
+a 66-value record) was nine tenths of a load. This path does the same load with no
+Python per row:
+
+- pyarrow's CSV reader parses the file in batches (C++, on every core), turning
+  every spelling of NULL into a missing value as it parses;
+- the derived columns (stem, upper-cased EXP_TYPE, flags, candidates, ``extra``) are
+  computed per batch with Arrow compute, through each column's few distinct values;
+- each batch is written with the database's bulk path: ``COPY`` on PostgreSQL, in the
+  load's SQLAlchemy transaction; on SQLite, ADBC's ingest (a C loop binding the Arrow
+  columns), in one transaction of a process of its own (see :func:`_load_sqlite`).
+  Parsing runs in a thread beside the writing.
+
+It takes only files the row loader would take without a word and without changing a
+value: printable ASCII with no quote, no tab, no padding around a field, every line
+after the header a row. Anything else - and any bad row, template leftover, repeated
+exposure or exposure already in the catalog - makes it give the load back
+(:class:`NotBulk`, the transaction rolled back, nothing written) to the row loader,
+which names the line and column of each error, keeps rejected rows and updates in
+place. The result is the same either way; ``tests/test_bulk.py`` compares the two.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import json
+import queue
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import sqlalchemy as sa
+
+from . import schema
+from .config import L2RulesError
+from .inventory import (
+    _INSERT_COLUMNS, _NULL_FORMS, _TRUNCATE_WAL_AFTER, PG_NEW_IDS, LoadResult, TemplateRow, _flag, _progress,
+    _truncate_wal, _upsert_pool, finish_load, parse_candidates,
+)
+
+#: Bytes a file may hold for this path: printable ASCII but the double quote, and newlines.
+_ALLOWED = bytes(range(0x20, 0x7F)).replace(b'"', b"") + b"\n"
+#: Bytes read (and parsed) at a time: about 2,800 rows of a 57-column pool. Peak memory grew
+#: with it (a million rows: 310 MB with 1 MB blocks, 490 MB with 4, 690 MB with 8), time did not.
+BLOCK = 1 << 20
+#: The extensions ``inventory.exposure_stem`` takes off a file name.
+_EXTENSION = r"(?i)\.(?:fits\.gz|fits|asdf)$"
+
+
+class NotBulk(Exception):
+    """This file is not one for the bulk path; the reason says why. The row loader takes it."""
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+class _CheckedStream:
+    """The file's bytes after the header, as pyarrow reads them: hashed and checked on the way.
+
+    The checks are what makes the row loader's work per value unnecessary: with printable
+    ASCII only, no space beside a delimiter or a line end, no quote, no empty line and no
+    comment line, no field needs stripping and every line is one row (so a row's line
+    number is its position). A problem stops the stream; the load is then given back.
+    """
+
+    def __init__(self, fh: BinaryIO, digest, delimiter: str):
+        self.fh, self.digest = fh, digest
+        self.delimiter = ord(delimiter)
+        self.last = ord("\n")  # as if after a line end: the first byte is a line start
+        self.space_at_end = False  # the last chunk ended with a space: the next byte decides
+        self.problem: str | None = None
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self.problem is not None:
+            return b""
+        chunk = self.fh.read(size)
+        if not chunk:
+            if self.space_at_end:
+                self.problem = "a space at the end of the file"
+            return chunk
+        self.digest.update(chunk)
+        if chunk.translate(None, _ALLOWED):
+            self.problem = "bytes other than printable ASCII (or a double quote)"
+        elif b"\n\n" in chunk or b"\n#" in chunk or (self.last == 10 and chunk[:1] in (b"\n", b"#")):
+            self.problem = "an empty or a comment line among the rows"
+        elif self._padded(chunk):
+            self.problem = "a field padded with spaces"
+        self.last = chunk[-1]
+        return b"" if self.problem else chunk
+
+    def _padded(self, chunk: bytes) -> bool:
+        """Whether a space stands next to a delimiter or a line end (numpy: a find per pattern was 5x slower)."""
+        import numpy as np
+
+        a = np.frombuffer(chunk, np.uint8)
+        ends = (self.delimiter, 10)
+        if self.space_at_end and a[0] in ends:
+            return True
+        spaces = np.flatnonzero(a == 32)
+        if not spaces.size:
+            self.space_at_end = False
+            return False
+        before = a[np.maximum(spaces - 1, 0)]
+        if spaces[0] == 0:
+            before[0] = self.last
+        after = a[np.minimum(spaces + 1, len(a) - 1)]
+        self.space_at_end = bool(spaces[-1] == len(a) - 1)
+        if self.space_at_end:
+            after[-1] = 32  # decided by the next chunk
+        return bool(np.isin(before, ends).any() or np.isin(after, ends).any())
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Source:
+    """A pool file opened for the bulk path: its header read, its rows as Arrow batches."""
+
+    def __init__(self, path: Path):
+        self.path, self.name = path, str(path)
+        self.digest = hashlib.sha256()
+        self.fh = open(path, "rb")
+        try:
+            self._header()
+        except BaseException:
+            self.fh.close()
+            raise
+
+    def _header(self) -> None:
+        # As inventory.read_file: '#' comments and empty lines before the header.
+        number = 0
+        while raw := self.fh.readline():
+            number += 1
+            self.digest.update(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise NotBulk("the header is not UTF-8") from None
+            if text.strip() and not text.strip().startswith("#"):
+                break
+        else:
+            raise NotBulk("no header line")
+        self.header_line = number
+        self.delimiter = "|" if "|" in text else ","
+        header = next(csv.reader([text], delimiter=self.delimiter))
+        self.names = [h.strip().lower() for h in header]
+        if len(set(self.names)) != len(self.names) or not {"filename", "exp_type"} <= set(self.names):
+            raise NotBulk("the header repeats a column or lacks FILENAME or EXP_TYPE")
+        if not raw.endswith(b"\n"):
+            raise NotBulk("no line after the header")
+
+    def batches(self) -> Iterator:
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+
+        self.stream = _CheckedStream(self.fh, self.digest, self.delimiter)
+        try:
+            reader = pacsv.open_csv(
+                pa.PythonFile(self.stream, mode="r"),
+                read_options=pacsv.ReadOptions(column_names=self.names, block_size=BLOCK),
+                parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=False,
+                                                  ignore_empty_lines=False),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in self.names},
+                    null_values=sorted(_NULL_FORMS), strings_can_be_null=True),
+            )
+            for batch in reader:
+                yield batch
+        except pa.ArrowInvalid as exc:
+            raise NotBulk(self.stream.problem or f"the CSV reader: {str(exc).splitlines()[0]}") from None
+        except GeneratorExit:
+            # Stopped early (the writer failed): end the stream and let the reader's threads,
+            # which call back into this object, finish before the file is closed.
+            self.stream.problem = "stopped"
+            try:
+                for _ in reader:
+                    pass
+            except pa.ArrowInvalid:
+                pass
+            raise
+        if self.stream.problem:
+            raise NotBulk(self.stream.problem)
+
+    def template_rows(self, lines: list[int]) -> list[TemplateRow]:
+        """The rows at ``lines`` (template leftovers), set aside with their text as the row loader keeps it."""
+        wanted, found = set(lines), []
+        if not wanted:
+            return found
+        with open(self.path, "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if number in wanted:
+                    text = raw.decode("ascii").rstrip("\r\n")
+                    found.append(TemplateRow(self.name, number, "EXP_TYPE", TemplateRow.REASON,
+                                             "|".join(text.split(self.delimiter))))
+                    if len(found) == len(wanted):
+                        break
+        return found
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+# --- turning batches into exposures ----------------------------------------------------------------
+
+def stems(filenames):
+    """``inventory.exposure_stem`` over an Arrow array of file names (stripped, as this path reads them).
+
+    With an extension (.fits, .fits.gz, .asdf, any case) the stem is the name up to its
+    last ``_`` when there is one with something before it, else the name without the
+    extension; without one, the name itself. Plain string kernels: a regular expression
+    with a lazy group took a second per million names.
+    """
+    import pyarrow.compute as pc
+
+    lower = pc.ascii_lower(filenames)
+    has_ext = pc.or_(pc.or_(pc.ends_with(lower, ".fits"), pc.ends_with(lower, ".fits.gz")),
+                     pc.ends_with(lower, ".asdf"))
+    parts = pc.split_pattern(filenames, "_", max_splits=1, reverse=True)
+    head = parts.values.take(parts.offsets[:-1])  # the part before the last "_" (or the whole name)
+    cut = pc.and_(has_ext, pc.and_(pc.equal(pc.list_value_length(parts), 2), pc.greater(pc.utf8_length(head), 0)))
+    if pc.all(pc.equal(cut, has_ext)).as_py():
+        return pc.if_else(cut, head, filenames)
+    base = pc.replace_substring_regex(filenames, _EXTENSION, "")
+    return pc.if_else(cut, head, base)
+
+
+def _through_distinct(column, function, type_):
+    """``function`` applied to each distinct value of ``column`` (None for a missing one), then spread."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column)
+    values = pa.array([function(v) for v in encoded.dictionary.to_pylist()], type=type_)
+    return pc.take(values, encoded.indices)
+
+
+def _json_extra(batch, extra: list[str]):
+    """``json.dumps({name: value, ...})`` for each row, built column-wise.
+
+    The file holds printable ASCII without double quotes, so a value's only character
+    JSON escapes is the backslash.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = batch.num_rows
+    parts = []
+    for k, name in enumerate(extra):
+        value = batch.column(name)
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(value, "\\", "\\\\"), '"', "")
+        parts.append(pa.array([("{" if k == 0 else ", ") + json.dumps(name) + ": "] * n))
+        parts.append(pc.fill_null(quoted, "null"))
+    parts.append(pa.array(["}"] * n))
+    return pc.binary_join_element_wise(*parts, "")
+
+
+class _Converter:
+    """One source's batches as exposure and candidate batches (the row loader's ``_Converter``, by column)."""
+
+    def __init__(self, source: _Source, pool_id: int):
+        import pyarrow as pa
+
+        self.source, self.pool_id = source, pool_id
+        names = set(source.names)
+        known = set(schema.POOL_COLUMNS)
+        self.extra = [n for n in source.names if n not in known]
+        self.next_line = source.header_line + 1
+        self.template_lines: list[int] = []
+        self.candidates: dict[str | None, list[tuple[str, str]]] = {}
+        self.present = names
+        self.types = {c.name: (pa.int64() if isinstance(c.type, sa.Integer) else
+                               pa.bool_() if isinstance(c.type, sa.Boolean) else pa.string())
+                      for c in schema.exposure.columns}
+
+    def _parsed(self, text: str | None) -> int:
+        pairs = self.candidates.get(text)
+        if pairs is None:
+            try:
+                pairs = self.candidates[text] = parse_candidates(text)
+            except ValueError:
+                raise NotBulk("an ASN_CANDIDATE the row loader reports") from None
+        return len(pairs)
+
+    def convert(self, batch) -> tuple:
+        """(exposures, candidates) as Arrow tables, without their ids (see :func:`_with_ids`).
+
+        The candidates' ``row`` is the position of their exposure in the batch.
+        """
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = batch.num_rows
+        filename, exp_type = batch.column("filename"), batch.column("exp_type")
+        if filename.null_count or exp_type.null_count:
+            raise NotBulk("an empty FILENAME or EXP_TYPE")
+        upper = pc.ascii_upper(exp_type)
+        lines = pa.array(np.arange(self.next_line, self.next_line + n, dtype=np.int64))
+        self.next_line += n
+        template = pc.equal(upper, "EXP_TYPE")
+        if pc.any(template).as_py():  # set aside, as the row loader does
+            self.template_lines += pc.filter(lines, template).to_pylist()
+            keep = pc.invert(template)
+            batch, lines, upper = batch.filter(keep), lines.filter(keep), upper.filter(keep)
+            filename, n = batch.column("filename"), batch.num_rows
+        columns = {
+            "stem": stems(filename), "filename": filename,
+            "pool_id": pa.array(np.full(n, self.pool_id, dtype=np.int64)), "source_line": lines,
+            "exp_type": upper,
+        }
+        for flag in schema.FLAG_COLUMNS:
+            columns[flag] = (_through_distinct(batch.column(flag), _flag, pa.bool_()) if flag in self.present
+                             else pa.nulls(n, pa.bool_()))
+        for name in _INSERT_COLUMNS:
+            if name not in columns and name != "extra":
+                columns[name] = batch.column(name) if name in self.present else pa.nulls(n, pa.string())
+        columns["extra"] = (_json_extra(batch, self.extra) if self.extra
+                            else pa.array(["null"] * n, pa.string()))
+        exposures = pa.table({c: columns[c] for c in _INSERT_COLUMNS})
+        return exposures, self._candidates(batch)
+
+    def _candidates(self, batch):
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if "asn_candidate" not in self.present:
+            return None
+        encoded = pc.dictionary_encode(batch.column("asn_candidate"))
+        distinct = encoded.dictionary.to_pylist()
+        counts = np.array([self._parsed(text) for text in distinct] + [0], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        index = encoded.indices.fill_null(len(distinct)).to_numpy()  # a missing value: no candidate
+        per_row = counts[index]
+        total = int(per_row.sum())
+        if total == 0:
+            return None
+        row_of = np.repeat(np.arange(len(index)), per_row)
+        position = np.arange(total) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+        flat = [pair for text in distinct for pair in self.candidates[text]]
+        pick = np.repeat(starts[index], per_row) + position
+        return pa.table({
+            "row": pa.array(row_of, pa.int64()),
+            "position": pa.array(position, pa.int64()),
+            "cand_id": pc.take(pa.array([p[0] for p in flat], pa.string()), pa.array(pick)),
+            "cand_type": pc.take(pa.array([p[1] for p in flat], pa.string()), pa.array(pick)),
+        })
+
+
+def _prefetched(items: Iterator, depth: int = 2) -> Iterator:
+    """``items`` produced in a thread of their own, ``depth`` ahead (parsing beside writing)."""
+    box: queue.Queue = queue.Queue(depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                box.put((True, item))
+            box.put((True, done))
+        except BaseException as exc:  # handed to the consumer, raised there
+            box.put((False, exc))
+
+    worker = threading.Thread(target=produce, name="l2rules-bulk-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = box.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # let a blocked producer finish its put and see the stop
+            try:
+                box.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        worker.join()
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+class _Rows:
+    """The fetched rows of a statement run through ADBC, read as a SQLAlchemy result."""
+
+    def __init__(self, rows: list):
+        self.rows = rows
+
+    def first(self):
+        return self.rows[0] if self.rows else None
+
+    def scalar(self):
+        return self.rows[0][0] if self.rows else None
+
+    def scalar_one(self):
+        (row,) = self.rows
+        return row[0]
+
+
+class _AdbcConnection:
+    """Enough of a SQLAlchemy connection to run Core statements through an ADBC cursor.
+
+    Statements are compiled for the engine's dialect with their values inline, so the
+    same Core code (the pool row, the rejections, the indexes) serves both paths.
+    """
+
+    def __init__(self, cursor, dialect):
+        self.cursor, self.dialect = cursor, dialect
+
+    def execute(self, statement) -> _Rows:
+        sql = str(statement.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
+        self.cursor.execute(sql)
+        return _Rows(self.cursor.fetchall() if self.cursor.description else [])
+
+
+def _deferred_indexes(conn, postgres: bool) -> tuple[list, list, list]:
+    """Into an empty catalog: drop the secondary indexes, built again at the end of the load.
+
+    On PostgreSQL also the foreign keys (checked by a trigger per row, but by one join when
+    added back) and the stem's unique constraint (one sort at the end instead of an index
+    insert per row; a repeated stem then fails there, and the row loader takes the file).
+    SQLite keeps both: its unique constraint is part of the table, and it checks no foreign
+    key on the bulk path's connection.
+    """
+    e = schema.exposure
+    if conn.execute(sa.select(e.c.id).limit(1)).first() is not None:
+        return [], [], []
+    indexes = [*e.indexes, *schema.exposure_candidate.indexes]
+    unique, foreign = [], []
+    if postgres:
+        unique = [c for c in e.constraints if isinstance(c, sa.UniqueConstraint)]
+        foreign = [*e.foreign_key_constraints, *schema.exposure_candidate.foreign_key_constraints]
+    for constraint in [*foreign, *unique]:
+        conn.execute(sa.schema.DropConstraint(constraint))
+    for index in indexes:
+        conn.execute(sa.schema.DropIndex(index))
+    return indexes, unique, foreign
+
+
+def _finish(conn, result: LoadResult, source: _Source, converter: _Converter, deferred: tuple) -> None:
+    indexes, unique, foreign = deferred
+    for constraint in unique:  # first: a repeated exposure fails before the rest is built
+        conn.execute(sa.schema.AddConstraint(constraint))
+    for index in indexes:
+        conn.execute(sa.schema.CreateIndex(index))
+    for constraint in foreign:
+        conn.execute(sa.schema.AddConstraint(constraint))
+    result.rejections = source.template_rows(converter.template_lines)
+    result.template_rows = len(result.rejections)
+    result.rows += result.template_rows
+    finish_load(conn, result.pool_id, source.name, source.sha256, result.rejections)
+
+
+def _converted(source: _Source, converter: _Converter) -> Iterator[tuple]:
+    for batch in source.batches():
+        if batch.num_rows:
+            yield converter.convert(batch)
+
+
+def _with_ids(exposures, candidates, ids) -> tuple:
+    """The batch's tables with their exposure ids (given out by the writer, in its thread)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pa.array(ids, pa.int64())
+    exposures = exposures.add_column(0, "id", ids)
+    if candidates is not None:
+        candidates = candidates.set_column(0, "exposure_id", pc.take(ids, candidates.column("row")))
+    return exposures, candidates
+
+
+def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadResult:
+    """The SQLite load, through ADBC: run only in a process of its own (see :func:`_load_sqlite`)."""
+    import adbc_driver_sqlite.dbapi as adbc
+    from sqlalchemy.dialects import sqlite
+
+    result = LoadResult(source.name, method="bulk")
+    connection = adbc.connect(database, autocommit=True)
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout = 30000")
+            # WAL's recommended level: a commit is durable once checkpointed, never corrupt;
+            # FULL would sync the whole load's WAL at commit (a second per million rows).
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA cache_size = -65536")  # 64 MB: index builds sort in memory
+            cursor.execute("BEGIN IMMEDIATE")
+            conn = _AdbcConnection(cursor, sqlite.dialect())
+            try:
+                result.pool_id = _upsert_pool(conn, pool_name, source.name, source.names)
+                deferred = _deferred_indexes(conn, postgres=False)
+                next_id = [(conn.execute(sa.select(sa.func.max(schema.exposure.c.id))).scalar() or 0) + 1]
+
+                def new_ids(n: int):
+                    import numpy as np
+
+                    first = next_id[0]
+                    next_id[0] += n
+                    return np.arange(first, first + n, dtype=np.int64)
+
+                converter = _Converter(source, result.pool_id)
+                for exposures, candidates in _prefetched(_converted(source, converter)):
+                    exposures, candidates = _with_ids(exposures, candidates, new_ids(exposures.num_rows))
+                    cursor.adbc_ingest("exposure", exposures, mode="append")
+                    if candidates is not None:
+                        cursor.adbc_ingest("exposure_candidate", candidates, mode="append")
+                    result.rows += exposures.num_rows
+                    result.inserted += exposures.num_rows
+                    bar.update(exposures.num_rows)
+                _finish(conn, result, source, converter, deferred)
+            except adbc.Error as exc:
+                # Mostly a stem already in the catalog or repeated (the driver reports a UNIQUE
+                # failure as an internal error); any other the row loader meets and reports too.
+                cursor.execute("ROLLBACK")
+                raise NotBulk(f"the database refused a batch: {str(exc).splitlines()[0]}") from None
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+        finally:
+            cursor.close()
+    finally:
+        connection.close()
+    return result
+
+
+def _load_sqlite(engine: sa.Engine, path: Path, pool_name: str, progress: bool) -> LoadResult:
+    """Run the SQLite load in a child process, ``python -m l2rules.bulk``.
+
+    ADBC's driver carries a SQLite library of its own. Two SQLite libraries in one
+    process break each other's file locks (closing one's descriptor drops the other's
+    POSIX locks; SQLite's "multiple copies" warning): reads went stale and then failed
+    with "disk I/O error" when tried here. Across processes SQLite's locking is sound,
+    so the writer gets a process; the load is still one transaction (the child's), and
+    a child that dies leaves nothing written.
+    """
+    import subprocess
+
+    command = [sys.executable, "-m", "l2rules.bulk", engine.url.database, str(path), pool_name]
+    if progress:
+        command.append("--progress")
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = child.communicate()
+    except BaseException:  # interrupted or terminated: the child's transaction goes with it
+        child.terminate()
+        child.wait()
+        raise
+    if child.returncode != 0:
+        raise L2RulesError(f"{path}: the bulk loader failed (exit {child.returncode}; its error is above)")
+    answer = json.loads(out.strip().splitlines()[-1])
+    if "declined" in answer:
+        raise NotBulk(answer["declined"])
+    template = [TemplateRow(str(path), line, "EXP_TYPE", TemplateRow.REASON, raw)
+                for line, raw in answer["template_rows"]]
+    result = LoadResult(str(path), pool_id=answer["pool_id"], rows=answer["rows"], inserted=answer["inserted"],
+                        template_rows=len(template), rejections=template, method="bulk")
+    if result.loaded >= _TRUNCATE_WAL_AFTER:
+        _truncate_wal(engine)
+    return result
+
+
+_NEW_IDS = ("SELECT min(v), max(v), CASE WHEN max(v) - min(v) + 1 = count(*) THEN NULL "
+            f"ELSE array_agg(v ORDER BY v) END FROM ({PG_NEW_IDS}) AS drawn")
+
+
+def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool) -> LoadResult:
+    import io
+
+    import numpy as np
+    from pyarrow import csv as pacsv
+
+    source = _Source(path)
+    bar = _progress(progress, source.name)
+    result = LoadResult(source.name, method="bulk")
+    options = pacsv.WriteOptions(include_header=False)
+
+    def copy(cursor, table: str, data) -> None:
+        buffer = io.BytesIO()
+        pacsv.write_csv(data, buffer, options)
+        with cursor.copy(f"COPY {table} ({', '.join(data.column_names)}) FROM STDIN (FORMAT csv)") as out:
+            out.write(buffer.getbuffer())
+
+    try:
+        with engine.begin() as conn:
+            result.pool_id = _upsert_pool(conn, pool_name, source.name, source.names)
+            deferred = _deferred_indexes(conn, postgres=True)
+            cursor = conn.connection.dbapi_connection.cursor()
+
+            def new_ids(n: int):
+                # Sent back as a range, unless another session drew numbers in between.
+                cursor.execute(_NEW_IDS, (n,))
+                low, high, drawn = cursor.fetchone()
+                return np.arange(low, high + 1, dtype=np.int64) if drawn is None else drawn
+
+            converter = _Converter(source, result.pool_id)
+            with cursor:
+                for exposures, candidates in _prefetched(_converted(source, converter)):
+                    exposures, candidates = _with_ids(exposures, candidates, new_ids(exposures.num_rows))
+                    copy(cursor, "exposure", exposures)
+                    if candidates is not None:
+                        copy(cursor, "exposure_candidate", candidates)
+                    result.rows += exposures.num_rows
+                    result.inserted += exposures.num_rows
+                    bar.update(exposures.num_rows)
+            _finish(conn, result, source, converter, deferred)
+    except sa.exc.IntegrityError as exc:
+        raise NotBulk(f"an exposure already in the catalog or repeated ({exc.orig})") from None
+    except engine.dialect.dbapi.IntegrityError as exc:
+        raise NotBulk(f"an exposure already in the catalog or repeated ({exc})") from None
+    finally:
+        bar.close()
+        source.close()
+    return result
+
+
+#: Files smaller than this take the row loader under ``method="auto"``: starting the bulk
+#: path (a process on SQLite) costs more than it saves on some 20,000 rows.
+BULK_MIN_BYTES = 8 << 20
+
+
+def load_file(engine: sa.Engine, path: Path, pool_name: str, *, progress: bool, force: bool = False) -> LoadResult:
+    """Load a pool file on the bulk path, in one transaction, or raise :class:`NotBulk`.
+
+    Without ``force``, a file under :data:`BULK_MIN_BYTES` is declined.
+    """
+    if not force and path.stat().st_size < BULK_MIN_BYTES:
+        raise NotBulk(f"a file under {BULK_MIN_BYTES >> 20} MB")
+    if engine.dialect.name == "sqlite":
+        if not engine.url.database or engine.url.database == ":memory:":
+            raise NotBulk("an in-memory SQLite database (the bulk path writes from a process of its own)")
+        if importlib.util.find_spec("adbc_driver_sqlite") is None:
+            raise NotBulk("adbc-driver-sqlite is not installed")
+        return _load_sqlite(engine, path, pool_name, progress)
+    if engine.dialect.name == "postgresql":
+        return _load_postgres(engine, path, pool_name, progress)
+    raise NotBulk(f"no bulk path for {engine.dialect.name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The SQLite writer's process: ``python -m l2rules.bulk DATABASE FILE POOL [--progress]``.
+
+    Prints one JSON line: the pool id and rows written, or why the file was declined.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    database, path, pool_name = args[:3]
+    try:
+        source = _Source(Path(path))
+        bar = _progress("--progress" in args, source.name)
+        try:
+            result = _write_sqlite(database, source, pool_name, bar)
+        finally:
+            bar.close()
+            source.close()
+        answer = {"pool_id": result.pool_id, "rows": result.rows, "inserted": result.inserted,
+                  "template_rows": [[e.line, e.raw] for e in result.rejections]}
+    except NotBulk as exc:
+        answer = {"declined": str(exc)}
+    print(json.dumps(answer), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

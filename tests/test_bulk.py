@@ -1,0 +1,215 @@
+"""The bulk path (l2rules.bulk) loads exactly what the row loader loads, or declines.
+
+Each comparison loads the same file line by line into one fresh catalog and on the
+bulk path into another, then compares every stored row (ids included) on each backend.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from l2rules import bulk, schema
+from l2rules.config import L2RulesError, get_engine
+from l2rules.inventory import InventoryError, exposure_stem, load
+
+from .conftest import DATA, POOLS, REPO, SAMPLE_POOLS, _dispose
+
+PROBES = sorted(p.name for p in (DATA / "probes").glob("probe_*.csv") if p.name.count(".") == 1)
+
+
+@pytest.fixture
+def twin_db(request, backend, tmp_path, sqlite_template) -> str:
+    """A second freshly migrated catalog on the same backend as ``db``."""
+    if backend == "sqlite":
+        path = tmp_path / "twin.db"
+        shutil.copy(sqlite_template, path)
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("postgres").migrated()
+    yield url
+    _dispose(url)
+
+
+@pytest.fixture
+def bulk_for_any_size(monkeypatch):
+    """``method="auto"`` takes the bulk path for small files too."""
+    monkeypatch.setattr(bulk, "BULK_MIN_BYTES", 0)
+
+
+def stored(db: str, ids: bool = True) -> dict[str, list[tuple]]:
+    """Every row a load writes, in a stable order (times of day left out; without ``ids``, ids too:
+    on PostgreSQL a rolled-back load still uses up sequence numbers)."""
+    e, c, p, r = schema.exposure, schema.exposure_candidate, schema.pool, schema.load_rejection
+    exposure = [col for col in e.columns if ids or col.name not in ("id", "pool_id")]
+    candidate = [col for col in c.columns if ids or col.name != "exposure_id"]
+    with get_engine(db).connect() as conn:
+        return {
+            "exposure": [tuple(row) for row in conn.execute(sa.select(*exposure).order_by(e.c.id))],
+            "candidate": [tuple(row) for row in conn.execute(
+                sa.select(*candidate).order_by(c.c.exposure_id, c.c.position))],
+            "pool": [tuple(row) for row in conn.execute(
+                sa.select(*(col for col in (p.c.id, p.c.name, p.c.source, p.c.sha256, p.c.n_exposures, p.c.columns)
+                            if ids or col.name != "id")))],
+            "rejection": [tuple(row) for row in conn.execute(
+                sa.select(r.c.source, r.c.line, r.c.column, r.c.reason, r.c.raw).order_by(r.c.id))],
+        }
+
+
+def assert_same_load(path, db: str, twin_db: str) -> tuple:
+    by_rows = load(path, db, method="rows")
+    by_bulk = load(path, twin_db, method="bulk")
+    assert by_bulk.method == "bulk" and by_rows.method == "rows"
+    assert (by_bulk.rows, by_bulk.inserted, by_bulk.template_rows) == \
+        (by_rows.rows, by_rows.inserted, by_rows.template_rows)
+    assert [(e.line, e.raw) for e in by_bulk.rejections] == [(e.line, e.raw) for e in by_rows.rejections]
+    rows, bulk_rows = stored(db), stored(twin_db)
+    assert rows["exposure"], "nothing loaded"
+    for table in rows:
+        assert bulk_rows[table] == rows[table], table
+    return by_rows, by_bulk
+
+
+@pytest.mark.parametrize("name", SAMPLE_POOLS + PROBES)
+def test_bulk_path_stores_what_the_row_loader_stores(db, twin_db, name):
+    path = POOLS / name if name in SAMPLE_POOLS else DATA / "probes" / name
+    assert_same_load(path, db, twin_db)
+
+
+def test_bulk_path_across_batches(db, twin_db, tmp_path):
+    """A pool of several reader blocks: line numbers, ids and candidates carry on across batches."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench
+    finally:
+        sys.path.pop(0)
+    path = bench.generate(tmp_path / "synthetic.csv", rows=6000, seed=7)
+    assert path.stat().st_size > 2 * bulk.BLOCK
+    by_rows, _ = assert_same_load(path, db, twin_db)
+    assert by_rows.inserted == 6000
+
+
+def test_extra_columns_and_missing_ones(db, twin_db, tmp_path):
+    """Unknown columns go to ``extra`` as JSON (backslashes escaped); absent known columns stay NULL."""
+    path = tmp_path / "odd.csv"
+    path.write_text("FILENAME|EXP_TYPE|MY_NOTE|IS_PSF|OTHER\n"
+                    "jw1_a_uncal.fits|nrc_image|C:\\data\\x|T|1\n"
+                    "jw1_b_uncal.fits|NRC_CORON|null|f|\n")
+    assert_same_load(path, db, twin_db)
+    with get_engine(twin_db).connect() as conn:
+        extra = conn.execute(sa.select(schema.exposure.c.extra).order_by(schema.exposure.c.id)).scalars().all()
+    assert extra == [{"my_note": "C:\\data\\x", "other": "1"}, {"my_note": None, "other": None}]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("jw01_00001_nrca1_uncal.fits", "jw01_00001_nrca1"),
+    ("JW01_00001_NRCA1_UNCAL.FITS", "JW01_00001_NRCA1"),
+    ("jw01_x_rate.fits.gz", "jw01_x"),
+    ("jw01_x_rate.asdf", "jw01_x"),
+    ("plain.fits", "plain"),
+    ("_leading.fits", "_leading"),
+    ("trailing_.fits", "trailing"),
+    ("a_b.c.fits", "a"),
+    ("no_extension.txt", "no_extension.txt"),
+    ("x.gz.fits", "x.gz"),
+    ("x.fits.fits", "x.fits"),
+])
+def test_stems_agree_with_exposure_stem(name, expected):
+    import pyarrow as pa
+
+    assert exposure_stem(name) == expected
+    assert bulk.stems(pa.array([name])).to_pylist() == [expected]
+
+
+def test_stems_agree_with_exposure_stem_on_random_names():
+    import pyarrow as pa
+
+    rng = random.Random(11)
+    parts = ["jw01", "_", "_", "nrca1", "uncal", ".fits", ".FITS", ".fits.gz", ".asdf", ".gz", "x", "."]
+    names = ["".join(rng.choice(parts) for _ in range(rng.randint(1, 7))) for _ in range(5000)]
+    assert bulk.stems(pa.array(names)).to_pylist() == [exposure_stem(n) for n in names]
+
+
+GOOD = "FILENAME|EXP_TYPE|ASN_CANDIDATE\njw2_a_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n"
+#: Files the bulk path declines, and the reason it gives.
+DECLINED = {
+    "padded field": (GOOD + "jw2_b_uncal.fits| NRC_IMAGE|[('o001', 'observation')]\n", "padded"),
+    "padded at line end": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE|[('o001', 'observation')] \n", "padded"),
+    "quoted field": (GOOD + '"jw2_b_uncal.fits"|NRC_IMAGE|\n', "ASCII"),
+    "not ascii": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE|é\n", "ASCII"),
+    "crlf": (GOOD.replace("\n", "\r\n"), "ASCII"),
+    "tab": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE\t|\n", "ASCII"),
+    "empty line": (GOOD + "\njw2_b_uncal.fits|NRC_IMAGE|\n", "empty or a comment line"),
+    "comment line": (GOOD + "# note\njw2_b_uncal.fits|NRC_IMAGE|\n", "empty or a comment line"),
+    "too few fields": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE\n", "CSV reader"),
+    "empty exp_type": (GOOD + "jw2_b_uncal.fits||\n", "empty FILENAME or EXP_TYPE"),
+    "bad candidate": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE|not a list\n", "ASN_CANDIDATE"),
+    "repeated exposure": (GOOD + "jw2_a_uncal.fits|NRC_IMAGE|\n", "refused|repeated"),
+    "header only": ("FILENAME|EXP_TYPE\n", "CSV reader|Empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DECLINED))
+def test_bulk_declines_what_it_cannot_take_exactly(db, twin_db, tmp_path, case, bulk_for_any_size):
+    text, reason = DECLINED[case]
+    path = tmp_path / f"{case.replace(' ', '_')}.csv"
+    path.write_bytes(text.encode("utf-8"))
+    with pytest.raises(L2RulesError, match="the bulk path declines this file") as declined:
+        load(path, db, method="bulk")
+    assert any(word in str(declined.value) for word in reason.split("|")), str(declined.value)
+    assert stored(db)["exposure"] == [] and stored(db)["pool"] == []  # one transaction: nothing written
+    # auto: the row loader takes the file, with the same outcome as asked for directly
+    try:
+        expected = load(path, twin_db, method="rows")
+    except InventoryError as exc:
+        with pytest.raises(InventoryError) as raised:
+            load(path, db, method="auto")
+        assert str(raised.value) == str(exc)  # the line and the column, named as the row loader names them
+    else:
+        result = load(path, db, method="auto")
+        assert (result.method, result.inserted, result.duplicates) == ("rows", expected.inserted, expected.duplicates)
+        assert result.declined and any(word in result.declined for word in reason.split("|"))
+        assert stored(db, ids=False) == stored(twin_db, ids=False)
+
+
+def test_reload_declines_then_updates_in_place(db, bulk_for_any_size):
+    """Exposures already in the catalog: the bulk path rolls back and the row loader updates them."""
+    path = POOLS / "pool_002_image_miri.csv"
+    first = load(path, db, method="bulk")
+    before = stored(db)
+    again = load(path, db)
+    assert (first.method, first.inserted) == ("bulk", 8)
+    assert (again.method, again.inserted, again.updated) == ("rows", 0, 8)
+    assert "refused" in again.declined or "already" in again.declined
+    assert stored(db)["exposure"] == before["exposure"]
+
+
+def test_small_files_take_the_row_loader_under_auto(db):
+    result = load(POOLS / "pool_002_image_miri.csv", db)
+    assert result.method == "rows" and "under" in result.declined
+
+
+def test_cli_load_method(db, capsys):
+    from l2rules.cli import main
+
+    assert main(["--db", db, "load", "--method", "bulk", str(POOLS / "pool_021_tso.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "5 exposures (5 new, 0 updated, bulk), 2 template rows set aside" in out
+
+
+def test_sqlite_writer_process_reports_a_decline(tmp_path, sqlite_template):
+    """``python -m l2rules.bulk`` answers with one JSON line; a declined file leaves the catalog as it was."""
+    path = tmp_path / "catalog.db"
+    shutil.copy(sqlite_template, path)
+    pool = tmp_path / "bad.csv"
+    pool.write_text(GOOD + "jw2_b_uncal.fits|NRC_IMAGE\n")
+    proc = subprocess.run([sys.executable, "-m", "l2rules.bulk", str(path), str(pool), "bad.csv"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith('{"declined": "the CSV reader')
+    assert stored(f"sqlite:///{path}")["pool"] == []
