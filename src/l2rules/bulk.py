@@ -499,7 +499,6 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
             # WAL's recommended level: a commit is durable once checkpointed, never corrupt;
             # FULL would sync the whole load's WAL at commit (a second per million rows).
             cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute("PRAGMA cache_size = -65536")  # 64 MB: index builds sort in memory
             cursor.execute("BEGIN IMMEDIATE")
             conn = _AdbcConnection(cursor, sqlite.dialect())
             try:
@@ -552,7 +551,7 @@ def _load_sqlite(engine: sa.Engine, path: Path, pool_name: str, progress: bool) 
     """
     import subprocess
 
-    command = [sys.executable, "-m", "l2rules.bulk", engine.url.database, str(path), pool_name]
+    command = [sys.executable, "-m", "l2rules.bulk", "load", engine.url.database, str(path), pool_name]
     if progress:
         command.append("--progress")
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -654,12 +653,12 @@ def load_file(engine: sa.Engine, path: Path, pool_name: str, *, progress: bool, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The SQLite writer's process: ``python -m l2rules.bulk DATABASE FILE POOL [--progress]``.
+    """The SQLite writer's process: ``python -m l2rules.bulk load DATABASE FILE POOL [--progress]``.
 
     Prints one JSON line: the pool id and rows written, or why the file was declined.
     """
     args = sys.argv[1:] if argv is None else argv
-    database, path, pool_name = args[:3]
+    database, path, pool_name = args[1:4]
     try:
         source = _Source(Path(path))
         bar = _progress("--progress" in args, source.name)
