@@ -542,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender and size (median reported)")
     parser.add_argument("--repeats-large", type=int, default=1, help="runs per contender for sizes over 2,000,000")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
+    parser.add_argument("--large-contenders", metavar="LIST",
+                        help="the contenders for sizes over 2,000,000 (default: the same as --contenders)")
     parser.add_argument("--incremental", type=int, default=0, metavar="N",
                         help="then load N new exposures into the largest l2rules catalog")
     parser.add_argument("--seed", type=int, default=2026)
@@ -579,9 +581,12 @@ def main(argv: list[str] | None = None) -> int:
         for rows in sorted(sizes):
             path = pool_file(args.workdir, rows, args.seed)
             repeats = args.repeats if rows <= 2_000_000 else args.repeats_large
+            here = names
+            if rows > 2_000_000 and args.large_contenders:
+                here = [n for n in names if n in args.large_contenders.split(",")]
             for rep in range(repeats):
                 # alternate: each repeat starts with the next contender
-                order = names[rep % len(names):] + names[:rep % len(names)]
+                order = here[rep % len(here):] + here[:rep % len(here)]
                 for name in order:
                     url = dbs.fresh(name)
                     r = child(name, path, url)
