@@ -269,19 +269,13 @@ class _Converter:
     """One source's batches as exposure and candidate batches (the row loader's ``_Converter``, by column)."""
 
     def __init__(self, source: _Source, pool_id: int):
-        import pyarrow as pa
-
         self.source, self.pool_id = source, pool_id
-        names = set(source.names)
+        self.present = set(source.names)
         known = set(schema.POOL_COLUMNS)
         self.extra = [n for n in source.names if n not in known]
         self.next_line = source.header_line + 1
         self.template_lines: list[int] = []
-        self.candidates: dict[str | None, list[tuple[str, str]]] = {}
-        self.present = names
-        self.types = {c.name: (pa.int64() if isinstance(c.type, sa.Integer) else
-                               pa.bool_() if isinstance(c.type, sa.Boolean) else pa.string())
-                      for c in schema.exposure.columns}
+        self.candidates: dict[str | None, list[tuple[str, str]]] = {}  # ASN_CANDIDATE text -> pairs
 
     def _parsed(self, text: str | None) -> int:
         pairs = self.candidates.get(text)
@@ -337,6 +331,8 @@ class _Converter:
 
         if "asn_candidate" not in self.present:
             return None
+        if len(self.candidates) > 65536:  # a cache, not a record of the file: memory stays flat
+            self.candidates.clear()
         encoded = pc.dictionary_encode(batch.column("asn_candidate"))
         distinct = encoded.dictionary.to_pylist()
         counts = np.array([self._parsed(text) for text in distinct] + [0], dtype=np.int64)

@@ -178,7 +178,9 @@ def write_worklist(output: str | Path | None = None, db: DB = None, *, fmt: str 
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
         plan_without_jit(conn)
-        return write_result(conn.execute(query), ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS, fmt, output,
+        # A server-side cursor on PostgreSQL: the client never holds more than a chunk of rows.
+        rows = conn.execute(query, execution_options={"stream_results": True, "yield_per": 20_000})
+        return write_result(rows, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS, fmt, output,
                             stream, booleans=("level2b",), integers=("source_line",))
 
 
