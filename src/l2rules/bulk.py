@@ -54,6 +54,10 @@ BLOCK = 1 << 20
 _EXTENSION = r"(?i)\.(?:fits\.gz|fits|asdf)$"
 
 
+#: Why a file whose stems the catalog already holds (or that repeats one) goes to the row loader.
+_REPEATED = "an exposure already in the catalog or repeated in the file (the row loader updates or reports it)"
+
+
 class NotBulk(Exception):
     """This file is not one for the bulk path; the reason says why. The row loader takes it."""
 
@@ -523,7 +527,9 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
                 # Mostly a stem already in the catalog or repeated (the driver reports a UNIQUE
                 # failure as an internal error); any other the row loader meets and reports too.
                 cursor.execute("ROLLBACK")
-                raise NotBulk(f"the database refused a batch: {str(exc).splitlines()[0]}") from None
+                message = str(exc).splitlines()[0]
+                raise NotBulk(_REPEATED if "UNIQUE constraint failed: exposure.stem" in message
+                              else f"the database refused a batch: {message}") from None
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
@@ -616,9 +622,9 @@ def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool
                     bar.update(exposures.num_rows)
             _finish(conn, result, source, converter, deferred)
     except sa.exc.IntegrityError as exc:
-        raise NotBulk(f"an exposure already in the catalog or repeated ({exc.orig})") from None
+        raise NotBulk(_REPEATED if "uq_exposure_stem" in str(exc) else f"the database refused it: {exc.orig}") from None
     except engine.dialect.dbapi.IntegrityError as exc:
-        raise NotBulk(f"an exposure already in the catalog or repeated ({exc})") from None
+        raise NotBulk(_REPEATED if "uq_exposure_stem" in str(exc) else f"the database refused it: {exc}") from None
     finally:
         bar.close()
         source.close()
