@@ -107,15 +107,25 @@ def backend(request) -> str:
     return request.param
 
 
+def _migrated(request, backend: str, path: Path, sqlite_template: Path) -> str:
+    if backend == "sqlite":
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    return request.getfixturevalue("postgres").migrated()
+
+
 @pytest.fixture
 def db(request, backend, tmp_path, sqlite_template) -> str:
     """The URL of a freshly migrated catalog database on each backend."""
-    if backend == "sqlite":
-        path = tmp_path / "catalog.db"
-        shutil.copy(sqlite_template, path)
-        url = f"sqlite:///{path}"
-    else:
-        url = request.getfixturevalue("postgres").migrated()
+    url = _migrated(request, backend, tmp_path / "catalog.db", sqlite_template)
+    yield url
+    _dispose(url)
+
+
+@pytest.fixture
+def twin_db(request, backend, tmp_path, sqlite_template) -> str:
+    """A second freshly migrated catalog on the same backend as ``db`` (to compare two ways of one thing)."""
+    url = _migrated(request, backend, tmp_path / "twin.db", sqlite_template)
     yield url
     _dispose(url)
 

@@ -24,19 +24,6 @@ PROBES = sorted(p.name for p in (DATA / "probes").glob("probe_*.csv") if p.name.
 
 
 @pytest.fixture
-def twin_db(request, backend, tmp_path, sqlite_template) -> str:
-    """A second freshly migrated catalog on the same backend as ``db``."""
-    if backend == "sqlite":
-        path = tmp_path / "twin.db"
-        shutil.copy(sqlite_template, path)
-        url = f"sqlite:///{path}"
-    else:
-        url = request.getfixturevalue("postgres").migrated()
-    yield url
-    _dispose(url)
-
-
-@pytest.fixture
 def bulk_for_any_size(monkeypatch):
     """``method="auto"`` takes the bulk path for small files too."""
     monkeypatch.setattr(bulk, "BULK_MIN_BYTES", 0)
