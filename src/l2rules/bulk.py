@@ -581,45 +581,63 @@ _NEW_IDS = ("SELECT min(v), max(v), CASE WHEN max(v) - min(v) + 1 = count(*) THE
             f"ELSE array_agg(v ORDER BY v) END FROM ({PG_NEW_IDS}) AS drawn")
 
 
-def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool) -> LoadResult:
+def _postgres_batches(engine: sa.Engine, source: _Source, converter: _Converter) -> Iterator[tuple]:
+    """In the reader thread: each batch with its ids, formatted as CSV for ``COPY``.
+
+    The ids are drawn on a connection of the thread's own (a sequence is outside any
+    transaction, so the load's own sees them the same), which leaves the load's
+    connection nothing to do but ``COPY``: the server copies one batch while the next
+    is parsed and formatted.
+    """
     import io
 
     import numpy as np
     from pyarrow import csv as pacsv
 
+    options = pacsv.WriteOptions(include_header=False)
+
+    def formatted(data) -> tuple[list[str], memoryview]:
+        buffer = io.BytesIO()
+        pacsv.write_csv(data, buffer, options)
+        return data.column_names, buffer.getbuffer()
+
+    with engine.connect() as drawing:
+        cursor = drawing.connection.dbapi_connection.cursor()
+        for exposures, candidates in _converted(source, converter):
+            # Sent back as a range, unless another session drew numbers in between.
+            cursor.execute(_NEW_IDS, (exposures.num_rows,))
+            low, high, drawn = cursor.fetchone()
+            ids = np.arange(low, high + 1, dtype=np.int64) if drawn is None else drawn
+            exposures, candidates = _with_ids(exposures, candidates, ids)
+            yield (exposures.num_rows, formatted(exposures),
+                   None if candidates is None else formatted(candidates))
+        cursor.close()
+        drawing.commit()
+
+
+def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool) -> LoadResult:
     source = _Source(path)
     bar = _progress(progress, source.name)
     result = LoadResult(source.name, method="bulk")
-    options = pacsv.WriteOptions(include_header=False)
 
-    def copy(cursor, table: str, data) -> None:
-        buffer = io.BytesIO()
-        pacsv.write_csv(data, buffer, options)
-        with cursor.copy(f"COPY {table} ({', '.join(data.column_names)}) FROM STDIN (FORMAT csv)") as out:
-            out.write(buffer.getbuffer())
+    def copy(cursor, table: str, data: tuple) -> None:
+        columns, text = data
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as out:
+            out.write(text)
 
     try:
         with engine.begin() as conn:
             result.pool_id = _upsert_pool(conn, pool_name, source.name, source.names)
             deferred = _deferred_indexes(conn, postgres=True)
-            cursor = conn.connection.dbapi_connection.cursor()
-
-            def new_ids(n: int):
-                # Sent back as a range, unless another session drew numbers in between.
-                cursor.execute(_NEW_IDS, (n,))
-                low, high, drawn = cursor.fetchone()
-                return np.arange(low, high + 1, dtype=np.int64) if drawn is None else drawn
-
             converter = _Converter(source, result.pool_id)
-            with cursor:
-                for exposures, candidates in _prefetched(_converted(source, converter)):
-                    exposures, candidates = _with_ids(exposures, candidates, new_ids(exposures.num_rows))
+            with conn.connection.dbapi_connection.cursor() as cursor:
+                for n, exposures, candidates in _prefetched(_postgres_batches(engine, source, converter)):
                     copy(cursor, "exposure", exposures)
                     if candidates is not None:
                         copy(cursor, "exposure_candidate", candidates)
-                    result.rows += exposures.num_rows
-                    result.inserted += exposures.num_rows
-                    bar.update(exposures.num_rows)
+                    result.rows += n
+                    result.inserted += n
+                    bar.update(n)
             _finish(conn, result, source, converter, deferred)
     except sa.exc.IntegrityError as exc:
         raise NotBulk(_REPEATED if "uq_exposure_stem" in str(exc) else f"the database refused it: {exc.orig}") from None
