@@ -291,32 +291,28 @@ def run_pgcopy(path: str, url: str | None):
     return time.perf_counter() - t, rows, len(work)
 
 
-def _l2rules(path: str, url: str):
-    import l2rules
-
-    l2rules.init(url)  # the empty, migrated catalog: not timed
-    t = time.perf_counter()
-    work = l2rules.worklist(url, pools=[path])
-    seconds = time.perf_counter() - t
-    with l2rules.get_engine(url).connect() as conn:
-        rows = conn.exec_driver_sql("SELECT count(*) FROM exposure").scalar_one()
-    return seconds, rows, len(work)
-
-
-def _l2rules_csv(path: str, url: str):
+def _l2rules(path: str, url: str, to_file: bool = False):
+    """Load + work list as a DataFrame, or (``to_file``) written to a CSV file by ``write_worklist``."""
     import l2rules
 
     l2rules.init(url)  # the empty, migrated catalog: not timed
     out = Path(path).with_name(f"worklist_{os.getpid()}.csv")
     try:
         t = time.perf_counter()
-        work = l2rules.write_worklist(out, url, pools=[path])
+        if to_file:
+            work = l2rules.write_worklist(out, url, pools=[path])
+        else:
+            work = len(l2rules.worklist(url, pools=[path]))
         seconds = time.perf_counter() - t
     finally:
         out.unlink(missing_ok=True)
     with l2rules.get_engine(url).connect() as conn:
         rows = conn.exec_driver_sql("SELECT count(*) FROM exposure").scalar_one()
     return seconds, rows, work
+
+
+def _l2rules_csv(path: str, url: str):
+    return _l2rules(path, url, to_file=True)
 
 
 def run_l2rules_sqlite(path: str, url: str | None):

@@ -16,8 +16,9 @@ Python per row:
 
 It takes only files the row loader would take without a word and without changing a
 value: printable ASCII with no quote, no tab, no padding around a field, every line
-after the header a row. Anything else - and any bad row, template leftover, repeated
-exposure or exposure already in the catalog - makes it give the load back
+after the header a row; template leftover rows it sets aside, as the row loader does.
+Anything else - and any bad row, repeated exposure or exposure already in the
+catalog - makes it give the load back
 (:class:`NotBulk`, the transaction rolled back, nothing written) to the row loader,
 which names the line and column of each error, keeps rejected rows and updates in
 place. The result is the same either way; ``tests/test_bulk.py`` compares the two.
@@ -25,7 +26,6 @@ place. The result is the same either way; ``tests/test_bulk.py`` compares the tw
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib.util
 import json
@@ -41,8 +41,8 @@ import sqlalchemy as sa
 from . import schema
 from .config import L2RulesError
 from .inventory import (
-    _INSERT_COLUMNS, _NULL_FORMS, _TRUNCATE_WAL_AFTER, PG_NEW_IDS, LoadResult, TemplateRow, _flag, _progress,
-    _truncate_wal, _upsert_pool, finish_load, parse_candidates,
+    _INSERT_COLUMNS, _NULL_FORMS, _TRUNCATE_WAL_AFTER, PG_NEW_IDS, REQUIRED_COLUMNS, DeferredIndexes, LoadResult, TemplateRow, _flag,
+    _progress, _truncate_wal, _upsert_pool, column_names, find_header, finish_load, parse_candidates, split_header,
 )
 
 #: Bytes a file may hold for this path: printable ASCII but the double quote, and newlines.
@@ -52,8 +52,6 @@ _ALLOWED = bytes(range(0x20, 0x7F)).replace(b'"', b"") + b"\n"
 BLOCK = 1 << 20
 #: The extensions ``inventory.exposure_stem`` takes off a file name.
 _EXTENSION = r"(?i)\.(?:fits\.gz|fits|asdf)$"
-
-
 #: Why a file whose stems the catalog already holds (or that repeats one) goes to the row loader.
 _REPEATED = "an exposure already in the catalog or repeated in the file (the row loader updates or reports it)"
 
@@ -138,26 +136,25 @@ class _Source:
             raise
 
     def _header(self) -> None:
-        # As inventory.read_file: '#' comments and empty lines before the header.
-        number = 0
-        while raw := self.fh.readline():
-            number += 1
-            self.digest.update(raw)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise NotBulk("the header is not UTF-8") from None
-            if text.strip() and not text.strip().startswith("#"):
-                break
-        else:
+        def lines() -> Iterator[tuple[int, str]]:  # read one at a time: the stream goes on after the header
+            number = 0
+            while raw := self.fh.readline():
+                number += 1
+                self.digest.update(raw)
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise NotBulk("the header is not UTF-8") from None
+
+        found = find_header(lines())
+        if found is None:
             raise NotBulk("no header line")
-        self.header_line = number
-        self.delimiter = "|" if "|" in text else ","
-        header = next(csv.reader([text], delimiter=self.delimiter))
-        self.names = [h.strip().lower() for h in header]
-        if len(set(self.names)) != len(self.names) or not {"filename", "exp_type"} <= set(self.names):
+        self.header_line, text = found
+        self.delimiter, header = split_header(text)
+        self.names = column_names(header)
+        if len(set(self.names)) != len(self.names) or not set(REQUIRED_COLUMNS) <= set(self.names):
             raise NotBulk("the header repeats a column or lacks FILENAME or EXP_TYPE")
-        if not raw.endswith(b"\n"):
+        if not text.endswith("\n"):
             raise NotBulk("no line after the header")
 
     def batches(self) -> Iterator:
@@ -429,38 +426,8 @@ class _AdbcConnection:
         return _Rows(self.cursor.fetchall() if self.cursor.description else [])
 
 
-def _deferred_indexes(conn, postgres: bool) -> tuple[list, list, list]:
-    """Into an empty catalog: drop the secondary indexes, built again at the end of the load.
-
-    On PostgreSQL also the foreign keys (checked by a trigger per row, but by one join when
-    added back) and the stem's unique constraint (one sort at the end instead of an index
-    insert per row; a repeated stem then fails there, and the row loader takes the file).
-    SQLite keeps both: its unique constraint is part of the table, and it checks no foreign
-    key on the bulk path's connection.
-    """
-    e = schema.exposure
-    if conn.execute(sa.select(e.c.id).limit(1)).first() is not None:
-        return [], [], []
-    indexes = [*e.indexes, *schema.exposure_candidate.indexes]
-    unique, foreign = [], []
-    if postgres:
-        unique = [c for c in e.constraints if isinstance(c, sa.UniqueConstraint)]
-        foreign = [*e.foreign_key_constraints, *schema.exposure_candidate.foreign_key_constraints]
-    for constraint in [*foreign, *unique]:
-        conn.execute(sa.schema.DropConstraint(constraint))
-    for index in indexes:
-        conn.execute(sa.schema.DropIndex(index))
-    return indexes, unique, foreign
-
-
-def _finish(conn, result: LoadResult, source: _Source, converter: _Converter, deferred: tuple) -> None:
-    indexes, unique, foreign = deferred
-    for constraint in unique:  # first: a repeated exposure fails before the rest is built
-        conn.execute(sa.schema.AddConstraint(constraint))
-    for index in indexes:
-        conn.execute(sa.schema.CreateIndex(index))
-    for constraint in foreign:
-        conn.execute(sa.schema.AddConstraint(constraint))
+def _finish(conn, result: LoadResult, source: _Source, converter: _Converter, deferred: DeferredIndexes) -> None:
+    deferred.restore(conn)
     result.rejections = source.template_rows(converter.template_lines)
     result.template_rows = len(result.rejections)
     result.rows += result.template_rows
@@ -474,7 +441,7 @@ def _converted(source: _Source, converter: _Converter) -> Iterator[tuple]:
 
 
 def _with_ids(exposures, candidates, ids) -> tuple:
-    """The batch's tables with their exposure ids (given out by the writer, in its thread)."""
+    """The batch's tables with their exposure ids; the candidates' ``row`` becomes their exposure's id."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -488,6 +455,7 @@ def _with_ids(exposures, candidates, ids) -> tuple:
 def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadResult:
     """The SQLite load, through ADBC: run only in a process of its own (see :func:`_load_sqlite`)."""
     import adbc_driver_sqlite.dbapi as adbc
+    import numpy as np
     from sqlalchemy.dialects import sqlite
 
     result = LoadResult(source.name, method="bulk")
@@ -503,19 +471,14 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
             conn = _AdbcConnection(cursor, sqlite.dialect())
             try:
                 result.pool_id = _upsert_pool(conn, pool_name, source.name, source.names)
-                deferred = _deferred_indexes(conn, postgres=False)
-                next_id = [(conn.execute(sa.select(sa.func.max(schema.exposure.c.id))).scalar() or 0) + 1]
-
-                def new_ids(n: int):
-                    import numpy as np
-
-                    first = next_id[0]
-                    next_id[0] += n
-                    return np.arange(first, first + n, dtype=np.int64)
-
+                deferred = DeferredIndexes.drop(conn, postgres=False)
+                # This transaction holds the write lock: the ids after the largest are free.
+                first = (conn.execute(sa.select(sa.func.max(schema.exposure.c.id))).scalar() or 0) + 1
                 converter = _Converter(source, result.pool_id)
                 for exposures, candidates in _prefetched(_converted(source, converter)):
-                    exposures, candidates = _with_ids(exposures, candidates, new_ids(exposures.num_rows))
+                    ids = np.arange(first, first + exposures.num_rows, dtype=np.int64)
+                    first += exposures.num_rows
+                    exposures, candidates = _with_ids(exposures, candidates, ids)
                     cursor.adbc_ingest("exposure", exposures, mode="append")
                     if candidates is not None:
                         cursor.adbc_ingest("exposure_candidate", candidates, mode="append")
@@ -601,8 +564,7 @@ def _postgres_batches(engine: sa.Engine, source: _Source, converter: _Converter)
         pacsv.write_csv(data, buffer, options)
         return data.column_names, buffer.getbuffer()
 
-    with engine.connect() as drawing:
-        cursor = drawing.connection.dbapi_connection.cursor()
+    with engine.connect() as drawing, drawing.connection.dbapi_connection.cursor() as cursor:
         for exposures, candidates in _converted(source, converter):
             # Sent back as a range, unless another session drew numbers in between.
             cursor.execute(_NEW_IDS, (exposures.num_rows,))
@@ -611,8 +573,6 @@ def _postgres_batches(engine: sa.Engine, source: _Source, converter: _Converter)
             exposures, candidates = _with_ids(exposures, candidates, ids)
             yield (exposures.num_rows, formatted(exposures),
                    None if candidates is None else formatted(candidates))
-        cursor.close()
-        drawing.commit()
 
 
 def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool) -> LoadResult:
@@ -628,7 +588,9 @@ def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool
     try:
         with engine.begin() as conn:
             result.pool_id = _upsert_pool(conn, pool_name, source.name, source.names)
-            deferred = _deferred_indexes(conn, postgres=True)
+            # The unique stem too: one sort at the end instead of an index insert per row; a repeated
+            # stem then fails there, and the row loader takes the file.
+            deferred = DeferredIndexes.drop(conn, postgres=True, unique=True)
             converter = _Converter(source, result.pool_id)
             with conn.connection.dbapi_connection.cursor() as cursor:
                 for n, exposures, candidates in _prefetched(_postgres_batches(engine, source, converter)):
@@ -639,10 +601,9 @@ def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool
                     result.inserted += n
                     bar.update(n)
             _finish(conn, result, source, converter, deferred)
-    except sa.exc.IntegrityError as exc:
-        raise NotBulk(_REPEATED if "uq_exposure_stem" in str(exc) else f"the database refused it: {exc.orig}") from None
-    except engine.dialect.dbapi.IntegrityError as exc:
-        raise NotBulk(_REPEATED if "uq_exposure_stem" in str(exc) else f"the database refused it: {exc}") from None
+    except (sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError) as exc:  # SQLAlchemy's, or COPY's own
+        error = getattr(exc, "orig", exc)
+        raise NotBulk(_REPEATED if "uq_exposure_stem" in str(error) else f"the database refused it: {error}") from None
     finally:
         bar.close()
         source.close()

@@ -165,6 +165,30 @@ class _NotUtf8(InventoryError):
         return InventoryError(self.source, self.line, f"{field} ({self.column})", self.reason)
 
 
+#: Columns every inventory must have.
+REQUIRED_COLUMNS = ("filename", "exp_type")
+
+
+def find_header(lines: Iterable[tuple[int, str]]) -> tuple[int, str] | None:
+    """The header among numbered lines: the first that is neither empty nor a ``#`` comment."""
+    for number, text in lines:
+        stripped = text.strip()
+        if stripped and not stripped.startswith("#"):
+            return number, text
+    return None
+
+
+def split_header(text: str) -> tuple[str, list[str]]:
+    """The header's delimiter (``|`` when it holds one, else ``,``) and its fields."""
+    delimiter = "|" if "|" in text else ","
+    return delimiter, next(csv.reader([text], delimiter=delimiter))
+
+
+def column_names(header: list[str]) -> list[str]:
+    """Header fields as column names: stripped, lower case (pools spell them in either case)."""
+    return [h.strip().lower() for h in header]
+
+
 def read_file(path: str | Path) -> _Table:
     """Open a pool or CSV file: `#` comments before the header, `|` or `,` separated."""
     path = Path(path)
@@ -172,17 +196,11 @@ def read_file(path: str | Path) -> _Table:
         raise InventoryError(str(path), None, None, "no such file")
     digest = hashlib.sha256()
     lines = _decoded_lines(path, digest)
-    header_line, header_text = 0, None
-    for number, text in lines:
-        stripped = text.strip()
-        if stripped.startswith("#") or not stripped:
-            continue
-        header_line, header_text = number, text
-        break
-    if header_text is None:
-        raise InventoryError(str(path), header_line or None, None, "empty file: no header line")
-    delimiter = "|" if "|" in header_text else ","
-    header = next(csv.reader([header_text], delimiter=delimiter))
+    found = find_header(lines)
+    if found is None:
+        raise InventoryError(str(path), None, None, "empty file: no header line")
+    header_line, header_text = found
+    delimiter, header = split_header(header_text)
 
     def split(text: str) -> list[str] | None:
         if not text.strip() or text.lstrip().startswith("#"):
@@ -258,14 +276,14 @@ class _Converter:
 
     def __init__(self, table: _Table):
         self.table = table
-        names = [h.strip().lower() for h in table.header]
+        names = column_names(table.header)
         seen: dict[str, int] = {}
         for index, name in enumerate(names, start=1):
             if name in seen:
                 raise InventoryError(table.source, table.header_line, name.upper(),
                                      f"column appears twice (fields {seen[name]} and {index})")
             seen[name] = index
-        for required in ("filename", "exp_type"):
+        for required in REQUIRED_COLUMNS:
             if required not in seen:
                 raise InventoryError(table.source, table.header_line, required.upper(),
                                      f"missing required column {required.upper()}")
@@ -518,6 +536,45 @@ _CANDIDATE_COLUMNS = ["exposure_id", "position", "cand_id", "cand_type"]
 _NULL_JSON = json.dumps(None)
 
 
+@dataclass
+class DeferredIndexes:
+    """What a load into an empty catalog drops, to build again once at its end, in its transaction."""
+
+    indexes: list = field(default_factory=list)
+    unique: list = field(default_factory=list)
+    foreign_keys: list = field(default_factory=list)
+
+    @classmethod
+    def drop(cls, conn, *, postgres: bool, unique: bool = False) -> "DeferredIndexes":
+        """Into an empty catalog, drop the secondary indexes; on PostgreSQL also the foreign keys
+        (checked by a trigger per row, but by one join when added back) and, with ``unique``, the
+        stem's unique constraint. SQLite's constraints are part of its tables: they stay.
+
+        ``conn`` is a SQLAlchemy connection or ``bulk``'s ADBC stand-in: DDL statements only.
+        """
+        e = schema.exposure
+        if conn.execute(sa.select(e.c.id).limit(1)).first() is not None:
+            return cls()
+        deferred = cls(indexes=[*e.indexes, *schema.exposure_candidate.indexes])
+        if postgres:
+            deferred.foreign_keys = [*e.foreign_key_constraints, *schema.exposure_candidate.foreign_key_constraints]
+            if unique:
+                deferred.unique = [c for c in e.constraints if isinstance(c, sa.UniqueConstraint)]
+        for constraint in [*deferred.foreign_keys, *deferred.unique]:
+            conn.execute(sa.schema.DropConstraint(constraint))
+        for index in deferred.indexes:
+            conn.execute(sa.schema.DropIndex(index))
+        return deferred
+
+    def restore(self, conn) -> None:
+        for constraint in self.unique:  # first: a repeated exposure fails before the rest is built
+            conn.execute(sa.schema.AddConstraint(constraint))
+        for index in self.indexes:
+            conn.execute(sa.schema.CreateIndex(index))
+        for constraint in self.foreign_keys:
+            conn.execute(sa.schema.AddConstraint(constraint))
+
+
 def _fast_sqlite_binding(sqlite3) -> None:
     """Bind None and bool through registered adapters: the same values (NULL, 0/1) as without them.
 
@@ -557,17 +614,8 @@ class _Writer:
         self.optimistic = True
         self.written = bytearray()  # bit per exposure id written by this load
         e = schema.exposure
-        empty = conn.execute(sa.select(e.c.id).limit(1)).first() is None
-        self.indexes = [*schema.exposure.indexes, *schema.exposure_candidate.indexes] if empty else []
-        # PostgreSQL checks a foreign key with a trigger per row; into an empty catalog the
-        # constraints are added back at the end, which checks them all in one join.
-        self.foreign_keys = ([*schema.exposure.foreign_key_constraints,
-                              *schema.exposure_candidate.foreign_key_constraints]
-                             if empty and self.postgres else [])
-        for constraint in self.foreign_keys:
-            conn.execute(sa.schema.DropConstraint(constraint))
-        for index in self.indexes:
-            index.drop(conn)
+        # The unique stem stays: repeats and stems of earlier loads are found through it.
+        self.deferred = DeferredIndexes.drop(conn, postgres=self.postgres)
         if not self.postgres:
             self.next_id = (conn.execute(sa.select(sa.func.max(e.c.id))).scalar() or 0) + 1
         names = ", ".join(_EXPOSURE_COLUMNS)
@@ -724,10 +772,7 @@ class _Writer:
 
     def finish(self) -> None:
         """Build the indexes dropped for a load into an empty catalog."""
-        for index in self.indexes:
-            index.create(self.conn)
-        for constraint in self.foreign_keys:
-            self.conn.execute(sa.schema.AddConstraint(constraint))
+        self.deferred.restore(self.conn)
         self.cursor.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gc
 import json
@@ -149,11 +150,12 @@ def write_result(result: sa.engine.Result, columns: list[str], fmt: str, output:
     if fmt not in STREAMED_FORMATS:
         raise L2RulesError(f"format {fmt!r} is not streamed; choose one of {', '.join(STREAMED_FORMATS)}")
     picks = [list(result.keys()).index(name) for name in columns]
+    reordered = picks != list(range(len(picks)))
     flags = {j for j, name in enumerate(columns) if name in booleans}
 
     def chunks() -> Iterator[list[tuple]]:
         for chunk in result.partitions(_CHUNK):
-            rows = [tuple(row[i] for i in picks) for row in chunk] if picks != list(range(len(picks))) else chunk
+            rows = [tuple(row[i] for i in picks) for row in chunk] if reordered else chunk
             if flags:
                 rows = [tuple(bool(v) if j in flags and v is not None else v for j, v in enumerate(row))
                         for row in rows]
@@ -161,15 +163,13 @@ def write_result(result: sa.engine.Result, columns: list[str], fmt: str, output:
 
     if fmt == "parquet":
         return _write_parquet(chunks(), columns, output, booleans, integers)
-    import csv
-
     if output is None:
-        return _write_csv(chunks(), columns, stream or sys.stdout, csv)
+        return _write_csv(chunks(), columns, stream or sys.stdout)
     with open(output, "w", newline="") as fh:
-        return _write_csv(chunks(), columns, fh, csv)
+        return _write_csv(chunks(), columns, fh)
 
 
-def _write_csv(chunks, columns: list[str], fh: TextIO, csv) -> int:
+def _write_csv(chunks, columns: list[str], fh: TextIO) -> int:
     writer = csv.writer(fh, lineterminator="\n")
     writer.writerow(columns)
     count = 0
