@@ -137,7 +137,7 @@ DECLINED = {
     "empty exp_type": (GOOD + "jw2_b_uncal.fits||\n", "empty FILENAME or EXP_TYPE"),
     "bad candidate": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE|not a list\n", "ASN_CANDIDATE"),
     "repeated exposure": (GOOD + "jw2_a_uncal.fits|NRC_IMAGE|\n", "already in the catalog or repeated in the file"),
-    "header only": ("FILENAME|EXP_TYPE\n", "CSV reader|Empty"),
+    "header only": ("FILENAME|EXP_TYPE\n", "no rows after the header"),
 }
 
 

@@ -62,40 +62,35 @@ class NotBulk(Exception):
 
 # --- reading ---------------------------------------------------------------------------------------
 
-class _CheckedStream:
-    """The file's bytes after the header, as pyarrow reads them: hashed and checked on the way.
+class _Checks:
+    """The file's bytes after the header, checked (and hashed) block by block as they are read.
 
     The checks are what makes the row loader's work per value unnecessary: with printable
     ASCII only, no space beside a delimiter or a line end, no quote, no empty line and no
     comment line, no field needs stripping and every line is one row (so a row's line
-    number is its position). A problem stops the stream; the load is then given back.
+    number is its position). A problem raises :class:`NotBulk`; the load is then given back.
     """
 
-    def __init__(self, fh: BinaryIO, digest, delimiter: str):
-        self.fh, self.digest = fh, digest
+    def __init__(self, digest, delimiter: str):
+        self.digest = digest
         self.delimiter = ord(delimiter)
         self.last = ord("\n")  # as if after a line end: the first byte is a line start
-        self.space_at_end = False  # the last chunk ended with a space: the next byte decides
-        self.problem: str | None = None
-        self.closed = False
+        self.space_at_end = False  # the last block ended with a space: the next byte decides
 
-    def read(self, size: int = -1) -> bytes:
-        if self.problem is not None:
-            return b""
-        chunk = self.fh.read(size)
+    def check(self, chunk: bytes) -> None:
+        """Check the next block of the file (``b""`` at its end)."""
         if not chunk:
             if self.space_at_end:
-                self.problem = "a space at the end of the file"
-            return chunk
+                raise NotBulk("a space at the end of the file")
+            return
         self.digest.update(chunk)
         if chunk.translate(None, _ALLOWED):
-            self.problem = "bytes other than printable ASCII (or a double quote)"
-        elif b"\n\n" in chunk or b"\n#" in chunk or (self.last == 10 and chunk[:1] in (b"\n", b"#")):
-            self.problem = "an empty or a comment line among the rows"
-        elif self._padded(chunk):
-            self.problem = "a field padded with spaces"
+            raise NotBulk("bytes other than printable ASCII (or a double quote)")
+        if b"\n\n" in chunk or b"\n#" in chunk or (self.last == 10 and chunk[:1] in (b"\n", b"#")):
+            raise NotBulk("an empty or a comment line among the rows")
+        if self._padded(chunk):
+            raise NotBulk("a field padded with spaces")
         self.last = chunk[-1]
-        return b"" if self.problem else chunk
 
     def _padded(self, chunk: bytes) -> bool:
         """Whether a space stands next to a delimiter or a line end (numpy: a find per pattern was 5x slower)."""
@@ -115,11 +110,8 @@ class _CheckedStream:
         after = a[np.minimum(spaces + 1, len(a) - 1)]
         self.space_at_end = bool(spaces[-1] == len(a) - 1)
         if self.space_at_end:
-            after[-1] = 32  # decided by the next chunk
+            after[-1] = 32  # decided by the next block
         return bool(np.isin(before, ends).any() or np.isin(after, ends).any())
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class _Source:
@@ -158,36 +150,40 @@ class _Source:
             raise NotBulk("no line after the header")
 
     def batches(self) -> Iterator:
+        """The rows after the header as Arrow batches, parsed block by block.
+
+        This code reads the file and hands pyarrow whole lines as bytes: pyarrow never
+        calls back into Python. Its streaming reader over a Python file object did, from a
+        C++ thread reading ahead, and a read still under way when the writer process
+        exited aborted the process (``terminate called without an active exception``).
+        """
         import pyarrow as pa
         from pyarrow import csv as pacsv
 
-        self.stream = _CheckedStream(self.fh, self.digest, self.delimiter)
-        try:
-            reader = pacsv.open_csv(
-                pa.PythonFile(self.stream, mode="r"),
-                read_options=pacsv.ReadOptions(column_names=self.names, block_size=BLOCK),
-                parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=False,
-                                                  ignore_empty_lines=False),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.string() for n in self.names},
-                    null_values=sorted(_NULL_FORMS), strings_can_be_null=True),
-            )
-            for batch in reader:
-                yield batch
-        except pa.ArrowInvalid as exc:
-            raise NotBulk(self.stream.problem or f"the CSV reader: {str(exc).splitlines()[0]}") from None
-        except GeneratorExit:
-            # Stopped early (the writer failed): end the stream and let the reader's threads,
-            # which call back into this object, finish before the file is closed.
-            self.stream.problem = "stopped"
-            try:
-                for _ in reader:
-                    pass
-            except pa.ArrowInvalid:
-                pass
-            raise
-        if self.stream.problem:
-            raise NotBulk(self.stream.problem)
+        read_options = pacsv.ReadOptions(column_names=self.names, block_size=BLOCK)
+        parse_options = pacsv.ParseOptions(delimiter=self.delimiter, quote_char=False, ignore_empty_lines=False)
+        convert_options = pacsv.ConvertOptions(column_types={n: pa.string() for n in self.names},
+                                               null_values=sorted(_NULL_FORMS), strings_can_be_null=True)
+        checks = _Checks(self.digest, self.delimiter)
+        rest, rows = b"", False
+        while True:
+            chunk = self.fh.read(BLOCK)
+            checks.check(chunk)
+            data = rest + chunk if rest else chunk
+            cut = data.rfind(b"\n") + 1 if chunk else len(data)  # whole lines; at the end, what is left
+            block, rest = memoryview(data)[:cut], data[cut:]
+            if block:
+                try:
+                    table = pacsv.read_csv(pa.py_buffer(block), read_options=read_options,
+                                           parse_options=parse_options, convert_options=convert_options)
+                except pa.ArrowInvalid as exc:
+                    raise NotBulk(f"the CSV reader: {str(exc).splitlines()[0]}") from None
+                rows = rows or table.num_rows > 0
+                yield from table.to_batches()
+            if not chunk:
+                break
+        if not rows:
+            raise NotBulk("no rows after the header")
 
     def template_rows(self, lines: list[int]) -> list[TemplateRow]:
         """The rows at ``lines`` (template leftovers), set aside with their text as the row loader keeps it."""
