@@ -234,7 +234,7 @@ def _exposures(pool_id: int):
         cols[c] = _flag_text(e.c[c]) if c in schema.FLAG_COLUMNS else _norm(e.c[c])
     base = sa.select(e.c.id.label("eid"), e.c.source_line.label("row_no"), sa.func.lower(e.c.stem).label("stem"),
                      sa.func.lower(sa.func.coalesce(e.c.asn_candidate, "")).label("cand_raw"),
-                     *[v.label(k) for k, v in cols.items()]).where(e.c.pool_id == pool_id).cte("xe")
+                     *[v.label(k) for k, v in cols.items()]).where(e.c.pool_id == pool_id, e.c.withdrawn_at.is_(None)).cte("xe")
     x = base.c
     mapped = sa.select(mt.c.member_type).where(mt.c.exp_type == x.exp_type).scalar_subquery()
     member_type = sa.case(
@@ -264,7 +264,7 @@ def _exposures(pool_id: int):
 def _candidates(pool_id: int):
     e, ec = schema.exposure, schema.exposure_candidate
     return (sa.select(ec.c.cand_id, ec.c.cand_type, sa.func.min(e.c.source_line * 1000 + ec.c.position).label("cand_ord"))
-            .join(e, e.c.id == ec.c.exposure_id).where(e.c.pool_id == pool_id)
+            .join(e, e.c.id == ec.c.exposure_id).where(e.c.pool_id == pool_id, e.c.withdrawn_at.is_(None))
             .group_by(ec.c.cand_id, ec.c.cand_type)).cte("cand")
 
 
@@ -719,7 +719,8 @@ def explain(db: DB, filename: str, pool: str | None = None) -> pd.DataFrame:
     stem = exposure_stem(filename).lower()
     e = schema.exposure
     with engine.begin() as conn:
-        q = sa.select(e.c.id, e.c.pool_id, e.c.filename, e.c.exp_type).where(sa.func.lower(e.c.stem) == stem)
+        q = sa.select(e.c.id, e.c.pool_id, e.c.filename, e.c.exp_type).where(sa.func.lower(e.c.stem) == stem,
+                                                                            e.c.withdrawn_at.is_(None))
         if pool is not None:
             q = q.where(e.c.pool_id == _pool_row(conn, pool).id)
         exp = conn.execute(q).first()

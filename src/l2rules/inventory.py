@@ -257,7 +257,7 @@ def read_frame(frame: pd.DataFrame, name: str) -> _Table:
 
 _TEXT_COLUMNS = [c.name for c in schema.exposure.columns
                  if c.name not in {"id", "stem", "pool_id", "source_line", "exp_type", "extra", "filename",
-                                   *schema.FLAG_COLUMNS}]
+                                   "version", "withdrawn_at", *schema.FLAG_COLUMNS}]
 _INSERT_COLUMNS = ["stem", "filename", "pool_id", "source_line", "exp_type", *schema.FLAG_COLUMNS,
                    *_TEXT_COLUMNS, "extra"]
 
@@ -468,13 +468,20 @@ def finish_load(conn, pool_id: int, source: str, sha256: str | None, rejections:
     """
     # The rejections of a source describe its latest load.
     conn.execute(schema.load_rejection.delete().where(schema.load_rejection.c.source == source))
+    e, p = schema.exposure, schema.pool
+    # The exposures of the pool this delivery did not hold are still marked with its time (see
+    # _upsert_pool): they are withdrawn, and their version goes up (if one comes back, it is a new version).
+    this_load = sa.select(p.c.loaded_at).where(p.c.id == pool_id).scalar_subquery()
+    conn.execute(e.update().where(e.c.pool_id == pool_id, e.c.withdrawn_at == this_load)
+                 .values(version=e.c.version + 1))
     now = dt.datetime.now(dt.timezone.utc)
     rows = [{"source": e.source, "line": e.line, "column": e.column, "reason": e.reason, "raw": e.raw,
              "rejected_at": now} for e in rejections]
     for start in range(0, len(rows), 1000):
         conn.execute(schema.load_rejection.insert().values(rows[start:start + 1000]))
     conn.execute(schema.pool.update().where(schema.pool.c.id == pool_id).values(
-        n_exposures=sa.select(sa.func.count()).where(schema.exposure.c.pool_id == pool_id).scalar_subquery(),
+        n_exposures=sa.select(sa.func.count()).where(e.c.pool_id == pool_id, e.c.withdrawn_at.is_(None))
+        .scalar_subquery(),
         sha256=sha256))
 
 
@@ -524,10 +531,17 @@ def _upsert_pool(conn: sa.Connection, name: str, source: str, columns: list[str]
     if pool_id is None:
         return conn.execute(p.insert().values(name=name, n_exposures=0, **values).returning(p.c.id)).scalar_one()
     conn.execute(p.update().where(p.c.id == pool_id).values(**values))
+    # A pool delivered again is its new state: its exposures are marked withdrawn by this load until the
+    # delivery holds them (the writer clears the mark); finish_load settles the ones left marked.
+    e = schema.exposure
+    conn.execute(e.update().where(e.c.pool_id == pool_id, e.c.withdrawn_at.is_(None)).values(withdrawn_at=now))
     return pool_id
 
 
 _EXPOSURE_COLUMNS = ["id", *_INSERT_COLUMNS]
+#: The values that make an exposure's version (extra last), and their places in a writer's record.
+_VERSIONED_COLUMNS = [c for c in _INSERT_COLUMNS if c not in ("stem", "pool_id", "source_line")]
+_VERSIONED_POSITIONS = [_EXPOSURE_COLUMNS.index(c) for c in _VERSIONED_COLUMNS]
 #: n new exposure ids on PostgreSQL. The sequence is looked up once (a subquery): called per
 #: row, pg_get_serial_sequence made drawing the ids of a million exposures take 2 s.
 PG_NEW_IDS = ("SELECT nextval((SELECT pg_get_serial_sequence('exposure', 'id'))::regclass) AS v "
@@ -622,8 +636,18 @@ class _Writer:
         marks = ", ".join("%s" if self.postgres else "?" for _ in _EXPOSURE_COLUMNS)
         self.insert_sql = f"INSERT INTO exposure ({names}) VALUES ({marks})"
         self.copy_sql = f"COPY exposure ({names}) FROM STDIN"
-        sets = ", ".join(f"{c} = {'%s' if self.postgres else '?'}" for c in _INSERT_COLUMNS if c != "stem")
-        self.update_sql = f"UPDATE exposure SET {sets} WHERE id = {'%s' if self.postgres else '?'}"
+        mark = "%s" if self.postgres else "?"
+        sets = ", ".join(f"{c} = {mark}" for c in _INSERT_COLUMNS if c != "stem")
+        # An update in place is a new version of the exposure when a value differs (compared with the
+        # row as stored: the right-hand sides of an UPDATE read the old row); where it sits does not count.
+        if self.postgres:
+            differs = [f"{c} IS DISTINCT FROM %s" for c in _VERSIONED_COLUMNS[:-1]]
+            differs.append("extra::jsonb IS DISTINCT FROM CAST(%s AS jsonb)")  # as JSON, not as text
+        else:
+            differs = [f"{c} IS NOT ?" for c in _VERSIONED_COLUMNS[:-1]]
+            differs.append("json(extra) IS NOT json(?)")
+        self.update_sql = (f"UPDATE exposure SET version = version + CASE WHEN {' OR '.join(differs)} "
+                           f"THEN 1 ELSE 0 END, withdrawn_at = NULL, {sets} WHERE id = {mark}")
         mark = "%s" if self.postgres else "?"
         self.cand_sql = f"INSERT INTO exposure_candidate ({', '.join(_CANDIDATE_COLUMNS)}) VALUES ({', '.join([mark] * 4)})"
         self.cand_copy_sql = f"COPY exposure_candidate ({', '.join(_CANDIDATE_COLUMNS)}) FROM STDIN"
@@ -732,7 +756,9 @@ class _Writer:
         cur = self.cursor
         if old:
             ids = [i for _item, i in old]
-            cur.executemany(self.update_sql, [(*item[0][2:], i) for item, i in old])
+            versioned = _VERSIONED_POSITIONS
+            cur.executemany(self.update_sql, [(*(item[0][k] for k in versioned), *item[0][2:], i)
+                                              for item, i in old])
             for start in range(0, len(ids), 900):
                 chunk = ids[start:start + 900]
                 marks = ", ".join(["%s" if self.postgres else "?"] * len(chunk))

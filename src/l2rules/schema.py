@@ -150,6 +150,10 @@ exposure = sa.Table(
     *(sa.Column(flag, sa.Boolean(create_constraint=False), nullable=True) for flag in FLAG_COLUMNS),
     *(sa.Column(name, sa.Text, nullable=True) for name in POOL_COLUMNS if name not in _SPECIAL_COLUMNS),
     sa.Column("extra", sa.JSON, nullable=True),
+    # Pools are snapshots (migration 0010): the version goes up when a redelivery of the pool changes the
+    # exposure's values or leaves it out; withdrawn_at is when a redelivery left it out (NULL: current).
+    sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index(None, "program"),
 )
 
@@ -199,6 +203,10 @@ run = sa.Table(
     sa.Column("exposures_unmatched", sa.Integer, nullable=False),
     sa.Column("rows_rejected", sa.Integer, nullable=False),
     sa.Column("items_reissued", sa.Integer, nullable=False),
+    # migration 0010: exposures left out of redelivered inputs, items for changed exposures, items withdrawn
+    sa.Column("exposures_withdrawn", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("items_changed", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("items_withdrawn", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Column("reissued_by", sa.Integer, sa.ForeignKey("run.id"), nullable=True),
     sa.Column("output", sa.Text, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
@@ -207,7 +215,8 @@ run = sa.Table(
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
 )
 
-#: The work items runs made: one per (exposure, catalog revision), a snapshot of what the rules gave it.
+#: The work items runs made: one per (exposure, catalog revision, exposure version), a snapshot of what the
+#: rules gave it; withdrawn (with the run that withdrew it) when a redelivery of its pool left the exposure out.
 work_item = sa.Table(
     "work_item",
     metadata,
@@ -222,7 +231,10 @@ work_item = sa.Table(
     sa.Column("asn_type", sa.String(32), nullable=True),
     sa.Column("level2b_input", sa.String(300), nullable=False),
     sa.Column("rule", sa.String(60), nullable=False),
-    sa.UniqueConstraint("exposure_id", "catalog_revision"),
+    sa.Column("exposure_version", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("withdrawn_by", sa.Integer, sa.ForeignKey("run.id"), nullable=True),
+    sa.UniqueConstraint("exposure_id", "catalog_revision", "exposure_version"),
 )
 
 # --- Level 2b associations as the jwst pipeline builds them (issue 7) ---------------------------

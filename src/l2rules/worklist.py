@@ -113,6 +113,8 @@ def worklist_query(seq: int | None = None, pool_ids: list[int] | None = None, in
         .outerjoin(r, sa.and_(r.c.exp_type == e.c.exp_type, r.c.special == flagged.c.special))
         .order_by(p.c.name, e.c.source_line)
     )
+    # An exposure a redelivery of its pool left out is on no work list (the pool is its latest delivery).
+    query = query.where(e.c.withdrawn_at.is_(None))
     if not include_all:
         query = query.where(selected)
     if pool_ids is not None:
@@ -207,7 +209,7 @@ def unmatched(db: DB = None) -> pd.DataFrame:
         sa.select(p.c.name.label("pool"), e.c.exp_type, sa.func.count().label("exposures"),
                   sa.func.min(e.c.filename).label("example"))
         .join(p, p.c.id == e.c.pool_id)
-        .where(~sa.exists().where(r.c.exp_type == e.c.exp_type))
+        .where(~sa.exists().where(r.c.exp_type == e.c.exp_type), e.c.withdrawn_at.is_(None))
         .group_by(p.c.name, e.c.exp_type)
         .order_by(p.c.name, e.c.exp_type)
     )
