@@ -39,23 +39,35 @@ def selected(db: str) -> set[str]:
 def item_rows(db: str) -> list[tuple]:
     e, wi = schema.exposure, schema.work_item
     with get_engine(db).connect() as conn:
-        return conn.execute(sa.select(e.c.filename, wi.c.catalog_revision, wi.c.run_id, wi.c.asn_type)
+        return conn.execute(sa.select(e.c.filename, wi.c.catalog_revision, wi.c.run_id, wi.c.asn_type,
+                                      wi.c.exposure_version, wi.c.withdrawn_by)
                             .join(e, e.c.id == wi.c.exposure_id).order_by(wi.c.id)).all()
 
 
 def assert_exactly_once(db: str) -> None:
-    """Every exposure of the work list has exactly one work item at the head revision: none missing, none twice."""
+    """Every exposure of the work list has exactly one work item for its current version at the head revision:
+    none missing, none twice; no item of the work list is withdrawn, and no withdrawn exposure's item is open."""
     rows = item_rows(db)
-    keys = [(f, rev) for f, rev, *_ in rows]
+    keys = [(f, rev, version) for f, rev, _run, _asn, version, _by in rows]
     assert len(keys) == len(set(keys)), "a work item was made twice"
     with get_engine(db).connect() as conn:
         dupes = conn.execute(sa.text(
-            "SELECT exposure_id, catalog_revision, count(*) FROM work_item "
-            "GROUP BY exposure_id, catalog_revision HAVING count(*) > 1")).all()
+            "SELECT exposure_id, catalog_revision, exposure_version, count(*) FROM work_item "
+            "GROUP BY exposure_id, catalog_revision, exposure_version HAVING count(*) > 1")).all()
         running = conn.execute(sa.text("SELECT count(*) FROM run WHERE status = 'running'")).scalar_one()
+        behind = conn.execute(sa.text(
+            "SELECT count(*) FROM exposure e JOIN work_item w ON w.exposure_id = e.id "
+            "WHERE w.id = (SELECT max(w2.id) FROM work_item w2 WHERE w2.exposure_id = e.id) "
+            "AND e.withdrawn_at IS NULL AND (w.exposure_version <> e.version OR w.withdrawn_at IS NOT NULL)"
+        )).scalar_one()
+        open_withdrawn = conn.execute(sa.text(
+            "SELECT count(*) FROM exposure e JOIN work_item w ON w.exposure_id = e.id "
+            "WHERE w.id = (SELECT max(w2.id) FROM work_item w2 WHERE w2.exposure_id = e.id) "
+            "AND e.withdrawn_at IS NOT NULL AND w.withdrawn_at IS NULL")).scalar_one()
     assert dupes == []
     assert running == 0, "a run was left 'running'"
-    assert {f for f, *_ in rows} == selected(db), "the work items and the work list disagree"
+    assert behind == 0 and open_withdrawn == 0, "an item is behind its exposure's version or withdrawal"
+    assert {f for f, *_rest, by in rows if by is None} == selected(db), "the work items and the work list disagree"
 
 
 def bump_rules(db: str, revision: str, exp_type: str, **changes) -> None:

@@ -39,11 +39,12 @@ def test_first_run_then_idempotent_rerun(db):
     assert list(runs(db)["run_id"]) == [first["run_id"], again["run_id"]]
 
 
-def test_new_and_changed_exposures_are_counted_and_only_new_ones_get_items(db, tmp_path):
+def test_new_and_changed_exposures_are_counted_and_get_items(db, tmp_path):
     pool = write_pool(tmp_path / "p.csv", 12)
     first = run([pool], db)
     assert (first["exposures_seen"], first["exposures_new"], first["items_created"]) == (12, 12, 8)
     assert first["exposures_unmatched"] == 2  # the NRC_FUTURE rows
+    assert (first["exposures_changed"], first["items_changed"], first["items_withdrawn"]) == (0, 0, 0)
 
     # A redelivery: two more exposures, one changed value.
     write_pool(pool, 14)
@@ -52,7 +53,96 @@ def test_new_and_changed_exposures_are_counted_and_only_new_ones_get_items(db, t
     pool.write_text(text)
     second = run([pool], db)
     assert (second["exposures_seen"], second["exposures_new"], second["exposures_changed"]) == (14, 2, 1)
-    assert second["items_created"] == 2  # jw9_000012 (NRC_IMAGE) and jw9_000013 (MIR_IMAGE)
+    # jw9_000012 (NRC_IMAGE) and jw9_000013 (MIR_IMAGE), and the changed jw9_000000 again
+    assert (second["items_created"], second["items_changed"], second["exposures_withdrawn"]) == (3, 1, 0)
+    mine = [r for r in item_rows(db) if r.filename == "jw9_000000_nrca1_uncal.fits"]
+    assert [(r.catalog_revision, r.exposure_version, r.run_id) for r in mine] == \
+        [("0007", 1, first["run_id"]), ("0007", 2, second["run_id"])]
+    assert_exactly_once(db)
+    assert run([pool], db)["items_created"] == 0
+
+
+def _items_of(db: str, filename: str) -> list:
+    e, wi = schema.exposure, schema.work_item
+    with get_engine(db).connect() as conn:
+        return conn.execute(sa.select(wi.c.id, wi.c.exposure_version, wi.c.withdrawn_at, wi.c.withdrawn_by,
+                                      wi.c.run_id).join(e, e.c.id == wi.c.exposure_id)
+                            .where(e.c.filename == filename).order_by(wi.c.id)).all()
+
+
+def test_redelivery_with_one_changed_exposure_issues_one_new_item(db, tmp_path, capsys):
+    pool = write_pool(tmp_path / "p.csv", 12)
+    assert main(["--db", db, "run", str(pool)]) == 0
+    pool.write_text(pool.read_text().replace("jw9_000001_nrca1_uncal.fits|MIR_IMAGE|jw9|000",
+                                             "jw9_000001_nrca1_uncal.fits|MIR_IMAGE|jw9|001"))
+    capsys.readouterr()
+    assert main(["--db", db, "run", str(pool), "--output", str(tmp_path / "new-{run_id}.csv"),
+                 "--format", "json"]) == 0
+    record_ = json.loads(capsys.readouterr().out)
+    assert (record_["exposures_changed"], record_["items_created"], record_["items_changed"]) == (1, 1, 1)
+    written = pd.read_csv(tmp_path / f"new-{record_['run_id']}.csv")
+    assert list(written["filename"]) == ["jw9_000001_nrca1_uncal.fits"] and list(written["obs_num"]) == [1]
+    assert [i.exposure_version for i in _items_of(db, "jw9_000001_nrca1_uncal.fits")] == [1, 2]
+    with get_engine(db).connect() as conn:
+        row = conn.execute(sa.text("SELECT item_run_id, item_up_to_date, exposure_version FROM v_current_worklist "
+                                   "WHERE filename = 'jw9_000001_nrca1_uncal.fits'")).one()
+    assert row.item_run_id == record_["run_id"] and row.item_up_to_date and row.exposure_version == 2
+    # The same delivery again changes nothing.
+    assert main(["--db", db, "run", str(pool), "--format", "json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["exposures_changed"], again["items_created"], again["items_withdrawn"]) == (0, 0, 0)
+
+
+def test_redelivery_without_an_exposure_withdraws_its_item(db, tmp_path, capsys):
+    pool = write_pool(tmp_path / "p.csv", 12)
+    first = run([pool], db)
+    lines = pool.read_text().splitlines()
+    gone = [line for line in lines if line.startswith(("jw9_000000_", "jw9_000004_"))]  # NRC_IMAGE, FGS_DARK
+    pool.write_text("\n".join(line for line in lines if line not in gone) + "\n")
+    assert main(["--db", db, "run", str(pool), "--format", "json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    # Both exposures left the pool; only the NRC_IMAGE one had an item (FGS_DARK is not processed).
+    assert (second["exposures_seen"], second["exposures_withdrawn"], second["items_withdrawn"]) == (10, 2, 1)
+    assert second["items_created"] == 0
+    (item,) = _items_of(db, "jw9_000000_nrca1_uncal.fits")
+    assert item.run_id == first["run_id"] and item.withdrawn_by == second["run_id"] and item.withdrawn_at
+    assert "jw9_000000_nrca1_uncal.fits" not in selected(db)
+    assert main(["--db", db, "worklist", str(pool), "--format", "json"]) == 0
+    assert "jw9_000000" not in capsys.readouterr().out
+    with get_engine(db).connect() as conn:
+        current = set(conn.execute(sa.text("SELECT filename FROM v_current_worklist")).scalars())
+        status = set(conn.execute(sa.text("SELECT filename FROM v_exposure_status")).scalars())
+        pool_count = conn.execute(sa.text("SELECT n_exposures FROM pool")).scalar_one()
+    assert current == selected(db) and "jw9_000000_nrca1_uncal.fits" not in status and pool_count == 10
+    assert_exactly_once(db)
+    # The record shows it, in `runs` too.
+    assert main(["--db", db, "runs", "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(r["items_withdrawn"], r["exposures_withdrawn"]) for r in listed] == [(0, 0), (1, 2)]
+    assert main(["--db", db, "runs"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "items_withdrawn" in table[0] and "items_changed" in table[0]
+    # Nothing more to withdraw; and when the exposure comes back, it is a new version with a new item.
+    assert run([pool], db)["items_withdrawn"] == 0
+    write_pool(pool, 12)
+    back = run([pool], db)
+    assert (back["items_created"], back["items_changed"], back["exposures_withdrawn"]) == (1, 1, 0)
+    assert [(i.exposure_version, i.withdrawn_by) for i in _items_of(db, "jw9_000000_nrca1_uncal.fits")] == \
+        [(1, second["run_id"]), (2, None)]
+    assert_exactly_once(db)
+
+
+def test_exposures_loaded_by_hand_are_withdrawn_by_the_next_run(db, tmp_path):
+    from l2rules import load
+
+    pool = write_pool(tmp_path / "p.csv", 6)
+    run([pool], db)
+    write_pool(pool, 5)  # jw9_000005 (NRC_FUTURE, unmatched) and nothing else left out
+    pool.write_text(pool.read_text().replace("jw9_000003_nrca1_uncal.fits|NIS_WFSS|jw9|000|F|F|F|F|null\n", ""))
+    load(pool, db)  # `l2rules load`, outside a run
+    result = run(None, db)
+    assert (result["items_withdrawn"], result["items_created"]) == (1, 0)
+    assert [i.withdrawn_by for i in _items_of(db, "jw9_000003_nrca1_uncal.fits")] == [result["run_id"]]
     assert_exactly_once(db)
 
 

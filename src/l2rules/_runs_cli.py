@@ -26,8 +26,10 @@ def add_commands(sub) -> None:
         "run", help="one scheduled run: load new or changed inventories, make the missing work items, record it",
         description="One scheduled run, safe from cron: loads the inventories that are new or changed, makes a "
                     "work item for every selected exposure that has none yet (or whose rules changed since its "
-                    "item was made), and records the run. Quiet unless asked. Exit codes: 0 done (also when there was nothing to do), "
-                    "2 bad input, 3 database unreachable or not migrated, 5 another run is in progress.")
+                    "item was made, or whose exposure a redelivery changed), withdraws the items of exposures a "
+                    "redelivery left out, and records the run. Quiet unless asked. Exit codes: 0 done (also when "
+                    "there was nothing to do), 2 bad input, 3 database unreachable, not created or not migrated, "
+                    "5 another run is in progress.")
     p.add_argument("pools", nargs="*", metavar="POOL", help="pool or CSV files to load first")
     p.add_argument("--inventory-dir", metavar="DIR", help="also load every *.csv file of DIR")
     p.add_argument("--output", metavar="PATH",
@@ -40,10 +42,16 @@ def add_commands(sub) -> None:
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for a run in progress to end (default: exit 5 at once)")
+    p.add_argument("--create", action="store_true",
+                   help="create the catalog if the SQLite database does not exist yet (default: exit 3, naming it)")
 
-    p = sub.add_parser("runs", help="the run record: when, on which catalog revision, with what result")
+    p = sub.add_parser("runs", help="the run record: when, on which catalog revision, with what result",
+                       description="The run record; reads only. A run recorded running whose process is gone "
+                                   "shows as dead until the next run (or --recover) marks it failed.")
     p.add_argument("--last", type=int, default=20, metavar="N", help="only the last N runs (default 20; 0: all)")
-    p.add_argument("--status", choices=("running", "succeeded", "failed"))
+    p.add_argument("--status", choices=("running", "succeeded", "failed", "dead"))
+    p.add_argument("--recover", action="store_true",
+                   help="first mark dead runs failed in the record (what the next run would do; this writes)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     p = sub.add_parser("report", help="a summary of the catalog, the work list and the runs (--html for a page)")
@@ -54,8 +62,10 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "runs":
-        from .runs import runs
+        from .runs import recover, runs
 
+        if args.recover:
+            recover(args.db)
         frame = runs(args.db, last=args.last or None, status=args.status)
         if args.format == "table":  # fit a terminal: whole seconds, the number of inputs
             frame = frame.drop(columns=["host", "pid", "reissued_by", "output"])
@@ -82,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         record = run(args.pools, args.db, inventory_dir=args.inventory_dir, output=args.output,
-                     output_format=args.output_format, skip_bad=args.skip_bad, wait=args.wait)
+                     output_format=args.output_format, skip_bad=args.skip_bad, wait=args.wait, create=args.create)
     except Exception as exc:
         _print_record(getattr(exc, "run_record", None), args.format)
         raise

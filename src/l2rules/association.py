@@ -687,7 +687,7 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     Each pool is evaluated right after its load (exposures are identified by stem, so a later pool
     holding the same stems takes them over).
     """
-    engine = require_migrated(db)
+    engine = require_migrated(db, create=True)  # it loads the pools first
     pools = list(pools)
     stems = [Path(p).stem for p in pools]
     if len(set(stems)) < len(stems):
@@ -713,8 +713,9 @@ def explain(db: DB, filename: str, pool: str | None = None) -> pd.DataFrame:
     ``pool`` is a loaded pool's name or a pool file (loaded first); without it, the pool the
     exposure was last loaded from.
     """
-    engine = require_migrated(db)
-    if pool is not None and Path(pool).is_file():
+    loads = pool is not None and Path(pool).is_file()
+    engine = require_migrated(db, create=loads)
+    if loads:
         pool = load(pool, engine).pool_id
     stem = exposure_stem(filename).lower()
     e = schema.exposure

@@ -419,7 +419,7 @@ def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None =
     """
     if method not in METHODS:
         raise L2RulesError(f"unknown load method {method!r}; choose one of {', '.join(METHODS)}")
-    engine = require_migrated(db)
+    engine = require_migrated(db, create=True)
     show = sys.stderr.isatty() if progress is None else progress
     frames = loaded("pandas")  # a DataFrame can only come from an imported pandas
     declined = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -74,20 +74,44 @@ def downgrade(db: DB = None, revision: str = "-1") -> str | None:
     return current_revision(engine)
 
 
-def require_migrated(db: DB = None) -> Engine:
-    """The engine for ``db``, or a clear error when the catalog has not been created.
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file of an SQLite database (absolute), or None for another backend or an in-memory database."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
 
-    An embedded SQLite database that is empty (a new file) is created on first
-    use; a server database is only ever migrated by an explicit ``l2rules init``.
+
+def require_migrated(db: DB = None, *, create: bool = False) -> Engine:
+    """The engine for ``db``, or a one-line :class:`DatabaseError` (exit 3) when it holds no catalog.
+
+    Only with ``create`` is an embedded SQLite database that does not exist yet (or
+    is an empty file) created and migrated: the commands that load pools do it
+    (``load``, ``worklist POOL``, ``asn``), and ``run --create``. Read commands and
+    ``run`` never create one: a cron job started in the wrong directory must not make
+    a new catalog and issue every work item again. A server database is only ever
+    migrated by ``l2rules init``.
     """
     engine = get_engine(db)
+    path = sqlite_file(engine)
+    if path is not None and not path.exists() and not create:  # connecting would create the file
+        raise DatabaseError(f"no l2rules catalog at {describe(engine)}: {path} does not exist; "
+                            f"create it with `l2rules init`" + _where_hint(engine))
     if current_revision(engine) is None:
-        if engine.dialect.name == "sqlite" and not sa.inspect(engine).get_table_names():
+        if create and engine.dialect.name == "sqlite" and not sa.inspect(engine).get_table_names():
             log.info("creating the catalog in %s", describe(engine))
             upgrade(engine)
             return engine
         raise DatabaseError(f"database {describe(engine)} has no l2rules catalog; run `l2rules init` first")
     return engine
+
+
+def _where_hint(engine: Engine) -> str:
+    # A relative SQLite URL names a file in the current directory: the usual mistake of a cron job.
+    database = engine.url.database or ""
+    return "" if Path(database).is_absolute() else " (a relative sqlite:/// path is read from the current directory)"
 
 
 def _first_line(exc: BaseException) -> str:

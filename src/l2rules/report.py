@@ -80,7 +80,7 @@ def tables(db: DB = None) -> dict[str, pd.DataFrame]:
             SELECT (SELECT revision FROM catalog_version ORDER BY seq DESC LIMIT 1) AS catalog_revision,
                    (SELECT effective_date FROM catalog_version ORDER BY seq DESC LIMIT 1) AS effective,
                    (SELECT count(*) FROM pool) AS pools,
-                   (SELECT count(*) FROM exposure) AS exposures,
+                   (SELECT count(*) FROM exposure WHERE withdrawn_at IS NULL) AS exposures,
                    (SELECT count(*) FROM v_current_worklist) AS work_list,
                    (SELECT count(*) FROM v_current_worklist WHERE item_up_to_date = TRUE) AS issued,
                    (SELECT count(*) FROM v_unmatched) AS unmatched,
@@ -95,6 +95,12 @@ def tables(db: DB = None) -> dict[str, pd.DataFrame]:
     out["work_items"]["asn_type"] = out["work_items"]["asn_type"].fillna("(none)")
     for column in ("started_at", "finished_at"):
         out["runs"][column] = out["runs"][column].map(_when)
+    running = out["runs"]["status"] == "running"
+    if running.any():  # as `l2rules runs` shows them: a recorded run whose process is gone is dead
+        from .runs import lock_held
+
+        alive = out["runs"].loc[running, "run_id"].max() if lock_held(engine) else None
+        out["runs"].loc[running & (out["runs"]["run_id"] != alive), "status"] = "dead"
     out["runs"] = out["runs"].rename(columns=RUN_HEADERS)
     return out
 

@@ -59,12 +59,13 @@ POLL = 0.2
 #: Columns of the run record, as :func:`run` returns it and ``l2rules run --format json`` prints it.
 RECORD_COLUMNS = [
     "run_id", "status", "started_at", "finished_at", "catalog_revision", "inputs",
-    "exposures_seen", "exposures_new", "exposures_changed", "items_created", "exposures_unmatched",
-    "rows_rejected", "items_reissued", "reissued_by", "output", "error", "host", "pid",
+    "exposures_seen", "exposures_new", "exposures_changed", "exposures_withdrawn", "items_created",
+    "items_changed", "items_withdrawn", "exposures_unmatched", "rows_rejected", "items_reissued", "reissued_by",
+    "output", "error", "host", "pid",
 ]
 ITEM_COLUMNS = [*WORK_ITEM_COLUMNS, "work_item_id", "catalog_revision", "run_id"]
-_COUNTS = ("exposures_seen", "exposures_new", "exposures_changed", "items_created", "exposures_unmatched",
-           "rows_rejected", "items_reissued")
+_COUNTS = ("exposures_seen", "exposures_new", "exposures_changed", "exposures_withdrawn", "items_created",
+           "items_changed", "items_withdrawn", "exposures_unmatched", "rows_rejected", "items_reissued")
 
 
 class RunInProgress(L2RulesError):
@@ -210,15 +211,18 @@ def _check_output(output: str | None) -> None:
 
 def run(pools: Iterable[str | Path] | None = None, db: DB = None, *, inventory_dir: str | Path | None = None,
         output: str | Path | None = None, output_format: str | None = None, skip_bad: bool = False,
-        wait: float = 0.0, progress: bool | None = None) -> dict:
+        wait: float = 0.0, progress: bool | None = None, create: bool = False) -> dict:
     """One scheduled run; returns its record (see :data:`RECORD_COLUMNS`).
+
+    A database without a catalog is an error (exit code 3) unless ``create`` is
+    set (``l2rules run --create``): then a new SQLite file is created and migrated.
 
     ``output`` may contain ``{run_id}``; it is written only when the run made or
     reissued work items. Raises :class:`RunInProgress` when another run holds the
     lock for longer than ``wait`` seconds; any other error marks the run failed
     and is raised with the record attached as ``exc.run_record``.
     """
-    engine = require_migrated(db)
+    engine = require_migrated(db, create=create)
     _require_runs_schema(engine)
     paths = input_paths(pools, inventory_dir)
     output = None if output is None else str(output)
@@ -253,7 +257,7 @@ def _now() -> dt.datetime:
 def _recover(engine: Engine, me: int | None) -> list[int]:
     """Mark as failed the runs left ``running``: we hold the lock, so their processes are gone."""
     r = schema.run
-    by = f"run {me}" if me is not None else "`l2rules runs`"
+    by = f"run {me}" if me is not None else "`l2rules runs --recover`"
     with engine.begin() as conn:
         dead = conn.execute(sa.select(r.c.id, r.c.pid, r.c.host).where(r.c.status == "running", r.c.id != me)
                             .order_by(r.c.id)).all()
@@ -285,30 +289,31 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-_COMPARED = [c.name for c in schema.exposure.columns if c.name not in ("id", "pool_id", "source_line")]
-
-
-def _snapshot(conn: sa.Connection, pool_id: int | None) -> pd.DataFrame:
-    """The stored values of a pool's exposures, by stem, to count the ones a reload changes."""
-    if pool_id is None:
-        return pd.DataFrame(columns=_COMPARED).set_index("stem")
+def _versions(conn: sa.Connection, pool_id: int) -> dict[int, int]:
+    """The versions of a pool's current exposures, by id: the loader raises one when a reload changes it."""
     e = schema.exposure
-    rows = conn.execute(sa.select(*(e.c[c] for c in _COMPARED)).where(e.c.pool_id == pool_id)).all()
-    frame = pd.DataFrame(rows, columns=_COMPARED)
-    frame["extra"] = frame["extra"].map(lambda v: None if v is None else json.dumps(v, sort_keys=True))
-    # Compared as text, NULL as a marker of its own (NaN would differ from itself).
-    return frame.astype("string").fillna("\x00").set_index("stem")
+    return dict(conn.execute(sa.select(e.c.id, e.c.version).where(e.c.pool_id == pool_id,
+                                                                 e.c.withdrawn_at.is_(None))).all())
+
+
+def _withdrawn_by_load(conn: sa.Connection, pool_id: int) -> int:
+    """How many exposures the pool's latest load withdrew (the load marks them with its time)."""
+    e, p = schema.exposure, schema.pool
+    this_load = sa.select(p.c.loaded_at).where(p.c.id == pool_id).scalar_subquery()
+    return conn.execute(sa.select(sa.func.count()).where(e.c.pool_id == pool_id,
+                                                         e.c.withdrawn_at == this_load)).scalar_one()
 
 
 def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bool | None) -> tuple[list[_Input], dict]:
     p = schema.pool
-    counts = {"exposures_seen": 0, "exposures_new": 0, "exposures_changed": 0, "rows_rejected": 0}
+    counts = {"exposures_seen": 0, "exposures_new": 0, "exposures_changed": 0, "exposures_withdrawn": 0,
+              "rows_rejected": 0}
     inputs = []
     for path in paths:
         item = _Input(path, _sha256(path))
         with engine.connect() as conn:
             known = conn.execute(sa.select(p.c.id, p.c.sha256, p.c.n_exposures).where(p.c.name == path.name)).first()
-            before = _snapshot(conn, known.id if known else None) if known and known.sha256 != item.sha256 else None
+            before = _versions(conn, known.id) if known and known.sha256 != item.sha256 else None
         if known is not None and known.sha256 == item.sha256:
             item.pool_id, item.skipped = known.id, True
             counts["exposures_seen"] += known.n_exposures
@@ -317,18 +322,19 @@ def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bo
             continue
         result = load(path, engine, skip_bad=skip_bad, progress=progress)
         item.pool_id = result.pool_id
-        changed = 0
-        if before is not None and len(before):
+        changed = withdrawn = 0
+        if before:
             with engine.connect() as conn:
-                after = _snapshot(conn, result.pool_id)
-            common = before.index.intersection(after.index)
-            changed = int((before.loc[common, after.columns] != after.loc[common]).any(axis=1).sum())
+                after = _versions(conn, result.pool_id)
+                withdrawn = _withdrawn_by_load(conn, result.pool_id)
+            changed = sum(1 for i, version in after.items() if i in before and version != before[i])
         counts["exposures_seen"] += result.loaded
         counts["exposures_new"] += result.inserted
         counts["exposures_changed"] += changed
+        counts["exposures_withdrawn"] += withdrawn
         counts["rows_rejected"] += result.rejected
-        log.info("%s: %d exposures, %d new, %d changed, %d rows rejected", path, result.loaded, result.inserted,
-                 changed, result.rejected)
+        log.info("%s: %d exposures, %d new, %d changed, %d withdrawn, %d rows rejected", path, result.loaded,
+                 result.inserted, changed, withdrawn, result.rejected)
         inputs.append(item)
     return inputs, counts
 
@@ -345,10 +351,12 @@ def _head_revision(conn: sa.Connection) -> str:
     return revision
 
 
-def _needed(revision: str) -> tuple[sa.Select, sa.ColumnElement, sa.ColumnElement]:
-    """The selected exposures joined with their latest work item; and the 'needs a new item' and 'stale' tests."""
+def _needed(revision: str) -> tuple[sa.Select, sa.ColumnElement, sa.ColumnElement, sa.ColumnElement]:
+    """The selected exposures joined with their latest work item; and the 'needs a new item', 'the exposure
+    changed since its item' and 'stale' tests."""
     e, wi = schema.exposure, schema.work_item
-    wl = worklist_query(None).add_columns(e.c.id.label("exposure_id")).order_by(None).subquery("wl")
+    wl = (worklist_query(None).add_columns(e.c.id.label("exposure_id"), e.c.version.label("exposure_version"))
+          .order_by(None).subquery("wl"))
     li, w2 = wi.alias("li"), wi.alias("w2")
     # The exposure's latest item, looked up per work-list row through the (exposure_id, ...) index: a
     # correlated lookup keeps the planner from re-evaluating the work list inside a join loop.
@@ -356,31 +364,56 @@ def _needed(revision: str) -> tuple[sa.Select, sa.ColumnElement, sa.ColumnElemen
     same = sa.and_(li.c.exptype == wl.c.exptype, li.c.special == wl.c.special,
                    li.c.asn_type.is_not_distinct_from(wl.c.asn_type),
                    li.c.level2b_input == wl.c.level2b_input, li.c.rule == wl.c.rule)
-    needs = sa.or_(li.c.id.is_(None), sa.and_(li.c.catalog_revision != revision, sa.not_(same)))
-    stale = sa.and_(li.c.catalog_revision == revision, sa.not_(same))
+    # A new version of the exposure (a redelivery changed it, or it came back after a withdrawal; see
+    # inventory.py) needs a new item whatever the rules give: the data to process are not the same.
+    changed = sa.and_(li.c.id.is_not(None), li.c.exposure_version != wl.c.exposure_version)
+    needs = sa.or_(li.c.id.is_(None), changed, sa.and_(li.c.catalog_revision != revision, sa.not_(same)))
+    # Only when the rules were edited without a new catalog revision: the key allows no second item.
+    stale = sa.and_(li.c.catalog_revision == revision, li.c.exposure_version == wl.c.exposure_version,
+                    sa.not_(same))
     base = sa.select(wl).select_from(wl).outerjoin(li, li.c.id == latest)
-    return base, needs, stale
+    return base, needs, changed, stale
 
 
-def make_items(conn: sa.Connection, run_id: int, revision: str) -> tuple[int, int]:
-    """Insert the work items the catalog lacks, in one statement; returns (items made, stale items)."""
-    wi = schema.work_item
-    base, needs, stale = _needed(revision)
+@dataclass
+class Made:
+    """What :func:`make_items` did."""
+
+    created: int  # items made
+    changed: int  # of those, for exposures whose version changed since their latest item
+    withdrawn: int  # items withdrawn: their exposure left its pool
+    stale: int  # items that differ from what the rules give, at the same revision and exposure version
+
+
+def make_items(conn: sa.Connection, run_id: int, revision: str) -> Made:
+    """Insert the work items the catalog lacks, in one statement, and withdraw those of withdrawn exposures."""
+    wi, e = schema.work_item, schema.exposure
+    base, needs, changed, stale = _needed(revision)
     wl = base.selected_columns
     now = _now()
-    columns = ["exposure_id", "catalog_revision", "run_id", "created_at", "exp_type", "exptype", "special",
-               "asn_type", "level2b_input", "rule"]
+    n_changed = conn.execute(base.with_only_columns(sa.func.count()).where(changed)).scalar_one()
+    columns = ["exposure_id", "catalog_revision", "exposure_version", "run_id", "created_at", "exp_type",
+               "exptype", "special", "asn_type", "level2b_input", "rule"]
     select = base.with_only_columns(
-        wl.exposure_id, sa.literal(revision, sa.String), sa.literal(run_id, sa.Integer),
+        wl.exposure_id, sa.literal(revision, sa.String), wl.exposure_version, sa.literal(run_id, sa.Integer),
         sa.literal(now, sa.DateTime(timezone=True)), wl.exp_type, wl.exptype, wl.special, wl.asn_type,
         wl.level2b_input, wl.rule,
     ).where(needs).order_by(wl.pool, wl.source_line)  # ids in work-list order
     statement = (_insert(conn)(wi).from_select(columns, select)
-                 .on_conflict_do_nothing(index_elements=["exposure_id", "catalog_revision"]))
+                 .on_conflict_do_nothing(index_elements=["exposure_id", "catalog_revision", "exposure_version"]))
     conn.execute(statement)
     made = conn.execute(sa.select(sa.func.count()).where(wi.c.run_id == run_id)).scalar_one()
+    # The latest item of an exposure a redelivery left out leaves the work list; older items of the
+    # exposure were superseded by it, not withdrawn.
+    w2 = wi.alias("w2")
+    latest = sa.select(sa.func.max(w2.c.id)).where(w2.c.exposure_id == wi.c.exposure_id).scalar_subquery()
+    withdrawn = conn.execute(
+        wi.update()
+        .where(wi.c.withdrawn_at.is_(None), wi.c.id == latest,
+               sa.exists().where(e.c.id == wi.c.exposure_id, e.c.withdrawn_at.is_not(None)))
+        .values(withdrawn_at=now, withdrawn_by=run_id)).rowcount
     n_stale = conn.execute(base.with_only_columns(sa.func.count()).where(stale)).scalar_one()
-    return made, n_stale
+    return Made(made, n_changed, withdrawn, n_stale)
 
 
 def _unmatched(conn: sa.Connection, pool_ids: list[int] | None) -> int:
@@ -401,8 +434,8 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
     _checkpoint("loaded")
     with engine.begin() as conn:
         revision = _head_revision(conn)
-        made, n_stale = make_items(conn, run_id, revision)
-        counts["items_created"] = made
+        made = make_items(conn, run_id, revision)
+        counts.update(items_created=made.created, items_changed=made.changed, items_withdrawn=made.withdrawn)
         counts["exposures_unmatched"] = _unmatched(conn, [i.pool_id for i in inputs] if paths else None)
         # Items of failed runs, whose output may never have been written: this run's output carries them.
         orphans = conn.execute(
@@ -417,16 +450,14 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
         conn.execute(r.update().where(r.c.id == run_id).values(catalog_revision=revision, **counts))
         _checkpoint("items")
     _checkpoint("committed")
-    if n_stale:
-        # Worth a warning once, in the run whose loads caused it; later runs only mention it.
-        loud = any(not i.skipped for i in inputs)
-        log.log(logging.WARNING if loud else logging.INFO,
-                "%d exposures changed since their work item was made at catalog revision %s; the key "
-                "(exposure, revision) allows one item each, so they are not reissued (see v_current_worklist)",
-                n_stale, revision)
-    log.info("run %s: %d work items made at catalog revision %s", run_id, made, revision)
+    if made.stale:
+        log.warning("%d work items differ from what the rules of catalog revision %s give, which were edited "
+                    "without a new revision: the key (exposure, revision, exposure version) allows no second "
+                    "item (see v_current_worklist)", made.stale, revision)
+    log.info("run %s: %d work items made (%d for changed exposures), %d withdrawn, at catalog revision %s",
+             run_id, made.created, made.changed, made.withdrawn, revision)
     written = None
-    if output is not None and made + counts["items_reissued"] > 0:
+    if output is not None and made.created + counts["items_reissued"] > 0:
         written = output.replace("{run_id}", str(run_id))
         _write_atomically(items(engine, [run_id, *orphans]), fmt, written)
         log.info("run %s: work items written to %s", run_id, written)
@@ -490,47 +521,96 @@ def record(db: DB, run_id: int) -> dict:
     return _as_record(row)
 
 
+def lock_held(engine: Engine) -> bool:
+    """Whether a run holds the run lock now, found without writing anything.
+
+    PostgreSQL: the server's lock table (``pg_locks``) is read; no lock is taken.
+    SQLite: a shared ``flock`` on the lock file is tried and let go at once (a file
+    that does not exist was never locked). A run starting in that instant finds the
+    lock taken and exits 5, as it would behind any run; the next one proceeds.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            return bool(conn.execute(sa.text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1)"),
+                {"hi": LOCK_KEY >> 32, "lo": LOCK_KEY & 0xFFFFFFFF}).scalar())
+    path = RunLock.lock_path(engine)
+    if path is None or not path.exists():
+        return False
+    import fcntl
+
+    try:
+        handle = open(path)
+    except OSError as exc:
+        raise DatabaseError(f"cannot read the run lock {path}: {exc.strerror}") from None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+
+
 def recover(db: DB = None) -> list[int]:
     """Mark as failed the runs recorded ``running`` whose process is gone; returns their ids.
 
-    Only when no run holds the lock (then no run is alive); a reader without
-    write permission changes nothing.
+    ``l2rules runs --recover``; every run does it too, at its start. Only when no
+    run holds the lock (then no recorded run is alive): while one does, that run
+    recovers the others itself, and nothing is done here.
     """
     engine = require_migrated(db)
+    _require_runs_schema(engine)
     with engine.connect() as conn:  # the usual case: nothing to recover, and no lock taken from a starting run
         if not conn.execute(sa.select(sa.func.count()).where(schema.run.c.status == "running")).scalar_one():
             return []
     lock = RunLock(engine)
     try:
         lock.acquire()
-    except (RunInProgress, DatabaseError):  # a run is alive, or we may not even take the lock
+    except RunInProgress:
+        log.info("a run is in progress: it marks the dead runs failed itself")
         return []
     try:
         return _recover(engine, None)
-    except sa.exc.SQLAlchemyError as exc:  # e.g. a read-only role: the next run will do it
-        log.debug("cannot mark dead runs failed: %s", exc)
-        return []
     finally:
         lock.release()
 
 
-def runs(db: DB = None, last: int | None = None, status: str | None = None) -> pd.DataFrame:
-    """The run record, oldest first (only the ``last`` N runs if given).
+#: The statuses ``runs`` shows: the stored ones, and ``dead`` (recorded ``running``, no process holds the lock).
+SHOWN_STATUSES = ("running", "succeeded", "failed", "dead")
 
-    Runs left ``running`` by a dead process are marked failed first (see :func:`recover`).
+
+def runs(db: DB = None, last: int | None = None, status: str | None = None) -> pd.DataFrame:
+    """The run record, oldest first (only the ``last`` N runs if given); reads only.
+
+    A run recorded ``running`` whose process is gone shows as ``dead`` (only the
+    newest ``running`` run can be alive, and only while a run holds the lock); the
+    record itself is changed by the next run, or by :func:`recover`.
     """
     engine = require_migrated(db)
     _require_runs_schema(engine)
-    recover(engine)
     r = schema.run
     query = sa.select(r).order_by(r.c.id.desc())
     if status:
-        query = query.where(r.c.status == status)
-    if last:
-        query = query.limit(last)
+        query = query.where(r.c.status == ("running" if status == "dead" else status))
     with engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
-    frame = pd.DataFrame([_as_record(row) for row in reversed(rows)], columns=RECORD_COLUMNS)
+        rows = conn.execute(query.limit(last) if last and status not in ("running", "dead") else query).mappings().all()
+    records = [_as_record(row) for row in reversed(rows)]
+    running = [rec for rec in records if rec["status"] == "running"]
+    if running:
+        alive = max(rec["run_id"] for rec in running) if lock_held(engine) else None
+        for rec in running:
+            if rec["run_id"] != alive:
+                rec["status"] = "dead"
+                rec["error"] = (f"process {rec['pid']} on {rec['host']} ended before the run finished (killed or "
+                                "crashed); the next run, or `l2rules runs --recover`, marks it failed")
+    if status in ("running", "dead"):
+        records = [rec for rec in records if rec["status"] == status]
+        if last:
+            records = records[-last:]
+    frame = pd.DataFrame(records, columns=RECORD_COLUMNS)
     frame["inputs"] = frame["inputs"].map(lambda v: " ".join(v) if isinstance(v, list) else v)
     return frame
 

@@ -153,7 +153,8 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
     ``associations`` adds, per item, the Level 2b associations the pipeline makes
     it the science of (see ``l2rules.association``).
     """
-    engine = require_migrated(db)
+    # Given pools are loaded (a new SQLite catalog is created for them); without, a read that never writes.
+    engine = require_migrated(db, create=pools is not None or inventory is not None)
     pool_ids, seq = _selected(engine, pools, inventory, skip_bad, as_of, version)
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
@@ -175,7 +176,7 @@ def write_worklist(output: str | Path | None = None, db: DB = None, *, fmt: str 
     The same rows as :func:`worklist` gives, without a DataFrame: memory stays flat
     however many work items. Returns how many rows were written.
     """
-    engine = require_migrated(db)
+    engine = require_migrated(db, create=pools is not None)
     pool_ids, seq = _selected(engine, pools, None, skip_bad, as_of, version)
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
@@ -225,7 +226,7 @@ def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path
     """
     from .catalog import resolve_point
 
-    engine = require_migrated(db)
+    engine = require_migrated(db, create=bool(pools))
     pool_ids = [load(path, engine).pool_id for path in pools] if pools else None
     frames = []
     for point in (from_point, to_point):
