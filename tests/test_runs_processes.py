@@ -85,7 +85,7 @@ def test_killed_run_then_a_clean_one(db, tmp_path, stage):
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
-    with get_engine(db).connect() as conn:  # (not runs(): listing the runs marks dead ones failed)
+    with get_engine(db).connect() as conn:  # the stored status (runs() shows it as dead)
         dead = conn.execute(sa.text("SELECT id AS run_id, status FROM run ORDER BY id DESC")).mappings().first()
     assert dead["status"] == "running"  # as the killed process left it
     committed = stage in ("committed", "written")
@@ -112,17 +112,25 @@ def test_killed_run_then_a_clean_one(db, tmp_path, stage):
     assert len(pd.read_csv(tmp_path / f"items-{result['run_id']}.csv")) == 40
 
 
-def test_listing_the_runs_marks_a_dead_run_failed_but_not_a_live_one(db, tmp_path):
+def test_listing_the_runs_shows_a_dead_run_without_writing_and_recover_marks_it(db, tmp_path):
     pool = str(write_pool(tmp_path / "p.csv", 60))
     marker = tmp_path / "held"
     proc = spawn(db, "run", pool, env=_hold("committed", marker))
     _wait_for(marker, proc)
     alive = json.loads(cli(db, "runs", "--format", "json").stdout)
-    assert [r["status"] for r in alive] == ["running"]  # it holds the lock: alive, left alone
+    assert [r["status"] for r in alive] == ["running"]  # it holds the lock: alive
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     listed = json.loads(cli(db, "runs", "--format", "json").stdout)
-    assert listed[0]["status"] == "failed" and "marked failed by `l2rules runs`" in listed[0]["error"]
+    assert listed[0]["status"] == "dead" and "the next run, or `l2rules runs --recover`" in listed[0]["error"]
+    assert [r["run_id"] for r in json.loads(cli(db, "runs", "--status", "dead", "--format", "json").stdout)] == \
+        [listed[0]["run_id"]]
+    with get_engine(db).connect() as conn:  # listing wrote nothing
+        assert conn.execute(sa.text("SELECT status FROM run")).scalar_one() == "running"
+    recovered = cli(db, "runs", "--recover", "--format", "json")
+    assert recovered.returncode == 0 and "marked failed" in recovered.stderr
+    after = json.loads(recovered.stdout)[0]
+    assert after["status"] == "failed" and "marked failed by `l2rules runs --recover`" in after["error"]
     clean = cli(db, "run", pool, "--output", str(tmp_path / "out.csv"), "--format", "json")
     assert json.loads(clean.stdout)["items_reissued"] == 40  # its items still reach an output
     assert_exactly_once(db)

@@ -70,7 +70,8 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.format == "table":  # fit a terminal: whole seconds, the number of inputs
             frame = frame.drop(columns=["host", "pid", "reissued_by", "output"])
             for column in ("started_at", "finished_at"):
-                frame[column] = frame[column].map(lambda v: v and v[:19].replace("T", " "))
+                # (a column of only unfinished runs holds no strings: pandas makes it NaN)
+                frame[column] = frame[column].map(lambda v: v[:19].replace("T", " ") if isinstance(v, str) else None)
             frame["inputs"] = frame["inputs"].map(lambda v: len(v.split()) if v else 0)
         outputs.write(frame, args.format)
         return 0

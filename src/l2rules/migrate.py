@@ -96,22 +96,25 @@ def require_migrated(db: DB = None, *, create: bool = False) -> Engine:
     """
     engine = get_engine(db)
     path = sqlite_file(engine)
-    if path is not None and not path.exists() and not create:  # connecting would create the file
-        raise DatabaseError(f"no l2rules catalog at {describe(engine)}: {path} does not exist; "
-                            f"create it with `l2rules init`" + _where_hint(engine))
+    # Connecting would create the file (or, to an empty one, write a header): check first.
+    if path is not None and not create and (not path.exists() or path.stat().st_size == 0):
+        raise DatabaseError(f"no l2rules catalog at {describe(engine)}: {path} "
+                            + ("is an empty file" if path.exists() else "does not exist")
+                            + "; create it with `l2rules init` (or `l2rules run --create`)" + _where_hint(engine))
     if current_revision(engine) is None:
         if create and engine.dialect.name == "sqlite" and not sa.inspect(engine).get_table_names():
             log.info("creating the catalog in %s", describe(engine))
             upgrade(engine)
             return engine
-        raise DatabaseError(f"database {describe(engine)} has no l2rules catalog; run `l2rules init` first")
+        raise DatabaseError(f"database {describe(engine)} has no l2rules catalog; run `l2rules init` first"
+                            + _where_hint(engine))
     return engine
 
 
 def _where_hint(engine: Engine) -> str:
     # A relative SQLite URL names a file in the current directory: the usual mistake of a cron job.
     database = engine.url.database or ""
-    return "" if Path(database).is_absolute() else " (a relative sqlite:/// path is read from the current directory)"
+    return "" if sqlite_file(engine) is None or Path(database).is_absolute() else " (a relative sqlite:/// path is read from the current directory)"
 
 
 def _first_line(exc: BaseException) -> str:

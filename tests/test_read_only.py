@@ -1,0 +1,142 @@
+"""Read commands never write, and nothing but a load (or `init`, `run --create`) creates a catalog.
+
+On SQLite and PostgreSQL: every read command runs against an existing catalog and
+leaves every table's rows as they were (on SQLite, the file's bytes and time as
+well, and no new file); against a database with no catalog it fails with one
+line naming the URL (exit code 3) and creates nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+import sqlalchemy as sa
+
+from l2rules import get_engine, schema
+from l2rules.cli import main
+
+from .conftest import POOLS, _dispose
+from .runs_helpers import write_pool
+
+#: Every command that only reads, with its arguments (pools named as loaded, never as files to load).
+READ_COMMANDS = [
+    ["worklist"], ["worklist", "--all", "--format", "csv"], ["report"], ["unmatched"], ["rejections"],
+    ["rules", "list"], ["rules", "show", "NRS_LAMP"], ["rules", "history", "NRS_MIMF"], ["rules", "versions"],
+    ["rules", "diff", "2021-01-01", "today"], ["rules", "check"],
+    ["explain", "jw_00002_uncal.fits", "--pool", "pool_018_all_exptypes.csv"],
+    ["impact", "--from", "2021-01-01", "--to", "today"], ["runs"], ["runs", "--status", "dead"],
+]
+
+
+def _contents(url: str) -> dict[str, list]:
+    """Every table's rows, in a stable order."""
+    with get_engine(url).connect() as conn:
+        out = {}
+        for table in schema.metadata.sorted_tables:
+            rows = conn.execute(sa.select(table)).all()
+            out[table.name] = sorted(repr(tuple(r)) for r in rows)
+        out["alembic_version"] = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    return out
+
+
+def _files(url: str) -> dict[str, tuple]:
+    """On SQLite, each file beside the catalog: its digest and modification time."""
+    engine = get_engine(url)
+    if engine.dialect.name != "sqlite":
+        return {}
+    folder = os.path.dirname(engine.url.database)
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                out[name] = (hashlib.sha256(fh.read()).hexdigest(), os.stat(path).st_mtime_ns)
+    return out
+
+
+def test_read_commands_write_nothing(db, tmp_path, capsys):
+    pool = write_pool(tmp_path / "p.csv", 12)
+    assert main(["--db", db, "run", str(pool), str(POOLS / "pool_018_all_exptypes.csv"), "--skip-bad"]) == 0
+    with get_engine(db).begin() as conn:  # a run whose process is gone, still recorded running
+        conn.execute(schema.run.insert().values(
+            started_at=sa.func.current_timestamp(), status="running", inputs="[]", host="gone", pid=1,
+            exposures_seen=0, exposures_new=0, exposures_changed=0, items_created=0, exposures_unmatched=0,
+            rows_rejected=0, items_reissued=0))
+    _dispose(db)  # SQLite: the log is folded into the file and removed by the last connection
+    pool.unlink()  # only the catalog is left in its directory
+    files = _files(db)
+    before = _contents(db)
+    _dispose(db)
+    assert _files(db) == files  # reading the contents wrote nothing either
+    assert not any(name.endswith(("-wal", "-shm")) for name in files)
+    for command in READ_COMMANDS:
+        assert main(["--db", db, *command]) == 0, command
+        printed = capsys.readouterr().out
+        assert printed, command
+        _dispose(db)
+        assert _files(db) == files, command
+    assert _contents(db) == before
+    listed = json.loads((main(["--db", db, "runs", "--format", "json"]), capsys.readouterr().out)[1])
+    assert listed[-1]["status"] == "dead"  # shown as what it is, recorded as it was
+    assert _contents(db) == before
+
+
+@pytest.mark.parametrize("command", [["run"], *READ_COMMANDS], ids=lambda c: "-".join(c[:2]))
+def test_no_catalog_is_an_error_naming_the_url_and_nothing_is_created(empty_db, backend, command, capsys):
+    assert main(["--db", empty_db, *command]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("l2rules: error: ") and "l2rules init" in err
+    engine = get_engine(empty_db)
+    assert engine.url.render_as_string(hide_password=True).split("://")[1] in err
+    if backend == "sqlite":
+        assert not os.path.exists(engine.url.database) and "does not exist" in err
+    else:
+        assert sa.inspect(engine).get_table_names() == []
+
+
+def test_the_password_is_masked_in_the_message(empty_db, backend, capsys):
+    if backend == "sqlite":
+        pytest.skip("an SQLite URL has no password")
+    url = sa.make_url(empty_db).set(password="s3cret-pw").render_as_string(hide_password=False)
+    assert main(["--db", url, "run"]) == 3
+    err = capsys.readouterr().err
+    assert "s3cret-pw" not in err and ":***@" in err and "no l2rules catalog" in err
+
+
+def test_run_in_another_directory_refuses_unless_told_to_create(tmp_path, monkeypatch, capsys):
+    """A cron job started elsewhere must not make a new catalog (and issue everything again)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("L2RULES_DATABASE_URL", raising=False)
+    pool = write_pool(tmp_path / "p.csv", 6)
+    assert main(["run", str(pool)]) == 3
+    err = capsys.readouterr().err
+    assert f"sqlite:///l2rules.db: {tmp_path / 'l2rules.db'} does not exist" in err
+    assert "l2rules run --create" in err and "current directory" in err
+    assert not (tmp_path / "l2rules.db").exists()
+    assert main(["run", "--create", str(pool), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["items_created"] == 4
+    assert main(["run", str(pool)]) == 0  # created once: later runs need no flag
+    _dispose("sqlite:///l2rules.db")
+
+
+def test_an_empty_sqlite_file_is_not_migrated_by_a_run(tmp_path, capsys):
+    path = tmp_path / "empty.db"
+    path.touch()
+    assert main(["--db", f"sqlite:///{path}", "run"]) == 3
+    assert "is an empty file" in capsys.readouterr().err
+    assert path.stat().st_size == 0
+    _dispose(f"sqlite:///{path}")
+
+
+@pytest.mark.parametrize("command", [["worklist"], ["load"], ["asn", "--output", "out"]])
+def test_commands_that_load_pools_still_create_a_new_catalog(tmp_path, monkeypatch, command, capsys):
+    """The README's first command works in a fresh clone: the file is created on first use."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("L2RULES_DATABASE_URL", raising=False)
+    assert main([*command, str(POOLS / "pool_010_spec_nirspec_lv2bkg.csv")]) == 0
+    assert "pool_010_spec_nirspec_lv2bkg.csv" in capsys.readouterr().out or command[0] == "asn"
+    assert (tmp_path / "l2rules.db").stat().st_size > 0
+    _dispose("sqlite:///l2rules.db")
