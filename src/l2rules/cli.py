@@ -1,8 +1,9 @@
 """The command line: a thin layer over the library, with the same verbs.
 
 Exit codes (for cron): 0 success, 1 unexpected error, 2 bad input, 3 database
-unreachable or not migrated, 4 drift between the database and the seed CSV,
-5 another ``l2rules run`` is in progress.
+unreachable, without a catalog (only the commands that load pools, ``init`` and
+``run --create`` create one) or not migrated, 4 drift between the database and
+the seed CSV, 5 another ``l2rules run`` is in progress.
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ One run (``l2rules run`` or :func:`run`):
    pool already loaded under its name is skipped), each in its own transaction,
    and records the load counts;
 5. in one transaction, inserts a work item for every selected exposure that has
-   none yet, or whose latest item was made under another catalog revision and
-   differs from what the head rules give now (``INSERT ... SELECT`` from
-   :func:`l2rules.worklist.worklist_query`, ``ON CONFLICT DO NOTHING`` on the
-   unique (exposure, catalog revision) key), and stores the counts;
+   none yet, whose latest item was issued for another version of it (a
+   redelivery changed it), or whose latest item was made under another catalog
+   revision and differs from what the head rules give now (``INSERT ... SELECT``
+   from :func:`l2rules.worklist.worklist_query`, ``ON CONFLICT DO NOTHING`` on the
+   unique (exposure, catalog revision, exposure version) key); withdraws the
+   latest item of every exposure a redelivery left out; and stores the counts;
 6. writes the new items (and those of failed runs, whose output may be lost) to
    ``output`` when asked, atomically (temporary file, then rename);
 7. marks itself ``succeeded``.
