@@ -368,3 +368,34 @@ def test_cli_inventory_dir_output_format_and_status_filter(db, tmp_path, capsys)
     assert main(["--db", db, "runs", "--status", "failed", "--format", "json"]) == 0
     failed = json.loads(capsys.readouterr().out)
     assert len(failed) == 1 and "missing required column EXP_TYPE" in failed[0]["error"]
+
+
+@pytest.mark.parametrize("name", ["pool_021_tso.csv", "extra_columns.csv"])
+def test_reloading_an_unchanged_pool_keeps_every_version(db, tmp_path, name):
+    """The loader compares values as stored: a bulk load then a row reload of the same file (flags, NULLs,
+    extra columns as JSON) is no new version, and nothing is withdrawn."""
+    from l2rules import load
+
+    path = POOLS / name
+    if name == "extra_columns.csv":  # columns no pool column is for: kept in exposure.extra (JSON)
+        path = tmp_path / name
+        path.write_text("FILENAME|EXP_TYPE|IS_PSF|ZETA|ALPHA\n" + "".join(
+            f"jw5_{i:03d}_uncal.fits|NRC_IMAGE|{'T' if i % 2 else 'null'}|z{i}|{'null' if i % 3 else i}\n"
+            for i in range(9)))
+    first = load(path, db, method="bulk")
+    assert first.method == "bulk" and first.inserted > 0
+    again = load(path, db, method="rows")
+    assert again.updated == first.inserted
+    with get_engine(db).connect() as conn:
+        versions = conn.execute(sa.text("SELECT version, count(*) FROM exposure GROUP BY version")).all()
+        withdrawn = conn.execute(sa.text("SELECT count(*) FROM exposure WHERE withdrawn_at IS NOT NULL")).scalar()
+        extra = conn.execute(sa.text("SELECT count(*) FROM exposure WHERE CAST(extra AS TEXT) LIKE '%ZETA%' "
+                                     "OR CAST(extra AS TEXT) LIKE '%zeta%'")).scalar()
+    assert [tuple(v) for v in versions] == [(1, first.inserted)] and withdrawn == 0
+    assert extra == (9 if name == "extra_columns.csv" else 0)
+    # And a changed extra value is a new version.
+    if name == "extra_columns.csv":
+        path.write_text(path.read_text().replace("|z4|", "|z4-corrected|"))
+        load(path, db, method="rows")
+        with get_engine(db).connect() as conn:
+            assert conn.execute(sa.text("SELECT stem FROM exposure WHERE version = 2")).scalars().all() == ["jw5_004"]
