@@ -96,3 +96,33 @@ def test_revisions_are_self_contained(path: Path):
     text = path.read_text()
     assert not re.search(r"^\s*(from|import)\s+l2rules", text, re.M), "a revision must not import the application"
     assert re.search(r"^def downgrade\(\) -> None:\n(?!\s+pass\b)", text, re.M), "a revision must downgrade"
+
+
+def test_0010_steps_down_and_up_on_a_catalog_with_redeliveries(db, tmp_path):
+    """Down to 0009 with two items of one exposure at one revision (the old key allows one: the latest stays)
+    and a withdrawn item; up again, and runs go on."""
+    from l2rules.runs import run
+
+    from .runs_helpers import assert_exactly_once, write_pool
+
+    pool = write_pool(tmp_path / "p.csv", 6)
+    run([pool], db)
+    text = pool.read_text().replace("jw9_000000_nrca1_uncal.fits|NRC_IMAGE|jw9|000",
+                                    "jw9_000000_nrca1_uncal.fits|NRC_IMAGE|jw9|999")
+    pool.write_text("".join(line + "\n" for line in text.splitlines() if not line.startswith("jw9_000001_")))
+    changed = run([pool], db)
+    assert (changed["items_changed"], changed["items_withdrawn"]) == (1, 1)
+    engine = get_engine(db)
+    assert migrate.downgrade(db, "0009") == "0009"
+    with engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("work_item")}
+        items = conn.execute(sa.text("SELECT exposure_id, catalog_revision FROM work_item")).all()
+        views = set(sa.inspect(conn).get_view_names())
+        worklist_rows = conn.execute(sa.text("SELECT count(*) FROM v_current_worklist")).scalar_one()
+    assert not columns & {"exposure_version", "withdrawn_at", "withdrawn_by"}
+    assert len(items) == len(set(items)) == 4
+    assert {"v_current_worklist", "v_exposure_status", "v_runs"} <= views
+    assert worklist_rows == 4  # 0008's view: the withdrawn exposure is back as a row of the pool
+    assert migrate.upgrade(db) == migrate.head_revision()
+    assert run([pool], db)["status"] == "succeeded"
+    assert_exactly_once(db)

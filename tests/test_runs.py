@@ -399,3 +399,20 @@ def test_reloading_an_unchanged_pool_keeps_every_version(db, tmp_path, name):
         load(path, db, method="rows")
         with get_engine(db).connect() as conn:
             assert conn.execute(sa.text("SELECT stem FROM exposure WHERE version = 2")).scalars().all() == ["jw5_004"]
+
+
+def test_a_bulk_load_of_a_redelivery_withdraws_what_it_lacks(db, tmp_path):
+    """The bulk path takes a redelivery whose exposures are all new; the ones it replaced are withdrawn."""
+    pool = write_pool(tmp_path / "p.csv", 6)
+    first = run([pool], db)
+    write_pool(pool, 6, start=100)  # the same pool name, other exposures
+    from l2rules import load
+
+    assert load(pool, db, method="bulk").method == "bulk"
+    second = run(None, db)
+    assert (second["items_withdrawn"], second["items_created"]) == (first["items_created"], 4)
+    with get_engine(db).connect() as conn:
+        left = conn.execute(sa.text("SELECT count(*) FROM exposure WHERE withdrawn_at IS NOT NULL AND version = 2"))
+        assert left.scalar_one() == 6
+        assert conn.execute(sa.text("SELECT n_exposures FROM pool")).scalar_one() == 6
+    assert_exactly_once(db)

@@ -25,6 +25,9 @@ counts. The SQL is frozen here (the view SQL of 0008 with those changes); the
 downgrade restores 0008's.
 
 Existing exposures are version 1 and existing items were issued for version 1.
+The downgrade cannot keep what 0009 has no place for: of several items of one
+(exposure, catalog revision) it keeps the latest, and withdrawals are
+forgotten (a withdrawn exposure is back in its pool's inventory).
 
 Revision ID: 0010
 Revises: 0009
@@ -257,8 +260,7 @@ def downgrade() -> None:
     _drop_views()
     work_item = sa.table("work_item", sa.column("id", sa.Integer), sa.column("exposure_id", sa.Integer),
                          sa.column("catalog_revision", sa.String))
-    # The old key allows one item per (exposure, catalog revision): keep the latest of each, as 0008 would
-    # have kept none of the later ones.
+    # The old key allows one item per (exposure, catalog revision): the latest of each stays.
     later = sa.table("work_item", sa.column("id", sa.Integer), sa.column("exposure_id", sa.Integer),
                      sa.column("catalog_revision", sa.String)).alias("later")
     op.execute(work_item.delete().where(sa.exists().where(
