@@ -76,6 +76,8 @@ def test_read_commands_write_nothing(db, tmp_path, capsys):
         assert main(["--db", db, *command]) == 0, command
         printed = capsys.readouterr().out
         assert printed, command
+        if command[0] in ("report", "runs") and command[-1] != "dead":  # the dead run, as what it is
+            assert " dead " in printed and " running " not in printed, command
         _dispose(db)
         assert _files(db) == files, command
     assert _contents(db) == before
