@@ -157,7 +157,7 @@ def test_catalog_rows_are_consistent(db):
 def test_migration_0009_downgrades_and_upgrades(db):
     assert migrate.downgrade(db, "0008") == "0008"
     assert "asn_rule" not in sa.inspect(get_engine(db)).get_table_names()
-    assert migrate.upgrade(db) == "0009"
+    assert migrate.upgrade(db, "0009") == "0009"
     with get_engine(db).connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.asn_rule)).scalar() == 22
 
