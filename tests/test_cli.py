@@ -11,6 +11,8 @@ import pytest
 
 from l2rules.cli import main
 
+from .conftest import REPO
+
 
 def run(*args, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "l2rules", *args], capture_output=True, text=True, env=env, cwd=cwd)
@@ -74,8 +76,14 @@ def test_unmigrated_server_database(postgres):
     assert "has no l2rules catalog; run `l2rules init` first" in proc.stderr
 
 
-def test_embedded_database_is_created_on_first_use(tmp_path):
-    proc = run("--db", f"sqlite:///{tmp_path / 'new.db'}", "rules", "list", "--format", "csv")
+def test_embedded_database_is_created_on_first_use_by_a_load_not_by_a_read(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    read = run("--db", url, "rules", "list", "--format", "csv")
+    assert read.returncode == 3 and "does not exist" in read.stderr and not (tmp_path / "new.db").exists()
+    pool = str(REPO / "samples" / "pools" / "pool_010_spec_nirspec_lv2bkg.csv")
+    first = run("--db", url, "worklist", pool, "--format", "csv")
+    assert first.returncode == 0, first.stderr
+    proc = run("--db", url, "rules", "list", "--format", "csv")
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 76
 
