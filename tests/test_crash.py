@@ -34,7 +34,7 @@ drills = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(drills)
 
 #: Large enough to be caught mid-load on any machine, and over 8 MB: `run` takes the bulk path.
-ROWS = 30000
+ROWS = 24000
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="the process checks read Linux /proc")
 
@@ -46,25 +46,39 @@ def big_pool(tmp_path_factory) -> Path:
     return path
 
 
-def _stop_mid_load(db: str, proc: subprocess.Popen) -> list[int]:
-    """Wait until ``proc`` is writing the load's rows, then SIGSTOP the writing process.
+def _stop_mid_load(db: str, writers, proc: subprocess.Popen) -> list[int]:
+    """Wait until the load is writing its rows, then SIGSTOP the processes that write it.
 
-    Returns the writer's children seen (the SQLite bulk writer), stopped. With the writer
-    stopped, the load's transaction cannot commit before the kill.
+    ``writers()`` names them (the load's process, or the SQLite bulk writer, its child).
+    The state is checked again once they are stopped (if they had just committed, they
+    are let go and the wait goes on), so the load's transaction is surely open, and
+    cannot commit, when the test kills it. Returns the stopped pids.
     """
-    bulk_child: list[int] = []
+    stopped: list[int] = []
 
-    def writing() -> bool:
-        bulk_child[:] = drills.children(proc.pid)
-        return drills.mid_load(db)
+    def caught() -> bool:
+        if not drills.mid_load(db):
+            return False
+        pids = writers()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        if pids and drills.mid_load(db):
+            stopped[:] = pids
+            return True
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        return False
 
-    drills.wait_for(writing, "the load writing its rows", proc)
-    for pid in bulk_child:
-        os.kill(pid, signal.SIGSTOP)
-    if not bulk_child:
-        proc.send_signal(signal.SIGSTOP)
+    drills.wait_for(caught, "the load writing its rows", proc)
     assert drills.writing(db), "the load's transaction is open"
-    return bulk_child
+    return stopped
+
+
+def _load_writers(db: str, proc: subprocess.Popen, method: str):
+    """The process writing a load: the SQLite bulk path's writer (a child), else the command itself."""
+    if method == "bulk" and db.startswith("sqlite"):
+        return lambda: drills.children(proc.pid)
+    return lambda: [proc.pid]
 
 
 def cli(db: str, *args: str) -> subprocess.CompletedProcess:
@@ -88,10 +102,9 @@ def _counts(db: str) -> tuple[int, int, int]:
 @pytest.mark.parametrize("method", ["rows", "bulk"])
 def test_load_killed_mid_load_leaves_nothing_and_the_rerun_loads_all(db, big_pool, method):
     proc = spawn(db, "load", "--method", method, str(big_pool))
-    writers = _stop_mid_load(db, proc)
-    assert bool(writers) == (method == "bulk" and db.startswith("sqlite"))  # the writer process: SQLite's bulk path
+    stopped = _stop_mid_load(db, _load_writers(db, proc, method), proc)
     _kill(proc)
-    assert drills.gone_within(writers) == []  # the SQLite bulk writer died with its parent
+    assert drills.gone_within(stopped) == []  # the SQLite bulk writer died with its parent (stopped as it was)
     drills.integrity(db)
     assert drills.load_outcome(db, big_pool.name, ROWS) == "nothing"
     assert _counts(db) == (0, 0, 0)
@@ -108,9 +121,9 @@ def test_bulk_writer_dies_with_its_parent_and_commits_nothing(tmp_path, sqlite_t
     path.write_bytes(sqlite_template.read_bytes())
     db = f"sqlite:///{path}"
     proc = spawn(db, "load", "--method", "bulk", str(big_pool))
-    drills.wait_for(lambda: bool(drills.children(proc.pid)) and drills.mid_load(db), "the writer writing", proc)
-    (writer,) = drills.children(proc.pid)
-    _kill(proc)  # the writer is not stopped here: left alone it would go on and commit
+    (writer,) = _stop_mid_load(db, _load_writers(db, proc, "bulk"), proc)
+    _kill(proc)
+    os.kill(writer, signal.SIGCONT)  # (if still there) left alone, it would go on and commit
     assert drills.gone_within([writer]) == [], "the writer outlived its parent"
     assert drills.load_outcome(db, big_pool.name, ROWS) == "nothing"
 
@@ -128,8 +141,9 @@ def test_bulk_writer_exits_when_the_pipe_from_its_parent_closes(tmp_path, sqlite
     path.write_bytes(sqlite_template.read_bytes())
     db = f"sqlite:///{path}"
     writer = _writer(path, big_pool, os.getpid())  # this process stays alive: only the pipe tells
-    drills.wait_for(lambda: drills.mid_load(db), "the writer writing", writer)
+    _stop_mid_load(db, lambda: [writer.pid], writer)
     writer.stdin.close()
+    writer.send_signal(signal.SIGCONT)
     assert writer.wait(timeout=60) == 70
     assert drills.load_outcome(db, big_pool.name, ROWS) == "nothing"
 
@@ -147,9 +161,9 @@ def test_run_killed_mid_bulk_load(db, big_pool, tmp_path):
     """kill -9 of `run` while its load writes: nothing loaded, no writer left, no lock; the next run does it all."""
     out = str(tmp_path / "items-{run_id}.csv")
     proc = spawn(db, "run", str(big_pool), "--output", out)
-    writers = _stop_mid_load(db, proc)
+    stopped = _stop_mid_load(db, _load_writers(db, proc, "bulk"), proc)
     _kill(proc)
-    assert drills.gone_within(writers) == []
+    assert drills.gone_within(stopped) == []
     assert drills.load_outcome(db, big_pool.name, ROWS) == "nothing"
     assert drills.items_outcome(db) == "no items"
 
