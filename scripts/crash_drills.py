@@ -519,12 +519,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     print()
-    print(f"{'scenario':18} {'kills':>5}  outcomes")
+    print(f"{'scenario':18} {'tries':>5} {'kills':>5}  outcomes")
     print("-" * 100)
     for name, counts in table.items():
-        kills = sum(counts.values())
+        tries = sum(counts.values())
+        kills = sum(n for outcome, n in counts.items() if outcome.startswith("killed"))
         text = "; ".join(f"{n} x {outcome}" for outcome, n in sorted(counts.items()))
-        print(f"{name:18} {kills:5d}  {text}")
+        print(f"{name:18} {tries:5d} {kills:5d}  {text}")
     print(f"\n{failures} failure(s)")
     return 1 if failures else 0
 
