@@ -30,16 +30,28 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
-    if connection is not None:
+    if connection is not None:  # l2rules.migrate's, already in its transaction, holding the lock
         _run(connection)
         return
-    with get_engine(_url()).connect() as connection:
+    from l2rules.migrate import migration_connection
+
+    # One transaction for the whole upgrade (DDL included, on SQLite too) and the migration lock:
+    # a killed `alembic upgrade` leaves the catalog as it was, and concurrent ones wait for each other.
+    with migration_connection(get_engine(_url())) as connection:
         _run(connection)
+
+
+def _applied(ctx, step, heads, run_args) -> None:
+    """After each step, in the transaction: the drills' hold point (``L2RULES_MIGRATE_HOLD``)."""
+    from l2rules.migrate import hold_after
+
+    hold_after(step.up_revision_id if step.is_upgrade else (step.down_revision_ids or ("base",))[0])
 
 
 def _run(connection) -> None:
     # Batch mode lets ALTER TABLE work on SQLite (it recreates the table).
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
+                      on_version_apply=_applied)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +14,10 @@ from alembic import command
 from alembic.script import ScriptDirectory
 
 from l2rules import catalog, migrate
-from l2rules.config import get_engine
+from l2rules.config import L2RulesError, get_engine
+from l2rules.runs import run
 
-from .conftest import REPO
+from .conftest import POOLS, REPO, _dispose
 
 VERSIONS = REPO / "migrations" / "versions"
 
@@ -42,7 +45,8 @@ def test_replay_reproduces_seed(empty_db):
 def test_round_trip_upgrade_downgrade_upgrade(empty_db):
     migrate.upgrade(empty_db)
     first = _snapshot(empty_db)
-    assert migrate.downgrade(empty_db, "base") is None
+    run([POOLS / "pool_021_tso.csv"], empty_db)  # a pool, exposures, a run and its work items: dropped below
+    assert migrate.downgrade(empty_db, "base", drop_data=True) is None
     with get_engine(empty_db).connect() as conn:
         tables = set(sa.inspect(conn).get_table_names()) - {"alembic_version"}
     assert tables == set()
@@ -62,6 +66,58 @@ def test_each_revision_steps_down_and_up(empty_db):
     assert migrate.downgrade(empty_db, "-1") is None
     for expected in revisions:
         assert migrate.upgrade(empty_db, "+1") == expected
+
+
+def _rows(url: str) -> dict[str, int]:
+    with get_engine(url).connect() as conn:
+        return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("pool", "exposure", "exposure_candidate", "run", "work_item", "rule")}
+
+
+def test_downgrade_refuses_to_drop_runs_and_exposures(db):
+    """Past 0008 (runs, work items) and 0003 (pools, exposures) a downgrade drops data: refused unless asked."""
+    record = run([POOLS / "pool_021_tso.csv"], db)
+    before = _rows(db)
+    assert before["run"] == 1 and before["work_item"] == record["items_created"] == 5
+    with pytest.raises(L2RulesError) as refused:
+        migrate.downgrade(db, "0007")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "downgrading below 0008 would drop run (1 rows), work_item (5 rows); nothing was changed" in message
+    assert "-x drop_data=yes" in message
+    assert migrate.current_revision(db) == migrate.head_revision() and _rows(db) == before  # nothing changed
+
+    assert migrate.downgrade(db, "0007", drop_data=True) == "0007"
+    with pytest.raises(L2RulesError, match=r"below 0003 would drop pool \(1 rows\), exposure \(5 rows\)"):
+        migrate.downgrade(db, "0002")
+    # The steps before 0003's (data revisions 0007 to 0004) are undone with it: one transaction.
+    assert migrate.current_revision(db) == "0007"
+    with get_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM exposure")).scalar_one() == 5
+        assert conn.execute(sa.text("SELECT count(*) FROM rule")).scalar_one() == 75
+    assert migrate.downgrade(db, "0002", drop_data=True) == "0002"
+
+
+def test_downgrade_of_empty_tables_needs_no_flag(db):
+    assert migrate.downgrade(db, "0002") == "0002"
+
+
+def _alembic(db: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "alembic", "-x", f"db={db}", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_alembic_downgrade_refuses_without_drop_data(db):
+    run([POOLS / "pool_021_tso.csv"], db)
+    _dispose(db)
+    refused = _alembic(db, "downgrade", "base")
+    assert refused.returncode != 0
+    failed = [line for line in (refused.stdout + refused.stderr).splitlines() if "FAILED" in line]
+    assert len(failed) == 1 and "would drop run (1 rows), work_item (5 rows)" in failed[0], refused.stderr
+    assert migrate.current_revision(db) == migrate.head_revision()
+    done = _alembic(db, "-x", "drop_data=yes", "downgrade", "base")
+    assert done.returncode == 0, done.stderr
+    assert migrate.current_revision(db) is None
 
 
 def test_downgrade_of_asn_type_restores_yes_no_view(empty_db):

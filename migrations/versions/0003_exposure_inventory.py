@@ -85,6 +85,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _refuse_to_drop_data(("pool", "exposure", "exposure_candidate", "load_rejection"))
     op.drop_table("load_rejection")
     op.drop_index("ix_exposure_candidate_cand_id", table_name="exposure_candidate")
     op.drop_table("exposure_candidate")
@@ -93,3 +94,22 @@ def downgrade() -> None:
     op.drop_index("ix_exposure_pool_id", table_name="exposure")
     op.drop_table("exposure")
     op.drop_table("pool")
+
+
+def _refuse_to_drop_data(tables: tuple[str, ...]) -> None:
+    """Refuse (one line, nothing changed) to drop tables holding rows, unless -x drop_data=yes.
+
+    A copy in each revision that drops data: revisions do not import one another.
+    """
+    from alembic import context
+    from alembic.util import CommandError
+
+    if context.is_offline_mode() or context.get_x_argument(as_dictionary=True).get("drop_data") == "yes":
+        return  # (offline, the SQL is only written out: its reader runs it, or not)
+    conn = op.get_bind()
+    counts = {t: conn.execute(sa.select(sa.func.count()).select_from(sa.table(t))).scalar_one() for t in tables}
+    held = ", ".join(f"{t} ({n} rows)" for t, n in counts.items() if n)
+    if held:
+        raise CommandError(f"downgrading below {revision} would drop {held}; nothing was changed; "
+                           "to drop them, pass -x drop_data=yes to alembic "
+                           "(drop_data=True to l2rules.migrate.downgrade)")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import queue
 import sys
 import threading
@@ -515,13 +516,20 @@ def _load_sqlite(engine: sa.Engine, path: Path, pool_name: str, progress: bool) 
     command = [sys.executable, "-m", "l2rules.bulk", "load", engine.url.database, str(path), pool_name]
     if progress:
         command.append("--progress")
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    # The child dies with this process (see _die_with_parent): its stdin is a pipe nothing is
+    # written to, open until the child has answered, and it knows whose child it is.
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, _PARENT_VAR: str(os.getpid())})
     try:
-        out, _ = child.communicate()
+        out = child.stdout.read()  # not communicate(): that would close the child's stdin at once
+        child.wait()
     except BaseException:  # interrupted or terminated: the child's transaction goes with it
         child.terminate()
         child.wait()
         raise
+    finally:
+        child.stdin.close()
+        child.stdout.close()
     if child.returncode != 0:
         raise L2RulesError(f"{path}: the bulk loader failed (exit {child.returncode}; its error is above)")
     answer = json.loads(out.strip().splitlines()[-1])
@@ -629,12 +637,54 @@ def load_file(engine: sa.Engine, path: Path, pool_name: str, *, progress: bool, 
     raise NotBulk(f"no bulk path for {engine.dialect.name}")
 
 
+#: Set by :func:`_load_sqlite` in the writer's environment: the pid of the load that started it.
+_PARENT_VAR = "L2RULES_BULK_PARENT"
+#: The writer's exit code when it ends because its parent is gone (nobody reads it).
+_ORPHANED = 70
+
+
+def _die_with_parent() -> None:
+    """The writer must not outlive the load that started it.
+
+    A writer left running after ``kill -9`` of its ``load`` or ``run`` went on and
+    committed the whole load, which the killed command never reported. On Linux the
+    kernel kills the child when its parent dies (``PR_SET_PDEATHSIG``); if the parent
+    died before that was set, ``getppid()`` no longer names it. Everywhere, a thread
+    reads stdin, a pipe from the parent that nothing writes to: it ends (EOF) when the
+    parent's end closes, which the kernel does when the parent exits, however it exits.
+    Only for a writer started by :func:`_load_sqlite`; run by hand, none of this applies.
+    """
+    parent = os.environ.get(_PARENT_VAR)
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != int(parent):  # the parent died before the writer started watching
+        os._exit(_ORPHANED)
+
+    def watch() -> None:
+        # The file descriptor, not sys.stdin: a daemon thread blocked inside a buffered reader
+        # holds its lock, and the interpreter aborts at exit when it cannot take that lock.
+        while os.read(0, 4096):  # b"" at EOF: the parent's end of the pipe has closed
+            pass
+        os._exit(_ORPHANED)  # at once: no cleanup that could commit the open transaction
+
+    threading.Thread(target=watch, name="l2rules-bulk-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """The SQLite writer's process: ``python -m l2rules.bulk load DATABASE FILE POOL [--progress]``.
 
     Prints one JSON line: the pool id and rows written, or why the file was declined.
     """
     args = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
     database, path, pool_name = args[1:4]
     try:
         source = _Source(Path(path))

@@ -125,8 +125,7 @@ def _print(frame, args, output=None) -> None:
 def run(args: argparse.Namespace) -> int:
     db = args.db
     if args.command == "init":
-        before = migrate.current_revision(db)
-        after = migrate.upgrade(db)
+        before, after = migrate.init(db)
         engine = get_engine(db)
         print(f"catalog at {describe(engine)}: revision {after}"
               + ("" if before == after else f" (was {before or 'empty'})"))

@@ -2,20 +2,63 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .config import DB, DatabaseError, describe, get_engine, project_file
+from .config import DB, DatabaseError, L2RulesError, describe, get_engine, project_file
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 # Alembic is imported only where a migration runs: every other command starts faster without it.
 log = logging.getLogger(__name__)
+
+#: The PostgreSQL advisory lock key that serializes migrations ("l2r-migr" as a big-endian int64).
+MIGRATION_LOCK_KEY = int.from_bytes(b"l2r-migr", "big")
+
+
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection whose one transaction covers a whole migration, and holds the migration lock.
+
+    A migration killed half-way must leave the catalog as it was, and two processes
+    migrating at once must not both create the tables. PostgreSQL's DDL is
+    transactional; a transaction-level advisory lock makes the second migrator wait
+    for the first to commit, then find nothing to do. On SQLite, pysqlite's legacy
+    transaction handling emits BEGIN only before DML, so CREATE TABLE ran outside any
+    transaction: a kill left tables without a revision, and every later ``init`` failed
+    with "table ... already exists". As SQLAlchemy's documentation prescribes for
+    pysqlite ("Serializable isolation / Savepoints / Transactional DDL"), the driver's
+    own BEGIN handling is turned off and the transaction begun explicitly - with
+    ``BEGIN IMMEDIATE``, whose write lock is also the migration lock (a second
+    migrator waits there, up to the busy timeout, and then sees the committed catalog).
+    """
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            driver = conn.connection.driver_connection
+            legacy = driver.isolation_level
+            driver.isolation_level = None  # no implicit BEGIN (nor COMMIT) from pysqlite
+            try:
+                with conn.begin():  # the driver's begin is a no-op; commit/rollback end the BEGIN below
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    yield conn
+            finally:
+                driver.isolation_level = legacy
+        else:
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+                yield conn
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -30,6 +73,25 @@ def alembic_config(engine: Engine | None = None) -> Config:
     if engine is not None:
         cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     return cfg
+
+
+def hold_after(revision: str) -> None:
+    """For crash tests and drills: with ``L2RULES_MIGRATE_HOLD=<revision>``, stop after that step.
+
+    Called by ``migrations/env.py`` after each revision is applied, inside the migration's
+    transaction (like ``L2RULES_RUN_HOLD`` for runs): creates ``L2RULES_MIGRATE_HOLD_FILE``
+    when set, then waits ``L2RULES_MIGRATE_HOLD_SECONDS`` (60), or until that file is
+    removed, so a test kills the migration, or lets it go on, at a known point.
+    """
+    if os.environ.get("L2RULES_MIGRATE_HOLD") != revision:
+        return
+    marker = os.environ.get("L2RULES_MIGRATE_HOLD_FILE")
+    if marker:
+        Path(marker).write_text(f"{revision} {os.getpid()}\n")
+    print(f"l2rules: holding after revision {revision!r} (L2RULES_MIGRATE_HOLD)", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + float(os.environ.get("L2RULES_MIGRATE_HOLD_SECONDS", "60"))
+    while time.monotonic() < deadline and (marker is None or Path(marker).exists()):
+        time.sleep(0.05)
 
 
 def head_revision() -> str:
@@ -52,25 +114,48 @@ def current_revision(db: DB = None) -> str | None:
 
 def upgrade(db: DB = None, revision: str = "head") -> str | None:
     """Create or upgrade the catalog (safe to run twice); returns the revision reached."""
+    return init(db, revision)[1]
+
+
+def init(db: DB = None, revision: str = "head") -> tuple[str | None, str | None]:
+    """:func:`upgrade`, returning (the revision found, the revision reached).
+
+    The first is read holding the migration lock: of processes migrating a new
+    catalog at once, only the one that created it finds it empty.
+    """
     engine = get_engine(db)
     current_revision(engine)  # fail early, with one line, when the server is unreachable
-    with engine.begin() as conn:
+    with migration_connection(engine) as conn:
+        before = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() \
+            if sa.inspect(conn).has_table("alembic_version") else None
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         from alembic import command
 
         command.upgrade(cfg, revision)
-    return current_revision(engine)
+    return before, current_revision(engine)
 
 
-def downgrade(db: DB = None, revision: str = "-1") -> str | None:
+def downgrade(db: DB = None, revision: str = "-1", *, drop_data: bool = False) -> str | None:
+    """Downgrade to ``revision``, in one transaction.
+
+    The downgrades of 0008 and 0003 drop the runs, work items, pools and exposures;
+    when those tables hold rows they refuse (nothing changes) unless ``drop_data``
+    (``alembic -x drop_data=yes downgrade ...`` on the command line).
+    """
     engine = get_engine(db)
-    with engine.begin() as conn:
-        cfg = alembic_config(engine)
-        cfg.attributes["connection"] = conn
-        from alembic import command
+    from alembic import command
+    from alembic.util import CommandError
 
-        command.downgrade(cfg, revision)
+    try:
+        with migration_connection(engine) as conn:
+            cfg = alembic_config(engine)
+            cfg.attributes["connection"] = conn
+            # What the revisions read, as they read `alembic -x drop_data=yes`.
+            cfg.cmd_opts = argparse.Namespace(x=["drop_data=yes"] if drop_data else [])
+            command.downgrade(cfg, revision)
+    except CommandError as exc:
+        raise L2RulesError(str(exc)) from None
     return current_revision(engine)
 
 
