@@ -4,7 +4,7 @@
 Stdlib only.  For each release directory prints: pools present / failed, the number of Level 2b
 associations over all pools, and how many associations and exposures differ from the base (3.0.0
 unless --base).  Associations compare as multisets of (asn_type, asn_rule, product name, sorted
-members) -- asn_id and key order are ignored; the count is the size of the multiset symmetric
+members) -- asn_id, member order and key order are ignored; the count is the size of the multiset symmetric
 difference (an association renamed between two releases counts twice: once on each side).
 Exposures compare (filename, selected, asn_types) per pool row; the count is the rows that differ.
 
@@ -34,9 +34,9 @@ def asn_keys(path):
         data = json.load(f)
     out = Counter()
     for a in data["associations"]:
-        for p in a["products"]:
-            members = tuple(sorted(tuple(m) for m in p["members"]))
-            out[(a["asn_type"], a["asn_rule"], p["name"], members)] += 1
+        # Level 2b associations have one product each; a tuple of products keeps any other case whole
+        products = tuple((p["name"], tuple(sorted(tuple(m) for m in p["members"]))) for p in a["products"])
+        out[(a["asn_type"], a["asn_rule"], products)] += 1
     return out
 
 
@@ -69,13 +69,18 @@ def compare(a, b):
     return da, de, len(common)
 
 
+def describe(k, n):
+    prods = ", ".join(f"{name} ({len(members)} members)" for name, members in k[2])
+    return f"{k[0]} {k[1]} {prods}" + (f" x{n}" if n > 1 else "")
+
+
 def show(a, b, la, lb):
     for p in sorted(set(a) & set(b)):
         ka, kb = a[p][0], b[p][0]
         for k, n in sorted((ka - kb).items()):
-            print(f"{p}: only {la}: {k[0]} {k[1]} {k[2]} ({len(k[3])} members)" + (f" x{n}" if n > 1 else ""))
+            print(f"{p}: only {la}: {describe(k, n)}")
         for k, n in sorted((kb - ka).items()):
-            print(f"{p}: only {lb}: {k[0]} {k[1]} {k[2]} ({len(k[3])} members)" + (f" x{n}" if n > 1 else ""))
+            print(f"{p}: only {lb}: {describe(k, n)}")
         for x, y in zip(a[p][1], b[p][1]):
             if x != y:
                 print(f"{p}: exposure {x[0]}: {la} {x[1]} [{x[2]}] / {lb} {y[1]} [{y[2]}]")
