@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Stress the SQLite bulk path's writer process: many loads in a row, counting aborts.
 
-Each load starts ``python -m l2rules.bulk`` (the writer process) on a fresh catalog with
+Each load starts ``python -m l2rules.inventory.columnar`` (the writer process) on a fresh catalog with
 one of the cases below: files it declines at the first block, files it declines blocks
 into the file (while the next blocks are being parsed), a file the database refuses
 mid-load, and files it loads. Every writer must exit 0 with its one-line answer; an
 abort (a negative exit code, ``terminate called ...``) or any other failure is counted
 and printed. ``--busy N`` keeps N CPU-bound processes running beside it, the conditions
-under which the writer used to abort at exit (see ``l2rules.bulk._Source.batches``).
+under which the writer used to abort at exit (see ``l2rules.inventory.columnar._Source.batches``).
 
     python scripts/bulk_stress.py --loads 200 --busy 2
     python scripts/bulk_stress.py --loads 20 --db postgresql://postgres@127.0.0.1:5432/test
@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE / "src"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from l2rules import bulk  # noqa: E402
+from l2rules.inventory import columnar  # noqa: E402
 from l2rules.config import L2RulesError, get_engine  # noqa: E402
 from l2rules.migrate import upgrade  # noqa: E402
 
@@ -48,7 +48,7 @@ def rows(n: int, start: int = 0) -> str:
 
 
 #: Rows enough for several of the reader's blocks.
-MANY = 3 * bulk.BLOCK // len(row(0)) + 1
+MANY = 3 * columnar.BLOCK // len(row(0)) + 1
 
 #: name -> (file text, what the bulk path should do: "loaded" or "declined")
 CASES = {
@@ -133,9 +133,9 @@ def main() -> int:
                 expected = CASES[name][1]
                 url = fresh_catalog(args.db, workdir, template)
                 try:
-                    bulk.load_file(get_engine(url), files[name], "stress", progress=False, force=True)
+                    columnar.load_file(get_engine(url), files[name], "stress", progress=False, force=True)
                     got = "loaded"
-                except bulk.NotBulk:
+                except columnar.NotBulk:
                     got = "declined"
                 except L2RulesError as exc:  # the writer process failed: an abort shows here
                     got = "failed"

@@ -1,4 +1,4 @@
-"""The bulk path (l2rules.bulk) loads exactly what the row loader loads, or declines.
+"""The bulk path (l2rules.inventory.columnar) loads exactly what the row loader loads, or declines.
 
 Each comparison loads the same file line by line into one fresh catalog and on the
 bulk path into another, then compares every stored row (ids included) on each backend.
@@ -14,9 +14,9 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from l2rules import bulk, schema
+from l2rules import schema
 from l2rules.config import L2RulesError, get_engine
-from l2rules.inventory import InventoryError, exposure_stem, load
+from l2rules.inventory import InventoryError, columnar, exposure_stem, load
 
 from .conftest import DATA, POOLS, REPO, SAMPLE_POOLS, _dispose
 
@@ -26,7 +26,7 @@ PROBES = sorted(p.name for p in (DATA / "probes").glob("probe_*.csv") if p.name.
 @pytest.fixture
 def bulk_for_any_size(monkeypatch):
     """``method="auto"`` takes the bulk path for small files too."""
-    monkeypatch.setattr(bulk, "BULK_MIN_BYTES", 0)
+    monkeypatch.setattr(columnar, "BULK_MIN_BYTES", 0)
 
 
 def stored(db: str, ids: bool = True) -> dict[str, list[tuple]]:
@@ -76,7 +76,7 @@ def test_bulk_path_across_batches(db, twin_db, tmp_path):
     finally:
         sys.path.pop(0)
     path = bench.generate(tmp_path / "synthetic.csv", rows=6000, seed=7)
-    assert path.stat().st_size > 2 * bulk.BLOCK
+    assert path.stat().st_size > 2 * columnar.BLOCK
     by_rows, _ = assert_same_load(path, db, twin_db)
     assert by_rows.inserted == 6000
 
@@ -110,7 +110,7 @@ def test_stems_agree_with_exposure_stem(name, expected):
     import pyarrow as pa
 
     assert exposure_stem(name) == expected
-    assert bulk.stems(pa.array([name])).to_pylist() == [expected]
+    assert columnar.stems(pa.array([name])).to_pylist() == [expected]
 
 
 def test_stems_agree_with_exposure_stem_on_random_names():
@@ -119,7 +119,7 @@ def test_stems_agree_with_exposure_stem_on_random_names():
     rng = random.Random(11)
     parts = ["jw01", "_", "_", "nrca1", "uncal", ".fits", ".FITS", ".fits.gz", ".asdf", ".gz", "x", "."]
     names = ["".join(rng.choice(parts) for _ in range(rng.randint(1, 7))) for _ in range(5000)]
-    assert bulk.stems(pa.array(names)).to_pylist() == [exposure_stem(n) for n in names]
+    assert columnar.stems(pa.array(names)).to_pylist() == [exposure_stem(n) for n in names]
 
 
 GOOD = "FILENAME|EXP_TYPE|ASN_CANDIDATE\njw2_a_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n"
@@ -172,7 +172,7 @@ def test_reload_declines_then_updates_in_place(db, bulk_for_any_size):
     again = load(path, db)
     assert (first.method, first.inserted) == ("bulk", 8)
     assert (again.method, again.inserted, again.updated) == ("rows", 0, 8)
-    assert again.declined == bulk._REPEATED
+    assert again.declined == columnar.REPEATED
     assert stored(db)["exposure"] == before["exposure"]
 
 
@@ -190,12 +190,12 @@ def test_cli_load_method(db, capsys):
 
 
 def test_sqlite_writer_process_reports_a_decline(tmp_path, sqlite_template):
-    """``python -m l2rules.bulk`` answers with one JSON line; a declined file leaves the catalog as it was."""
+    """``python -m l2rules.inventory.columnar`` answers with one JSON line; a declined file leaves the catalog as it was."""
     path = tmp_path / "catalog.db"
     shutil.copy(sqlite_template, path)
     pool = tmp_path / "bad.csv"
     pool.write_text(GOOD + "jw2_b_uncal.fits|NRC_IMAGE\n")
-    proc = subprocess.run([sys.executable, "-m", "l2rules.bulk", "load", str(path), str(pool), "bad.csv"],
+    proc = subprocess.run([sys.executable, "-m", "l2rules.inventory.columnar", "load", str(path), str(pool), "bad.csv"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith('{"declined": "the CSV reader')

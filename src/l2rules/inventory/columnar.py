@@ -1,6 +1,6 @@
-"""Bulk loading: the columnar path of an inventory load, for large, clean pool files.
+"""The columnar path of an inventory load (the bulk path), for large, clean pool files.
 
-The row loader (``inventory``) reads a file line by line in Python: exact, but at
+The row loader (``rows``) reads a file line by line in Python: exact, but at
 archive scale the per-row Python work (splitting, validating, building and binding
 a 66-value record) was nine tenths of a load. This path does the same load with no
 Python per row:
@@ -34,15 +34,17 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import sqlalchemy as sa
 
-from . import schema
-from .config import L2RulesError
-from .inventory import (
-    _INSERT_COLUMNS, _NULL_FORMS, _TRUNCATE_WAL_AFTER, PG_NEW_IDS, REQUIRED_COLUMNS, DeferredIndexes, LoadResult, TemplateRow, _flag,
-    _progress, _truncate_wal, _upsert_pool, column_names, find_header, finish_load, parse_candidates, split_header,
+from .. import schema
+from ..config import L2RulesError
+from .poolformat import (
+    NULL_FORMS, REQUIRED_COLUMNS, TemplateRow, column_names, find_header, flag, parse_candidates, split_header,
+)
+from .store import (
+    INSERT_COLUMNS, PG_NEW_IDS, TRUNCATE_WAL_AFTER, DeferredIndexes, LoadResult, finish_load, progress_bar,
+    truncate_wal, upsert_pool,
 )
 
 #: Bytes a file may hold for this path: printable ASCII but the double quote, and newlines.
@@ -50,10 +52,10 @@ _ALLOWED = bytes(range(0x20, 0x7F)).replace(b'"', b"") + b"\n"
 #: Bytes read (and parsed) at a time: about 2,800 rows of a 57-column pool. Peak memory grew
 #: with it (a million rows: 310 MB with 1 MB blocks, 490 MB with 4, 690 MB with 8), time did not.
 BLOCK = 1 << 20
-#: The extensions ``inventory.exposure_stem`` takes off a file name.
+#: The extensions ``poolformat.exposure_stem`` takes off a file name.
 _EXTENSION = r"(?i)\.(?:fits\.gz|fits|asdf)$"
 #: Why a file whose stems the catalog already holds (or that repeats one) goes to the row loader.
-_REPEATED = "an exposure already in the catalog or repeated in the file (the row loader updates or reports it)"
+REPEATED = "an exposure already in the catalog or repeated in the file (the row loader updates or reports it)"
 
 
 class NotBulk(Exception):
@@ -163,7 +165,7 @@ class _Source:
         read_options = pacsv.ReadOptions(column_names=self.names, block_size=BLOCK)
         parse_options = pacsv.ParseOptions(delimiter=self.delimiter, quote_char=False, ignore_empty_lines=False)
         convert_options = pacsv.ConvertOptions(column_types={n: pa.string() for n in self.names},
-                                               null_values=sorted(_NULL_FORMS), strings_can_be_null=True)
+                                               null_values=sorted(NULL_FORMS), strings_can_be_null=True)
         checks = _Checks(self.digest, self.delimiter)
         rest, rows = b"", False
         while True:
@@ -211,7 +213,7 @@ class _Source:
 # --- turning batches into exposures ----------------------------------------------------------------
 
 def stems(filenames):
-    """``inventory.exposure_stem`` over an Arrow array of file names (stripped, as this path reads them).
+    """``poolformat.exposure_stem`` over an Arrow array of file names (stripped, as this path reads them).
 
     With an extension (.fits, .fits.gz, .asdf, any case) the stem is the name up to its
     last ``_`` when there is one with something before it, else the name without the
@@ -263,7 +265,7 @@ def _json_extra(batch, extra: list[str]):
 
 
 class _Converter:
-    """One source's batches as exposure and candidate batches (the row loader's ``_Converter``, by column)."""
+    """One source's batches as exposure and candidate batches (the row loader's ``RowConverter``, by column)."""
 
     def __init__(self, source: _Source, pool_id: int):
         self.source, self.pool_id = source, pool_id
@@ -310,15 +312,15 @@ class _Converter:
             "pool_id": pa.array(np.full(n, self.pool_id, dtype=np.int64)), "source_line": lines,
             "exp_type": upper,
         }
-        for flag in schema.FLAG_COLUMNS:
-            columns[flag] = (_through_distinct(batch.column(flag), _flag, pa.bool_()) if flag in self.present
-                             else pa.nulls(n, pa.bool_()))
-        for name in _INSERT_COLUMNS:
+        for column in schema.FLAG_COLUMNS:
+            columns[column] = (_through_distinct(batch.column(column), flag, pa.bool_()) if column in self.present
+                               else pa.nulls(n, pa.bool_()))
+        for name in INSERT_COLUMNS:
             if name not in columns and name != "extra":
                 columns[name] = batch.column(name) if name in self.present else pa.nulls(n, pa.string())
         columns["extra"] = (_json_extra(batch, self.extra) if self.extra
                             else pa.array(["null"] * n, pa.string()))
-        exposures = pa.table({c: columns[c] for c in _INSERT_COLUMNS})
+        exposures = pa.table({c: columns[c] for c in INSERT_COLUMNS})
         return exposures, self._candidates(batch)
 
     def _candidates(self, batch):
@@ -466,7 +468,7 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
             cursor.execute("BEGIN IMMEDIATE")
             conn = _AdbcConnection(cursor, sqlite.dialect())
             try:
-                result.pool_id = _upsert_pool(conn, pool_name, source.name, source.names)
+                result.pool_id = upsert_pool(conn, pool_name, source.name, source.names)
                 deferred = DeferredIndexes.drop(conn, postgres=False)
                 # This transaction holds the write lock: the ids after the largest are free.
                 first = (conn.execute(sa.select(sa.func.max(schema.exposure.c.id))).scalar() or 0) + 1
@@ -487,7 +489,7 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
                 # failure as an internal error); any other the row loader meets and reports too.
                 cursor.execute("ROLLBACK")
                 message = str(exc).splitlines()[0]
-                raise NotBulk(_REPEATED if "UNIQUE constraint failed: exposure.stem" in message
+                raise NotBulk(REPEATED if "UNIQUE constraint failed: exposure.stem" in message
                               else f"the database refused a batch: {message}") from None
             except BaseException:
                 cursor.execute("ROLLBACK")
@@ -501,7 +503,7 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
 
 
 def _load_sqlite(engine: sa.Engine, path: Path, pool_name: str, progress: bool) -> LoadResult:
-    """Run the SQLite load in a child process, ``python -m l2rules.bulk``.
+    """Run the SQLite load in a child process, ``python -m l2rules.inventory.columnar``.
 
     ADBC's driver carries a SQLite library of its own. Two SQLite libraries in one
     process break each other's file locks (closing one's descriptor drops the other's
@@ -512,7 +514,7 @@ def _load_sqlite(engine: sa.Engine, path: Path, pool_name: str, progress: bool) 
     """
     import subprocess
 
-    command = [sys.executable, "-m", "l2rules.bulk", "load", engine.url.database, str(path), pool_name]
+    command = [sys.executable, "-m", "l2rules.inventory.columnar", "load", engine.url.database, str(path), pool_name]
     if progress:
         command.append("--progress")
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -531,8 +533,8 @@ def _load_sqlite(engine: sa.Engine, path: Path, pool_name: str, progress: bool) 
                 for line, raw in answer["template_rows"]]
     result = LoadResult(str(path), pool_id=answer["pool_id"], rows=answer["rows"], inserted=answer["inserted"],
                         template_rows=len(template), rejections=template, method="bulk")
-    if result.loaded >= _TRUNCATE_WAL_AFTER:
-        _truncate_wal(engine)
+    if result.loaded >= TRUNCATE_WAL_AFTER:
+        truncate_wal(engine)
     return result
 
 
@@ -573,7 +575,7 @@ def _postgres_batches(engine: sa.Engine, source: _Source, converter: _Converter)
 
 def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool) -> LoadResult:
     source = _Source(path)
-    bar = _progress(progress, source.name)
+    bar = progress_bar(progress, source.name)
     result = LoadResult(source.name, method="bulk")
 
     def copy(cursor, table: str, data: tuple) -> None:
@@ -583,7 +585,7 @@ def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool
 
     try:
         with engine.begin() as conn:
-            result.pool_id = _upsert_pool(conn, pool_name, source.name, source.names)
+            result.pool_id = upsert_pool(conn, pool_name, source.name, source.names)
             # The unique stem too: one sort at the end instead of an index insert per row; a repeated
             # stem then fails there, and the row loader takes the file.
             deferred = DeferredIndexes.drop(conn, postgres=True, unique=True)
@@ -599,7 +601,7 @@ def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool
             _finish(conn, result, source, converter, deferred)
     except (sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError) as exc:  # SQLAlchemy's, or COPY's own
         error = getattr(exc, "orig", exc)
-        raise NotBulk(_REPEATED if "uq_exposure_stem" in str(error) else f"the database refused it: {error}") from None
+        raise NotBulk(REPEATED if "uq_exposure_stem" in str(error) else f"the database refused it: {error}") from None
     finally:
         bar.close()
         source.close()
@@ -630,7 +632,7 @@ def load_file(engine: sa.Engine, path: Path, pool_name: str, *, progress: bool, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The SQLite writer's process: ``python -m l2rules.bulk load DATABASE FILE POOL [--progress]``.
+    """The SQLite writer's process: ``python -m l2rules.inventory.columnar load DATABASE FILE POOL [--progress]``.
 
     Prints one JSON line: the pool id and rows written, or why the file was declined.
     """
@@ -638,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     database, path, pool_name = args[1:4]
     try:
         source = _Source(Path(path))
-        bar = _progress("--progress" in args, source.name)
+        bar = progress_bar("--progress" in args, source.name)
         try:
             result = _write_sqlite(database, source, pool_name, bar)
         finally:
