@@ -27,7 +27,7 @@ from ..config import DB, L2RulesError
 from ..migrate import require_migrated
 from .poolformat import (
     FLAG_FALSE, FLAG_NULL, NULLS, REQUIRED_COLUMNS, InventoryError, TemplateRow, exposure_stem, parse_candidates,
-    read_file, read_frame,
+    frame_table, read_arrow, read_file, table_digest,
 )
 from .rows import load_rows
 from .store import LoadResult, exposures, rejections
@@ -46,9 +46,12 @@ def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None =
          skip_bad: bool = False, progress: bool | None = None, method: str = "auto") -> LoadResult:
     """Load one pool file, CSV file or DataFrame into the catalog database, in one transaction.
 
-    ``method``: ``"auto"`` tries the bulk path for a file (``columnar``) and gives
-    it to the row loader when the bulk path declines it; ``"rows"`` uses the row loader
-    only; ``"bulk"`` raises when the bulk path declines.
+    ``name`` names the pool (default: the file's name; for a DataFrame ``dataframe-``
+    and the start of its content's SHA-256, so each different DataFrame is a pool of its
+    own and the same one loaded again updates it in place). ``method``: ``"auto"`` tries
+    the bulk path (``columnar``) for a large file or DataFrame and gives it to the row
+    loader when the bulk path declines it; ``"rows"`` uses the row loader only;
+    ``"bulk"`` raises when the bulk path declines.
     """
     if method not in METHODS:
         raise L2RulesError(f"unknown load method {method!r}; choose one of {', '.join(METHODS)}")
@@ -57,10 +60,21 @@ def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None =
     frames = loaded("pandas")  # a DataFrame can only come from an imported pandas
     declined = None
     if frames is not None and isinstance(source, frames.DataFrame):
-        if method == "bulk":
-            raise L2RulesError("the bulk path loads files; a DataFrame takes the row loader")
-        table = read_frame(source, name or "dataframe")
-        pool_name = name or "dataframe"
+        text = frame_table(source, name or "dataframe")
+        sha256 = table_digest(text)
+        pool_name = name or f"dataframe-{sha256[:16]}"
+        if method != "rows":
+            from . import columnar  # imported here: see below
+
+            try:
+                return columnar.load_table(engine, text, pool_name, pool_name, sha256, progress=show,
+                                           force=method == "bulk")
+            except columnar.NotBulk as exc:
+                if method == "bulk":
+                    raise L2RulesError(f"{pool_name}: the bulk path declines this DataFrame: {exc}") from None
+                declined = str(exc)
+                log.info("%s: loaded line by line: %s", pool_name, exc)
+        table = read_arrow(text, pool_name, sha256)
     else:
         pool_name = name or Path(source).name
         if method != "rows" and Path(source).is_file():

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from .. import schema
 from ..outputs import gc_paused
 from .poolformat import (
-    NULL_FORMS, NULLS, REQUIRED_COLUMNS, InventoryError, SourceTable, TemplateRow, column_names,
+    NULL_FORMS, NULLS, REQUIRED_COLUMNS, InventoryError, SourceTable, TemplateRow, column_names, echo,
     exposure_stem, flag, parse_candidates,
 )
 from .store import (
@@ -73,26 +73,35 @@ class RowConverter:
             return [None if f in NULL_FORMS else f for f in fields]
         return [None if f.strip().lower() in NULLS else f.strip() for f in fields]
 
-    def convert(self, number: int, fields: list[str], pool_id: int):
+    def trimmed(self, fields: list[str]) -> list[str]:
+        """The row's fields without missing values beyond the header's last column (a trailing delimiter)."""
+        if len(fields) > self.width and all(f.strip().lower() in NULLS for f in fields[self.width:]):
+            return fields[:self.width]
+        return fields
+
+    def convert(self, number: int, fields: list[str] | InventoryError, pool_id: int):
         """(record, candidates, fingerprint) for the exposure table, or None for a repeated identical row.
 
         Repeats are recognised here within the current batch (``seen`` is cleared by the
         writer at each batch); across batches the writer finds them in the database.
         """
+        if isinstance(fields, InventoryError):  # a line the reader could not take (a control character)
+            raise fields
         source = self.table.source
+        raw = "|".join(fields)
+        fields = self.trimmed(fields)
         if len(fields) != self.width:
             raise InventoryError(source, number, str(min(len(fields), self.width) + 1),
-                                 f"wrong number of fields: {len(fields)}, the header has {self.width}",
-                                 "|".join(fields))
+                                 f"wrong number of fields: {len(fields)}, the header has {self.width}", raw)
         values = self.values(fields)
         filename = values[self.i_filename]
         if filename is None:
-            raise InventoryError(source, number, "FILENAME", "FILENAME is empty", "|".join(fields))
+            raise InventoryError(source, number, "FILENAME", "FILENAME is empty", raw)
         exp_type = values[self.i_exp_type]
         if exp_type is not None and exp_type.lower() == "exp_type":
-            raise TemplateRow(source, number, "EXP_TYPE", TemplateRow.REASON, "|".join(fields))
+            raise TemplateRow(source, number, "EXP_TYPE", TemplateRow.REASON, raw)
         if exp_type is None:
-            raise InventoryError(source, number, "EXP_TYPE", "EXP_TYPE is empty", "|".join(fields))
+            raise InventoryError(source, number, "EXP_TYPE", "EXP_TYPE is empty", raw)
         stem = exposure_stem(filename)
         fingerprint = hash(tuple(values))
         previous = self.seen.get(stem)
@@ -100,8 +109,8 @@ class RowConverter:
             if previous[1] == fingerprint:
                 return None
             raise InventoryError(source, number, "FILENAME",
-                                 f"duplicate exposure {filename} (first at line {previous[0]}) with conflicting values",
-                                 "|".join(fields))
+                                 f"duplicate exposure {echo(filename)} (first at line {previous[0]}) with conflicting values",
+                                 raw)
         candidates = []
         if self.i_candidate is not None:
             text = values[self.i_candidate]
@@ -110,7 +119,7 @@ class RowConverter:
                 try:
                     candidates = parse_candidates(text)
                 except ValueError as exc:
-                    raise InventoryError(source, number, "ASN_CANDIDATE", str(exc), "|".join(fields)) from None
+                    raise InventoryError(source, number, "ASN_CANDIDATE", str(exc), raw) from None
                 if len(self._candidates) >= 4096:
                     self._candidates.clear()
                 self._candidates[text] = candidates
@@ -349,12 +358,13 @@ class RowWriter:
         errors = []
         for (record, _cands, fingerprint, number, fields), first in repeats:
             first_fields = firsts.get(first)
-            if first_fields is not None and hash(tuple(self.converter.values(first_fields))) == fingerprint:
+            if (first_fields is not None
+                    and hash(tuple(self.converter.values(self.converter.trimmed(first_fields)))) == fingerprint):
                 self.result.duplicates += 1
                 continue
             errors.append(InventoryError(
                 self.converter.table.source, number, "FILENAME",
-                f"duplicate exposure {record[2]} (first at line {first}) with conflicting values", "|".join(fields)))
+                f"duplicate exposure {echo(record[2])} (first at line {first}) with conflicting values", "|".join(fields)))
         if errors:
             if not self.skip_bad:
                 raise errors[0]
