@@ -1,4 +1,4 @@
-"""The columnar path of an inventory load (the bulk path), for large, clean pool files.
+"""The columnar path of an inventory load (the bulk path), for large, clean pool files and DataFrames.
 
 The row loader (``rows``) reads a file line by line in Python: exact, but at
 archive scale the per-row Python work (splitting, validating, building and binding
@@ -6,7 +6,9 @@ a 66-value record) was nine tenths of a load. This path does the same load with 
 Python per row:
 
 - pyarrow's CSV reader parses the file in batches (C++, in a thread beside the writing), turning
-  every spelling of NULL into a missing value as it parses;
+  every spelling of NULL into a missing value as it parses; a DataFrame comes as the
+  Arrow table of its text (``poolformat.frame_table``), its values stripped and its
+  NULLs found with Arrow compute;
 - the derived columns (stem, upper-cased EXP_TYPE, flags, candidates, ``extra``) are
   computed per batch with Arrow compute, through each column's few distinct values;
 - each batch is written with the database's bulk path: ``COPY`` on PostgreSQL, in the
@@ -16,7 +18,9 @@ Python per row:
 
 It takes only files the row loader would take without a word and without changing a
 value: printable ASCII with no quote, no tab, no padding around a field, every line
-after the header a row; template leftover rows it sets aside, as the row loader does.
+after the header a row (after a byte-order mark, with LF or CRLF line ends, with or
+without a trailing delimiter); template leftover rows it sets aside, as the row loader
+does. A DataFrame's values may be any text but control characters.
 Anything else - and any bad row, repeated exposure or exposure already in the
 catalog - makes it give the load back
 (:class:`NotBulk`, the transaction rolled back, nothing written) to the row loader,
