@@ -1,4 +1,4 @@
-"""The bulk path (l2rules.bulk) loads exactly what the row loader loads, or declines.
+"""The bulk path (l2rules.inventory.columnar) loads exactly what the row loader loads, or declines.
 
 Each comparison loads the same file line by line into one fresh catalog and on the
 bulk path into another, then compares every stored row (ids included) on each backend.
@@ -14,9 +14,9 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from l2rules import bulk, schema
+from l2rules import schema
 from l2rules.config import L2RulesError, get_engine
-from l2rules.inventory import InventoryError, exposure_stem, load
+from l2rules.inventory import InventoryError, columnar, exposure_stem, load
 
 from .conftest import DATA, POOLS, REPO, SAMPLE_POOLS, _dispose
 
@@ -26,7 +26,7 @@ PROBES = sorted(p.name for p in (DATA / "probes").glob("probe_*.csv") if p.name.
 @pytest.fixture
 def bulk_for_any_size(monkeypatch):
     """``method="auto"`` takes the bulk path for small files too."""
-    monkeypatch.setattr(bulk, "BULK_MIN_BYTES", 0)
+    monkeypatch.setattr(columnar, "BULK_MIN_BYTES", 0)
 
 
 def stored(db: str, ids: bool = True) -> dict[str, list[tuple]]:
@@ -49,6 +49,7 @@ def stored(db: str, ids: bool = True) -> dict[str, list[tuple]]:
 
 
 def assert_same_load(path, db: str, twin_db: str) -> tuple:
+    """``path`` (a file or a DataFrame) loaded by the row loader into ``db`` and on the bulk path into ``twin_db``."""
     by_rows = load(path, db, method="rows")
     by_bulk = load(path, twin_db, method="bulk")
     assert by_bulk.method == "bulk" and by_rows.method == "rows"
@@ -76,7 +77,7 @@ def test_bulk_path_across_batches(db, twin_db, tmp_path):
     finally:
         sys.path.pop(0)
     path = bench.generate(tmp_path / "synthetic.csv", rows=6000, seed=7)
-    assert path.stat().st_size > 2 * bulk.BLOCK
+    assert path.stat().st_size > 2 * columnar.BLOCK
     by_rows, _ = assert_same_load(path, db, twin_db)
     assert by_rows.inserted == 6000
 
@@ -110,7 +111,7 @@ def test_stems_agree_with_exposure_stem(name, expected):
     import pyarrow as pa
 
     assert exposure_stem(name) == expected
-    assert bulk.stems(pa.array([name])).to_pylist() == [expected]
+    assert columnar.stems(pa.array([name])).to_pylist() == [expected]
 
 
 def test_stems_agree_with_exposure_stem_on_random_names():
@@ -119,7 +120,7 @@ def test_stems_agree_with_exposure_stem_on_random_names():
     rng = random.Random(11)
     parts = ["jw01", "_", "_", "nrca1", "uncal", ".fits", ".FITS", ".fits.gz", ".asdf", ".gz", "x", "."]
     names = ["".join(rng.choice(parts) for _ in range(rng.randint(1, 7))) for _ in range(5000)]
-    assert bulk.stems(pa.array(names)).to_pylist() == [exposure_stem(n) for n in names]
+    assert columnar.stems(pa.array(names)).to_pylist() == [exposure_stem(n) for n in names]
 
 
 GOOD = "FILENAME|EXP_TYPE|ASN_CANDIDATE\njw2_a_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n"
@@ -129,7 +130,12 @@ DECLINED = {
     "padded at line end": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE|[('o001', 'observation')] \n", "padded"),
     "quoted field": (GOOD + '"jw2_b_uncal.fits"|NRC_IMAGE|\n', "ASCII"),
     "not ascii": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE|é\n", "ASCII"),
-    "crlf": (GOOD.replace("\n", "\r\n"), "ASCII"),
+    "carriage return in a value": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE|\rx\n", "carriage return"),
+    "carriage return ending a line": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE|\rjw2_c_uncal.fits|NRC_IMAGE|\n",
+                                      "carriage return"),
+    "nul": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE|\x00\n", "ASCII"),
+    "value after a trailing delimiter": (GOOD.replace("\n", "|\n") + "jw2_b_uncal.fits|NRC_IMAGE||x\n",
+                                         "after the last column"),
     "tab": (GOOD + "jw2_b_uncal.fits|NRC_IMAGE\t|\n", "ASCII"),
     "empty line": (GOOD + "\njw2_b_uncal.fits|NRC_IMAGE|\n", "empty or a comment line"),
     "comment line": (GOOD + "# note\njw2_b_uncal.fits|NRC_IMAGE|\n", "empty or a comment line"),
@@ -164,6 +170,56 @@ def test_bulk_declines_what_it_cannot_take_exactly(db, twin_db, tmp_path, case, 
         assert stored(db, ids=False) == stored(twin_db, ids=False)
 
 
+PLAIN = ("FILENAME|EXP_TYPE|ASN_CANDIDATE|PROGRAM\n"
+         "jw3_a_uncal.fits|nrc_image|[('o001', 'observation')]|1234\n"
+         "jw3_b_uncal.fits|NRC_IMAGE||null\n"
+         "set acid|EXP_TYPE|ASN_CANDIDATE|PROGRAM\n"
+         "jw3_c_uncal.fits|MIR_IMAGE|[('o002', 'observation')]|\n")
+
+
+def _trailing(text: str, lines: slice) -> str:
+    """``text`` with a trailing delimiter on the given lines (0: the header)."""
+    rows = text.splitlines(keepends=True)
+    return "".join(r.replace("\n", "|\n") if i in range(len(rows))[lines] else r for i, r in enumerate(rows))
+
+
+#: Forms of the same pool that real files take: both paths load them, and load them as the plain file.
+REAL_FILES = {
+    "byte-order mark": b"\xef\xbb\xbf" + PLAIN.encode(),
+    "byte-order mark before comments": b"\xef\xbb\xbf# made by a spreadsheet\r\n" + PLAIN.encode(),
+    "crlf": PLAIN.replace("\n", "\r\n").encode(),
+    "mixed line ends": PLAIN.replace("\n", "\r\n", 3).encode(),
+    "no line end at the end": PLAIN.rstrip("\n").encode(),
+    "trailing delimiter on every line": _trailing(PLAIN, slice(None)).encode(),
+    "trailing delimiter on the rows": _trailing(PLAIN, slice(1, None)).encode(),
+    "trailing delimiter on the header": _trailing(PLAIN, slice(0, 1)).encode(),
+    "all of them": b"\xef\xbb\xbf" + _trailing(PLAIN, slice(None)).replace("\n", "\r\n").encode(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REAL_FILES))
+def test_real_file_forms_load_as_the_plain_file_on_both_paths(db, twin_db, tmp_path, case):
+    path = tmp_path / "pool.csv"
+    path.write_bytes(REAL_FILES[case])
+    by_rows, by_bulk = assert_same_load(path, db, twin_db)
+    assert (by_rows.inserted, by_rows.template_rows, by_rows.rejected) == (3, 1, 0)
+    with get_engine(db).connect() as conn:
+        e, p = schema.exposure, schema.pool
+        rows = conn.execute(sa.select(e.c.filename, e.c.exp_type, e.c.program, e.c.extra, e.c.source_line)
+                            .order_by(e.c.id)).all()
+        columns = conn.execute(sa.select(p.c.columns)).scalar_one()
+        candidates = conn.execute(sa.select(schema.exposure_candidate.c.cand_id)
+                                  .order_by(schema.exposure_candidate.c.exposure_id)).scalars().all()
+    first = 3 if "comments" in case else 2
+    assert [tuple(r) for r in rows] == [("jw3_a_uncal.fits", "NRC_IMAGE", "1234", None, first),
+                                        ("jw3_b_uncal.fits", "NRC_IMAGE", None, None, first + 1),
+                                        ("jw3_c_uncal.fits", "MIR_IMAGE", None, None, first + 3)]
+    assert columns == "filename|exp_type|asn_candidate|program"
+    assert candidates == ["o001", "o002"]
+    raw = by_bulk.rejections[0].raw
+    assert raw.startswith("set acid|EXP_TYPE|ASN_CANDIDATE|PROGRAM") and "\r" not in raw
+
+
 def test_reload_declines_then_updates_in_place(db, bulk_for_any_size):
     """Exposures already in the catalog: the bulk path rolls back and the row loader updates them."""
     path = POOLS / "pool_002_image_miri.csv"
@@ -172,7 +228,7 @@ def test_reload_declines_then_updates_in_place(db, bulk_for_any_size):
     again = load(path, db)
     assert (first.method, first.inserted) == ("bulk", 8)
     assert (again.method, again.inserted, again.updated) == ("rows", 0, 8)
-    assert again.declined == bulk._REPEATED
+    assert again.declined == columnar.REPEATED
     assert stored(db)["exposure"] == before["exposure"]
 
 
@@ -190,12 +246,12 @@ def test_cli_load_method(db, capsys):
 
 
 def test_sqlite_writer_process_reports_a_decline(tmp_path, sqlite_template):
-    """``python -m l2rules.bulk`` answers with one JSON line; a declined file leaves the catalog as it was."""
+    """``python -m l2rules.inventory.columnar`` answers with one JSON line; a declined file leaves the catalog as it was."""
     path = tmp_path / "catalog.db"
     shutil.copy(sqlite_template, path)
     pool = tmp_path / "bad.csv"
     pool.write_text(GOOD + "jw2_b_uncal.fits|NRC_IMAGE\n")
-    proc = subprocess.run([sys.executable, "-m", "l2rules.bulk", "load", str(path), str(pool), "bad.csv"],
+    proc = subprocess.run([sys.executable, "-m", "l2rules.inventory.columnar", "load", str(path), str(pool), "bad.csv"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith('{"declined": "the CSV reader')
@@ -212,3 +268,83 @@ def test_new_sqlite_catalogs_use_32k_pages(tmp_path):
         assert conn.exec_driver_sql("PRAGMA page_size").scalar_one() == 32768
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
     _dispose(url)
+
+
+def frame():
+    """A DataFrame as analysts make them: nullable dtypes, categoricals, timestamps, free text."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "FILENAME": ["jw8_a_uncal.fits", " jw8_b_uncal.fits", "set acid", "jw8_c_uncal.fits"],
+        "EXP_TYPE": pd.Categorical(["nrc_image", "NRC_CORON", "EXP_TYPE", "MIR_IMAGE"]),
+        "IS_PSF": pd.array([True, pd.NA, None, False], dtype="boolean"),
+        "PROGRAM": pd.array([1234, pd.NA, None, 5], dtype="Int64"),
+        "ASN_CANDIDATE": ["[('o001', 'observation')]", None, "ASN_CANDIDATE", "NULL"],
+        "DATE_OBS": pd.to_datetime(["2026-01-01", None, None, "2026-01-02 03:04:05.5"], format="ISO8601"),
+        "TARGNAME": ['NGC "1", core', " \u00e9toile\u00a0", None, "null"],
+        "my_note": ['say "hi"\there', "caf\u00e9", "x", None],
+        "ratio": [0.5, float("nan"), 1.0, 2.0],
+    })
+
+
+def test_dataframe_bulk_path_stores_what_the_row_loader_stores(db, twin_db):
+    """Through Arrow on both paths: missing values of every dtype are NULL, never text; the same rows either way."""
+    by_rows, by_bulk = assert_same_load(frame(), db, twin_db)
+    assert (by_rows.inserted, by_rows.template_rows) == (3, 1)
+    assert by_bulk.rejections[0].raw == "set acid|EXP_TYPE|||ASN_CANDIDATE|||x|1"
+    with get_engine(twin_db).connect() as conn:
+        e = schema.exposure
+        rows = conn.execute(sa.select(e.c.filename, e.c.exp_type, e.c.is_psf, e.c.program, e.c.targname,
+                                      e.c.extra).order_by(e.c.id)).all()
+    assert [tuple(r) for r in rows] == [
+        ("jw8_a_uncal.fits", "NRC_IMAGE", True, "1234", 'NGC "1", core',
+         {"date_obs": "2026-01-01T00:00:00.000", "my_note": 'say "hi"\there', "ratio": "0.5"}),
+        ("jw8_b_uncal.fits", "NRC_CORON", None, None, "\u00e9toile", {"date_obs": None, "my_note": "caf\u00e9", "ratio": None}),
+        ("jw8_c_uncal.fits", "MIR_IMAGE", False, "5", None,
+         {"date_obs": "2026-01-02T03:04:05.500", "my_note": None, "ratio": "2"}),
+    ]
+
+
+def test_each_unnamed_dataframe_is_its_own_pool(db):
+    from l2rules import worklist
+
+    first, second = frame().iloc[[0]], frame().iloc[[3]]
+    items = worklist(db, inventory=second)
+    assert items["filename"].tolist() == ["jw8_c_uncal.fits"]
+    assert worklist(db, inventory=first)["filename"].tolist() == ["jw8_a_uncal.fits"]
+    again = load(first, db)
+    assert (again.inserted, again.updated) == (0, 1)
+    with get_engine(db).connect() as conn:
+        pools = conn.execute(sa.select(schema.pool.c.name, schema.pool.c.n_exposures)
+                             .order_by(schema.pool.c.id)).all()
+    assert len(pools) == 2 and all(name.startswith("dataframe-") for name, _n in pools)
+    assert [n for _name, n in pools] == [1, 1]
+    assert load(second, db, name="analyst").pool_id not in {again.pool_id}
+
+
+def test_large_dataframes_take_the_bulk_path(db, bulk_for_any_size):
+    result = load(frame(), db)
+    assert (result.method, result.inserted, result.declined) == ("bulk", 3, None)
+
+
+def test_dataframe_with_a_control_character_is_refused_on_both_paths(db, tmp_path, bulk_for_any_size):
+    bad = frame()
+    bad.loc[3, "TARGNAME"] = "a\x00b"
+    for method in ("rows", "auto"):
+        with pytest.raises(InventoryError) as info:
+            load(bad, db, name="bad", method=method)
+        assert str(info.value).startswith("bad:5: column TARGNAME (character "), str(info.value)
+        assert "control character U+0000" in str(info.value)
+    assert stored(db)["exposure"] == []
+    result = load(bad, db, name="bad", skip_bad=True)
+    assert (result.inserted, result.rejected) == (2, 1)
+    assert "a\u2400b" in stored(db)["rejection"][-1][4]
+
+
+def test_dataframe_column_of_mixed_types_is_refused_by_name(db):
+    import pandas as pd
+
+    mixed = pd.DataFrame({"FILENAME": ["jw9_a_uncal.fits", "jw9_b_uncal.fits"], "EXP_TYPE": ["NRC_IMAGE"] * 2,
+                          "PROGRAM": [1234, "x"]})
+    with pytest.raises(InventoryError, match=r"^mixed: column PROGRAM: values Arrow cannot read as one type"):
+        load(mixed, db, name="mixed")

@@ -116,6 +116,15 @@ BAD_INPUTS = {
     "bad_candidate": (b"FILENAME|EXP_TYPE|ASN_CANDIDATE\njw_a_uncal.fits|NRC_IMAGE|[('o001', 'observation')\n",
                       2, "ASN_CANDIDATE", "cannot read ASN_CANDIDATE"),
     "empty_exp_type": (b"FILENAME|EXP_TYPE\njw_a_uncal.fits|null\n", 2, "EXP_TYPE", "EXP_TYPE is empty"),
+    # NUL cannot be stored on PostgreSQL: refused on both backends alike, as every C0 control but tab
+    "nul": (b"FILENAME|EXP_TYPE|TARGNAME\njw_a_uncal.fits|NRC_IMAGE|a\x00b\n", 2, "TARGNAME (character 28)",
+            "control character U+0000"),
+    "control_character": (b"FILENAME|EXP_TYPE|TARGNAME\r\njw_a_uncal.fits|NRC_IMAGE|\x1bb\r\n", 2,
+                          "TARGNAME (character 27)", "control character U+001B"),
+    "lone_carriage_return": (b"FILENAME,EXP_TYPE,TARGNAME\njw_a_uncal.fits,NRC_IMAGE,\"a\rb\"\n", 2,
+                             "TARGNAME (character 29)", "control character U+000D"),
+    "control_in_header": (b"# c\nFILENAME|EXP_TYPE|TARG\x07NAME\njw_a_uncal.fits|NRC_IMAGE|a\n", 2,
+                          "TARG\u2407NAME (character 23)", "control character U+0007"),
 }
 
 
@@ -163,6 +172,38 @@ def test_skip_bad_keeps_rejected_rows_with_reason(db, tmp_path):
     path.write_text("FILENAME|EXP_TYPE\njw5_b_uncal.fits|NRC_IMAGE\n")
     load(path, db, skip_bad=True)
     assert inventory.rejections(db).empty
+
+
+def test_control_characters_are_kept_visibly_under_skip_bad(db, tmp_path):
+    """A row with a control character is rejected with its reason; its raw text shows the character
+    as its control picture (a NUL would not store on PostgreSQL); tab is a value's character."""
+    path = tmp_path / "controls.csv"
+    path.write_bytes(b"FILENAME|EXP_TYPE|TARGNAME\n"
+                     b"jw6_a_uncal.fits|NRC_IMAGE|NGC\t1\n"
+                     b"jw6_b_uncal.fits|NRC_IMAGE|x\x00y\n"
+                     b"jw6_c\x01_uncal.fits|NRC_IMAGE|z\n")
+    result = load(path, db, skip_bad=True)
+    assert (result.inserted, result.rejected) == (1, 2)
+    assert inventory.exposures(db)["targname"].tolist() == ["NGC\t1"]
+    rejected = inventory.rejections(db)
+    assert rejected["line"].tolist() == [3, 4]
+    assert rejected["column"].tolist() == ["TARGNAME (character 29)", "FILENAME (character 6)"]
+    assert rejected["reason"].str.startswith("control character U+00").all()
+    assert rejected["raw"].tolist() == ["jw6_b_uncal.fits|NRC_IMAGE|x\u2400y", "jw6_c\u2401_uncal.fits|NRC_IMAGE|z"]
+
+
+def test_error_lines_cut_long_values(db, tmp_path):
+    """An error line quotes at most 80 characters of a value; the rejected row keeps it whole."""
+    candidate = "[('o001', 'observation')" + ", ('o002', 'observation')" * 40
+    path = tmp_path / "long.csv"
+    path.write_text(f"FILENAME|EXP_TYPE|ASN_CANDIDATE\njw7_a_uncal.fits|NRC_IMAGE|{candidate}\n")
+    with pytest.raises(InventoryError) as info:
+        load(path, db)
+    message = str(info.value)
+    assert f"cannot read ASN_CANDIDATE {candidate[:79] + chr(0x2026)!r}: expected" in message
+    assert len(message) < len(str(path)) + 250 and "\n" not in message
+    load(path, db, skip_bad=True)
+    assert inventory.rejections(db)["raw"].tolist() == [f"jw7_a_uncal.fits|NRC_IMAGE|{candidate}"]
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -1,12 +1,14 @@
-"""Bulk loading: the columnar path of an inventory load, for large, clean pool files.
+"""The columnar path of an inventory load (the bulk path), for large, clean pool files and DataFrames.
 
-The row loader (``inventory``) reads a file line by line in Python: exact, but at
+The row loader (``rows``) reads a file line by line in Python: exact, but at
 archive scale the per-row Python work (splitting, validating, building and binding
 a 66-value record) was nine tenths of a load. This path does the same load with no
 Python per row:
 
-- pyarrow's CSV reader parses the file in batches (C++, on every core), turning
-  every spelling of NULL into a missing value as it parses;
+- pyarrow's CSV reader parses the file in batches (C++, in a thread beside the writing), turning
+  every spelling of NULL into a missing value as it parses; a DataFrame comes as the
+  Arrow table of its text (``poolformat.frame_table``), its values stripped and its
+  NULLs found with Arrow compute;
 - the derived columns (stem, upper-cased EXP_TYPE, flags, candidates, ``extra``) are
   computed per batch with Arrow compute, through each column's few distinct values;
 - each batch is written with the database's bulk path: ``COPY`` on PostgreSQL, in the
@@ -16,7 +18,9 @@ Python per row:
 
 It takes only files the row loader would take without a word and without changing a
 value: printable ASCII with no quote, no tab, no padding around a field, every line
-after the header a row; template leftover rows it sets aside, as the row loader does.
+after the header a row (after a byte-order mark, with LF or CRLF line ends, with or
+without a trailing delimiter); template leftover rows it sets aside, as the row loader
+does. A DataFrame's values may be any text but control characters.
 Anything else - and any bad row, repeated exposure or exposure already in the
 catalog - makes it give the load back
 (:class:`NotBulk`, the transaction rolled back, nothing written) to the row loader,
@@ -35,26 +39,32 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import sqlalchemy as sa
 
-from . import schema
-from .config import L2RulesError
-from .inventory import (
-    _INSERT_COLUMNS, _NULL_FORMS, _TRUNCATE_WAL_AFTER, PG_NEW_IDS, REQUIRED_COLUMNS, DeferredIndexes, LoadResult, TemplateRow, _flag,
-    _progress, _truncate_wal, _upsert_pool, column_names, find_header, finish_load, parse_candidates, split_header,
+from .. import schema
+from ..config import L2RulesError
+from .poolformat import (
+    BOM, CONTROL, NULL_FORMS, REQUIRED_COLUMNS, TemplateRow, column_names, find_header, flag, line_body,
+    parse_candidates, split_header,
+)
+from .store import (
+    INSERT_COLUMNS, PG_NEW_IDS, TRUNCATE_WAL_AFTER, DeferredIndexes, LoadResult, finish_load, progress_bar,
+    truncate_wal, upsert_pool,
 )
 
-#: Bytes a file may hold for this path: printable ASCII but the double quote, and newlines.
-_ALLOWED = bytes(range(0x20, 0x7F)).replace(b'"', b"") + b"\n"
+#: Bytes a file may hold for this path: printable ASCII but the double quote, and line ends (LF, CRLF).
+_ALLOWED = bytes(range(0x20, 0x7F)).replace(b'"', b"") + b"\n\r"
+#: The name the reader gives the empty field after a trailing delimiter (a header name is stripped:
+#: it never starts with a space).
+_TRAILING = " trailing delimiter"
 #: Bytes read (and parsed) at a time: about 2,800 rows of a 57-column pool. Peak memory grew
 #: with it (a million rows: 310 MB with 1 MB blocks, 490 MB with 4, 690 MB with 8), time did not.
 BLOCK = 1 << 20
-#: The extensions ``inventory.exposure_stem`` takes off a file name.
+#: The extensions ``poolformat.exposure_stem`` takes off a file name.
 _EXTENSION = r"(?i)\.(?:fits\.gz|fits|asdf)$"
 #: Why a file whose stems the catalog already holds (or that repeats one) goes to the row loader.
-_REPEATED = "an exposure already in the catalog or repeated in the file (the row loader updates or reports it)"
+REPEATED = "an exposure already in the catalog or repeated in the file (the row loader updates or reports it)"
 
 
 class NotBulk(Exception):
@@ -69,13 +79,16 @@ class _Checks:
     The checks are what makes the row loader's work per value unnecessary: with printable
     ASCII only, no space beside a delimiter or a line end, no quote, no empty line and no
     comment line, no field needs stripping and every line is one row (so a row's line
-    number is its position). A problem raises :class:`NotBulk`; the load is then given back.
+    number is its position). Lines end with LF or CRLF, mixed as they come; a CR anywhere
+    else is a control character, which the row loader refuses. A problem raises
+    :class:`NotBulk`; the load is then given back.
     """
 
     def __init__(self, digest, delimiter: str):
         self.digest = digest
         self.delimiter = ord(delimiter)
         self.last = ord("\n")  # as if after a line end: the first byte is a line start
+        self.tail = b"\n"  # the previous block's last bytes, for patterns across the cut
         self.space_at_end = False  # the last block ended with a space: the next byte decides
 
     def check(self, chunk: bytes) -> None:
@@ -83,22 +96,29 @@ class _Checks:
         if not chunk:
             if self.space_at_end:
                 raise NotBulk("a space at the end of the file")
+            if self.last == 13:
+                raise NotBulk("a carriage return not before a line feed")
             return
         self.digest.update(chunk)
         if chunk.translate(None, _ALLOWED):
             raise NotBulk("bytes other than printable ASCII (or a double quote)")
-        if b"\n\n" in chunk or b"\n#" in chunk or (self.last == 10 and chunk[:1] in (b"\n", b"#")):
+        edge = self.tail + chunk[:3]
+        if any(p in chunk or p in edge for p in (b"\n\n", b"\n\r\n", b"\n#")):
             raise NotBulk("an empty or a comment line among the rows")
+        if ((self.last == 13 and chunk[:1] != b"\n")
+                or chunk.count(b"\r") != chunk.count(b"\r\n") + chunk.endswith(b"\r")):
+            raise NotBulk("a carriage return not before a line feed")
         if self._padded(chunk):
             raise NotBulk("a field padded with spaces")
         self.last = chunk[-1]
+        self.tail = chunk[-2:]
 
     def _padded(self, chunk: bytes) -> bool:
         """Whether a space stands next to a delimiter or a line end (numpy: a find per pattern was 5x slower)."""
         import numpy as np
 
         a = np.frombuffer(chunk, np.uint8)
-        ends = (self.delimiter, 10)
+        ends = (self.delimiter, 10, 13)
         if self.space_at_end and a[0] in ends:
             return True
         spaces = np.flatnonzero(a == 32)
@@ -118,6 +138,8 @@ class _Checks:
 class _Source:
     """A pool file opened for the bulk path: its header read, its rows as Arrow batches."""
 
+    plain = True  # printable ASCII without quotes (the checks): ``extra`` needs only backslashes escaped
+
     def __init__(self, path: Path):
         self.path, self.name = path, str(path)
         self.digest = hashlib.sha256()
@@ -134,6 +156,8 @@ class _Source:
             while raw := self.fh.readline():
                 number += 1
                 self.digest.update(raw)
+                if number == 1 and raw.startswith(BOM):
+                    raw = raw[len(BOM):]
                 try:
                     yield number, raw.decode("utf-8")
                 except UnicodeDecodeError:
@@ -143,6 +167,8 @@ class _Source:
         if found is None:
             raise NotBulk("no header line")
         self.header_line, text = found
+        if CONTROL.search(line_body(text)):
+            raise NotBulk("a control character in the header")
         self.delimiter, header = split_header(text)
         self.names = column_names(header)
         if len(set(self.names)) != len(self.names) or not set(REQUIRED_COLUMNS) <= set(self.names):
@@ -161,12 +187,9 @@ class _Source:
         import pyarrow as pa
         from pyarrow import csv as pacsv
 
-        read_options = pacsv.ReadOptions(column_names=self.names, block_size=BLOCK)
         parse_options = pacsv.ParseOptions(delimiter=self.delimiter, quote_char=False, ignore_empty_lines=False)
-        convert_options = pacsv.ConvertOptions(column_types={n: pa.string() for n in self.names},
-                                               null_values=sorted(_NULL_FORMS), strings_can_be_null=True)
         checks = _Checks(self.digest, self.delimiter)
-        rest, rows = b"", False
+        rest, rows, options = b"", False, None
         while True:
             chunk = self.fh.read(BLOCK)
             checks.check(chunk)
@@ -174,17 +197,41 @@ class _Source:
             cut = data.rfind(b"\n") + 1 if chunk else len(data)  # whole lines; at the end, what is left
             block, rest = memoryview(data)[:cut], data[cut:]
             if block:
+                if options is None:
+                    options = self._reader_options(data[:data.find(b"\n") + 1])
                 try:
-                    table = pacsv.read_csv(pa.py_buffer(block), read_options=read_options,
-                                           parse_options=parse_options, convert_options=convert_options)
+                    table = pacsv.read_csv(pa.py_buffer(block), read_options=options[0],
+                                           parse_options=parse_options, convert_options=options[1])
                 except pa.ArrowInvalid as exc:
                     raise NotBulk(f"the CSV reader: {str(exc).splitlines()[0]}") from None
+                if _TRAILING in table.column_names:
+                    if table.column(_TRAILING).null_count != table.num_rows:
+                        raise NotBulk("a value after the last column")
+                    table = table.drop_columns([_TRAILING])
                 rows = rows or table.num_rows > 0
                 yield from table.to_batches()
             if not chunk:
                 break
         if not rows:
             raise NotBulk("no rows after the header")
+
+    def _reader_options(self, first: bytes) -> tuple:
+        """The reader's options, from the first row: with one more field than the header, ending
+        with the delimiter, every row is read with a trailing delimiter (its empty field checked, then dropped)."""
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+
+        names = list(self.names)
+        body = first.rstrip(b"\r\n")
+        if body.count(self.delimiter.encode()) == len(names) and body.endswith(self.delimiter.encode()):
+            names.append(_TRAILING)
+        # One thread: this reader runs in a thread of its own beside the writing already. With
+        # pyarrow's threads, a writer process that declined a file right after a block was
+        # parsed aborted at exit now and then (terminate called without an active exception,
+        # 4 runs in 20), and parsing was no faster on two cores (200,000 rows: 1.9 s either way).
+        return (pacsv.ReadOptions(column_names=names, block_size=BLOCK, use_threads=False),
+                pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                     null_values=sorted(NULL_FORMS), strings_can_be_null=True))
 
     def template_rows(self, lines: list[int]) -> list[TemplateRow]:
         """The rows at ``lines`` (template leftovers), set aside with their text as the row loader keeps it."""
@@ -194,7 +241,7 @@ class _Source:
         with open(self.path, "rb") as fh:
             for number, raw in enumerate(fh, start=1):
                 if number in wanted:
-                    text = raw.decode("ascii").rstrip("\r\n")
+                    text = line_body(raw.decode("ascii"))
                     found.append(TemplateRow(self.name, number, "EXP_TYPE", TemplateRow.REASON,
                                              "|".join(text.split(self.delimiter))))
                     if len(found) == len(wanted):
@@ -209,10 +256,75 @@ class _Source:
         self.fh.close()
 
 
+#: Rows of a DataFrame converted and written at a time (a few file blocks' worth: fewer kernel calls).
+FRAME_BATCH = 16384
+#: What Python's ``str.strip()`` takes off a value, but the control characters (refused before).
+_SPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace() and not CONTROL.match(c))
+
+
+class _ArrowSource:
+    """A DataFrame's text table (``poolformat.frame_table``) for this path: row N is line N+1.
+
+    Its values are read as the row loader reads them: stripped of what ``str.strip()``
+    strips, NULL/null/empty (any case) missing. A control character anywhere, or a
+    FILENAME or EXP_TYPE that is not ASCII (their upper case and stems are computed as
+    ASCII here), gives the load back to the row loader.
+    """
+
+    header_line = 1
+    plain = False  # values may hold quotes, tabs, any Unicode: ``extra`` is escaped value by value
+
+    def __init__(self, table, name: str, sha256: str):
+        self.table, self.name, self.sha256 = table, name, sha256
+        self.names = column_names(table.column_names)
+        if len(set(self.names)) != len(self.names) or not set(REQUIRED_COLUMNS) <= set(self.names):
+            raise NotBulk("the columns repeat a name or lack FILENAME or EXP_TYPE")
+        if any(CONTROL.search(n) for n in table.column_names):
+            raise NotBulk("a control character in a column name")
+
+    def batches(self) -> Iterator:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        forms = pa.array(sorted(NULL_FORMS))
+        missing = pa.array(["", "null"])
+        for batch in self.table.to_batches(max_chunksize=FRAME_BATCH):
+            columns = []
+            for name, column in zip(self.names, batch.columns):
+                if pc.all(pc.ascii_is_printable(column)).as_py() is not False:
+                    # Printable ASCII (most columns): only spaces to strip, only NULL_FORMS to miss.
+                    if pc.any(pc.starts_with(column, " ")).as_py() or pc.any(pc.ends_with(column, " ")).as_py():
+                        column = pc.utf8_trim(column, characters=" ")
+                    nulls = pc.is_in(column, value_set=forms)
+                else:
+                    if pc.any(pc.match_substring_regex(column, r"[\x00-\x08\x0a-\x1f]")).as_py():
+                        raise NotBulk("a control character")
+                    if name in REQUIRED_COLUMNS:
+                        raise NotBulk(f"a {name.upper()} that is not printable ASCII")
+                    column = pc.utf8_trim(column, characters=_SPACE)
+                    nulls = pc.is_in(pc.ascii_lower(column), value_set=missing)
+                if pc.any(nulls).as_py():
+                    column = pc.if_else(nulls, pa.scalar(None, pa.string()), column)
+                columns.append(column)
+            yield pa.RecordBatch.from_arrays(columns, names=self.names)
+
+    def template_rows(self, lines: list[int]) -> list[TemplateRow]:
+        """The rows at ``lines`` (template leftovers), with their text as the row loader keeps it."""
+        found = []
+        for line in sorted(lines):
+            values = [c[0].as_py() for c in self.table.slice(line - 2, 1).columns]
+            found.append(TemplateRow(self.name, line, "EXP_TYPE", TemplateRow.REASON,
+                                     "|".join("" if v is None else v for v in values)))
+        return found
+
+    def close(self) -> None:
+        pass
+
+
 # --- turning batches into exposures ----------------------------------------------------------------
 
 def stems(filenames):
-    """``inventory.exposure_stem`` over an Arrow array of file names (stripped, as this path reads them).
+    """``poolformat.exposure_stem`` over an Arrow array of file names (stripped, as this path reads them).
 
     With an extension (.fits, .fits.gz, .asdf, any case) the stem is the name up to its
     last ``_`` when there is one with something before it, else the name without the
@@ -243,11 +355,12 @@ def _through_distinct(column, function, type_):
     return pc.take(values, encoded.indices)
 
 
-def _json_extra(batch, extra: list[str]):
+def _json_extra(batch, extra: list[str], plain: bool):
     """``json.dumps({name: value, ...})`` for each row, built column-wise.
 
-    The file holds printable ASCII without double quotes, so a value's only character
-    JSON escapes is the backslash.
+    A ``plain`` source (a checked file) holds printable ASCII without double quotes, so a
+    value's only character JSON escapes is the backslash; otherwise each distinct value
+    goes through ``json.dumps``, as the row loader's dict does.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -256,7 +369,10 @@ def _json_extra(batch, extra: list[str]):
     parts = []
     for k, name in enumerate(extra):
         value = batch.column(name)
-        quoted = pc.binary_join_element_wise('"', pc.replace_substring(value, "\\", "\\\\"), '"', "")
+        if plain:
+            quoted = pc.binary_join_element_wise('"', pc.replace_substring(value, "\\", "\\\\"), '"', "")
+        else:
+            quoted = _through_distinct(value, lambda v: None if v is None else json.dumps(v), pa.string())
         parts.append(pa.array([("{" if k == 0 else ", ") + json.dumps(name) + ": "] * n))
         parts.append(pc.fill_null(quoted, "null"))
     parts.append(pa.array(["}"] * n))
@@ -264,7 +380,7 @@ def _json_extra(batch, extra: list[str]):
 
 
 class _Converter:
-    """One source's batches as exposure and candidate batches (the row loader's ``_Converter``, by column)."""
+    """One source's batches as exposure and candidate batches (the row loader's ``RowConverter``, by column)."""
 
     def __init__(self, source: _Source, pool_id: int):
         self.source, self.pool_id = source, pool_id
@@ -311,15 +427,15 @@ class _Converter:
             "pool_id": pa.array(np.full(n, self.pool_id, dtype=np.int64)), "source_line": lines,
             "exp_type": upper,
         }
-        for flag in schema.FLAG_COLUMNS:
-            columns[flag] = (_through_distinct(batch.column(flag), _flag, pa.bool_()) if flag in self.present
-                             else pa.nulls(n, pa.bool_()))
-        for name in _INSERT_COLUMNS:
+        for column in schema.FLAG_COLUMNS:
+            columns[column] = (_through_distinct(batch.column(column), flag, pa.bool_()) if column in self.present
+                               else pa.nulls(n, pa.bool_()))
+        for name in INSERT_COLUMNS:
             if name not in columns and name != "extra":
                 columns[name] = batch.column(name) if name in self.present else pa.nulls(n, pa.string())
-        columns["extra"] = (_json_extra(batch, self.extra) if self.extra
+        columns["extra"] = (_json_extra(batch, self.extra, self.source.plain) if self.extra
                             else pa.array(["null"] * n, pa.string()))
-        exposures = pa.table({c: columns[c] for c in _INSERT_COLUMNS})
+        exposures = pa.table({c: columns[c] for c in INSERT_COLUMNS})
         return exposures, self._candidates(batch)
 
     def _candidates(self, batch):
@@ -432,9 +548,13 @@ def _finish(conn, result: LoadResult, source: _Source, converter: _Converter, de
 
 
 def _converted(source: _Source, converter: _Converter) -> Iterator[tuple]:
-    for batch in source.batches():
-        if batch.num_rows:
-            yield converter.convert(batch)
+    batches = source.batches()
+    try:
+        for batch in batches:
+            if batch.num_rows:
+                yield converter.convert(batch)
+    finally:
+        batches.close()
 
 
 def _with_ids(exposures, candidates, ids) -> tuple:
@@ -467,7 +587,7 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
             cursor.execute("BEGIN IMMEDIATE")
             conn = _AdbcConnection(cursor, sqlite.dialect())
             try:
-                result.pool_id = _upsert_pool(conn, pool_name, source.name, source.names)
+                result.pool_id = upsert_pool(conn, pool_name, source.name, source.names)
                 deferred = DeferredIndexes.drop(conn, postgres=False)
                 # This transaction holds the write lock: the ids after the largest are free.
                 first = (conn.execute(sa.select(sa.func.max(schema.exposure.c.id))).scalar() or 0) + 1
@@ -488,7 +608,7 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
                 # failure as an internal error); any other the row loader meets and reports too.
                 cursor.execute("ROLLBACK")
                 message = str(exc).splitlines()[0]
-                raise NotBulk(_REPEATED if "UNIQUE constraint failed: exposure.stem" in message
+                raise NotBulk(REPEATED if "UNIQUE constraint failed: exposure.stem" in message
                               else f"the database refused a batch: {message}") from None
             except BaseException:
                 cursor.execute("ROLLBACK")
@@ -501,8 +621,8 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
     return result
 
 
-def _load_sqlite(engine: sa.Engine, path: Path, pool_name: str, progress: bool) -> LoadResult:
-    """Run the SQLite load in a child process, ``python -m l2rules.bulk``.
+def _load_sqlite(engine: sa.Engine, arguments: list[str], source: str, progress: bool) -> LoadResult:
+    """Run the SQLite load in a child process, ``python -m l2rules.inventory.columnar``.
 
     ADBC's driver carries a SQLite library of its own. Two SQLite libraries in one
     process break each other's file locks (closing one's descriptor drops the other's
@@ -513,7 +633,7 @@ def _load_sqlite(engine: sa.Engine, path: Path, pool_name: str, progress: bool) 
     """
     import subprocess
 
-    command = [sys.executable, "-m", "l2rules.bulk", "load", engine.url.database, str(path), pool_name]
+    command = [sys.executable, "-m", "l2rules.inventory.columnar", *arguments]
     if progress:
         command.append("--progress")
     # The child dies with this process (see _die_with_parent): its stdin is a pipe nothing is
@@ -531,16 +651,16 @@ def _load_sqlite(engine: sa.Engine, path: Path, pool_name: str, progress: bool) 
         child.stdin.close()
         child.stdout.close()
     if child.returncode != 0:
-        raise L2RulesError(f"{path}: the bulk loader failed (exit {child.returncode}; its error is above)")
+        raise L2RulesError(f"{source}: the bulk loader failed (exit {child.returncode}; its error is above)")
     answer = json.loads(out.strip().splitlines()[-1])
     if "declined" in answer:
         raise NotBulk(answer["declined"])
-    template = [TemplateRow(str(path), line, "EXP_TYPE", TemplateRow.REASON, raw)
+    template = [TemplateRow(source, line, "EXP_TYPE", TemplateRow.REASON, raw)
                 for line, raw in answer["template_rows"]]
-    result = LoadResult(str(path), pool_id=answer["pool_id"], rows=answer["rows"], inserted=answer["inserted"],
+    result = LoadResult(source, pool_id=answer["pool_id"], rows=answer["rows"], inserted=answer["inserted"],
                         template_rows=len(template), rejections=template, method="bulk")
-    if result.loaded >= _TRUNCATE_WAL_AFTER:
-        _truncate_wal(engine)
+    if result.loaded >= TRUNCATE_WAL_AFTER:
+        truncate_wal(engine)
     return result
 
 
@@ -548,7 +668,7 @@ _NEW_IDS = ("SELECT min(v), max(v), CASE WHEN max(v) - min(v) + 1 = count(*) THE
             f"ELSE array_agg(v ORDER BY v) END FROM ({PG_NEW_IDS}) AS drawn")
 
 
-def _postgres_batches(engine: sa.Engine, source: _Source, converter: _Converter) -> Iterator[tuple]:
+def _postgres_batches(engine: sa.Engine, source: _Source | _ArrowSource, converter: _Converter) -> Iterator[tuple]:
     """In the reader thread: each batch with its ids, formatted as CSV for ``COPY``.
 
     The ids are drawn on a connection of the thread's own (a sequence is outside any
@@ -579,9 +699,8 @@ def _postgres_batches(engine: sa.Engine, source: _Source, converter: _Converter)
                    None if candidates is None else formatted(candidates))
 
 
-def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool) -> LoadResult:
-    source = _Source(path)
-    bar = _progress(progress, source.name)
+def _load_postgres(engine: sa.Engine, source: _Source | _ArrowSource, pool_name: str, progress: bool) -> LoadResult:
+    bar = progress_bar(progress, source.name)
     result = LoadResult(source.name, method="bulk")
 
     def copy(cursor, table: str, data: tuple) -> None:
@@ -591,7 +710,7 @@ def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool
 
     try:
         with engine.begin() as conn:
-            result.pool_id = _upsert_pool(conn, pool_name, source.name, source.names)
+            result.pool_id = upsert_pool(conn, pool_name, source.name, source.names)
             # The unique stem too: one sort at the end instead of an index insert per row; a repeated
             # stem then fails there, and the row loader takes the file.
             deferred = DeferredIndexes.drop(conn, postgres=True, unique=True)
@@ -607,7 +726,7 @@ def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool
             _finish(conn, result, source, converter, deferred)
     except (sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError) as exc:  # SQLAlchemy's, or COPY's own
         error = getattr(exc, "orig", exc)
-        raise NotBulk(_REPEATED if "uq_exposure_stem" in str(error) else f"the database refused it: {error}") from None
+        raise NotBulk(REPEATED if "uq_exposure_stem" in str(error) else f"the database refused it: {error}") from None
     finally:
         bar.close()
         source.close()
@@ -619,6 +738,16 @@ def _load_postgres(engine: sa.Engine, path: Path, pool_name: str, progress: bool
 BULK_MIN_BYTES = 8 << 20
 
 
+def _check_engine(engine: sa.Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        if not engine.url.database or engine.url.database == ":memory:":
+            raise NotBulk("an in-memory SQLite database (the bulk path writes from a process of its own)")
+        if importlib.util.find_spec("adbc_driver_sqlite") is None:
+            raise NotBulk("adbc-driver-sqlite is not installed")
+    elif engine.dialect.name != "postgresql":
+        raise NotBulk(f"no bulk path for {engine.dialect.name}")
+
+
 def load_file(engine: sa.Engine, path: Path, pool_name: str, *, progress: bool, force: bool = False) -> LoadResult:
     """Load a pool file on the bulk path, in one transaction, or raise :class:`NotBulk`.
 
@@ -626,14 +755,11 @@ def load_file(engine: sa.Engine, path: Path, pool_name: str, *, progress: bool, 
     """
     if not force and path.stat().st_size < BULK_MIN_BYTES:
         raise NotBulk(f"a file under {BULK_MIN_BYTES >> 20} MB")
+    _check_engine(engine)
     if engine.dialect.name == "sqlite":
-        if not engine.url.database or engine.url.database == ":memory:":
-            raise NotBulk("an in-memory SQLite database (the bulk path writes from a process of its own)")
-        if importlib.util.find_spec("adbc_driver_sqlite") is None:
-            raise NotBulk("adbc-driver-sqlite is not installed")
-        return _load_sqlite(engine, path, pool_name, progress)
+        return _load_sqlite(engine, ["load", engine.url.database, str(path), pool_name], str(path), progress)
     if engine.dialect.name == "postgresql":
-        return _load_postgres(engine, path, pool_name, progress)
+        return _load_postgres(engine, _Source(path), pool_name, progress)
     raise NotBulk(f"no bulk path for {engine.dialect.name}")
 
 
@@ -678,8 +804,38 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="l2rules-bulk-parent-watch", daemon=True).start()
 
 
+def load_table(engine: sa.Engine, table, name: str, pool_name: str, sha256: str, *, progress: bool,
+               force: bool = False) -> LoadResult:
+    """Load a DataFrame's text table (``poolformat.frame_table``) on this path, or raise :class:`NotBulk`.
+
+    On PostgreSQL the table is copied from this process; on SQLite the writer process
+    reads it from a temporary Arrow IPC file (memory-mapped: no copy, no Python file
+    object for pyarrow to read from). Without ``force``, a table of less text than
+    :data:`BULK_MIN_BYTES` is declined.
+    """
+    if not force and table.nbytes < BULK_MIN_BYTES:
+        raise NotBulk(f"a DataFrame under {BULK_MIN_BYTES >> 20} MB of text")
+    _check_engine(engine)
+    if engine.dialect.name == "postgresql":
+        return _load_postgres(engine, _ArrowSource(table, name, sha256), pool_name, progress)
+    import tempfile
+
+    import pyarrow as pa
+
+    _ArrowSource(table, name, sha256)  # its header declines here, before a file is written
+    handle, ipc = tempfile.mkstemp(prefix="l2rules-frame-", suffix=".arrow")
+    os.close(handle)
+    try:
+        with pa.ipc.new_file(ipc, table.schema) as writer:
+            writer.write_table(table, max_chunksize=FRAME_BATCH)
+        return _load_sqlite(engine, ["load-arrow", engine.url.database, ipc, pool_name, name, sha256], name, progress)
+    finally:
+        os.unlink(ipc)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The SQLite writer's process: ``python -m l2rules.bulk load DATABASE FILE POOL [--progress]``.
+    """The SQLite writer's process: ``python -m l2rules.inventory.columnar load DATABASE FILE POOL [--progress]``,
+    or ``load-arrow DATABASE IPC_FILE POOL SOURCE SHA256`` for a DataFrame's text table.
 
     Prints one JSON line: the pool id and rows written, or why the file was declined.
     """
@@ -687,8 +843,15 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     database, path, pool_name = args[1:4]
     try:
-        source = _Source(Path(path))
-        bar = _progress("--progress" in args, source.name)
+        if args[0] == "load-arrow":
+            import pyarrow as pa
+
+            # Memory-mapped by pyarrow itself: no Python file object for its threads to call back into.
+            table = pa.ipc.open_file(pa.memory_map(path)).read_all()
+            source = _ArrowSource(table, args[4], args[5])
+        else:
+            source = _Source(Path(path))
+        bar = progress_bar("--progress" in args, source.name)
         try:
             result = _write_sqlite(database, source, pool_name, bar)
         finally:

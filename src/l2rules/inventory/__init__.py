@@ -1,0 +1,100 @@
+"""Inventory: loading exposure inventories (association pools, CSV files, DataFrames).
+
+The package, by responsibility:
+
+- ``poolformat``: reading the pool format (header, NULLs, flags, candidates) and the
+  errors that name file, line and column;
+- ``rows``: the row path, line by line in Python: the reference;
+- ``columnar``: the columnar path for large, clean inputs (pyarrow, ``COPY`` / ADBC
+  ingest in a writer process of its own on SQLite);
+- ``store``: the pool row, deferred indexes, ids, the end of a load, WAL truncation.
+
+A load is one transaction: a file with a bad row changes nothing, unless ``skip_bad``
+is set, in which case each bad row is stored in ``load_rejection`` with its reason and
+the rest is loaded. Exposures are identified by their FILENAME stem, so loading a pool
+again updates its rows in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from .._lazy import loaded, pandas as pd
+from ..config import DB, L2RulesError
+from ..migrate import require_migrated
+from .poolformat import (
+    FLAG_FALSE, FLAG_NULL, NULLS, REQUIRED_COLUMNS, InventoryError, TemplateRow, exposure_stem, parse_candidates,
+    frame_table, read_arrow, read_file, table_digest,
+)
+from .rows import load_rows
+from .store import LoadResult, exposures, rejections
+
+__all__ = [
+    "FLAG_FALSE", "FLAG_NULL", "METHODS", "NULLS", "REQUIRED_COLUMNS", "InventoryError", "LoadResult", "TemplateRow",
+    "exposure_stem", "exposures", "load", "load_many", "parse_candidates", "rejections",
+]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("auto", "bulk", "rows")
+
+
+def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None = None,
+         skip_bad: bool = False, progress: bool | None = None, method: str = "auto") -> LoadResult:
+    """Load one pool file, CSV file or DataFrame into the catalog database, in one transaction.
+
+    ``name`` names the pool (default: the file's name; for a DataFrame ``dataframe-``
+    and the start of its content's SHA-256, so each different DataFrame is a pool of its
+    own and the same one loaded again updates it in place). ``method``: ``"auto"`` tries
+    the bulk path (``columnar``) for a large file or DataFrame and gives it to the row
+    loader when the bulk path declines it; ``"rows"`` uses the row loader only;
+    ``"bulk"`` raises when the bulk path declines.
+    """
+    if method not in METHODS:
+        raise L2RulesError(f"unknown load method {method!r}; choose one of {', '.join(METHODS)}")
+    engine = require_migrated(db, create=True)
+    show = sys.stderr.isatty() if progress is None else progress
+    frames = loaded("pandas")  # a DataFrame can only come from an imported pandas
+    declined = None
+    if frames is not None and isinstance(source, frames.DataFrame):
+        text = frame_table(source, name or "dataframe")
+        sha256 = table_digest(text)
+        pool_name = name or f"dataframe-{sha256[:16]}"
+        if method != "rows":
+            from . import columnar  # imported here: see below
+
+            try:
+                return columnar.load_table(engine, text, pool_name, pool_name, sha256, progress=show,
+                                           force=method == "bulk")
+            except columnar.NotBulk as exc:
+                if method == "bulk":
+                    raise L2RulesError(f"{pool_name}: the bulk path declines this DataFrame: {exc}") from None
+                declined = str(exc)
+                log.info("%s: loaded line by line: %s", pool_name, exc)
+        table = read_arrow(text, pool_name, sha256)
+    else:
+        pool_name = name or Path(source).name
+        if method != "rows" and Path(source).is_file():
+            # Imported here, not at the top: ``python -m l2rules.inventory.columnar`` runs the
+            # module as __main__, and a copy imported by this package first would be a second one.
+            from . import columnar
+
+            try:
+                return columnar.load_file(engine, Path(source), pool_name, progress=show, force=method == "bulk")
+            except columnar.NotBulk as exc:
+                if method == "bulk":
+                    raise L2RulesError(f"{source}: the bulk path declines this file: {exc}") from None
+                declined = str(exc)
+                log.info("%s: loaded line by line: %s", source, exc)
+        table = read_file(source)
+    return load_rows(engine, table, pool_name, skip_bad=skip_bad, progress=show, declined=declined)
+
+
+
+def load_many(sources: Iterable[str | Path], db: DB = None, **options) -> list[LoadResult]:
+    """:func:`load` for each source, in turn (a transaction each)."""
+    return [load(s, db, **options) for s in sources]
+
