@@ -99,10 +99,10 @@ def test_no_catalog_is_an_error_naming_the_url_and_nothing_is_created(empty_db, 
         assert sa.inspect(engine).get_table_names() == []
 
 
-def test_the_password_is_masked_in_the_message(empty_db, backend, capsys):
-    if backend == "sqlite":
-        pytest.skip("an SQLite URL has no password")
-    url = sa.make_url(empty_db).set(password="s3cret-pw").render_as_string(hide_password=False)
+@pytest.mark.postgres
+def test_the_password_is_masked_in_the_message(postgres, capsys):
+    """PostgreSQL only: an SQLite URL has no password."""
+    url = sa.make_url(postgres.create()).set(password="s3cret-pw").render_as_string(hide_password=False)
     assert main(["--db", url, "run"]) == 3
     err = capsys.readouterr().err
     assert "s3cret-pw" not in err and ":***@" in err and "no l2rules catalog" in err
