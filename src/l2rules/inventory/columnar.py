@@ -699,6 +699,8 @@ def _postgres_batches(engine: sa.Engine, source: _Source | _ArrowSource, convert
 
     with engine.connect() as drawing, drawing.connection.dbapi_connection.cursor() as cursor:
         for exposures, candidates in _converted(source, converter):
+            if not exposures.num_rows:  # a batch of template rows only: no ids to draw, nothing to copy
+                continue
             # Sent back as a range, unless another session drew numbers in between.
             cursor.execute(_NEW_IDS, (exposures.num_rows,))
             low, high, drawn = cursor.fetchone()
