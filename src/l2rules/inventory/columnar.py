@@ -30,6 +30,7 @@ place. The result is the same either way; ``tests/test_bulk.py`` compares the tw
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import importlib.util
 import json
@@ -45,7 +46,7 @@ import sqlalchemy as sa
 from .. import schema
 from ..config import L2RulesError
 from .poolformat import (
-    BOM, CONTROL, NULL_FORMS, REQUIRED_COLUMNS, TemplateRow, column_names, find_header, flag, line_body,
+    BOM, CONTROL, MAX_CANDIDATE, MAX_EXP_TYPE, MAX_FILENAME, NULL_FORMS, REQUIRED_COLUMNS, TemplateRow, column_names, find_header, flag, line_body,
     parse_candidates, split_header,
 )
 from .store import (
@@ -169,7 +170,10 @@ class _Source:
         self.header_line, text = found
         if CONTROL.search(line_body(text)):
             raise NotBulk("a control character in the header")
-        self.delimiter, header = split_header(text)
+        try:
+            self.delimiter, header = split_header(text)
+        except csv.Error:
+            raise NotBulk("a header the csv module cannot read") from None
         self.names = column_names(header)
         if len(set(self.names)) != len(self.names) or not set(REQUIRED_COLUMNS) <= set(self.names):
             raise NotBulk("the header repeats a column or lacks FILENAME or EXP_TYPE")
@@ -398,6 +402,8 @@ class _Converter:
                 pairs = self.candidates[text] = parse_candidates(text)
             except ValueError:
                 raise NotBulk("an ASN_CANDIDATE the row loader reports") from None
+            if any(len(p) > MAX_CANDIDATE for pair in pairs for p in pair):
+                raise NotBulk("a candidate id or type longer than its column")
         return len(pairs)
 
     def convert(self, batch) -> tuple:
@@ -413,6 +419,9 @@ class _Converter:
         filename, exp_type = batch.column("filename"), batch.column("exp_type")
         if filename.null_count or exp_type.null_count:
             raise NotBulk("an empty FILENAME or EXP_TYPE")
+        if n and (pc.max(pc.utf8_length(filename)).as_py() > MAX_FILENAME
+                  or pc.max(pc.utf8_length(exp_type)).as_py() > MAX_EXP_TYPE):
+            raise NotBulk("a FILENAME or EXP_TYPE longer than its column")
         upper = pc.ascii_upper(exp_type)
         lines = pa.array(np.arange(self.next_line, self.next_line + n, dtype=np.int64))
         self.next_line += n
@@ -690,6 +699,8 @@ def _postgres_batches(engine: sa.Engine, source: _Source | _ArrowSource, convert
 
     with engine.connect() as drawing, drawing.connection.dbapi_connection.cursor() as cursor:
         for exposures, candidates in _converted(source, converter):
+            if not exposures.num_rows:  # a batch of template rows only: no ids to draw, nothing to copy
+                continue
             # Sent back as a range, unless another session drew numbers in between.
             cursor.execute(_NEW_IDS, (exposures.num_rows,))
             low, high, drawn = cursor.fetchone()

@@ -155,6 +155,14 @@ class _NotUtf8(InventoryError):
 
 #: Columns every inventory must have.
 REQUIRED_COLUMNS = ("filename", "exp_type")
+#: The longest FILENAME, EXP_TYPE and candidate id or type the catalog's columns hold (``schema``):
+#: PostgreSQL refuses a longer value, SQLite would keep it, so both loaders refuse it first.
+MAX_FILENAME, MAX_EXP_TYPE, MAX_CANDIDATE = 255, 40, 40
+
+
+def too_long(text: str, limit: int) -> str | None:
+    """The reason ``text`` cannot be stored in a column of ``limit`` characters; None when it can."""
+    return f"longer than {limit} characters ({len(text)}): {echo(text)!r}" if len(text) > limit else None
 
 
 def find_header(lines: Iterable[tuple[int, str]]) -> tuple[int, str] | None:
@@ -181,7 +189,9 @@ def split_header(text: str) -> tuple[str, list[str]]:
     """
     text = line_body(text)
     delimiter = "|" if "|" in text else ","
-    fields = next(csv.reader([text], delimiter=delimiter))
+    # As a row is split (read_file): a pool header without quotes by the delimiter alone (the csv
+    # module refuses a field over 128 KB), anything else by the csv module.
+    fields = text.split("|") if delimiter == "|" and '"' not in text else next(csv.reader([text], delimiter=delimiter))
     while len(fields) > 1 and not fields[-1].strip():
         fields.pop()
     return delimiter, fields
@@ -223,7 +233,10 @@ def read_file(path: str | Path) -> SourceTable:
     bad = control_error(str(path), header_line, fields, fields, "|" if "|" in header_text else ",")
     if bad is not None:  # before the csv module, which reads a lone CR as a line end
         raise bad
-    delimiter, header = split_header(header_text)
+    try:
+        delimiter, header = split_header(header_text)
+    except csv.Error as exc:  # a quoted field over the csv module's limit
+        raise InventoryError(str(path), header_line, None, f"the header cannot be read: {exc}") from None
 
     def split(number: int, text: str) -> list[str] | InventoryError | None:
         """The line's fields; None for an empty or comment line; the error for a control character."""
@@ -235,7 +248,10 @@ def read_file(path: str | Path) -> SourceTable:
             return control_error(str(path), number, header, body.split(delimiter), delimiter)
         if delimiter == "|" and '"' not in body:
             return body.split("|")
-        return next(csv.reader([body], delimiter=delimiter))
+        try:
+            return next(csv.reader([body], delimiter=delimiter))
+        except csv.Error as exc:  # a quoted field over the csv module's limit
+            return InventoryError(str(path), number, None, f"the line cannot be read: {exc}", body)
 
     def rows() -> Iterator[tuple[int, list[str] | InventoryError]]:
         try:

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from .. import schema
 from ..outputs import gc_paused
 from .poolformat import (
-    NULL_FORMS, NULLS, REQUIRED_COLUMNS, InventoryError, SourceTable, TemplateRow, column_names, echo,
-    exposure_stem, flag, parse_candidates,
+    MAX_CANDIDATE, MAX_EXP_TYPE, MAX_FILENAME, NULL_FORMS, NULLS, REQUIRED_COLUMNS, InventoryError, SourceTable, TemplateRow, column_names, echo,
+    exposure_stem, flag, parse_candidates, too_long,
 )
 from .store import (
     CANDIDATE_COLUMNS, EXPOSURE_COLUMNS, INSERT_COLUMNS, PG_NEW_IDS, TEXT_COLUMNS, TRUNCATE_WAL_AFTER,
@@ -103,6 +103,9 @@ class RowConverter:
             raise TemplateRow(source, number, "EXP_TYPE", TemplateRow.REASON, raw)
         if exp_type is None:
             raise InventoryError(source, number, "EXP_TYPE", "EXP_TYPE is empty", raw)
+        for column, value, limit in (("FILENAME", filename, MAX_FILENAME), ("EXP_TYPE", exp_type, MAX_EXP_TYPE)):
+            if reason := too_long(value, limit):
+                raise InventoryError(source, number, column, f"{column} {reason}", raw)
         stem = exposure_stem(filename)
         fingerprint = hash(tuple(values))
         previous = self.seen.get(stem)
@@ -121,6 +124,9 @@ class RowConverter:
                     candidates = parse_candidates(text)
                 except ValueError as exc:
                     raise InventoryError(source, number, "ASN_CANDIDATE", str(exc), raw) from None
+                for part in (p for pair in candidates for p in pair):
+                    if reason := too_long(part, MAX_CANDIDATE):
+                        raise InventoryError(source, number, "ASN_CANDIDATE", f"a candidate id or type {reason}", raw)
                 if len(self._candidates) >= 4096:
                     self._candidates.clear()
                 self._candidates[text] = candidates

@@ -132,8 +132,10 @@ def finish_load(conn, pool_id: int, source: str, sha256: str | None, rejections:
     conn.execute(e.update().where(e.c.pool_id == pool_id, e.c.withdrawn_at == this_load)
                  .values(version=e.c.version + 1))
     now = dt.datetime.now(dt.timezone.utc)
-    rows = [{"source": e.source, "line": e.line, "column": e.column, "reason": e.reason, "raw": e.raw,
-             "rejected_at": now} for e in rejections]
+    width = schema.load_rejection.c.column.type.length  # PostgreSQL refuses a longer one, SQLite would keep it
+    rows = [{"source": e.source, "line": e.line,
+             "column": e.column if e.column is None or len(e.column) <= width else e.column[:width - 1] + "\u2026",
+             "reason": e.reason, "raw": e.raw, "rejected_at": now} for e in rejections]
     for start in range(0, len(rows), 1000):
         conn.execute(schema.load_rejection.insert().values(rows[start:start + 1000]))
     conn.execute(schema.pool.update().where(schema.pool.c.id == pool_id).values(
