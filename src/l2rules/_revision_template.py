@@ -6,12 +6,13 @@ it stays correct whatever later happens to this package (Alembic cookbook:
 self-contained revisions).
 """
 
-TEMPLATE = '''"""{summary}
+TEMPLATE = '''"""{summary_doc}
 
-Effective {date}; {reference}.
-Data revision: the rules it adds or changes, frozen as they are after it, and
-the keys it removes. Every rule state it replaces is closed in rule_history,
-so `l2rules rules list --as-of` can still show it.
+Effective {date}; {reference_doc}.
+Data revision: for each table it touches, the rows it adds or changes, frozen
+as they are after it, and the keys it removes. Every row state it replaces is
+closed (valid_to), so `l2rules rules list --as-of` and `rules history` can
+still show it; the published table also keeps its head rows in `rule`.
 
 Revision ID: {revision}
 Revises: {down_revision}
@@ -30,33 +31,34 @@ branch_labels = None
 depends_on = None
 
 EFFECTIVE_DATE = dt.date({year}, {month}, {day})
-REFERENCE = {reference!r}
-SUMMARY = {summary!r}
+REFERENCE = {reference_literal}
+SUMMARY = {summary_literal}
 
-COLUMNS = ("exp_type", "special", "instrument", "exptype", "level2b", "asn_type", "note")
-UPSERTED = [
-{upserted}]
-REMOVED = [
-{removed}]
+# table: (columns, key, rows added or changed, keys removed)
+TABLES = {{
+{tables}}}
 
 catalog_version = sa.table(
     "catalog_version", sa.column("revision"), sa.column("seq"), sa.column("effective_date"),
     sa.column("reference"), sa.column("summary"),
 )
-rule = sa.table("rule", *(sa.column(c) for c in COLUMNS))
-rule_history = sa.table("rule_history", *(sa.column(c) for c in COLUMNS), sa.column("valid_from"),
-                        sa.column("valid_to"))
 
 
-def _key(table, key):
-    return sa.and_(table.c.exp_type == key[0], table.c.special == key[1])
+def _dated(name, columns):
+    """The table that keeps every state: ``rule_history`` for the published table, else the table itself."""
+    return sa.table("rule_history" if name == "rule" else name, *(sa.column(c) for c in columns),
+                    sa.column("valid_from"), sa.column("valid_to"))
 
 
-def _put(bind, row):
-    """Update the rule in place (ids stay stable) or insert it."""
-    key = (row["exp_type"], row["special"])
-    if bind.execute(rule.update().where(_key(rule, key)).values(**row)).rowcount == 0:
-        bind.execute(rule.insert().values(**row))
+def _key(table, key, values):
+    return sa.and_(*(table.c[c] == v for c, v in zip(key, values)))
+
+
+def _put(bind, head, key, row):
+    """The published table's head row: updated in place (ids stay stable) or inserted."""
+    where = _key(head, key, [row[c] for c in key])
+    if bind.execute(head.update().where(where).values(**row)).rowcount == 0:
+        bind.execute(head.insert().values(**row))
 
 
 def upgrade() -> None:
@@ -64,28 +66,58 @@ def upgrade() -> None:
     seq = bind.execute(sa.select(sa.func.coalesce(sa.func.max(catalog_version.c.seq), 0))).scalar_one()
     bind.execute(catalog_version.insert().values(
         revision=revision, seq=seq + 1, effective_date=EFFECTIVE_DATE, reference=REFERENCE, summary=SUMMARY))
-    rows = [dict(zip(COLUMNS, values)) for values in UPSERTED]
-    for key in [(r["exp_type"], r["special"]) for r in rows] + REMOVED:
-        bind.execute(rule_history.update().where(_key(rule_history, key), rule_history.c.valid_to.is_(None))
-                     .values(valid_to=revision))
-    for key in REMOVED:
-        bind.execute(rule.delete().where(_key(rule, key)))
-    for row in rows:
-        _put(bind, row)
-        bind.execute(rule_history.insert().values(**row, valid_from=revision, valid_to=None))
+    for name, (columns, key, upserted, removed) in TABLES.items():
+        dated = _dated(name, columns)
+        rows = [dict(zip(columns, values)) for values in upserted]
+        for values in [[r[c] for c in key] for r in rows] + [list(k) for k in removed]:
+            bind.execute(dated.update().where(_key(dated, key, values), dated.c.valid_to.is_(None))
+                         .values(valid_to=revision))
+        for row in rows:
+            bind.execute(dated.insert().values(**row, valid_from=revision, valid_to=None))
+        if name == "rule":
+            head = sa.table("rule", *(sa.column(c) for c in columns))
+            for values in removed:
+                bind.execute(head.delete().where(_key(head, key, values)))
+            for row in rows:
+                _put(bind, head, key, row)
+
+
+def _release_references(bind) -> None:
+    """Work items and runs made at this revision keep it: refuse (nothing changed), or with
+    -x drop_data=yes delete those work items and clear the runs' revision."""
+    from alembic import context
+    from alembic.util import CommandError
+
+    if "work_item" not in sa.inspect(bind).get_table_names():
+        return
+    item, run = (sa.table(t, sa.column("catalog_revision")) for t in ("work_item", "run"))
+    held = {{t.name: bind.execute(sa.select(sa.func.count()).select_from(t)
+                                 .where(t.c.catalog_revision == revision)).scalar_one() for t in (run, item)}}
+    if not any(held.values()):
+        return
+    if not context.is_offline_mode() and context.get_x_argument(as_dictionary=True).get("drop_data") != "yes":
+        raise CommandError(f"downgrading below {{revision}} would drop " + ", ".join(
+            f"{{t}} ({{n}} rows)" for t, n in held.items() if n) + " made at it; nothing was changed; to drop them, "
+            "pass -x drop_data=yes to alembic (drop_data=True to l2rules.migrate.downgrade)")
+    bind.execute(item.delete().where(item.c.catalog_revision == revision))
+    bind.execute(run.update().where(run.c.catalog_revision == revision).values(catalog_revision=None))
 
 
 def downgrade() -> None:
     bind = op.get_bind()
-    keys = [(values[0], values[1]) for values in UPSERTED] + REMOVED
-    bind.execute(rule_history.delete().where(rule_history.c.valid_from == revision))
-    bind.execute(rule_history.update().where(rule_history.c.valid_to == revision).values(valid_to=None))
-    for key in keys:
-        before = bind.execute(sa.select(*(rule_history.c[c] for c in COLUMNS))
-                              .where(_key(rule_history, key), rule_history.c.valid_to.is_(None))).mappings().first()
-        if before is None:
-            bind.execute(rule.delete().where(_key(rule, key)))
-        else:
-            _put(bind, dict(before))
+    _release_references(bind)
+    for name, (columns, key, upserted, removed) in reversed(list(TABLES.items())):
+        dated = _dated(name, columns)
+        bind.execute(dated.delete().where(dated.c.valid_from == revision))
+        bind.execute(dated.update().where(dated.c.valid_to == revision).values(valid_to=None))
+        if name == "rule":
+            head = sa.table("rule", *(sa.column(c) for c in columns))
+            for values in [[dict(zip(columns, v))[c] for c in key] for v in upserted] + [list(k) for k in removed]:
+                before = bind.execute(sa.select(*(dated.c[c] for c in columns))
+                                      .where(_key(dated, key, values), dated.c.valid_to.is_(None))).mappings().first()
+                if before is None:
+                    bind.execute(head.delete().where(_key(head, key, values)))
+                else:
+                    _put(bind, head, key, dict(before))
     bind.execute(catalog_version.delete().where(catalog_version.c.revision == revision))
 '''

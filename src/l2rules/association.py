@@ -45,6 +45,7 @@ its first nod).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from ._lazy import pandas as pd
 from . import schema
+from .catalog import in_force, resolve_version
 from .config import DB, L2RulesError
 from .inventory import FLAG_FALSE, FLAG_NULL, exposure_stem, load
 from .migrate import require_migrated
@@ -77,9 +79,24 @@ DEGRADED_OK = "No known degraded exposures in association."
 DEGRADED_NOTOK = ("One or more members have an error associated with them."
                   "\nDetails can be found in the member.exposerr attribute.")
 
-vs, mt, ar = schema.asn_value_set, schema.asn_member_type, schema.asn_rule
-cond_t, comp_t, key_t = schema.asn_condition, schema.asn_companion, schema.asn_companion_key
-path_t, policy_t = schema.asn_optical_path, schema.asn_candidate_policy
+#: The rules an evaluation reads: per connection, temporary copies of the ``asn_*`` rows in force at the
+#: catalog point asked for (constraint groups expanded), made by :meth:`_Stages.stage_rules` first.
+_rules_md = sa.MetaData()
+
+
+def _staged_copy(table: sa.Table) -> sa.Table:
+    columns = [sa.Column(c.name, c.type) for c in table.columns if c.name not in ("valid_from", "valid_to")]
+    return sa.Table("asn_tmp_rules_" + table.name.removeprefix("asn_"), _rules_md, *columns, prefixes=["TEMPORARY"])
+
+
+vs, mt, ar = (_staged_copy(t) for t in (schema.asn_value_set, schema.asn_member_type, schema.asn_rule))
+cond_t, comp_t, key_t = (_staged_copy(t) for t in (schema.asn_condition, schema.asn_companion,
+                                                   schema.asn_companion_key))
+path_t, policy_t, param_t = (_staged_copy(t) for t in (schema.asn_optical_path, schema.asn_candidate_policy,
+                                                       schema.asn_parameter))
+_STAGED_RULES = ((schema.asn_value_set, vs), (schema.asn_member_type, mt), (schema.asn_rule, ar),
+                 (schema.asn_companion, comp_t), (schema.asn_companion_key, key_t), (schema.asn_optical_path, path_t),
+                 (schema.asn_candidate_policy, policy_t), (schema.asn_parameter, param_t))
 
 
 class _Contains(sa.sql.expression.FunctionElement):
@@ -277,6 +294,33 @@ class _Stages:
             # the statements are small but their estimates are not: JIT compilation would cost more
             # than it saves (for this transaction only)
             conn.execute(sa.text("SET LOCAL jit = off"))
+
+    def stage_rules(self, when: dt.date | None) -> None:
+        """The association rules in force on day ``when`` (the head when None), as the tables above."""
+        for source, copy in _STAGED_RULES:
+            self._fill(copy, sa.select(*(source.c[c.name] for c in copy.columns)).where(in_force(source, when)))
+        c, g = schema.asn_condition, schema.asn_constraint
+        plain = sa.select(*(c.c[col.name] for col in cond_t.columns)).where(in_force(c, when),
+                                                                             c.c.operator != "constraint")
+        # a 'constraint' condition stands for every condition of its group, at its place (seq * 100 + n)
+        grouped = (sa.select(c.c.rule_name, c.c.subject, c.c.alt, c.c.seq * 100 + g.c.seq, g.c.column_name,
+                             g.c.operator, g.c.value)
+                   .join(g, g.c.name == c.c.column_name)
+                   .where(in_force(c, when), c.c.operator == "constraint", in_force(g, when)))
+        self._fill(cond_t, sa.union_all(plain, grouped))
+        if not self.conn.execute(sa.select(sa.func.count()).select_from(ar)).scalar():
+            raise AssociationError(f"no association rules were in force on {when}: the catalog's association "
+                                   "rules start with jwst 1.8.0 (2022-10-10)")
+
+    def parameter(self, name: str) -> str | None:
+        return self.conn.execute(sa.select(param_t.c.value).where(param_t.c.name == name)).scalar()
+
+    def _fill(self, table: sa.Table, select) -> None:
+        table.create(self.conn)
+        self.conn.execute(table.insert().from_select([c.name for c in table.columns], select))
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(sa.text(f"ANALYZE {table.name}"))
+        self.tables[table.name] = table
 
     def __call__(self, select: sa.Select | sa.CompoundSelect, name: str) -> sa.Table:
         cols = [sa.Column(c.name, sa.String if isinstance(c.type, sa.types.NullType) else c.type)
@@ -551,19 +595,27 @@ def _level3_members(asn2, xe):
 def _pruned(asn2, members, st):
     """Duplicate pruning as the pipeline does it, then sequence numbers; the final member rows."""
     counts = st(sa.select(*_mkey(members), sa.func.count().label("n")).group_by(*_mkey(members)), "counts")
-    # identical member lists: the later candidate id wins, then the later rule
+    # identical member lists: the later candidate id wins, then the rule later by name (or, where the
+    # catalog's duplicate_rule_order says 'position' - jwst 1.8.5 to 1.13 - later in rules_level2b.py)
+    if st.parameter("duplicate_rule_order") == "position":
+        def place(name):
+            return sa.select(ar.c.position).where(ar.c.name == name).scalar_subquery()
+        rule_wins_expr = lambda c: place(c.b_rule_name) > place(c.a_rule_name)  # noqa: E731
+    else:
+        rule_wins_expr = lambda c: c.b_rule_name > c.a_rule_name  # noqa: E731
     a, b = members.alias("ma"), members.alias("mb")
     common = (sa.select(*[c.label("a_" + c.name) for c in _mkey(a)], *[c.label("b_" + c.name) for c in _mkey(b)],
                         sa.func.count().label("n"))
               .select_from(a.join(b, sa.and_(a.c.expname == b.c.expname, a.c.role == b.c.role)))
               .group_by(*_mkey(a), *_mkey(b))).cte("common")
     ca, cb = counts.alias("ca"), counts.alias("cb")
+    rule_wins = rule_wins_expr(common.c)
     side = lambda t, prefix: _eq([common.c[prefix + c.name] for c in _mkey(t)], _mkey(t))  # noqa: E731
     loser = (sa.select(common.c.a_eid, common.c.a_cand_id, common.c.a_rule_name, common.c.a_asn_id)
              .select_from(common.join(ca, side(ca, "a_")).join(cb, side(cb, "b_")))
              .where(ca.c.n == common.c.n, cb.c.n == common.c.n,
                     sa.or_(common.c.b_asn_id > common.c.a_asn_id,
-                           sa.and_(common.c.b_asn_id == common.c.a_asn_id, common.c.b_rule_name > common.c.a_rule_name)))
+                           sa.and_(common.c.b_asn_id == common.c.a_asn_id, rule_wins)))
              ).cte("loser")
     asn3 = st(sa.select(asn2).where(sa.not_(sa.exists().where(
         _eq((loser.c.a_eid, loser.c.a_cand_id, loser.c.a_rule_name, loser.c.a_asn_id), _mkey(asn2))))), "asn3")
@@ -634,15 +686,22 @@ def _missing_columns(pool_row) -> list[str]:
     return [c for c in REQUIRED_POOL_COLUMNS if c not in columns]
 
 
-def associations(db: DB, pool: str | int) -> list[Association]:
-    """The Level 2b associations the pipeline makes of one loaded pool (by name or id)."""
+def associations(db: DB, pool: str | int, *, as_of: str | dt.date | None = None, version: str | None = None,
+                 pipeline: str | None = None) -> list[Association]:
+    """The Level 2b associations the pipeline makes of one loaded pool (by name or id).
+
+    By the head rules, or those in force on date ``as_of``, at catalog ``version``, or of jwst release
+    ``pipeline`` (``"1.16.1"``).
+    """
     engine = require_migrated(db)
+    when = resolve_version(engine, as_of, version, pipeline)
     with engine.begin() as conn:
         prow = _pool_row(conn, pool)
         if _missing_columns(prow):
             return []
         st = _Stages(conn)
         try:
+            st.stage_rules(when)
             rows = conn.execute(_run(conn, prow.id, st)).mappings().all()
         finally:
             st.close()
@@ -679,7 +738,8 @@ def write_associations(asns: Iterable[Association], output: str | Path) -> list[
     return paths
 
 
-def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False) -> list[Path]:
+def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False,
+        as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None) -> list[Path]:
     """Load each pool and write its Level 2b associations to ``output``; returns the files written.
 
     With several pools, each gets a directory of its own under ``output`` (named after the pool
@@ -696,8 +756,70 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     for path, stem in zip(pools, stems):
         result = load(path, engine, skip_bad=skip_bad)
         target = Path(output) / stem if len(pools) > 1 else Path(output)
-        written += write_associations(associations(engine, result.pool_id), target)
+        made = associations(engine, result.pool_id, as_of=as_of, version=version, pipeline=pipeline)
+        written += write_associations(made, target)
     return written
+
+
+IMPACT_COLUMNS = ["change", "instrument", "pool", "filename", "exp_type", "asn_type_from", "asn_type_to",
+                  "role_from", "role_to", "input_from", "input_to", "association_from", "association_to"]
+_INSTRUMENTS = {"nrc": "NIRCam", "mir": "MIRI", "nrs": "NIRSpec", "nis": "NIRISS", "fgs": "FGS"}
+
+
+def impact(db: DB, from_point: str, to_point: str, *,
+           pools: Iterable[str | Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the pipeline's Level 2b processing of each exposure becomes between two catalog points
+    (pipeline releases such as ``1.16.1``, revisions or dates): the exposures that enter or leave,
+    or change asn_type, role, Level 2b input or association; and counts per instrument.
+
+    ``pools`` are loaded first and compared; without, every loaded pool.
+    """
+    from .catalog import resolve_point
+
+    engine = require_migrated(db, create=bool(pools))
+    if pools:
+        pool_ids = [load(path, engine).pool_id for path in pools]
+    else:
+        with engine.connect() as conn:
+            pool_ids = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())
+    points = [resolve_point(engine, p) for p in (from_point, to_point)]
+    e = schema.exposure
+    rows = []
+    for pool_id in pool_ids:
+        with engine.connect() as conn:
+            name = _pool_row(conn, pool_id).name
+            exposures = conn.execute(sa.select(e.c.filename, e.c.exp_type).where(
+                e.c.pool_id == pool_id, e.c.withdrawn_at.is_(None)).order_by(e.c.source_line)).all()
+        sides = [_processing(associations(engine, pool_id, as_of=p)) for p in points]
+        for filename, exp_type in exposures:
+            stem = exposure_stem(filename).lower()
+            before, after = (side.get(stem) for side in sides)
+            if before == after:
+                continue
+            change = "enters" if before is None else "leaves" if after is None else next(
+                f"{what} changes" for what, i in (("asn_type", 0), ("role", 1), ("input", 2), ("association", 3))
+                if before[i] != after[i])
+            rows.append(dict(change=change, instrument=_INSTRUMENTS.get(exp_type[:3].lower(), "other"), pool=name,
+                             filename=filename, exp_type=exp_type,
+                             **{f"{col}_{side}": (None if value is None else value[i])
+                                for side, value in (("from", before), ("to", after))
+                                for i, col in enumerate(("asn_type", "role", "input", "association"))}))
+    exposures = pd.DataFrame(rows, columns=IMPACT_COLUMNS)
+    counts = (exposures.groupby(["instrument", "change"]).size().rename("exposures").reset_index()
+              if len(exposures) else pd.DataFrame(columns=["instrument", "change", "exposures"]))
+    return exposures, counts
+
+
+def _processing(asns: list[Association]) -> dict[str, tuple[str, str, str, str]]:
+    """Per exposure (lower-cased stem) that is a member of some association: its asn_types, roles,
+    Level 2b input names and association file names with their rules, each ';'-joined."""
+    found: dict[str, list[tuple[str, str, str, str]]] = {}
+    for asn in asns:
+        for member in asn.members:
+            stem = exposure_stem(member["expname"]).lower()
+            found.setdefault(stem, []).append((asn.asn_type, member["exptype"], member["expname"],
+                                               f"{asn.filename} ({asn.asn_rule})"))
+    return {stem: tuple(";".join(sorted({m[i] for m in ms})) for i in range(4)) for stem, ms in found.items()}
 
 
 EXPLAIN_COLUMNS = ["filename", "pool", "candidate", "candidate_type", "rule", "asn_type", "selected", "reason"]
@@ -707,7 +829,8 @@ def _describe(c) -> str:
     return f"{c.column_name} {c.operator}" + ("" if c.value is None else f" {c.value}")
 
 
-def explain(db: DB, filename: str, pool: str | None = None) -> pd.DataFrame:
+def explain(db: DB, filename: str, pool: str | None = None, *, as_of: str | dt.date | None = None,
+            version: str | None = None, pipeline: str | None = None) -> pd.DataFrame:
     """Why an exposure is or is not the science of a Level 2b association: per candidate and rule.
 
     ``pool`` is a loaded pool's name or a pool file (loaded first); without it, the pool the
@@ -717,6 +840,7 @@ def explain(db: DB, filename: str, pool: str | None = None) -> pd.DataFrame:
     engine = require_migrated(db, create=loads)
     if loads:
         pool = load(pool, engine).pool_id
+    when = resolve_version(engine, as_of, version, pipeline)
     stem = exposure_stem(filename).lower()
     e = schema.exposure
     with engine.begin() as conn:
@@ -736,6 +860,7 @@ def explain(db: DB, filename: str, pool: str | None = None) -> pd.DataFrame:
                                 columns=EXPLAIN_COLUMNS)
         st = _Stages(conn)
         try:
+            st.stage_rules(when)
             final = _run(conn, prow.id, st).subquery()
             rows = _explain_rows(conn, st, final, exp.id)
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -24,6 +25,54 @@ from .outputs import to_frame
 #: The columns that describe a rule, in the seed CSV's order.
 RULE_COLUMNS = ["exp_type", "special", "instrument", "exptype", "level2b", "asn_type", "note"]
 KEY = ["exp_type", "special"]
+
+
+@dataclass(frozen=True)
+class SeedTable:
+    """A catalog table seeded from ``seeds/<file>``: its key, its columns in the file's order, their types."""
+
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+    booleans: tuple[str, ...] = ()
+    integers: tuple[str, ...] = ()
+    dates: tuple[str, ...] = ()
+    file: str = ""
+
+    @property
+    def path(self) -> Path:
+        return project_file("seeds") / (self.file or f"{self.name}.csv")
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c not in self.key)
+
+
+#: Every table whose rows decide Level 2b processing, each with its seed file. The published table
+#: (``rule``, with ``rule_history``) and the pipeline's association rules (``asn_*``, each dated in
+#: place), and the pipeline releases as points of the catalog.
+SEED_TABLES: dict[str, SeedTable] = {t.name: t for t in (
+    SeedTable("rule", tuple(KEY), tuple(RULE_COLUMNS), booleans=("level2b",), file="level2b_rules.csv"),
+    SeedTable("asn_rule", ("name",), ("name", "asn_type", "science_set", "forced_science", "nod_overlap", "wfss",
+                                      "rate_policy", "imprint_pruning", "note", "position"),
+              booleans=("forced_science", "imprint_pruning"), integers=("position",)),
+    SeedTable("asn_condition", ("rule_name", "subject", "alt", "seq"),
+              ("rule_name", "subject", "alt", "seq", "column_name", "operator", "value"), integers=("alt", "seq")),
+    SeedTable("asn_constraint", ("name", "seq"), ("name", "seq", "column_name", "operator", "value"),
+              integers=("seq",)),
+    SeedTable("asn_companion", ("rule_name", "kind"),
+              ("rule_name", "kind", "source", "role", "exp_type_set", "attach")),
+    SeedTable("asn_companion_key", ("rule_name", "kind", "column_name"), ("rule_name", "kind", "column_name", "match")),
+    SeedTable("asn_value_set", ("set_name", "value"), ("set_name", "value")),
+    SeedTable("asn_member_type", ("exp_type",), ("exp_type", "member_type")),
+    SeedTable("asn_optical_path", ("id",), ("id", "path_kind", "slit_class", "opmode", "grating", "filter", "pupil",
+                                            "lamp", "detector", "allowed"), booleans=("allowed",), integers=("id",)),
+    SeedTable("asn_candidate_policy", ("candidate_type", "rule_name"),
+              ("candidate_type", "rule_name", "requirement", "id_pattern")),
+    SeedTable("asn_parameter", ("name",), ("name", "value", "note")),
+    SeedTable("pipeline_release", ("version",), ("version", "released", "rules_as_of"),
+              dates=("released", "rules_as_of")),
+)}
 
 
 class CatalogError(L2RulesError):
@@ -73,7 +122,61 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(KEY, kind="stable").reset_index(drop=True)
 
 
-# --- catalog versions and as-of queries ---------------------------------------------------------
+# --- seed files of every table ----------------------------------------------------------------
+
+def read_table_seed(table: str | SeedTable, path: str | Path | None = None) -> pd.DataFrame:
+    """A seed file as the catalog stores it: typed columns, None for empty, sorted by key."""
+    spec = SEED_TABLES[table] if isinstance(table, str) else table
+    if spec.name == "rule":
+        return read_seed(path)
+    path = Path(path) if path else spec.path
+    frame = pd.read_csv(path, dtype=object, keep_default_na=False)
+    missing = [c for c in spec.columns if c not in frame.columns]
+    if missing:
+        raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}")
+    frame = frame[list(spec.columns)].astype(object)
+    for column in spec.columns:
+        for line, text in enumerate(frame[column], start=2):
+            try:
+                frame.at[line - 2, column] = _typed(spec, column, text)
+            except ValueError as exc:
+                raise CatalogError(f"{path}:{line}: column {column}: {exc}") from None
+    return _table_sorted(spec, frame)
+
+
+def _typed(spec: SeedTable, column: str, text: str):
+    if text == "":
+        return None
+    if column in spec.booleans:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return text.lower() == "true"
+    if column in spec.integers:
+        return int(text)
+    if column in spec.dates:
+        return dt.date.fromisoformat(text)
+    return text
+
+
+def write_table_seed(table: str | SeedTable, frame: pd.DataFrame, path: str | Path | None = None) -> None:
+    spec = SEED_TABLES[table] if isinstance(table, str) else table
+    if spec.name == "rule":
+        return write_seed(frame, path or spec.path)
+    out = _table_sorted(spec, frame[list(spec.columns)].astype(object))
+    for column in spec.booleans:
+        out[column] = out[column].map({True: "true", False: "false"})
+    out.to_csv(path or spec.path, index=False, date_format="%Y-%m-%d")
+
+
+def _table_sorted(spec: SeedTable, frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.astype(object).where(frame.notna(), None)
+    return frame.sort_values(list(spec.key), kind="stable").reset_index(drop=True)
+
+
+# --- catalog versions and points ------------------------------------------------------------------
+# A point of the catalog is a day: the rules in force on it are the rows whose ``valid_from`` version
+# is effective by then and whose ``valid_to`` version (if any) is not. A catalog revision names its
+# effective day, a pipeline release the day its rules are as of; no point at all means the head.
 
 def versions(db: DB = None) -> pd.DataFrame:
     """Every catalog version (rules revision) in order: revision, effective date, reference, summary."""
@@ -83,30 +186,54 @@ def versions(db: DB = None) -> pd.DataFrame:
         return to_frame(conn.execute(sa.select(v).order_by(v.c.seq)))
 
 
-def resolve_version(db: DB, when: str | dt.date | None = None, version: str | None = None) -> int:
-    """The ``seq`` of the catalog version in force at date ``when`` or named ``version`` (latest if neither)."""
+def releases(db: DB = None) -> pd.DataFrame:
+    """The pipeline releases the catalog knows: version, release date, and the day its rules are as of."""
+    engine = require_migrated(db)
+    r = schema.pipeline_release
+    with engine.connect() as conn:
+        frame = to_frame(conn.execute(sa.select(r.c.version, r.c.released, r.c.rules_as_of)
+                                      .where(r.c.valid_to.is_(None)).order_by(r.c.released, r.c.version)),
+                         ["version", "released", "rules_as_of"])
+    return frame
+
+
+def resolve_version(db: DB, when: str | dt.date | None = None, version: str | None = None,
+                    pipeline: str | None = None) -> dt.date | None:
+    """The catalog point (a day) of date ``when``, catalog revision ``version`` or pipeline release
+    ``pipeline``; None (the head) when none is given."""
+    if when is None and version is None and pipeline is None:
+        return None
+    if pipeline is not None:
+        known = releases(db)
+        name = str(pipeline).strip().removeprefix("jwst").strip().lstrip("=v ")
+        hit = known[known["version"] == name]
+        if hit.empty:
+            raise CatalogError(f"unknown pipeline release {pipeline!r}; known: {', '.join(known['version'])}")
+        return _as_date(hit["rules_as_of"].iloc[0])
     frame = versions(db)
     if version is not None:
         hit = frame[frame["revision"] == str(version)]
         if hit.empty:
             raise CatalogError(f"unknown catalog version {version!r}; known: {', '.join(frame['revision'])}")
-        return int(hit["seq"].iloc[0])
-    if when is None:
-        return int(frame["seq"].max())
+        return _as_date(hit["effective_date"].iloc[0])
     date = parse_date(when)
-    in_force = frame[pd.to_datetime(frame["effective_date"]).dt.date <= date]
-    if in_force.empty:
-        first = frame["effective_date"].min()
+    first = min(_as_date(d) for d in frame["effective_date"])
+    if date < first:
         raise CatalogError(f"no rules were in force on {date}: the first catalog version is effective {first}")
-    return int(in_force["seq"].max())
+    return date
 
 
-def resolve_point(db: DB, point: str) -> int:
-    """A diff end point: a catalog revision if one has that name, else a date."""
-    known = versions(db)
-    if point in set(known["revision"]):
+def resolve_point(db: DB, point: str) -> dt.date | None:
+    """A diff or impact end point: a catalog revision, a pipeline release (``1.16.1``) or a date."""
+    if point in set(versions(db)["revision"]):
         return resolve_version(db, version=point)
+    if re.fullmatch(r"(jwst[ =-]?)?v?\d+\.\d+\.\d+", str(point).strip()):
+        return resolve_version(db, pipeline=point)
     return resolve_version(db, when=point)
+
+
+def _as_date(value) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
 def parse_date(value: str | dt.date) -> dt.date:
@@ -120,42 +247,38 @@ def parse_date(value: str | dt.date) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise CatalogError(f"not a date (YYYY-MM-DD) or a known revision: {value!r}") from None
+        raise CatalogError(f"not a date (YYYY-MM-DD), a known revision or a pipeline release: {value!r}") from None
 
 
-def _in_force(table: sa.Table, seq: int | sa.ColumnElement) -> sa.ColumnElement[bool]:
-    """Rows of a history-bearing table valid at catalog version ``seq``."""
-    start = sa.select(schema.catalog_version.c.seq).where(
-        schema.catalog_version.c.revision == table.c.valid_from).scalar_subquery()
-    end = sa.select(schema.catalog_version.c.seq).where(
-        schema.catalog_version.c.revision == table.c.valid_to).scalar_subquery()
-    return sa.and_(start <= seq, sa.or_(table.c.valid_to.is_(None), end > seq))
+def in_force(table: sa.Table | sa.FromClause, when: dt.date | None) -> sa.ColumnElement[bool]:
+    """Rows of a dated table in force on day ``when`` (the head rows when None)."""
+    if when is None:
+        return table.c.valid_to.is_(None)
+    v = schema.catalog_version
+    start = sa.select(v.c.effective_date).where(v.c.revision == table.c.valid_from).scalar_subquery()
+    end = sa.select(v.c.effective_date).where(v.c.revision == table.c.valid_to).scalar_subquery()
+    day = sa.literal(when, sa.Date)
+    return sa.and_(start <= day, sa.or_(table.c.valid_to.is_(None), end > day))
 
 
-def rules_at(seq: int | None = None) -> sa.Subquery:
-    """A subquery with the rules in force at version ``seq`` (the head ``rule`` table if None)."""
-    if seq is None:
+def rules_at(when: dt.date | None = None) -> sa.Subquery:
+    """A subquery with the published table's rules in force on ``when`` (the head ``rule`` table if None)."""
+    if when is None:
         return sa.select(schema.rule).subquery("rules")
     h = schema.rule_history
-    return sa.select(h.c.id, *(h.c[c] for c in RULE_COLUMNS)).where(_in_force(h, seq)).subquery("rules")
+    return sa.select(h.c.id, *(h.c[c] for c in RULE_COLUMNS)).where(in_force(h, when)).subquery("rules")
 
 
-def conditions_at(seq: int | None = None) -> sa.Subquery:
+def conditions_at(when: dt.date | None = None) -> sa.Subquery:
     c = schema.rule_condition
-    query = sa.select(c)
-    if seq is None:
-        query = query.where(c.c.valid_to.is_(None))
-    else:
-        query = query.where(_in_force(c, seq))
-    return query.subquery("conditions")
+    return sa.select(c).where(in_force(c, when)).subquery("conditions")
 
 
 def rules(db: DB = None, *, as_of: str | dt.date | None = None, version: str | None = None,
-          exp_type: str | None = None, instrument: str | None = None) -> pd.DataFrame:
-    """The rules in force now, or at date ``as_of``, or at catalog ``version``."""
+          pipeline: str | None = None, exp_type: str | None = None, instrument: str | None = None) -> pd.DataFrame:
+    """The published table's rules in force now, or at date ``as_of``, catalog ``version`` or ``pipeline`` release."""
     engine = require_migrated(db)
-    seq = resolve_version(engine, as_of, version) if (as_of is not None or version is not None) else None
-    r = rules_at(seq)
+    r = rules_at(resolve_version(engine, as_of, version, pipeline))
     query = sa.select(*(r.c[c] for c in RULE_COLUMNS)).order_by(r.c.exp_type, r.c.special)
     if exp_type:
         query = query.where(sa.func.upper(r.c.exp_type) == exp_type.upper())
@@ -167,11 +290,10 @@ def rules(db: DB = None, *, as_of: str | dt.date | None = None, version: str | N
 
 
 def conditions(db: DB = None, *, as_of: str | dt.date | None = None, version: str | None = None,
-               exp_type: str | None = None) -> pd.DataFrame:
+               pipeline: str | None = None, exp_type: str | None = None) -> pd.DataFrame:
     """The conditions on pool columns that rules in force attach to their exposures."""
     engine = require_migrated(db)
-    seq = resolve_version(engine, as_of, version) if (as_of is not None or version is not None) else None
-    c = conditions_at(seq)
+    c = conditions_at(resolve_version(engine, as_of, version, pipeline))
     cols = ["exp_type", "special", "pool_column", "operator", "value", "note"]
     query = sa.select(*(c.c[k] for k in cols)).order_by(c.c.exp_type, c.c.special, c.c.id)
     if exp_type:
@@ -180,26 +302,70 @@ def conditions(db: DB = None, *, as_of: str | dt.date | None = None, version: st
         return to_frame(conn.execute(query), cols)
 
 
-def history(db: DB = None, exp_type: str | None = None) -> pd.DataFrame:
-    """Every state of the rules of ``exp_type`` (all rules if None), with dates and references."""
+def table_rows(db: DB, table: str, *, as_of: str | dt.date | None = None, version: str | None = None,
+               pipeline: str | None = None) -> pd.DataFrame:
+    """The rows of any seeded table in force now or at a point, shaped like its seed file."""
+    spec = _spec(table)
     engine = require_migrated(db)
-    h, v = schema.rule_history, schema.catalog_version
+    when = resolve_version(engine, as_of, version, pipeline)
+    if spec.name == "rule":
+        return rules(engine, as_of=when) if when is not None else rules(engine)
+    with engine.connect() as conn:
+        return _table_rows(conn, spec, when)
+
+
+def _table_rows(conn: sa.Connection, spec: SeedTable, when: dt.date | None) -> pd.DataFrame:
+    t = schema.metadata.tables[spec.name]
+    frame = to_frame(conn.execute(sa.select(*(t.c[c] for c in spec.columns)).where(in_force(t, when))),
+                     list(spec.columns))
+    for column in spec.booleans:
+        frame[column] = frame[column].map(lambda v: None if v is None else bool(v))
+    for column in spec.dates:
+        frame[column] = frame[column].map(lambda v: None if v is None else _as_date(v))
+    return _table_sorted(spec, frame)
+
+
+def tables() -> pd.DataFrame:
+    """The rules tables: name, seed file, key."""
+    return pd.DataFrame([{"table": t.name, "seed": f"seeds/{t.path.name}", "key": ", ".join(t.key)}
+                         for t in SEED_TABLES.values()])
+
+
+def _spec(table: str) -> SeedTable:
+    name = "rule" if table in ("rule", "level2b_rules", "published") else table
+    if name not in SEED_TABLES:
+        raise CatalogError(f"unknown rules table {table!r}; known: {', '.join(SEED_TABLES)}")
+    return SEED_TABLES[name]
+
+
+def history(db: DB = None, exp_type: str | None = None, *, table: str = "rule") -> pd.DataFrame:
+    """Every state of rows of a seeded table, with dates and references.
+
+    For the published table (``rule``), ``exp_type`` picks the EXP_TYPE; for the others it
+    picks rows by the first column of their key (a rule name, a set name, a release...).
+    """
+    spec = _spec(table)
+    engine = require_migrated(db)
+    t = schema.rule_history if spec.name == "rule" else schema.metadata.tables[spec.name]
+    v = schema.catalog_version
     start, end = v.alias("start"), v.alias("end")
+    first = t.c[spec.key[0]]
     query = (
-        sa.select(*(h.c[c] for c in RULE_COLUMNS),
-                  h.c.valid_from, start.c.effective_date.label("valid_from_date"),
+        sa.select(*(t.c[c] for c in spec.columns),
+                  t.c.valid_from, start.c.effective_date.label("valid_from_date"),
                   start.c.reference.label("valid_from_reference"),
-                  h.c.valid_to, end.c.effective_date.label("valid_to_date"))
-        .join_from(h, start, start.c.revision == h.c.valid_from)
-        .outerjoin(end, end.c.revision == h.c.valid_to)
-        .order_by(h.c.exp_type, h.c.special, start.c.seq)
+                  t.c.valid_to, end.c.effective_date.label("valid_to_date"))
+        .join_from(t, start, start.c.revision == t.c.valid_from)
+        .outerjoin(end, end.c.revision == t.c.valid_to)
+        .order_by(*(t.c[c] for c in spec.key), start.c.seq)
     )
     if exp_type:
-        query = query.where(sa.func.upper(h.c.exp_type) == exp_type.upper())
+        query = query.where(sa.func.upper(first) == str(exp_type).upper())
     with engine.connect() as conn:
         frame = to_frame(conn.execute(query))
     if exp_type and frame.empty:
-        raise CatalogError(f"no rule for exp_type {exp_type!r} in any catalog version")
+        what = "exp_type" if spec.name == "rule" else spec.key[0]
+        raise CatalogError(f"no row of {spec.name} with {what} {exp_type!r} in any catalog version")
     return frame
 
 
@@ -223,6 +389,39 @@ def compare(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["change", *KEY, "column", "before", "after"])
 
 
+CHANGE_COLUMNS = ["table", "change", "key", "column", "before", "after"]
+
+
+def compare_table(spec: SeedTable, before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Rows of one seeded table added, removed and changed (one row per changed column); ``key`` as text."""
+    key = list(spec.key)
+    values = list(spec.values)
+    old = {tuple(r[k] for k in key): r for r in before.to_dict("records")}
+    new = {tuple(r[k] for k in key): r for r in after.to_dict("records")}
+
+    def text(k) -> str:
+        return " ".join(str(v) for v in k if v not in (None, ""))
+
+    def described(row) -> str:
+        return ", ".join(f"{c}={_norm(row[c])}" for c in values if c != "note") or "(row)"
+
+    out: list[dict] = []
+    for k in sorted(old.keys() | new.keys(), key=lambda k: tuple("" if v is None else str(v) for v in k)):
+        if k not in new:
+            out.append({"table": spec.name, "change": "removed", "key": text(k), "column": None,
+                        "before": described(old[k]), "after": None})
+        elif k not in old:
+            out.append({"table": spec.name, "change": "added", "key": text(k), "column": None,
+                        "before": None, "after": described(new[k])})
+        else:
+            for col in values:
+                a, b = _norm(old[k][col]), _norm(new[k][col])
+                if a != b:
+                    out.append({"table": spec.name, "change": "changed", "key": text(k), "column": col,
+                                "before": a, "after": b})
+    return pd.DataFrame(out, columns=CHANGE_COLUMNS)
+
+
 def _norm(value):
     return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
 
@@ -232,54 +431,125 @@ def _describe(row: dict, suffix: str) -> str:
 
 
 def diff(db: DB, from_point: str, to_point: str) -> pd.DataFrame:
-    """Rules added, removed and changed between two catalog versions or dates."""
+    """The published table's rules added, removed and changed between two points (revision, release or date)."""
     engine = require_migrated(db)
-    seqs = [resolve_point(engine, p) for p in (from_point, to_point)]
-    known = versions(engine).set_index("seq")["revision"]
-    before, after = (rules(engine, version=known[s]) for s in seqs)
+    before, after = (rules(engine, as_of=resolve_point(engine, p)) for p in (from_point, to_point))
     return compare(before, after)
+
+
+def diff_all(db: DB, from_point: str, to_point: str, tables: list[str] | None = None) -> pd.DataFrame:
+    """Rows of every seeded table (or ``tables``) added, removed and changed between two points."""
+    engine = require_migrated(db)
+    points = [resolve_point(engine, p) for p in (from_point, to_point)]
+    frames = []
+    with engine.connect() as conn:
+        for spec in (_spec(t) for t in (tables or SEED_TABLES)):
+            if spec.name == "rule":
+                before, after = (rules(engine, as_of=p) if p else rules(engine) for p in points)
+            else:
+                before, after = (_table_rows(conn, spec, p) for p in points)
+            frames.append(compare_table(spec, before, after))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CHANGE_COLUMNS)
 
 
 # --- drift and new revisions ---------------------------------------------------------------
 
 def check(db: DB = None, seed: str | Path | None = None) -> pd.DataFrame:
-    """Where the database's rules and the seed CSV disagree (empty when they agree)."""
+    """Where the database's published rules and the seed CSV disagree (empty when they agree)."""
     return compare(read_seed(seed), rules(db)).rename(columns={"before": "csv", "after": "database"})
 
 
+def check_all(db: DB = None, seeds: str | Path | None = None, *, seed: str | Path | None = None) -> pd.DataFrame:
+    """Where the database and any seed file disagree (empty when all agree).
+
+    ``seeds``: a directory holding the seed files (default: the project's ``seeds/``); ``seed``: the
+    published table's file, if elsewhere.
+    """
+    engine = require_migrated(db)
+    frames = []
+    with engine.connect() as conn:
+        for spec in SEED_TABLES.values():
+            path = Path(seeds) / Path(spec.path).name if seeds else None
+            if spec.name == "rule" and seed is not None:
+                path = Path(seed)
+            wanted = read_table_seed(spec, path)
+            held = rules(engine) if spec.name == "rule" else _table_rows(conn, spec, None)
+            frames.append(compare_table(spec, wanted, held))
+    return pd.concat(frames, ignore_index=True).rename(columns={"before": "seed", "after": "database"})
+
+
 def head_state() -> pd.DataFrame:
-    """The rules that replaying every migration produces, on a scratch SQLite database."""
+    """The published rules that replaying every migration produces, on a scratch SQLite database."""
+    return head_tables()["rule"]
+
+
+def head_tables() -> dict[str, pd.DataFrame]:
+    """Every seeded table as replaying every migration leaves it, on a scratch SQLite database."""
+    return _replayed()[0]
+
+
+def _replayed() -> tuple[dict[str, pd.DataFrame], dict[str, dt.date]]:
+    """Replay every migration on a scratch SQLite database: each seeded table's head rows, and the
+    effective date of the latest revision that touched each table."""
+    v = schema.catalog_version
     with tempfile.TemporaryDirectory() as tmp:
         engine = sa.create_engine(f"sqlite:///{Path(tmp) / 'replay.db'}")
         try:
             upgrade(engine)
-            return rules(engine)
+            tables, latest = {"rule": rules(engine)}, {}
+            with engine.connect() as conn:
+                for spec in SEED_TABLES.values():
+                    if spec.name != "rule":
+                        tables[spec.name] = _table_rows(conn, spec, None)
+                    dated = schema.rule_history if spec.name == "rule" else schema.metadata.tables[spec.name]
+                    last = conn.execute(sa.select(sa.func.max(v.c.effective_date))
+                                        .where(v.c.revision.in_(sa.select(dated.c.valid_from)))).scalar()
+                    if last is not None:
+                        latest[spec.name] = _as_date(last)
+            return tables, latest
         finally:
             engine.dispose()
 
 
 def write_revision(message: str, date: str | dt.date, reference: str,
-                   seed: str | Path | None = None, directory: str | Path | None = None) -> Path | None:
-    """Write a new Alembic revision holding exactly the difference between the seed CSV and the head.
+                   seed: str | Path | None = None, directory: str | Path | None = None,
+                   seeds: str | Path | None = None) -> Path | None:
+    """Write a new Alembic revision holding exactly the difference between the seed files and the head.
 
-    Returns the new file's path, or None when the CSV already equals the head (nothing to write).
+    ``seed``: the published table's file (default ``seeds/level2b_rules.csv``); ``seeds``: a directory
+    with the other seed files (default ``seeds/``). Returns the new file's path, or None when every
+    seed file already equals the head (nothing to write).
     """
     date = parse_date(date)
     if not message.strip():
         raise CatalogError("a revision needs a summary (-m)")
-    wanted = read_seed(seed)
-    head = head_state()
-    changes = compare(head, wanted)
-    if changes.empty:
+    head, latest = _replayed()
+    sections = []
+    for spec in SEED_TABLES.values():
+        if spec.name == "rule":
+            path = seed
+        else:
+            path = Path(seeds) / spec.path.name if seeds else (spec.path if spec.path.is_file() else None)
+        wanted = read_table_seed(spec, path) if (spec.name == "rule" or path is not None) else head[spec.name]
+        if spec.name == "rule":
+            _check_published(wanted)
+        changes = compare_table(spec, head[spec.name], wanted)
+        if changes.empty:
+            continue
+        keys = {tuple(r[k] for k in spec.key) for r in head[spec.name].to_dict("records")}
+        upserted = [r for r in wanted.to_dict("records")
+                    if tuple(r[k] for k in spec.key) not in keys
+                    or _changed(spec, r, head[spec.name])]
+        wanted_keys = {tuple(r[k] for k in spec.key) for r in wanted.to_dict("records")}
+        removed = sorted(k for k in keys if k not in wanted_keys)
+        sections.append((spec, upserted, removed))
+    if not sections:
         return None
-    for c in ("exptype", "special", "instrument"):
-        allowed = {"exptype": schema.EXPTYPES, "special": schema.SPECIALS, "instrument": schema.INSTRUMENTS}[c]
-        bad = wanted[~wanted[c].isin(allowed)]
-        if len(bad):
-            raise CatalogError(f"seed row {bad['exp_type'].iloc[0]}: {c} {bad[c].iloc[0]!r} is not one of {allowed}")
-    touched = changes.loc[changes["change"] != "removed", KEY].drop_duplicates()
-    upserted = wanted.merge(touched, on=KEY)
-    removed = changes.loc[changes["change"] == "removed", KEY]
+    late = [(spec.name, latest[spec.name]) for spec, _, _ in sections
+            if spec.name in latest and latest[spec.name] > date]
+    if late:
+        raise CatalogError(f"--date {date} is before the latest revision of {late[0][0]} (effective {late[0][1]}): "
+                           "a revision takes effect after the ones it follows")
 
     cfg = alembic_config()
     from alembic.script import ScriptDirectory
@@ -293,15 +563,46 @@ def write_revision(message: str, date: str | dt.date, reference: str,
     directory = Path(directory) if directory else project_file("migrations") / "versions"
     path = directory / f"{rev}_{slug}.py"
 
+    def literal(value) -> str:
+        if isinstance(value, dt.date):
+            return f"dt.date({value.year}, {value.month}, {value.day})"
+        return repr(_norm(value))
+
     def tup(values) -> str:
-        return "    " + repr(tuple(_norm(v) if not isinstance(v, bool) else v for v in values)) + ",\n"
+        return "        (" + ", ".join(literal(v) for v in values) + ("," if len(values) == 1 else "") + "),\n"
+
+    tables = "".join(
+        f"    {spec.name!r}: (\n        {spec.columns!r},\n        {spec.key!r},\n        [\n"
+        + "".join("    " + tup([r[c] for c in spec.columns]) for r in upserted)
+        + "        ],\n        [\n"
+        + "".join("    " + tup(k) for k in removed)
+        + "        ],\n    ),\n"
+        for spec, upserted, removed in sections)
+    summary, reference = " ".join(message.split()), " ".join(reference.split())
+
+    def doc(value: str) -> str:  # safe inside the revision's docstring
+        return value.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
     text = TEMPLATE.format(
-        summary=message.strip(), date=date.isoformat(), reference=reference, revision=rev,
-        down_revision=down, create_date=dt.date.today().isoformat(),
-        year=date.year, month=date.month, day=date.day,
-        upserted="".join(tup(r) for r in upserted[RULE_COLUMNS].itertuples(index=False)),
-        removed="".join("    " + repr(tuple(k)) + ",\n" for k in removed.itertuples(index=False)),
+        summary_doc=doc(summary), reference_doc=doc(reference), summary_literal=repr(summary),
+        reference_literal=repr(reference), date=date.isoformat(), revision=rev, down_revision=down,
+        create_date=dt.date.today().isoformat(), year=date.year, month=date.month, day=date.day, tables=tables,
     )
     path.write_text(text)
     return path
+
+
+def _changed(spec: SeedTable, row: dict, head: pd.DataFrame) -> bool:
+    key = tuple(row[k] for k in spec.key)
+    for old in head.to_dict("records"):
+        if tuple(old[k] for k in spec.key) == key:
+            return any(_norm(old[c]) != _norm(row[c]) for c in spec.values)
+    return True
+
+
+def _check_published(wanted: pd.DataFrame) -> None:
+    for c in ("exptype", "special", "instrument"):
+        allowed = {"exptype": schema.EXPTYPES, "special": schema.SPECIALS, "instrument": schema.INSTRUMENTS}[c]
+        bad = wanted[~wanted[c].isin(allowed)]
+        if len(bad):
+            raise CatalogError(f"seed row {bad['exp_type'].iloc[0]}: {c} {bad[c].iloc[0]!r} is not one of {allowed}")

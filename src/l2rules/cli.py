@@ -32,6 +32,12 @@ def _as_of(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--as-of", metavar="DATE", help="use the rules in force on DATE (YYYY-MM-DD)")
     group.add_argument("--version", metavar="REV", help="use the rules of catalog version REV")
+    group.add_argument("--pipeline", metavar="RELEASE",
+                       help="use the rules of jwst pipeline release RELEASE (e.g. 1.16.1; see `rules releases`)")
+
+
+def _point(args: argparse.Namespace) -> dict:
+    return {"as_of": args.as_of, "version": args.version, "pipeline": args.pipeline}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,22 +64,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("exp_type")
     _as_of(p)
     _formats(p, printable_only=True)
-    p = rsub.add_parser("history", help="every state of an EXP_TYPE's rules, with dates and references")
-    p.add_argument("exp_type")
+    p = rsub.add_parser("history", help="every state of an EXP_TYPE's rules (or of --table rows), with dates "
+                                         "and references")
+    p.add_argument("exp_type", metavar="KEY", help="an EXP_TYPE; with --table, the first key column's value "
+                                                   "(a rule name, a set name, ...)")
+    p.add_argument("--table", default="rule", help="a rules table: rule (the published table, default), asn_rule, "
+                                                   "asn_condition, asn_value_set, ... (see `rules tables`)")
+    _formats(p, printable_only=True)
+    p = rsub.add_parser("tables", help="the rules tables and their seed files")
+    _formats(p, printable_only=True)
+    p = rsub.add_parser("releases", help="the jwst pipeline releases the catalog can answer for")
+    _formats(p, printable_only=True)
+    p = rsub.add_parser("rows", help="the rows of one rules table in force (now, --as-of, --version, --pipeline)")
+    p.add_argument("table", help="rule, asn_rule, asn_condition, ... (see `rules tables`)")
+    _as_of(p)
     _formats(p, printable_only=True)
     p = rsub.add_parser("versions", help="the catalog versions: revision, effective date, reference, summary")
     _formats(p, printable_only=True)
-    p = rsub.add_parser("diff", help="rules added, removed and changed between two dates or revisions")
+    p = rsub.add_parser("diff", help="rows of every rules table added, removed and changed between two points "
+                                      "(dates, revisions or pipeline releases)")
     p.add_argument("from_point", metavar="FROM")
     p.add_argument("to_point", metavar="TO")
+    p.add_argument("--table", action="append", help="only this rules table (repeatable)")
     _formats(p, printable_only=True)
-    p = rsub.add_parser("check", help="exit 4, naming the rows, if the database and the seed CSV disagree")
-    p.add_argument("--seed", metavar="CSV", help="seed file (default: seeds/level2b_rules.csv)")
+    p = rsub.add_parser("check", help="exit 4, naming the rows, if the database and any seed file disagree")
+    p.add_argument("--seed", metavar="CSV", help="the published table's seed file (default: seeds/level2b_rules.csv)")
+    p.add_argument("--seeds", metavar="DIR", help="directory of the seed files (default: seeds/)")
     p = rsub.add_parser("revision", help="write an Alembic revision with the seed CSV's changes since the head")
     p.add_argument("-m", "--message", required=True, help="one-line summary of the change")
     p.add_argument("--date", required=True, help="effective date (YYYY-MM-DD)")
     p.add_argument("--ref", required=True, help="reference: jwst PR or issue")
-    p.add_argument("--seed", metavar="CSV", help="seed file (default: seeds/level2b_rules.csv)")
+    p.add_argument("--seed", metavar="CSV", help="the published table's seed file (default: seeds/level2b_rules.csv)")
+    p.add_argument("--seeds", metavar="DIR", help="directory of the other seed files (default: seeds/)")
 
     p = sub.add_parser("load", help="load pools or CSV files into the catalog database")
     p.add_argument("pools", nargs="+", metavar="POOL")
@@ -94,14 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
 
     p = sub.add_parser("impact", help="exposures that a rules change moves in or out of the work list")
-    p.add_argument("--from", dest="from_point", required=True, metavar="A", help="date or revision")
-    p.add_argument("--to", dest="to_point", required=True, metavar="B", help="date or revision")
+    p.add_argument("--from", dest="from_point", required=True, metavar="A",
+                   help="date, catalog revision or pipeline release (1.16.1)")
+    p.add_argument("--to", dest="to_point", required=True, metavar="B",
+                   help="date, catalog revision or pipeline release (3.0.0)")
+    p.add_argument("--associations", action="store_true",
+                   help="compare the pipeline's Level 2b associations (asn_type, role, input, association) "
+                        "instead of the published table's verdicts")
     p.add_argument("pools", nargs="*", metavar="POOL")
     _formats(p, printable_only=True)
 
     p = sub.add_parser("explain", help="why an exposure is or is not the science of a Level 2b association")
     p.add_argument("filename", metavar="FILENAME", help="the exposure's FILENAME (or its stem)")
     p.add_argument("--pool", metavar="P", help="a loaded pool's name, or a pool file to load first")
+    _as_of(p)
     _formats(p, printable_only=True)
 
     p = sub.add_parser("asn", help="load POOLs and write their Level 2b associations as the pipeline does")
@@ -109,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, metavar="DIR",
                    help="directory for the *_asn.json files (one subdirectory per pool when several are given)")
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
+    _as_of(p)
 
     p = sub.add_parser("unmatched", help="loaded exposures whose EXP_TYPE the catalog does not know")
     _formats(p, printable_only=True)
@@ -144,8 +173,7 @@ def run(args: argparse.Namespace) -> int:
                   + (f", {result.rejected} rows rejected (see `l2rules rejections`)" if result.rejected else ""))
         return 0
     if args.command == "worklist":
-        options = dict(pools=args.pools or None, include_all=args.all, as_of=args.as_of, version=args.version,
-                       skip_bad=args.skip_bad)
+        options = dict(pools=args.pools or None, include_all=args.all, **_point(args), skip_bad=args.skip_bad)
         if args.format in outputs.STREAMED_FORMATS and not args.associations:
             count = write_worklist(args.output, db, fmt=args.format, **options)
         else:
@@ -156,17 +184,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"{count} work items written to {args.output}", file=sys.stderr)
         return 0
     if args.command == "impact":
-        exposures, counts = impact(db, args.from_point, args.to_point, pools=args.pools or None)
+        if args.associations:
+            exposures, counts = association.impact(db, args.from_point, args.to_point, pools=args.pools or None)
+        else:
+            exposures, counts = impact(db, args.from_point, args.to_point, pools=args.pools or None)
         _print(exposures, args)
         if args.format == "table":
             print()
             _print(counts, args)
         return 0
     if args.command == "explain":
-        _print(association.explain(db, args.filename, args.pool), args)
+        _print(association.explain(db, args.filename, args.pool, **_point(args)), args)
         return 0
     if args.command == "asn":
-        written = association.asn(db, args.pools, args.output, skip_bad=args.skip_bad)
+        written = association.asn(db, args.pools, args.output, skip_bad=args.skip_bad, **_point(args))
         print(f"{len(written)} associations written to {args.output}")
         return 0
     if args.command == "unmatched":
@@ -183,36 +214,42 @@ def run(args: argparse.Namespace) -> int:
 def _rules(args: argparse.Namespace, db) -> int:
     action = args.rules_command
     if action == "list":
-        _print(catalog.rules(db, as_of=args.as_of, version=args.version, exp_type=args.exp_type,
-                             instrument=args.instrument), args, args.output)
+        _print(catalog.rules(db, **_point(args), exp_type=args.exp_type, instrument=args.instrument),
+               args, args.output)
     elif action == "show":
-        frame = catalog.rules(db, as_of=args.as_of, version=args.version, exp_type=args.exp_type)
+        frame = catalog.rules(db, **_point(args), exp_type=args.exp_type)
         if frame.empty:
             raise catalog.CatalogError(f"no rule for exp_type {args.exp_type!r}")
         _print(frame, args)
-        conds = catalog.conditions(db, as_of=args.as_of, version=args.version, exp_type=args.exp_type)
+        conds = catalog.conditions(db, **_point(args), exp_type=args.exp_type)
         if not conds.empty:
             if args.format == "table":
                 print("\nconditions:")
             _print(conds, args)
     elif action == "history":
-        _print(catalog.history(db, args.exp_type), args)
+        _print(catalog.history(db, args.exp_type, table=args.table), args)
+    elif action == "tables":
+        _print(catalog.tables(), args)
+    elif action == "releases":
+        _print(catalog.releases(db), args)
+    elif action == "rows":
+        _print(catalog.table_rows(db, args.table, **_point(args)), args)
     elif action == "versions":
         _print(catalog.versions(db), args)
     elif action == "diff":
-        _print(catalog.diff(db, args.from_point, args.to_point), args)
+        _print(catalog.diff_all(db, args.from_point, args.to_point, args.table), args)
     elif action == "check":
-        drift = catalog.check(db, args.seed)
+        drift = catalog.check_all(db, args.seeds, seed=args.seed)
         if drift.empty:
-            print("the database's rules equal the seed CSV")
+            print("the database's rules equal the seed files")
             return 0
         outputs.write(drift, "table", stream=sys.stderr)
-        print(f"l2rules: drift: {len(drift)} difference(s) between the database and the seed CSV", file=sys.stderr)
+        print(f"l2rules: drift: {len(drift)} difference(s) between the database and the seed files", file=sys.stderr)
         return EXIT_DRIFT
     elif action == "revision":
-        path = catalog.write_revision(args.message, args.date, args.ref, seed=args.seed)
+        path = catalog.write_revision(args.message, args.date, args.ref, seed=args.seed, seeds=args.seeds)
         if path is None:
-            print("the seed CSV equals the head revision: nothing to write")
+            print("the seed files equal the head revision: nothing to write")
         else:
             print(f"wrote {path}; apply it with `alembic upgrade head` or `l2rules init`")
     return 0

@@ -346,8 +346,10 @@ def _insert(conn: sa.Connection):
 
 
 def _head_revision(conn: sa.Connection) -> str:
+    """The latest catalog version of the published table: the rules work items are made from."""
     v = schema.catalog_version
-    revision = conn.execute(sa.select(v.c.revision).order_by(v.c.seq.desc()).limit(1)).scalar()
+    revision = conn.execute(sa.select(v.c.revision).where(v.c.revision.in_(sa.select(schema.rule_history.c.valid_from)))
+                            .order_by(v.c.seq.desc()).limit(1)).scalar()
     if revision is None:
         raise DatabaseError("the catalog has no version: run `l2rules init`")
     return revision

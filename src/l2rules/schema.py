@@ -237,39 +237,55 @@ work_item = sa.Table(
     sa.UniqueConstraint("exposure_id", "catalog_revision", "exposure_version"),
 )
 
-# --- Level 2b associations as the jwst pipeline builds them (issue 7) ---------------------------
+# --- Level 2b associations as the jwst pipeline builds them (issue 7, dated in issue 12) ---------
 # The published table above says which exp_types are processed; these tables hold the rest of the
 # pipeline's conditions as data: its association rules, their conditions on pool columns, the
 # companions each rule attaches, valid optical paths and which candidate types keep what.
-# ``association.py`` evaluates them in SQL.
+# ``association`` evaluates them in SQL. Each is seeded from ``seeds/<table>.csv`` and keeps its own
+# history (migration 0011): a row is in force from the catalog version ``valid_from`` until the one
+# that replaced or removed it (``valid_to``, NULL while in force), as ``rule_history`` does for the
+# published table.
 
-#: Operators of association conditions (``asn_condition.operator``).
+#: Operators of association conditions (``asn_condition.operator``); ``constraint`` holds when every
+#: condition of the named ``asn_constraint`` group does (the pipeline's reusable constraint classes).
 ASN_CONDITION_OPERATORS = ("present", "absent", "eq", "ne", "in_set", "not_in_set", "like", "not_like",
-                           "path", "not_path")
+                           "path", "not_path", "constraint")
 #: How a companion's column is compared with the science's (``asn_companion_key.match``).
 ASN_KEY_MATCHES = ("eq", "opt_eq", "ne", "same", "lacks")
+
+
+def _dated(*key: str) -> tuple:
+    """The validity columns of a dated table, and its primary key: its own key plus ``valid_from``."""
+    return (
+        sa.Column("valid_from", sa.String(32), sa.ForeignKey("catalog_version.revision"), nullable=False),
+        sa.Column("valid_to", sa.String(32), sa.ForeignKey("catalog_version.revision"), nullable=True),
+        sa.PrimaryKeyConstraint(*key, "valid_from"),
+    )
+
 
 #: Named sets of values (exposure types, patterns, filters) that conditions refer to.
 asn_value_set = sa.Table(
     "asn_value_set",
     metadata,
-    sa.Column("set_name", sa.String(40), primary_key=True),
-    sa.Column("value", sa.String(40), primary_key=True),
+    sa.Column("set_name", sa.String(40), nullable=False),
+    sa.Column("value", sa.String(40), nullable=False),
+    *_dated("set_name", "value"),
 )
 
 #: The member type an exposure type gives (dark, flat, target_acquisition, ...); others are science.
 asn_member_type = sa.Table(
     "asn_member_type",
     metadata,
-    sa.Column("exp_type", sa.String(40), primary_key=True),
+    sa.Column("exp_type", sa.String(40), nullable=False),
     sa.Column("member_type", sa.String(32), nullable=False),
+    *_dated("exp_type"),
 )
 
 #: The pipeline's Level 2b association rules (jwst ``rules_level2b``), one row each.
 asn_rule = sa.Table(
     "asn_rule",
     metadata,
-    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(40), nullable=False),
     sa.Column("asn_type", sa.String(32), nullable=False),
     sa.Column("science_set", sa.String(40), nullable=True),  # NULL: any exposure type
     sa.Column("forced_science", sa.Boolean(create_constraint=False), nullable=False),
@@ -278,6 +294,8 @@ asn_rule = sa.Table(
     sa.Column("rate_policy", sa.String(16), nullable=False),  # default, or rate (never _rateints for coron)
     sa.Column("imprint_pruning", sa.Boolean(create_constraint=False), nullable=False),  # keep the best imprints
     sa.Column("note", sa.Text, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),  # its place in rules_level2b.py
+    *_dated("name"),
     sa.CheckConstraint(_in("asn_type", ASN_TYPES), name="asn_type"),
 )
 
@@ -286,14 +304,29 @@ asn_rule = sa.Table(
 asn_condition = sa.Table(
     "asn_condition",
     metadata,
-    sa.Column("rule_name", sa.String(40), sa.ForeignKey("asn_rule.name"), primary_key=True),
-    sa.Column("subject", sa.String(16), primary_key=True),
-    sa.Column("alt", sa.Integer, primary_key=True),
-    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("rule_name", sa.String(40), nullable=False),
+    sa.Column("subject", sa.String(16), nullable=False),
+    sa.Column("alt", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("column_name", sa.String(40), nullable=False),  # for operator 'constraint': the constraint's name
+    sa.Column("operator", sa.String(16), nullable=False),
+    sa.Column("value", sa.String(80), nullable=True),
+    *_dated("rule_name", "subject", "alt", "seq"),
+    sa.CheckConstraint(_in("operator", ASN_CONDITION_OPERATORS), name="operator"),
+)
+
+#: Constraint groups written once and named from conditions (``operator = 'constraint'``), as the
+#: pipeline writes ``Constraint_Mode`` once and reuses it: every condition of the group must hold.
+asn_constraint = sa.Table(
+    "asn_constraint",
+    metadata,
+    sa.Column("name", sa.String(40), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("column_name", sa.String(40), nullable=False),
     sa.Column("operator", sa.String(16), nullable=False),
     sa.Column("value", sa.String(80), nullable=True),
-    sa.CheckConstraint(_in("operator", ASN_CONDITION_OPERATORS), name="operator"),
+    *_dated("name", "seq"),
+    sa.CheckConstraint(_in("operator", ASN_CONDITION_OPERATORS[:-1]), name="operator"),
 )
 
 #: Companion members a rule attaches to its science: from the pool (conditions with this subject)
@@ -301,8 +334,8 @@ asn_condition = sa.Table(
 asn_companion = sa.Table(
     "asn_companion",
     metadata,
-    sa.Column("rule_name", sa.String(40), sa.ForeignKey("asn_rule.name"), primary_key=True),
-    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("rule_name", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("source", sa.String(16), nullable=False),  # pool, science
     sa.Column("role", sa.String(16), nullable=False),  # own (the member's own type), background, direct_image
     sa.Column("exp_type_set", sa.String(40), nullable=True),  # exposure types it may have (NULL: any)
@@ -310,17 +343,18 @@ asn_companion = sa.Table(
     # candidate (the pipeline adds it only to associations that exist when it reads it); after: it
     # follows the science; leading: it precedes the first science; first: only the first eligible one
     sa.Column("attach", sa.String(16), nullable=False),
+    *_dated("rule_name", "kind"),
 )
 
 #: Grouping keys: the columns on which a companion must match its science.
 asn_companion_key = sa.Table(
     "asn_companion_key",
     metadata,
-    sa.Column("rule_name", sa.String(40), primary_key=True),
-    sa.Column("kind", sa.String(16), primary_key=True),
-    sa.Column("column_name", sa.String(40), primary_key=True),
+    sa.Column("rule_name", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("column_name", sa.String(40), nullable=False),
     sa.Column("match", sa.String(8), nullable=False),
-    sa.ForeignKeyConstraint(["rule_name", "kind"], ["asn_companion.rule_name", "asn_companion.kind"]),
+    *_dated("rule_name", "kind", "column_name"),
     sa.CheckConstraint(_in("match", ASN_KEY_MATCHES), name="match"),
 )
 
@@ -328,7 +362,7 @@ asn_companion_key = sa.Table(
 asn_optical_path = sa.Table(
     "asn_optical_path",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("id", sa.Integer, nullable=False),
     sa.Column("path_kind", sa.String(32), nullable=False, index=True),
     sa.Column("slit_class", sa.String(16), nullable=True),
     sa.Column("opmode", sa.String(16), nullable=True),
@@ -338,14 +372,38 @@ asn_optical_path = sa.Table(
     sa.Column("lamp", sa.String(16), nullable=True),
     sa.Column("detector", sa.String(16), nullable=True),
     sa.Column("allowed", sa.Boolean(create_constraint=False), nullable=False),
+    *_dated("id"),
 )
 
 #: Which associations a candidate type keeps: a rule's own row, else the '*' row; unlisted types keep none.
 asn_candidate_policy = sa.Table(
     "asn_candidate_policy",
     metadata,
-    sa.Column("candidate_type", sa.String(40), primary_key=True),
-    sa.Column("rule_name", sa.String(40), primary_key=True),
+    sa.Column("candidate_type", sa.String(40), nullable=False),
+    sa.Column("rule_name", sa.String(40), nullable=False),
     sa.Column("requirement", sa.String(32), nullable=False),  # always, background_member, never
     sa.Column("id_pattern", sa.String(40), nullable=True),  # SQL LIKE pattern on the candidate id
+    *_dated("candidate_type", "rule_name"),
+)
+
+#: Settings of the generator itself that changed between releases (which duplicate survives...).
+asn_parameter = sa.Table(
+    "asn_parameter",
+    metadata,
+    sa.Column("name", sa.String(40), nullable=False),
+    sa.Column("value", sa.String(80), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    *_dated("name"),
+)
+
+#: The jwst pipeline's releases as points of the catalog: release ``version`` (released on
+#: ``released``) decides as the catalog did on ``rules_as_of`` - its release date on the main line,
+#: the date of the release it patches for a patch release made after a newer one.
+pipeline_release = sa.Table(
+    "pipeline_release",
+    metadata,
+    sa.Column("version", sa.String(16), nullable=False),
+    sa.Column("released", sa.Date, nullable=False),
+    sa.Column("rules_as_of", sa.Date, nullable=False),
+    *_dated("version"),
 )

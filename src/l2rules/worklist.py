@@ -59,14 +59,15 @@ def _condition_passes(value: sa.ColumnElement, cond) -> sa.ColumnElement[bool]:
     )
 
 
-def worklist_query(seq: int | None = None, pool_ids: list[int] | None = None, include_all: bool = False) -> sa.Select:
+def worklist_query(when: dt.date | None = None, pool_ids: list[int] | None = None,
+                   include_all: bool = False) -> sa.Select:
     """The work list as one SELECT: every exposure joined with the rule that applies to it.
 
-    ``seq`` picks the catalog version (None: the head rules); ``include_all`` keeps
+    ``when`` picks the catalog point, a day (None: the head rules); ``include_all`` keeps
     the exposures that are not selected, with ``level2b`` false and the reason.
     """
     e, p = schema.exposure, schema.pool
-    r = rules_at(seq)
+    r = rules_at(when)
 
     def has_rule(special: str) -> sa.Exists:
         return sa.exists().where(r.c.exp_type == e.c.exp_type, r.c.special == special)
@@ -75,7 +76,7 @@ def worklist_query(seq: int | None = None, pool_ids: list[int] | None = None, in
                       else_="")
     flagged = sa.select(e.c.id.label("exposure_id"), special.label("special")).subquery("flagged")
 
-    cond = conditions_at(seq)
+    cond = conditions_at(when)
     value = _condition_value(e, cond.c.pool_column)
     described = cond.c.pool_column + " " + cond.c.operator + sa.case(
         (cond.c.value.is_(None), ""), else_=" " + cond.c.value)
@@ -132,20 +133,20 @@ def plan_without_jit(conn: sa.Connection) -> None:
         conn.exec_driver_sql("SET LOCAL jit = off")
 
 
-def _selected(engine: sa.Engine, pools, inventory, skip_bad: bool, as_of, version) -> tuple[list[int] | None, int | None]:
+def _selected(engine: sa.Engine, pools, inventory, skip_bad: bool, as_of, version,
+              pipeline=None) -> tuple[list[int] | None, dt.date | None]:
     """Load the given pools (or DataFrame) first; the pools and the catalog version the work list covers."""
     pool_ids: list[int] | None = None
     if pools is not None or inventory is not None:
         pool_ids = [load(path, engine, skip_bad=skip_bad).pool_id for path in (pools or [])]
         if inventory is not None:
             pool_ids.append(load(inventory, engine, skip_bad=skip_bad).pool_id)
-    seq = resolve_version(engine, as_of, version) if (as_of is not None or version is not None) else None
-    return pool_ids, seq
+    return pool_ids, resolve_version(engine, as_of, version, pipeline)
 
 
 def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, inventory: pd.DataFrame | None = None,
              include_all: bool = False, as_of: str | dt.date | None = None, version: str | None = None,
-             skip_bad: bool = False, associations: bool = False) -> pd.DataFrame:
+             pipeline: str | None = None, skip_bad: bool = False, associations: bool = False) -> pd.DataFrame:
     """The Level 2b work list as a DataFrame, one work item per selected exposure.
 
     ``pools`` (paths) or ``inventory`` (a DataFrame) are loaded first and the work
@@ -155,7 +156,7 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
     """
     # Given pools are loaded (a new SQLite catalog is created for them); without, a read that never writes.
     engine = require_migrated(db, create=pools is not None or inventory is not None)
-    pool_ids, seq = _selected(engine, pools, inventory, skip_bad, as_of, version)
+    pool_ids, seq = _selected(engine, pools, inventory, skip_bad, as_of, version, pipeline)
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
         plan_without_jit(conn)
@@ -163,21 +164,21 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
     if include_all:
         frame["level2b"] = frame["level2b"].astype(bool)
     if associations:
-        frame = _with_associations(engine, frame)
+        frame = _with_associations(engine, frame, seq)
     return frame
 
 
 def write_worklist(output: str | Path | None = None, db: DB = None, *, fmt: str = "csv",
                    pools: Iterable[str | Path] | None = None, include_all: bool = False,
-                   as_of: str | dt.date | None = None, version: str | None = None, skip_bad: bool = False,
-                   stream=None) -> int:
+                   as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
+                   skip_bad: bool = False, stream=None) -> int:
     """The work list written to ``output`` (or ``stream``) as CSV or Parquet, straight from the query.
 
     The same rows as :func:`worklist` gives, without a DataFrame: memory stays flat
     however many work items. Returns how many rows were written.
     """
     engine = require_migrated(db, create=pools is not None)
-    pool_ids, seq = _selected(engine, pools, None, skip_bad, as_of, version)
+    pool_ids, seq = _selected(engine, pools, None, skip_bad, as_of, version, pipeline)
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
         plan_without_jit(conn)
@@ -187,12 +188,12 @@ def write_worklist(output: str | Path | None = None, db: DB = None, *, fmt: str 
                             stream, booleans=("level2b",), integers=("source_line",))
 
 
-def _with_associations(engine, frame: pd.DataFrame) -> pd.DataFrame:
+def _with_associations(engine, frame: pd.DataFrame, when: dt.date | None = None) -> pd.DataFrame:
     """Add the associations each exposure is the science of: file names and asn_types, ';'-joined."""
     from .association import associations, science_of
     from .inventory import exposure_stem
 
-    science = {pool: science_of(associations(engine, pool)) for pool in set(frame["pool"])}
+    science = {pool: science_of(associations(engine, pool, as_of=when)) for pool in set(frame["pool"])}
     keys = zip(frame["pool"], frame["filename"].map(lambda f: exposure_stem(f).lower()))
     found = [sorted(science[pool].get(stem, []), key=lambda a: a.filename) for pool, stem in keys]
     frame = frame.copy()

@@ -1,0 +1,177 @@
+"""One rules catalog with one history (issue 12): every pipeline release is a point of the catalog.
+
+The fixtures in tests/data/releases/<version>/ are what each jwst release's own ``asn_generate``
+made of every sample pool (their README says how they were made); l2rules must reproduce each,
+at that release, exactly. Nothing here names the head revision or counts rules: a new revision
+touches only its own files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from l2rules import association, catalog, conformance, inventory
+from l2rules.cli import main
+
+from .conftest import DATA, POOLS, REPO
+
+RELEASE_FIXTURES = DATA / "releases"
+#: Fixture directory -> the release it stands for (1.13.0 is not on PyPI; 1.13.4 stood in for it).
+STANDS_FOR = {"1.13.4": "1.13.0"}
+FIXTURE_RELEASES = sorted((d.name for d in RELEASE_FIXTURES.iterdir() if d.is_dir()),
+                          key=lambda v: tuple(int(n) for n in v.split(".")))
+#: On PostgreSQL, the releases whose rules exercise each kind of change (a duplicate-order parameter,
+#: a value set, new rules): the full set runs on SQLite.
+POSTGRESQL_RELEASES = ("1.8.5", "1.14.0", "2.0.0")
+
+
+def _agreement(db: str, releases) -> dict[str, list]:
+    """Per fixture release, the pools on which l2rules at that release differs from it."""
+    as_of = catalog.releases(db).set_index("version")["rules_as_of"]
+    differing: dict[str, list] = {release: [] for release in releases}
+    for pool in sorted(POOLS.glob("*.csv")):
+        # evaluated right after its load: sample pools share FILENAME stems, a later load takes them over
+        pool_id = inventory.load(pool, db, progress=False).pool_id
+        made_at: dict = {}
+        for release in releases:
+            name = STANDS_FOR.get(release, release)
+            point = as_of[name]
+            if point not in made_at:  # releases that share a catalog point share an evaluation
+                made_at[point] = association.associations(db, pool_id, pipeline=name)
+            asns = made_at[point]
+            made = conformance.made_associations(asns)
+            ref = conformance.reference_associations(RELEASE_FIXTURES / release / f"{pool.stem}.json")
+            rows, exposures = conformance.exposure_disagreements(
+                asns, RELEASE_FIXTURES / release / f"{pool.stem}.per_exposure.csv")
+            if made - ref != Counter() or ref - made != Counter() or exposures or rows == 0:
+                differing[release].append((pool.stem, len(made - ref), len(ref - made), len(exposures)))
+    return differing
+
+
+def test_every_release_is_reproduced_on_every_sample_pool(db, backend):
+    releases = FIXTURE_RELEASES if backend == "sqlite" else POSTGRESQL_RELEASES
+    assert len(releases) >= 3
+    assert _agreement(db, releases) == {release: [] for release in releases}
+
+
+def test_every_fixture_release_is_a_catalog_point(db):
+    known = set(catalog.releases(db)["version"])
+    assert {STANDS_FOR.get(r, r) for r in FIXTURE_RELEASES} <= known
+
+
+def test_a_patch_release_decides_as_the_release_it_patches(db):
+    """1.14.1 came out after 1.15.0 on the 1.14 line: its rules are 1.14.0's, not those in force that day."""
+    releases = catalog.releases(db).set_index("version")
+    assert releases.loc["1.14.1", "released"] > releases.loc["1.15.0", "released"]
+    assert releases.loc["1.14.1", "rules_as_of"] == releases.loc["1.14.0", "rules_as_of"]
+
+
+def test_rules_rows_differ_by_release(db):
+    old = catalog.table_rows(db, "asn_rule", pipeline="1.20.2").set_index("name")
+    new = catalog.table_rows(db, "asn_rule", pipeline="3.0.0").set_index("name")
+    assert "Asn_MIRLRSTAConfirm" in new.index and "Asn_MIRLRSTAConfirm" not in old.index
+    assert (old.loc["Asn_Lv2WFSC", "asn_type"], new.loc["Asn_Lv2WFSC", "asn_type"]) == ("wfs-image2", "image2")
+    diff = catalog.diff_all(db, "1.20.2", "3.0.0", ["asn_rule"])
+    assert ("added", "Asn_MIRLRSTAConfirm") in set(zip(diff["change"], diff["key"]))
+    assert ("changed", "Asn_Lv2WFSC", "asn_type") in set(zip(diff["change"], diff["key"], diff["column"]))
+    history = catalog.history(db, "Asn_Lv2WFSC", table="asn_rule")
+    assert list(history["asn_type"])[-2:] == ["wfs-image2", "image2"]
+    assert history["valid_to"].iloc[-1] is None
+
+
+def test_unknown_release_is_a_clear_error(db, capsys):
+    assert main(["--db", db, "rules", "rows", "asn_rule", "--pipeline", "0.9.9"]) == 2
+    assert "unknown pipeline release '0.9.9'" in capsys.readouterr().err
+
+
+def test_replay_reproduces_every_seed_file(db):
+    """Every seed file, the published table's and the association rules', equals the migrated catalog."""
+    drift = catalog.check_all(db)
+    assert drift.empty, drift.to_string()
+    assert set(drift.columns) >= {"table", "key", "seed", "database"}
+    assert set(catalog.SEED_TABLES) == {t.name for t in catalog.SEED_TABLES.values()}
+    assert all(t.path.is_file() for t in catalog.SEED_TABLES.values())
+
+
+def test_asn_as_of_a_release_on_the_command_line(db, tmp_path):
+    """`l2rules asn --pipeline 1.20.2` writes what 1.20.2 made: the WFS&C exposures as wfs-image2."""
+    out = tmp_path / "asn"
+    assert main(["--db", db, "asn", str(POOLS / "jw00632_dups.csv"), "--output", str(out),
+                 "--pipeline", "1.20.2"]) == 0
+    types = {path.name.split("_")[1] for path in out.glob("*_asn.json")}
+    assert types == {"wfs-image2"}
+
+
+def test_impact_across_releases_matches_the_releases_themselves(db):
+    """`impact --associations --from 1.16.1 --to 3.0.0`: exactly the exposures whose processing the two
+    releases' own outputs differ on (selection or asn_types), and those whose association changed rule."""
+    pools = [POOLS / "pool_007_spec_miri.csv", POOLS / "jw00632_dups.csv"]
+    exposures, counts = association.impact(db, "1.16.1", "3.0.0", pools=pools)
+    expected = set()
+    for pool in pools:
+        before, after = (pd.read_csv(RELEASE_FIXTURES / v / f"{pool.stem}.per_exposure.csv", dtype=str,
+                                     keep_default_na=False).set_index("filename") for v in ("1.16.1", "3.0.0"))
+        changed = (before["selected"] != after["selected"]) | (before["asn_types"] != after["asn_types"]) \
+            | (before["asn_rules"] != after["asn_rules"])
+        expected |= set(before.index[changed])
+    assert set(exposures["filename"]) == expected
+    assert counts["exposures"].sum() == len(exposures)
+    assert set(exposures.loc[exposures["exp_type"] == "NRC_IMAGE", "change"]) == {"asn_type changes"}
+    assert association.impact(db, "3.0.0", "3.0.0", pools=pools)[0].empty
+
+
+def _run(args, cwd, env):
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_association_rule_change_round_trips_through_a_revision(backend, empty_db, tmp_path):
+    """Edit an association seed file, `rules revision`, `alembic upgrade head`, `alembic downgrade -1`."""
+    work = tmp_path / "checkout"
+    work.mkdir()
+    for name in ("migrations", "seeds"):
+        shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "alembic.ini", work / "alembic.ini")
+    env = {**os.environ, "L2RULES_DATABASE_URL": empty_db}
+    l2rules = [sys.executable, "-m", "l2rules"]
+    alembic = [sys.executable, "-m", "alembic"]
+    assert _run([*l2rules, "init"], work, env).returncode == 0
+
+    sets = catalog.read_table_seed("asn_value_set", work / "seeds" / "asn_value_set.csv")
+    sets = sets[~((sets.set_name == "RATEINTS_ALWAYS") & (sets.value == "nis_ami"))]
+    catalog.write_table_seed("asn_value_set", sets, work / "seeds" / "asn_value_set.csv")
+    drift = _run([*l2rules, "rules", "check"], work, env)
+    assert drift.returncode == 4 and "asn_value_set" in drift.stderr and "RATEINTS_ALWAYS nis_ami" in drift.stderr
+
+    existing = set((work / "migrations" / "versions").glob("*.py"))
+    made = _run([*l2rules, "rules", "revision", "-m", 'AMI "back" to _rate\\', "--date", "2026-11-01",
+                 "--ref", "test"], work, env)
+    assert made.returncode == 0, made.stderr
+    new = sorted(set((work / "migrations" / "versions").glob("*.py")) - existing)
+    assert len(new) == 1 and "asn_value_set" in new[0].read_text() and "'rule':" not in new[0].read_text()
+    assert _run([*alembic, "upgrade", "head"], work, env).returncode == 0
+    assert _run([*l2rules, "rules", "check"], work, env).returncode == 0
+    assert catalog.versions(empty_db)["summary"].iloc[-1] == 'AMI "back" to _rate\\'
+
+    pool = inventory.load(POOLS / "pool_018_all_exptypes.csv", empty_db, progress=False).pool_id
+    names = {m["expname"] for a in association.associations(empty_db, pool) for m in a.members}
+    earlier = {m["expname"] for a in association.associations(empty_db, pool, as_of="2026-10-31") for m in a.members}
+    assert "jw_00061_rate.fits" in names and "jw_00061_rateints.fits" in earlier
+
+    assert _run([*alembic, "downgrade", "-1"], work, env).returncode == 0
+    assert catalog.check_all(empty_db).empty  # the project's seed files again
+
+
+def test_a_revision_may_not_precede_the_ones_it_follows(tmp_path, monkeypatch):
+    seeds = tmp_path / "seeds"
+    shutil.copytree(REPO / "seeds", seeds)
+    rows = catalog.read_table_seed("asn_parameter", seeds / "asn_parameter.csv").assign(value="position")
+    catalog.write_table_seed("asn_parameter", rows, seeds / "asn_parameter.csv")
+    with pytest.raises(catalog.CatalogError, match="before the latest revision of asn_parameter"):
+        catalog.write_revision("back in time", "2023-01-01", "test", seeds=seeds, directory=tmp_path)
