@@ -13,7 +13,7 @@ pandas DataFrame, one row per selected exposure):
 - ``duckdb``: ``read_csv`` into an in-memory table, then the join against the rules, ``.df()``.
 - ``pandas``: ``read_csv(engine="pyarrow")``, then ``merge`` with the rules.
 - ``pgcopy``: a plain ``COPY`` of the file into a table of text columns, then the join in SQL.
-- ``l2rules-sqlite`` / ``l2rules-pg``: ``l2rules.worklist(db, pools=[file])`` on an empty,
+- ``l2rules-sqlite`` / ``l2rules-pg``: ``l2rules.worklist(db, pools=[file], source="table")`` on an empty,
   migrated catalog (creating and migrating it is not timed): the real load (validation,
   every column kept, candidates parsed, one transaction) plus the real work-list query.
 - ``l2rules-sqlite-csv`` / ``l2rules-pg-csv``: the same load, then the work list written to
@@ -302,7 +302,7 @@ def _l2rules(path: str, url: str, to_file: bool = False):
         if to_file:
             work = l2rules.write_worklist(out, url, pools=[path])
         else:
-            work = len(l2rules.worklist(url, pools=[path]))
+            work = len(l2rules.worklist(url, pools=[path], source="table"))
         seconds = time.perf_counter() - t
     finally:
         out.unlink(missing_ok=True)
@@ -328,7 +328,7 @@ def run_incremental(path: str, url: str | None):
     import l2rules
 
     t = time.perf_counter()
-    work = l2rules.worklist(url, pools=[path])
+    work = l2rules.worklist(url, pools=[path], source="table")
     seconds = time.perf_counter() - t
     return seconds, 0, len(work)
 

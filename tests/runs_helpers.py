@@ -33,7 +33,7 @@ def write_pool(path: Path, n: int, prefix: str = "jw9", start: int = 0, lamp: st
 
 def selected(db: str) -> set[str]:
     """The file names of the current work list, as `l2rules worklist` computes it."""
-    return set(worklist(db)["filename"])
+    return set(worklist(db, source="table")["filename"])
 
 
 def item_rows(db: str) -> list[tuple]:

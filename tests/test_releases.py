@@ -175,3 +175,54 @@ def test_a_revision_may_not_precede_the_ones_it_follows(tmp_path, monkeypatch):
     catalog.write_table_seed("asn_parameter", rows, seeds / "asn_parameter.csv")
     with pytest.raises(catalog.CatalogError, match="before the latest revision of asn_parameter"):
         catalog.write_revision("back in time", "2023-01-01", "test", seeds=seeds, directory=tmp_path)
+
+
+def _fixture_selection(release: str, pool) -> dict[str, set]:
+    frame = pd.read_csv(RELEASE_FIXTURES / release / f"{pool.stem}.per_exposure.csv", dtype=str, keep_default_na=False)
+    return {row.filename: set(filter(None, row.asn_types.split(";")))
+            for row in frame.itertuples() if row.selected.lower() == "true"}
+
+
+def test_the_default_work_list_is_the_pipelines_selection_at_every_release(db, backend):
+    """`worklist` with no flag: exactly the exposures each release selected, with its asn_types
+    (every release on SQLite; on PostgreSQL the releases of POSTGRESQL_RELEASES)."""
+    from l2rules import worklist
+
+    as_of = catalog.releases(db).set_index("version")["rules_as_of"]
+    points: dict = {}
+    for release in FIXTURE_RELEASES if backend == "sqlite" else POSTGRESQL_RELEASES:
+        points.setdefault(as_of[STANDS_FOR.get(release, release)], []).append(release)
+    for pool in sorted(POOLS.glob("*.csv")):
+        for releases in points.values():
+            items = worklist(db, pools=[pool], pipeline=STANDS_FOR.get(releases[0], releases[0]))
+            got = {row.filename: set(row.asn_type.split(";")) for row in items.itertuples()}
+            for release in releases:
+                assert got == _fixture_selection(release, pool), (pool.stem, release)
+
+
+def test_the_published_tables_verdict_stays_beside_the_pipelines(db):
+    from l2rules import worklist
+
+    every = worklist(db, pools=[POOLS / "pool_010_spec_nirspec_lv2bkg.csv"], include_all=True).set_index("filename")
+    table = worklist(db, pools=[POOLS / "pool_010_spec_nirspec_lv2bkg.csv"], include_all=True,
+                     source="table").set_index("filename")
+    assert (every["table_level2b"] == table["level2b"]).all()
+    # the pipeline goes beyond the table: it selects target acquisitions the table does not know
+    beyond = every[every["level2b"] & ~every["table_level2b"]]
+    assert set(beyond["exp_type"]) == {"NRS_TASLIT", "NRS_TACQ"}
+    assert beyond["reason"].str.contains("the published table alone would not select it").all()
+    left = every[~every["level2b"] & every["table_level2b"]]
+    assert len(left) and left["reason"].str.contains("explain").all()
+    selected = every[every["level2b"]]
+    assert selected["level2b_input"].str.endswith(("_rate.fits", "_rateints.fits")).all()
+    assert selected["association"].str.endswith("_asn.json").all()
+
+
+def test_worklist_on_the_command_line_is_the_pipelines(db, capsys):
+    pool = str(POOLS / "pool_018_all_exptypes.csv")
+    assert main(["--db", db, "worklist", pool, "--format", "csv"]) == 0
+    frame = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out), dtype=str)
+    ami = frame[frame["exp_type"] == "NIS_AMI"]
+    assert len(ami) and ami["level2b_input"].str.endswith("_rateints.fits").all()  # as the pipeline names them
+    assert main(["--db", db, "worklist", pool, "--associations"]) != 0
+    assert "--table" in capsys.readouterr().err

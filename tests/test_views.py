@@ -148,7 +148,7 @@ def _sample_catalog(db: str, tmp_path) -> None:
 def test_exposure_status_is_worklist_all(db, tmp_path):
     """The view is worklist_query(include_all=True) written out in SQL: they must agree row by row."""
     _sample_catalog(db, tmp_path)
-    expected = worklist(db, include_all=True)
+    expected = worklist(db, source="table", include_all=True)
     with get_engine(db).connect() as conn:
         got = pd.read_sql(sa.text("SELECT * FROM v_exposure_status ORDER BY pool, source_line"), conn)
     got["level2b"] = got["level2b"].astype(bool)
@@ -167,7 +167,7 @@ def test_counts_unmatched_and_rules_views_agree_with_the_library(db, tmp_path):
         rules = pd.read_sql(sa.text("SELECT * FROM v_current_rules"), conn)
         total = conn.execute(sa.text("SELECT count(*) FROM exposure")).scalar_one()
     assert counts["exposures"].sum() == total
-    assert counts["selected"].sum() == len(worklist(db))
+    assert counts["selected"].sum() == len(worklist(db, source="table"))
     assert (counts["selected"] + counts["not_selected"] == counts["exposures"]).all()
     assert missing.values.tolist() == unmatched(db)[["pool", "exp_type", "exposures"]].values.tolist()
     assert set(rules["catalog_revision"]) == {catalog.versions(db)["revision"].iloc[-1]}  # the head

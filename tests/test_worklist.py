@@ -50,17 +50,17 @@ def expected_worklist(path, rules: pd.DataFrame, conditions: pd.DataFrame) -> pd
 
 @pytest.mark.parametrize("name", SAMPLE_POOLS)
 def test_worklist_matches_rules_table_row_by_row(db, name):
-    got = worklist(db, pools=[POOLS / name], include_all=True)
+    got = worklist(db, source="table", pools=[POOLS / name], include_all=True)
     want = expected_worklist(POOLS / name, catalog.read_seed(), catalog.conditions(db))
     cols = ["filename", "exp_type", "level2b", "exptype", "special", "asn_type", "level2b_input"]
     pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), want[cols], check_dtype=False)
-    selected = worklist(db, pools=[POOLS / name])
+    selected = worklist(db, source="table", pools=[POOLS / name])
     assert selected["filename"].tolist() == want.loc[want.level2b.astype(bool), "filename"].tolist()
     assert selected["rule"].notna().all()
 
 
 def test_work_item_fields(db, pool_path):
-    items = worklist(db, pools=[pool_path("pool_021_tso.csv")]).set_index("exp_type")
+    items = worklist(db, source="table", pools=[pool_path("pool_021_tso.csv")]).set_index("exp_type")
     assert items.loc["NRC_TSGRISM", "level2b_input"] == "jw_00004_rateints.fits"
     assert items.loc["NRC_TSGRISM", "asn_type"] == "tso-spec2"
     assert items.loc["NRC_TSGRISM", "program"] == "99009"
@@ -82,7 +82,7 @@ def test_special_precedence_and_fallback(db, tmp_path):
         "jw9_d_uncal.fits|NRC_CORON|T|T|T",    # PSF first
         "jw9_e_uncal.fits|MIR_IMAGE|F|F|F",
     ])
-    items = worklist(db, pools=[path]).set_index("filename")
+    items = worklist(db, source="table", pools=[path]).set_index("filename")
     assert items["special"].to_dict() == {
         "jw9_a_uncal.fits": "IMPRINT", "jw9_b_uncal.fits": "BACKGROUND", "jw9_c_uncal.fits": "",
         "jw9_d_uncal.fits": "PSF", "jw9_e_uncal.fits": ""}
@@ -93,7 +93,7 @@ def test_special_precedence_and_fallback(db, tmp_path):
 def test_unknown_exp_type_is_unmatched_not_dropped(db, tmp_path):
     path = tmp_path / "new.csv"
     path.write_text("FILENAME|EXP_TYPE\njw8_a_uncal.fits|NRC_FUTURE\njw8_b_uncal.fits|NRC_IMAGE\n")
-    every = worklist(db, pools=[path], include_all=True).set_index("filename")
+    every = worklist(db, source="table", pools=[path], include_all=True).set_index("filename")
     assert not every.loc["jw8_a_uncal.fits", "level2b"]
     assert every.loc["jw8_a_uncal.fits", "reason"] == "no rule for exp_type NRC_FUTURE"
     assert every.loc["jw8_b_uncal.fits", "reason"] == "matched rule NRC_IMAGE"
@@ -102,7 +102,7 @@ def test_unknown_exp_type_is_unmatched_not_dropped(db, tmp_path):
 
 
 def test_not_processed_and_condition_reasons(db, pool_path):
-    every = worklist(db, pools=[pool_path("pool_018_all_exptypes.csv")], include_all=True).set_index("exp_type")
+    every = worklist(db, source="table", pools=[pool_path("pool_018_all_exptypes.csv")], include_all=True).set_index("exp_type")
     assert every.loc["NRC_DARK", "reason"] == "rule NRC_DARK says not processed"
     assert every.loc["NRS_LAMP", "reason"] == "rule NRS_LAMP condition failed: lamp present"
 
@@ -115,19 +115,19 @@ def test_nrs_lamp_conditions(db, tmp_path):
                     "jw7_c_uncal.fits|NRS_LAMP|LINE1|grating-only|G140H\n"
                     "jw7_d_uncal.fits|NRS_LAMP|LINE1|IMAGE|MIRROR\n"
                     "jw7_e_uncal.fits|NRS_LAMP|LINE1|null|G140H\n")
-    every = worklist(db, pools=[path], include_all=True).set_index("filename")
+    every = worklist(db, source="table", pools=[path], include_all=True).set_index("filename")
     assert every["level2b"].tolist() == [True, False, False, False, False]
     assert every.loc["jw7_b_uncal.fits", "reason"].endswith("lamp not_equals NOLAMP")
     assert every.loc["jw7_d_uncal.fits", "reason"].endswith("grating not_equals MIRROR")
     # Before 2020-12-07 the footnote had no conditions: every lamp exposure was selected.
-    assert worklist(db, include_all=True, as_of="2019-01-01")["level2b"].all()
+    assert worklist(db, source="table", include_all=True, as_of="2019-01-01")["level2b"].all()
 
 
 def test_as_of_changes_the_work_list(db, pool_path):
     pool = pool_path("pool_018_all_exptypes.csv")
     load(pool, db)
-    now = set(worklist(db)["exp_type"])
-    then = set(worklist(db, as_of="2019-01-01")["exp_type"])
+    now = set(worklist(db, source="table")["exp_type"])
+    then = set(worklist(db, source="table", as_of="2019-01-01")["exp_type"])
     assert "NRC_GRISM" not in now
     assert "NRC_LED" not in then and "NRS_LAMP" in then and "NRS_LAMP" not in now
 
@@ -135,7 +135,7 @@ def test_as_of_changes_the_work_list(db, pool_path):
 def test_inventory_dataframe_in_dataframe_out(db):
     frame = pd.DataFrame({"FILENAME": ["jw6_a_uncal.fits", "jw6_b_uncal.fits"], "EXP_TYPE": ["nis_soss", "fgs_dark"],
                           "TSOVISIT": ["T", "F"]})
-    items = worklist(db, inventory=frame)
+    items = worklist(db, source="table", inventory=frame)
     assert items[["filename", "level2b_input", "asn_type"]].values.tolist() == [
         ["jw6_a_uncal.fits", "jw6_a_rateints.fits", "spec2"]]
 
@@ -156,17 +156,17 @@ def test_cli_formats(db, pool_path, tmp_path, capsys):
     from l2rules.cli import main
 
     pool = str(pool_path("pool_021_tso.csv"))
-    assert main(["--db", db, "worklist", pool, "--format", "json"]) == 0
+    assert main(["--db", db, "worklist", "--table", pool, "--format", "json"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert [i["exp_type"] for i in items] == ["MIR_LRS-SLITLESS", "NIS_SOSS", "NRC_TSIMAGE", "NRC_TSGRISM",
                                               "NRS_BRIGHTOBJ"]
     out = tmp_path / "items.parquet"
-    assert main(["--db", db, "worklist", "--format", "parquet", "--output", str(out)]) == 0
+    assert main(["--db", db, "worklist", "--table", "--format", "parquet", "--output", str(out)]) == 0
     assert pd.read_parquet(out)["level2b_input"].tolist()[0] == "jw_00001_rateints.fits"
-    assert main(["--db", db, "worklist", "--all", "--format", "csv"]) == 0
+    assert main(["--db", db, "worklist", "--table", "--all", "--format", "csv"]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0].endswith("level2b,rule,reason")
-    assert main(["--db", db, "worklist", "--format", "parquet"]) == 1
+    assert main(["--db", db, "worklist", "--table", "--format", "parquet"]) == 1
     assert "needs --output" in capsys.readouterr().err
 
 
@@ -175,7 +175,7 @@ def test_worklist_associations_match_the_pipeline(db, name):
     """`worklist --associations`: pipeline_selected and its asn_types equal the reference's per exposure."""
     from .conftest import DATA
 
-    got = worklist(db, pools=[POOLS / name], include_all=True, associations=True).set_index("filename")
+    got = worklist(db, source="table", pools=[POOLS / name], include_all=True, associations=True).set_index("filename")
     ref = pd.read_csv(DATA / "reference" / name.replace(".csv", ".per_exposure.csv"), dtype=object,
                       keep_default_na=False).set_index("filename")
     ref = ref.loc[got.index]  # template rows of the pools are not exposures
@@ -194,7 +194,7 @@ def test_streamed_worklist_equals_the_dataframe(db, tmp_path, include_all):
     from l2rules.outputs import render
 
     pools = [POOLS / "pool_021_tso.csv", POOLS / "pool_010_spec_nirspec_lv2bkg.csv"]
-    frame = worklist(db, pools=pools, include_all=include_all)
+    frame = worklist(db, source="table", pools=pools, include_all=include_all)
     assert len(frame) > 0
     count = write_worklist(tmp_path / "w.csv", db, include_all=include_all)
     assert count == len(frame)

@@ -105,11 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto (default): bulk for files of 8 MB or more, line by line for the rest and for "
                         "any file the bulk path declines")
 
-    p = sub.add_parser("worklist", help="the Level 2b work list (loads the POOLs first when given)")
+    p = sub.add_parser("worklist", help="the Level 2b work list: what the pipeline does with each exposure "
+                                          "(loads the POOLs first when given)")
     p.add_argument("pools", nargs="*", metavar="POOL")
     p.add_argument("--all", action="store_true", help="every exposure, with level2b true/false and why")
+    p.add_argument("--table", action="store_true",
+                   help="the published table's work list alone (one SQL query, streamed), as the views and runs use")
     p.add_argument("--associations", action="store_true",
-                   help="add the pipeline's Level 2b associations each exposure is the science of")
+                   help="with --table: add the pipeline's Level 2b associations each exposure is the science of")
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
     _as_of(p)
     _formats(p)
@@ -174,10 +177,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "worklist":
         options = dict(pools=args.pools or None, include_all=args.all, **_point(args), skip_bad=args.skip_bad)
-        if args.format in outputs.STREAMED_FORMATS and not args.associations:
+        if args.associations and not args.table:
+            raise L2RulesError("--associations adds the pipeline's associations to the published table's list "
+                               "(--table); the default work list already is the pipeline's")
+        if args.table and args.format in outputs.STREAMED_FORMATS and not args.associations:
             count = write_worklist(args.output, db, fmt=args.format, **options)
         else:
-            frame = worklist(db, associations=args.associations, **options)
+            frame = worklist(db, associations=args.associations, source="table" if args.table else "pipeline",
+                             **options)
             _print(frame, args, args.output)
             count = len(frame)
         if args.output:

@@ -22,7 +22,7 @@ from ._lazy import pandas as pd
 from . import schema
 from .catalog import conditions_at, resolve_version, rules_at
 from .config import DB
-from .inventory import load
+from .inventory import exposure_stem, load
 from .migrate import require_migrated
 from .outputs import to_frame, write_result
 
@@ -36,6 +36,15 @@ WORK_ITEM_COLUMNS = [
     "program", "obs_num", "rule",
 ]
 ALL_COLUMNS = [*WORK_ITEM_COLUMNS[:-1], "level2b", "rule", "reason"]
+#: The pipeline's work list: what jwst's asn_generate makes of each exposure, the published table's verdict beside.
+PIPELINE_COLUMNS = [
+    "pool", "source_line", "filename", "exp_type", "exptype", "asn_type", "level2b_input", "association",
+    "asn_rule", "program", "obs_num", "table_level2b", "table_asn_type", "table_rule",
+]
+PIPELINE_ALL_COLUMNS = [*PIPELINE_COLUMNS[:-3], "level2b", "reason", "table_level2b", "table_asn_type",
+                        "table_rule", "table_reason"]
+#: Where the work list comes from: the pipeline's association rules (default) or the published table alone.
+SOURCES = ("pipeline", "table")
 
 
 def _condition_value(e: sa.Table, column: sa.ColumnElement) -> sa.ColumnElement:
@@ -146,17 +155,26 @@ def _selected(engine: sa.Engine, pools, inventory, skip_bad: bool, as_of, versio
 
 def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, inventory: pd.DataFrame | None = None,
              include_all: bool = False, as_of: str | dt.date | None = None, version: str | None = None,
-             pipeline: str | None = None, skip_bad: bool = False, associations: bool = False) -> pd.DataFrame:
+             pipeline: str | None = None, skip_bad: bool = False, associations: bool = False,
+             source: str = "pipeline") -> pd.DataFrame:
     """The Level 2b work list as a DataFrame, one work item per selected exposure.
 
     ``pools`` (paths) or ``inventory`` (a DataFrame) are loaded first and the work
     list is restricted to them; with neither, it covers every loaded exposure.
-    ``associations`` adds, per item, the Level 2b associations the pipeline makes
-    it the science of (see ``l2rules.association``).
+
+    ``source="pipeline"`` (default): what the pipeline does (``l2rules.association``): an exposure
+    is on the list when it is the science of a Level 2b association, with its asn_type(s), member
+    type, Level 2b input and association file(s); the published table's verdict beside it
+    (``table_*`` columns). ``source="table"``: the published table's verdict alone (one SQL query;
+    ``associations`` then adds the pipeline's associations per item).
     """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     # Given pools are loaded (a new SQLite catalog is created for them); without, a read that never writes.
     engine = require_migrated(db, create=pools is not None or inventory is not None)
     pool_ids, seq = _selected(engine, pools, inventory, skip_bad, as_of, version, pipeline)
+    if source == "pipeline":
+        return _pipeline_worklist(engine, pool_ids, seq, include_all)
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
         plan_without_jit(conn)
@@ -186,6 +204,62 @@ def write_worklist(output: str | Path | None = None, db: DB = None, *, fmt: str 
         rows = conn.execute(query, execution_options={"stream_results": True, "yield_per": 20_000})
         return write_result(rows, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS, fmt, output,
                             stream, booleans=("level2b",), integers=("source_line",))
+
+
+def _pipeline_worklist(engine: sa.Engine, pool_ids: list[int] | None, when: dt.date | None,
+                       include_all: bool) -> pd.DataFrame:
+    """Every exposure with the pipeline's answer (from the association stages, in SQL) and the table's beside."""
+    from .association import associations
+
+    with engine.connect() as conn:
+        plan_without_jit(conn)
+        table = to_frame(conn.execute(worklist_query(when, pool_ids, include_all=True)), ALL_COLUMNS)
+        names = dict(conn.execute(sa.select(schema.pool.c.name, schema.pool.c.id)).all())
+    answers: dict[tuple[str, str], dict[str, set]] = {}
+    for pool in dict.fromkeys(table["pool"]):
+        for asn in associations(engine, names[pool], as_of=when):
+            for member in asn.members:
+                answer = answers.setdefault((pool, exposure_stem(member["expname"]).lower()),
+                                            {k: set() for k in ("exptype", "science")})
+                answer["exptype"].add(member["exptype"])
+                if member["exptype"] == "science":
+                    answer["science"].add((asn.asn_type, member["expname"], asn.filename, asn.asn_rule))
+    rows = []
+    for item in table.to_dict("records"):
+        answer = answers.get((item["pool"], exposure_stem(item["filename"]).lower()), {"exptype": set(), "science": set()})
+        science = sorted(answer["science"])
+
+        def joined(i: int) -> str | None:
+            return ";".join(sorted({s[i] for s in science})) or None
+
+        selected = bool(science)
+        if not (selected or include_all):
+            continue
+        table_rule = item["rule"] if item["exptype"] is not None else None
+        row = dict(pool=item["pool"], source_line=item["source_line"], filename=item["filename"],
+                   exp_type=item["exp_type"], exptype=";".join(sorted(answer["exptype"])) or None,
+                   asn_type=joined(0), level2b_input=joined(1), association=joined(2), asn_rule=joined(3),
+                   program=item["program"], obs_num=item["obs_num"], table_level2b=bool(item["level2b"]),
+                   table_asn_type=item["asn_type"], table_rule=table_rule)
+        if include_all:
+            row.update(level2b=selected, reason=_pipeline_reason(selected, science, answer["exptype"], item),
+                       table_reason=item["reason"])
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS)
+    text = [c for c in frame.columns if c not in ("source_line", "level2b", "table_level2b")]
+    frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
+    return frame
+
+
+def _pipeline_reason(selected: bool, science: list, exptypes: set, item: dict) -> str:
+    if selected:
+        text = f"science of {len(science)} Level 2b association(s)"
+        return text + ("" if item["level2b"] else "; the published table alone would not select it")
+    text = ("a " + "/".join(sorted(exptypes)) + " member of other associations, the science of none"
+            if exptypes else "the science of no Level 2b association")
+    if item["level2b"]:
+        text += f"; the published table says processed ({item['rule']}): `l2rules explain` names the condition"
+    return text
 
 
 def _with_associations(engine, frame: pd.DataFrame, when: dt.date | None = None) -> pd.DataFrame:
