@@ -143,11 +143,11 @@ def test_inventory_dataframe_in_dataframe_out(db):
 def test_impact_between_versions(db, pool_path):
     from l2rules import impact
 
-    changes, counts = impact(db, "2019-01-01", "today", pools=[pool_path("pool_018_all_exptypes.csv")])
+    changes, counts = impact(db, "2019-01-01", "today", pools=[pool_path("pool_018_all_exptypes.csv")], source="table")
     leaves = changes[changes.change == "leaves"]
     assert leaves["exp_type"].tolist() == ["NRS_LAMP"]
     assert counts.set_index(["instrument", "change"]).loc[("NIRSpec", "leaves"), "exposures"] == 1
-    mimf, _ = impact(db, "2026-01-01", "2026-02-01")
+    mimf, _ = impact(db, "2026-01-01", "2026-02-01", source="table")
     assert mimf[["exp_type", "change", "asn_type_from", "asn_type_to"]].values.tolist() == [
         ["NRS_MIMF", "asn_type changes", "wfs-image2", "image2"]]
 

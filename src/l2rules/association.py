@@ -777,12 +777,13 @@ def impact(db: DB, from_point: str, to_point: str, *,
     from .catalog import resolve_point
 
     engine = require_migrated(db, create=bool(pools))
+    points = [resolve_point(engine, p) for p in (from_point, to_point)]
     if pools:
-        pool_ids = [load(path, engine).pool_id for path in pools]
+        # each pool evaluated right after its load, as `asn` does: pools may share FILENAME stems
+        pool_ids = (load(path, engine).pool_id for path in pools)
     else:
         with engine.connect() as conn:
             pool_ids = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())
-    points = [resolve_point(engine, p) for p in (from_point, to_point)]
     e = schema.exposure
     rows = []
     for pool_id in pool_ids:

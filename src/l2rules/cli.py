@@ -123,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="date, catalog revision or pipeline release (1.16.1)")
     p.add_argument("--to", dest="to_point", required=True, metavar="B",
                    help="date, catalog revision or pipeline release (3.0.0)")
-    p.add_argument("--associations", action="store_true",
-                   help="compare the pipeline's Level 2b associations (asn_type, role, input, association) "
-                        "instead of the published table's verdicts")
+    p.add_argument("--table", action="store_true",
+                   help="compare the published table's work lists instead of the pipeline's (asn_type, role, "
+                        "Level 2b input, association)")
     p.add_argument("pools", nargs="*", metavar="POOL")
     _formats(p, printable_only=True)
 
@@ -191,10 +191,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{count} work items written to {args.output}", file=sys.stderr)
         return 0
     if args.command == "impact":
-        if args.associations:
-            exposures, counts = association.impact(db, args.from_point, args.to_point, pools=args.pools or None)
-        else:
-            exposures, counts = impact(db, args.from_point, args.to_point, pools=args.pools or None)
+        exposures, counts = impact(db, args.from_point, args.to_point, pools=args.pools or None,
+                                   source="table" if args.table else "pipeline")
         _print(exposures, args)
         if args.format == "table":
             print()

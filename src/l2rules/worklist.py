@@ -293,13 +293,23 @@ def unmatched(db: DB = None) -> pd.DataFrame:
         return to_frame(conn.execute(query), ["pool", "exp_type", "exposures", "example"])
 
 
-def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """What changing the rules from one catalog version (or date) to another does to the work list.
+def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path] | None = None,
+           source: str = "pipeline") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What changing the rules from one catalog point (pipeline release, revision or date) to another
+    does to the work list.
 
-    Returns (exposures that enter or leave the work list or change asn_type or role,
-    counts of those changes per instrument).
+    Returns (exposures that enter or leave the work list or change asn_type, role, Level 2b input
+    or association, counts of those changes per instrument). ``source="table"``: the published
+    table's work list (enter, leave, asn_type or role).
     """
     from .catalog import resolve_point
+
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
+    if source == "pipeline":
+        from .association import impact as pipeline_impact
+
+        return pipeline_impact(db, from_point, to_point, pools=pools)
 
     engine = require_migrated(db, create=bool(pools))
     pool_ids = [load(path, engine).pool_id for path in pools] if pools else None
