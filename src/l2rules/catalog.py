@@ -37,6 +37,7 @@ class SeedTable:
     booleans: tuple[str, ...] = ()
     integers: tuple[str, ...] = ()
     dates: tuple[str, ...] = ()
+    blanks: tuple[str, ...] = ()  # text columns where an empty field is '' (NOT NULL), not NULL
     file: str = ""
 
     @property
@@ -49,10 +50,13 @@ class SeedTable:
 
 
 #: Every table whose rows decide Level 2b processing, each with its seed file. The published table
-#: (``rule``, with ``rule_history``) and the pipeline's association rules (``asn_*``, each dated in
-#: place), and the pipeline releases as points of the catalog.
+#: (``rule``, with ``rule_history``; its footnote conditions ``rule_condition``), the pipeline's
+#: association rules (``asn_*``), each dated in place, and the pipeline releases as points of the catalog.
 SEED_TABLES: dict[str, SeedTable] = {t.name: t for t in (
     SeedTable("rule", tuple(KEY), tuple(RULE_COLUMNS), booleans=("level2b",), file="level2b_rules.csv"),
+    SeedTable("rule_condition", ("exp_type", "special", "pool_column", "operator"),
+              ("exp_type", "special", "pool_column", "operator", "value", "note"), blanks=("special", "note"),
+              file="level2b_rule_conditions.csv"),
     SeedTable("asn_rule", ("name",), ("name", "asn_type", "science_set", "forced_science", "nod_overlap", "wfss",
                                       "rate_policy", "imprint_pruning", "note", "position"),
               booleans=("forced_science", "imprint_pruning"), integers=("position",)),
@@ -146,7 +150,7 @@ def read_table_seed(table: str | SeedTable, path: str | Path | None = None) -> p
 
 def _typed(spec: SeedTable, column: str, text: str):
     if text == "":
-        return None
+        return "" if column in spec.blanks else None
     if column in spec.booleans:
         if text.lower() not in ("true", "false"):
             raise ValueError(f"expected true or false, got {text!r}")
