@@ -227,3 +227,23 @@ def test_parse_candidates_rejects(text):
 ])
 def test_exposure_stem(filename, stem):
     assert exposure_stem(filename) == stem
+
+
+def test_a_large_load_leaves_statistics_for_the_planner(db, tmp_path, monkeypatch):
+    """Plans must not wait on autovacuum: a load of many rows analyses the tables it wrote."""
+    import l2rules.inventory as inventory_package
+
+    monkeypatch.setattr(inventory_package, "STATISTICS_AFTER", 50)
+    path = tmp_path / "many.csv"
+    path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\n" + "".join(
+        f"jw7_{i:06d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n" for i in range(60)))
+    engine = get_engine(db)
+    load(path, db, progress=False)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            analysed = conn.execute(sa.text("SELECT last_analyze FROM pg_stat_user_tables "
+                                            "WHERE relname = 'exposure'")).scalar()
+            assert analysed is not None
+        else:
+            stats = conn.execute(sa.text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'exposure'")).scalar()
+            assert stats > 0

@@ -48,7 +48,7 @@ from sqlalchemy.engine import Engine
 
 from . import outputs, schema
 from .config import DB, DatabaseError, L2RulesError, describe
-from .inventory import InventoryError, load
+from .inventory import STATISTICS_AFTER, InventoryError, keep_statistics, load
 from .migrate import require_migrated
 from .worklist import WORK_ITEM_COLUMNS, worklist_query
 
@@ -454,6 +454,8 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
         conn.execute(r.update().where(r.c.id == run_id).values(catalog_revision=revision, **counts))
         _checkpoint("items")
     _checkpoint("committed")
+    if made.created + made.changed + made.withdrawn >= STATISTICS_AFTER:
+        keep_statistics(engine, ("work_item", "run"))
     if made.stale:
         log.warning("%d work items differ from what the rules of catalog revision %s give, which were edited "
                     "without a new revision: the key (exposure, revision, exposure version) allows no second "

@@ -30,7 +30,7 @@ from .poolformat import (
     frame_table, read_arrow, read_file, table_digest,
 )
 from .rows import load_rows
-from .store import LoadResult, exposures, rejections
+from .store import STATISTICS_AFTER, LoadResult, exposures, keep_statistics, rejections
 
 __all__ = [
     "FLAG_FALSE", "FLAG_NULL", "METHODS", "NULLS", "REQUIRED_COLUMNS", "InventoryError", "LoadResult", "TemplateRow",
@@ -56,6 +56,13 @@ def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None =
     if method not in METHODS:
         raise L2RulesError(f"unknown load method {method!r}; choose one of {', '.join(METHODS)}")
     engine = require_migrated(db, create=True)
+    result = _load(engine, source, name, skip_bad, progress, method)
+    if result.inserted + result.updated >= STATISTICS_AFTER:
+        keep_statistics(engine, ("pool", "exposure", "exposure_candidate", "load_rejection"))
+    return result
+
+
+def _load(engine, source, name, skip_bad, progress, method) -> LoadResult:
     show = sys.stderr.isatty() if progress is None else progress
     frames = loaded("pandas")  # a DataFrame can only come from an imported pandas
     declined = None
