@@ -9,6 +9,7 @@ the current directory. ``migrations/env.py`` uses the same function, so
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Union
 
@@ -68,7 +69,11 @@ def get_engine(db: DB = None) -> Engine:
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
-        raise DatabaseError(f"bad database URL {url!r}: {exc}") from None
+        raise DatabaseError(f"bad database URL {mask_url(url)!r}: {mask_url(str(exc))}") from None
+    except ImportError as exc:  # a dialect whose driver is not installed (psycopg2, MySQLdb, ...)
+        scheme = url.split("://", 1)[0]
+        raise DatabaseError(f"no driver for {scheme!r} URLs here ({exc.name or exc}): l2rules works with "
+                            "sqlite:/// and postgresql:// (psycopg 3) URLs") from None
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     _engines[url] = engine
@@ -78,6 +83,15 @@ def get_engine(db: DB = None) -> Engine:
 def describe(engine: Engine) -> str:
     """The engine's URL without its password, for messages."""
     return engine.url.render_as_string(hide_password=True)
+
+
+_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)(?=@)", re.IGNORECASE)
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``: the one masking function for
+    messages and logs (``describe`` does the same for a parsed URL)."""
+    return _PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
 def project_file(name: str) -> Path:
