@@ -152,13 +152,14 @@ def _run(args, cwd, env):
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
 
 
-def test_new_revision_workflow_round_trips(backend, empty_db, tmp_path):
+def test_new_revision_workflow_round_trips(backend, empty_db, tmp_path, monkeypatch):
     """Edit the seed CSV, `l2rules rules revision`, `alembic upgrade head`, `alembic downgrade -1`."""
     work = tmp_path / "checkout"
     work.mkdir()
     for name in ("migrations", "seeds"):
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "alembic.ini", work / "alembic.ini")
+    monkeypatch.chdir(work)  # the library, like the CLI, then reads this checkout's migrations (its head)
     env = {**os.environ, "L2RULES_DATABASE_URL": empty_db}
     l2rules = [sys.executable, "-m", "l2rules"]
     alembic = [sys.executable, "-m", "alembic"]
@@ -196,6 +197,7 @@ def test_new_revision_workflow_round_trips(backend, empty_db, tmp_path):
 
     down = _run([*alembic, "downgrade", "-1"], work, env)
     assert down.returncode == 0, down.stderr
+    monkeypatch.chdir(REPO)  # back at the project's head
     pd.testing.assert_frame_equal(catalog.rules(empty_db), catalog.read_seed(REPO / "seeds" / "level2b_rules.csv"))
     again = _run([*l2rules, "rules", "revision", "-m", "x", "--date", "2026-11-01", "--ref", "r"], work, env)
     assert "0008" in again.stdout or again.returncode == 0

@@ -122,7 +122,8 @@ def test_alembic_downgrade_refuses_without_drop_data(db):
 
 def test_downgrade_of_asn_type_restores_yes_no_view(empty_db):
     migrate.upgrade(empty_db, "0004")
-    assert "asn_type" in catalog.rules(empty_db).columns
+    with get_engine(empty_db).connect() as conn:
+        assert "asn_type" in {c["name"] for c in sa.inspect(conn).get_columns("rule")}
     migrate.downgrade(empty_db, "0003")
     with get_engine(empty_db).connect() as conn:
         columns = {c["name"] for c in sa.inspect(conn).get_columns("rule")}
@@ -130,6 +131,25 @@ def test_downgrade_of_asn_type_restores_yes_no_view(empty_db):
     assert "asn_type" not in columns
     assert len(rows) == 74
     assert rows.loc[rows.exp_type == "NRS_LAMP", "level2b"].astype(bool).item() is True
+
+
+def test_commands_refuse_a_catalog_not_at_the_head(db, capsys):
+    """Checked before any work (as MLflow checks its schema): older -> `l2rules init`; newer -> refused."""
+    from l2rules.cli import main
+
+    head = migrate.head_revision()
+    assert migrate.downgrade(db, "0010") == "0010"
+    assert main(["--db", db, "rules", "list"]) == 3
+    assert "is at revision 0010; this l2rules needs " + head + ": run `l2rules init`" in capsys.readouterr().err
+    assert migrate.upgrade(db) == head
+    with get_engine(db).begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    assert main(["--db", db, "rules", "list"]) == 3
+    assert "newer than this l2rules knows" in capsys.readouterr().err
+    assert main(["--db", db, "init"]) == 3
+    assert "nothing was changed" in capsys.readouterr().err
+    with get_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "9999"
 
 
 def test_models_and_migrations_agree(empty_db):

@@ -131,13 +131,14 @@ def _run(args, cwd, env):
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
 
 
-def test_association_rule_change_round_trips_through_a_revision(backend, empty_db, tmp_path):
+def test_association_rule_change_round_trips_through_a_revision(backend, empty_db, tmp_path, monkeypatch):
     """Edit an association seed file, `rules revision`, `alembic upgrade head`, `alembic downgrade -1`."""
     work = tmp_path / "checkout"
     work.mkdir()
     for name in ("migrations", "seeds"):
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "alembic.ini", work / "alembic.ini")
+    monkeypatch.chdir(work)  # the library, like the CLI, then reads this checkout's migrations (its head)
     env = {**os.environ, "L2RULES_DATABASE_URL": empty_db}
     l2rules = [sys.executable, "-m", "l2rules"]
     alembic = [sys.executable, "-m", "alembic"]
@@ -165,7 +166,8 @@ def test_association_rule_change_round_trips_through_a_revision(backend, empty_d
     assert "jw_00061_rate.fits" in names and "jw_00061_rateints.fits" in earlier
 
     assert _run([*alembic, "downgrade", "-1"], work, env).returncode == 0
-    assert catalog.check_all(empty_db).empty  # the project's seed files again
+    monkeypatch.chdir(REPO)  # back at the project's head
+    assert catalog.check_all(empty_db, REPO / "seeds").empty  # the project's seed files again
 
 
 def test_a_revision_may_not_precede_the_ones_it_follows(tmp_path, monkeypatch):

@@ -54,7 +54,7 @@ class SeedTable:
 #: association rules (``asn_*``), each dated in place, and the pipeline releases as points of the catalog.
 SEED_TABLES: dict[str, SeedTable] = {t.name: t for t in (
     SeedTable("rule", tuple(KEY), tuple(RULE_COLUMNS), booleans=("level2b",), file="level2b_rules.csv"),
-    SeedTable("rule_condition", ("exp_type", "special", "pool_column", "operator"),
+    SeedTable("rule_condition", ("exp_type", "special", "pool_column", "operator", "value"),
               ("exp_type", "special", "pool_column", "operator", "value", "note"), blanks=("special", "note"),
               file="level2b_rule_conditions.csv"),
     SeedTable("asn_rule", ("name",), ("name", "asn_type", "science_set", "forced_science", "nod_overlap", "wfss",
@@ -145,6 +145,11 @@ def read_table_seed(table: str | SeedTable, path: str | Path | None = None) -> p
                 frame.at[line - 2, column] = _typed(spec, column, text)
             except ValueError as exc:
                 raise CatalogError(f"{path}:{line}: column {column}: {exc}") from None
+    repeated = frame.duplicated(list(spec.key), keep="first")
+    if repeated.any():
+        line = int(repeated.idxmax()) + 2
+        key = ", ".join(f"{k}={frame.at[line - 2, k]!r}" for k in spec.key)
+        raise CatalogError(f"{path}:{line}: the key ({key}) is already on an earlier line: one row per key")
     return _table_sorted(spec, frame)
 
 
@@ -201,37 +206,65 @@ def releases(db: DB = None) -> pd.DataFrame:
     return frame
 
 
-def resolve_version(db: DB, when: str | dt.date | None = None, version: str | None = None,
-                    pipeline: str | None = None) -> dt.date | None:
-    """The catalog point (a day) of date ``when``, catalog revision ``version`` or pipeline release
-    ``pipeline``; None (the head) when none is given."""
+class Point(tuple):
+    """A point of the catalog: a day, and within it the catalog versions up to ``seq`` (all when None).
+
+    Dates and pipeline releases are whole days; a catalog revision is its day up to itself, so two
+    revisions effective the same day are still two points.
+    """
+
+    def __new__(cls, day: dt.date, seq: int | None = None):
+        return super().__new__(cls, (day, seq))
+
+    day = property(lambda self: self[0])
+    seq = property(lambda self: self[1])
+
+    def __str__(self) -> str:
+        return str(self.day)
+
+
+#: A release as users write it: 1.16.1, v1.16.1, jwst 1.16.1, jwst-1.16.1, jwst==1.16.1, JWST 1.16.1.
+_RELEASE = re.compile(r"\s*(?:jwst\s*(?:==|=|-|\s)?\s*)?v?(\d+\.\d+\.\d+)\s*", re.IGNORECASE)
+
+
+def release_name(text: str) -> str | None:
+    """The release version ``text`` names (``"1.16.1"``), or None when it names none."""
+    match = _RELEASE.fullmatch(str(text))
+    return match.group(1) if match else None
+
+
+def resolve_version(db: DB, when: str | dt.date | Point | None = None, version: str | None = None,
+                    pipeline: str | None = None) -> Point | None:
+    """The catalog point of date ``when``, catalog revision ``version`` or pipeline release ``pipeline``;
+    None (the head) when none is given."""
     if when is None and version is None and pipeline is None:
         return None
+    if isinstance(when, Point):
+        return when
     if pipeline is not None:
         known = releases(db)
-        name = str(pipeline).strip().removeprefix("jwst").strip().lstrip("=v ")
-        hit = known[known["version"] == name]
+        hit = known[known["version"] == (release_name(pipeline) or str(pipeline).strip())]
         if hit.empty:
             raise CatalogError(f"unknown pipeline release {pipeline!r}; known: {', '.join(known['version'])}")
-        return _as_date(hit["rules_as_of"].iloc[0])
+        return Point(_as_date(hit["rules_as_of"].iloc[0]))
     frame = versions(db)
     if version is not None:
         hit = frame[frame["revision"] == str(version)]
         if hit.empty:
             raise CatalogError(f"unknown catalog version {version!r}; known: {', '.join(frame['revision'])}")
-        return _as_date(hit["effective_date"].iloc[0])
+        return Point(_as_date(hit["effective_date"].iloc[0]), int(hit["seq"].iloc[0]))
     date = parse_date(when)
     first = min(_as_date(d) for d in frame["effective_date"])
     if date < first:
         raise CatalogError(f"no rules were in force on {date}: the first catalog version is effective {first}")
-    return date
+    return Point(date)
 
 
-def resolve_point(db: DB, point: str) -> dt.date | None:
+def resolve_point(db: DB, point: str) -> Point | None:
     """A diff or impact end point: a catalog revision, a pipeline release (``1.16.1``) or a date."""
     if point in set(versions(db)["revision"]):
         return resolve_version(db, version=point)
-    if re.fullmatch(r"(jwst[ =-]?)?v?\d+\.\d+\.\d+", str(point).strip()):
+    if release_name(point):
         return resolve_version(db, pipeline=point)
     return resolve_version(db, when=point)
 
@@ -254,18 +287,27 @@ def parse_date(value: str | dt.date) -> dt.date:
         raise CatalogError(f"not a date (YYYY-MM-DD), a known revision or a pipeline release: {value!r}") from None
 
 
-def in_force(table: sa.Table | sa.FromClause, when: dt.date | None) -> sa.ColumnElement[bool]:
-    """Rows of a dated table in force on day ``when`` (the head rows when None)."""
+def in_force(table: sa.Table | sa.FromClause, when: Point | dt.date | None) -> sa.ColumnElement[bool]:
+    """Rows of a dated table in force at point ``when`` (a :class:`Point` or a day; the head rows when None)."""
     if when is None:
         return table.c.valid_to.is_(None)
+    point = when if isinstance(when, Point) else Point(when)
     v = schema.catalog_version
-    start = sa.select(v.c.effective_date).where(v.c.revision == table.c.valid_from).scalar_subquery()
-    end = sa.select(v.c.effective_date).where(v.c.revision == table.c.valid_to).scalar_subquery()
-    day = sa.literal(when, sa.Date)
-    return sa.and_(start <= day, sa.or_(table.c.valid_to.is_(None), end > day))
+    start, end = v.alias("valid_from_version"), v.alias("valid_to_version")
+    day = sa.literal(point.day, sa.Date)
+
+    def reached(version):  # the version is at or before the point: an earlier day, or that day up to seq
+        same_day = version.c.effective_date == day
+        if point.seq is not None:
+            same_day = sa.and_(same_day, version.c.seq <= point.seq)
+        return sa.or_(version.c.effective_date < day, same_day)
+
+    started = sa.exists().where(start.c.revision == table.c.valid_from, reached(start))
+    ended = sa.exists().where(end.c.revision == table.c.valid_to, reached(end))
+    return sa.and_(started, sa.not_(ended))
 
 
-def rules_at(when: dt.date | None = None) -> sa.Subquery:
+def rules_at(when: Point | None = None) -> sa.Subquery:
     """A subquery with the published table's rules in force on ``when`` (the head ``rule`` table if None)."""
     if when is None:
         return sa.select(schema.rule).subquery("rules")
@@ -273,7 +315,7 @@ def rules_at(when: dt.date | None = None) -> sa.Subquery:
     return sa.select(h.c.id, *(h.c[c] for c in RULE_COLUMNS)).where(in_force(h, when)).subquery("rules")
 
 
-def conditions_at(when: dt.date | None = None) -> sa.Subquery:
+def conditions_at(when: Point | None = None) -> sa.Subquery:
     c = schema.rule_condition
     return sa.select(c).where(in_force(c, when)).subquery("conditions")
 
@@ -313,12 +355,12 @@ def table_rows(db: DB, table: str, *, as_of: str | dt.date | None = None, versio
     engine = require_migrated(db)
     when = resolve_version(engine, as_of, version, pipeline)
     if spec.name == "rule":
-        return rules(engine, as_of=when) if when is not None else rules(engine)
+        return rules(engine, as_of=when)
     with engine.connect() as conn:
         return _table_rows(conn, spec, when)
 
 
-def _table_rows(conn: sa.Connection, spec: SeedTable, when: dt.date | None) -> pd.DataFrame:
+def _table_rows(conn: sa.Connection, spec: SeedTable, when: Point | None) -> pd.DataFrame:
     t = schema.metadata.tables[spec.name]
     frame = to_frame(conn.execute(sa.select(*(t.c[c] for c in spec.columns)).where(in_force(t, when))),
                      list(spec.columns))
@@ -364,7 +406,7 @@ def history(db: DB = None, exp_type: str | None = None, *, table: str = "rule") 
         .order_by(*(t.c[c] for c in spec.key), start.c.seq)
     )
     if exp_type:
-        query = query.where(sa.func.upper(first) == str(exp_type).upper())
+        query = query.where(sa.func.upper(sa.cast(first, sa.String)) == str(exp_type).upper())
     with engine.connect() as conn:
         frame = to_frame(conn.execute(query))
     if exp_type and frame.empty:
@@ -449,7 +491,7 @@ def diff_all(db: DB, from_point: str, to_point: str, tables: list[str] | None = 
     with engine.connect() as conn:
         for spec in (_spec(t) for t in (tables or SEED_TABLES)):
             if spec.name == "rule":
-                before, after = (rules(engine, as_of=p) if p else rules(engine) for p in points)
+                before, after = (rules(engine, as_of=p) for p in points)
             else:
                 before, after = (_table_rows(conn, spec, p) for p in points)
             frames.append(compare_table(spec, before, after))
@@ -476,6 +518,8 @@ def check_all(db: DB = None, seeds: str | Path | None = None, *, seed: str | Pat
             path = Path(seeds) / Path(spec.path).name if seeds else None
             if spec.name == "rule" and seed is not None:
                 path = Path(seed)
+            if path is not None and not path.is_file():
+                continue  # a directory with some of the seed files: those it has are checked
             wanted = read_table_seed(spec, path)
             held = rules(engine) if spec.name == "rule" else _table_rows(conn, spec, None)
             frames.append(compare_table(spec, wanted, held))
@@ -506,8 +550,10 @@ def _replayed() -> tuple[dict[str, pd.DataFrame], dict[str, dt.date]]:
                     if spec.name != "rule":
                         tables[spec.name] = _table_rows(conn, spec, None)
                     dated = schema.rule_history if spec.name == "rule" else schema.metadata.tables[spec.name]
+                    touched = sa.union(sa.select(dated.c.valid_from), sa.select(dated.c.valid_to)
+                                       .where(dated.c.valid_to.is_not(None)))
                     last = conn.execute(sa.select(sa.func.max(v.c.effective_date))
-                                        .where(v.c.revision.in_(sa.select(dated.c.valid_from)))).scalar()
+                                        .where(v.c.revision.in_(touched))).scalar()
                     if last is not None:
                         latest[spec.name] = _as_date(last)
             return tables, latest
@@ -533,7 +579,8 @@ def write_revision(message: str, date: str | dt.date, reference: str,
         if spec.name == "rule":
             path = seed
         else:
-            path = Path(seeds) / spec.path.name if seeds else (spec.path if spec.path.is_file() else None)
+            path = Path(seeds) / spec.path.name if seeds else spec.path
+            path = path if path.is_file() else None  # a seed file not given: the table stays as it is
         wanted = read_table_seed(spec, path) if (spec.name == "rule" or path is not None) else head[spec.name]
         if spec.name == "rule":
             _check_published(wanted)

@@ -128,6 +128,10 @@ def init(db: DB = None, revision: str = "head") -> tuple[str | None, str | None]
     with migration_connection(engine) as conn:
         before = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() \
             if sa.inspect(conn).has_table("alembic_version") else None
+        head = _head_from_files()
+        if before and head and before.isdigit() and head.isdigit() and int(before) > int(head):
+            raise DatabaseError(f"the catalog at {describe(engine)} is at revision {before}, newer than this "
+                                f"l2rules knows (its head is {head}): nothing was changed")
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         from alembic import command
@@ -186,14 +190,37 @@ def require_migrated(db: DB = None, *, create: bool = False) -> Engine:
         raise DatabaseError(f"no l2rules catalog at {describe(engine)}: {path} "
                             + ("is an empty file" if path.exists() else "does not exist")
                             + "; create it with `l2rules init` (or `l2rules run --create`)" + _where_hint(engine))
-    if current_revision(engine) is None:
+    current = current_revision(engine)
+    if current is None:
         if create and engine.dialect.name == "sqlite" and not sa.inspect(engine).get_table_names():
             log.info("creating the catalog in %s", describe(engine))
             upgrade(engine)
             return engine
         raise DatabaseError(f"database {describe(engine)} has no l2rules catalog; run `l2rules init` first"
                             + _where_hint(engine))
+    _require_head(engine, current)
     return engine
+
+
+def _require_head(engine: Engine, current: str) -> None:
+    """Work only on a catalog at this l2rules' head revision (as MLflow checks its schema before work):
+    an older one would fail on a missing column half-way, a newer one may mean something else."""
+    head = _head_from_files()
+    if head is None or current == head:
+        return
+    if current.isdigit() and head.isdigit() and int(current) > int(head):
+        raise DatabaseError(f"the catalog at {describe(engine)} is at revision {current}, newer than this "
+                            f"l2rules knows (its head is {head}): use the l2rules that migrated it")
+    raise DatabaseError(f"the catalog at {describe(engine)} is at revision {current}; this l2rules needs "
+                        f"{head}: run `l2rules init` to upgrade it")
+
+
+def _head_from_files() -> str | None:
+    """The head revision, from the file names (``NNNN_slug.py``, as every revision here is named):
+    no Alembic import on the commands' start-up path."""
+    versions = project_file("migrations") / "versions"
+    numbers = [p.name[:4] for p in versions.glob("[0-9][0-9][0-9][0-9]_*.py")]
+    return max(numbers) if numbers else None
 
 
 def _where_hint(engine: Engine) -> str:
