@@ -190,10 +190,10 @@ def write_worklist(output: str | Path | None = None, db: DB = None, *, fmt: str 
 
 def _with_associations(engine, frame: pd.DataFrame, when: dt.date | None = None) -> pd.DataFrame:
     """Add the associations each exposure is the science of: file names and asn_types, ';'-joined."""
-    from .association import associations, science_of
+    from .association import associations, science_by_stem
     from .inventory import exposure_stem
 
-    science = {pool: science_of(associations(engine, pool, as_of=when)) for pool in set(frame["pool"])}
+    science = {pool: science_by_stem(associations(engine, pool, as_of=when)) for pool in set(frame["pool"])}
     keys = zip(frame["pool"], frame["filename"].map(lambda f: exposure_stem(f).lower()))
     found = [sorted(science[pool].get(stem, []), key=lambda a: a.filename) for pool, stem in keys]
     frame = frame.copy()

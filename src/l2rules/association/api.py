@@ -14,7 +14,7 @@ from .._lazy import pandas as pd
 from .. import schema
 from ..catalog import resolve_version
 from ..config import DB
-from ..inventory import exposure_stem, load
+from ..inventory import load
 from ..migrate import require_migrated
 from .columns import REQUIRED_POOL_COLUMNS, AssociationError
 from .evaluation import evaluating
@@ -93,17 +93,28 @@ def associations(db: DB, pool: str | int, *, as_of: str | dt.date | None = None,
             association = made[key] = Association(row["asn_id"], row["asn_rule"], row["asn_type"], found.name,
                                                   row["program"], row["product"], row["seq"])
         association.members.append({"expname": row["expname"], "exptype": row["exptype"],
-                                    "exposerr": row["exposerr"]})
+                                    "exposerr": row["exposerr"], "exposure_id": row["exposure_id"],
+                                    "stem": row["stem"]})
     return list(made.values())
 
 
-def science_of(asns: Iterable[Association]) -> dict[str, list[Association]]:
-    """The associations each exposure is the science of, keyed by its lower-cased FILENAME stem."""
-    science: dict[str, list[Association]] = {}
+def science_of(asns: Iterable[Association]) -> dict[int, list[Association]]:
+    """The associations each exposure is the science of, keyed by its exposure id (``exposure.id``)."""
+    return _science_by(asns, "exposure_id")
+
+
+def science_by_stem(asns: Iterable[Association]) -> dict[str, list[Association]]:
+    """The associations each exposure is the science of, keyed by its lower-cased FILENAME stem: for
+    callers that know exposures by file name only (``inventory.exposure_stem(filename).lower()``)."""
+    return _science_by(asns, "stem")
+
+
+def _science_by(asns: Iterable[Association], key: str) -> dict:
+    science: dict = {}
     for association in asns:
         for member in association.members:
             if member["exptype"] == "science":
-                science.setdefault(exposure_stem(member["expname"]).lower(), []).append(association)
+                science.setdefault(member[key], []).append(association)
     return science
 
 
@@ -130,7 +141,7 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     """
     engine = require_migrated(db, create=True)  # it loads the pools first
     pools = list(pools)
-    stems = [Path(p).stem for p in pools]
+    stems = [Path(path).stem for path in pools]
     if len(set(stems)) < len(stems):
         raise AssociationError("two pools have the same file name; write them in separate runs")
     written = []
@@ -169,13 +180,12 @@ def impact(db: DB, from_point: str, to_point: str, *,
     for pool_id in pool_ids:
         with engine.connect() as conn:
             name = pool_row(conn, pool_id).name
-            exposures = conn.execute(sa.select(exposure.c.filename, exposure.c.exp_type).where(
+            exposures = conn.execute(sa.select(exposure.c.id, exposure.c.filename, exposure.c.exp_type).where(
                 exposure.c.pool_id == pool_id, exposure.c.withdrawn_at.is_(None))
                 .order_by(exposure.c.source_line)).all()
         sides = [_processing(associations(engine, pool_id, as_of=point)) for point in points]
-        for filename, exp_type in exposures:
-            stem = exposure_stem(filename).lower()
-            before, after = (side.get(stem) for side in sides)
+        for exposure_id, filename, exp_type in exposures:
+            before, after = (side.get(exposure_id) for side in sides)
             if before == after:
                 continue
             change = "enters" if before is None else "leaves" if after is None else next(
@@ -192,14 +202,16 @@ def impact(db: DB, from_point: str, to_point: str, *,
     return exposures, counts
 
 
-def _processing(asns: list[Association]) -> dict[str, tuple[str, str, str, str]]:
-    """Per exposure (lower-cased stem) that is a member of some association: its asn_types, roles,
-    Level 2b input names and association file names with their rules, each ';'-joined."""
-    found: dict[str, list[tuple[str, str, str, str]]] = {}
+def _processing(asns: list[Association]) -> dict[int, tuple[str, str, str, str]]:
+    """Per exposure (id) that is a member of some association: its asn_types, roles, Level 2b input
+    names and association file names with their rules, each ';'-joined."""
+    found: dict[int, list[tuple[str, str, str, str]]] = {}
     for association in asns:
         for member in association.members:
-            stem = exposure_stem(member["expname"]).lower()
-            found.setdefault(stem, []).append((association.asn_type, member["exptype"], member["expname"],
-                                               f"{association.filename} ({association.asn_rule})"))
-    return {stem: tuple(";".join(sorted({entry[i] for entry in entries})) for i in range(4))
-            for stem, entries in found.items()}
+            if member["exposure_id"] is None:
+                continue  # a WFSS direct image's level-3 product, not an exposure
+            found.setdefault(member["exposure_id"], []).append(
+                (association.asn_type, member["exptype"], member["expname"],
+                 f"{association.filename} ({association.asn_rule})"))
+    return {exposure_id: tuple(";".join(sorted({entry[i] for entry in entries})) for i in range(4))
+            for exposure_id, entries in found.items()}

@@ -152,7 +152,7 @@ def _overlap(science_row, other_row, policy):
     other_position, other_subpixel = as_integer(other_row.c.patt_num), as_integer(other_row.c.subpx_ov)
     bad = sa.or_(science_position.is_(None), science_points.is_(None), science_subpixel.is_(None),
                  other_position.is_(None), other_subpixel.is_(None), science_subpixel == 0, other_subpixel == 0)
-    nonzero = lambda n: sa.case((n == 0, 1), else_=n)  # noqa: E731 - guarded by ``bad`` anyway
+    nonzero = lambda number: sa.case((number == 0, 1), else_=number)  # noqa: E731 - guarded by ``bad`` anyway
     science_nod = (science_position - 1) // nonzero(science_subpixel)
     other_nod = (other_position - 1) // nonzero(other_subpixel)
     fixed_slit = sa.case((bad, sa.true()), (science_nod == other_nod, sa.true()),

@@ -76,8 +76,8 @@ class Evaluation:
 
     def stage(self, select: sa.Select | sa.CompoundSelect, name: str) -> sa.Table:
         """``select`` materialised in the temporary table ``asn_tmp_<name>``."""
-        columns = [sa.Column(c.name, sa.String if isinstance(c.type, sa.types.NullType) else c.type)
-                   for c in select.selected_columns]
+        columns = [sa.Column(column.name, sa.String if isinstance(column.type, sa.types.NullType) else column.type)
+                   for column in select.selected_columns]
         table = sa.Table(f"asn_tmp_{name}", self._metadata, *columns, prefixes=["TEMPORARY"])
         self.fill(table, select)
         return table
@@ -85,7 +85,7 @@ class Evaluation:
     def fill(self, table: sa.Table, select) -> None:
         """Create the temporary ``table`` and fill it with ``select``."""
         table.create(self.conn)
-        self.conn.execute(table.insert().from_select([c.name for c in table.columns], select))
+        self.conn.execute(table.insert().from_select([column.name for column in table.columns], select))
         if self.conn.dialect.name == "postgresql":
             # temporary tables get no statistics by themselves; without them the planner guesses
             # one row and picks nested loops over thousands

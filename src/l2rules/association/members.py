@@ -178,12 +178,13 @@ def level2b_input_name(member_row, rate_policy, association_tsovisit):
 
 
 def _exposure_members(associations, members, exposures):
-    """The members that are exposures, with their Level 2b input names."""
+    """The members that are exposures, with their Level 2b input names; each keeps its exposure's id
+    (``mid``) and lower-cased stem."""
     member_row = exposures.alias("xm")
     return (sa.select(*association_key(associations), associations.c.asn_id, members.c.mid,
                       level2b_input_name(member_row, associations.c.rate_policy, associations.c.tsovisit)
                       .label("expname"), members.c.role,
-                      member_row.c.row_no.label("mord"), member_row.c.exposerr)
+                      member_row.c.row_no.label("mord"), member_row.c.exposerr, member_row.c.stem)
             .select_from(associations.join(members, keys_equal(association_key(members),
                                                                association_key(associations)))
                          .join(member_row, member_row.c.eid == members.c.mid)))
@@ -204,7 +205,7 @@ def _level3_members(associations, exposures):
     name = ("jw" + zero_padded(associations.c.program, 5) + "-" + associations.c.asn_id + "_t" + target + "_"
             + associations.c.instrume + "_" + optics + suffix)
     return [sa.select(*association_key(associations), associations.c.asn_id, sa.null(), name + extension,
-                      sa.literal(role), sa.literal(1000000 + i), sa.null())
+                      sa.literal(role), sa.literal(1000000 + i), sa.null(), sa.null())
             .select_from(associations.join(direct_row, direct_row.c.eid == associations.c.direct_id))
             for i, (extension, role) in enumerate([("_i2d.fits", "direct_image"), ("_cat.ecsv", "sourcecat"),
                                                    ("_segm.fits", "segmap")])]

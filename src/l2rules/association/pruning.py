@@ -35,8 +35,8 @@ def stage(evaluation: Evaluation) -> sa.Select:
               .group_by(*copy_key(first_member), *copy_key(second_member))).cte("common")
     first_count, second_count = counts.alias("ca"), counts.alias("cb")
     rule_wins = later_rule(common.c)
-    side = lambda table, prefix: keys_equal([common.c[prefix + c.name] for c in copy_key(table)],  # noqa: E731
-                                            copy_key(table))
+    side = lambda table, prefix: keys_equal(  # noqa: E731
+        [common.c[prefix + column.name] for column in copy_key(table)], copy_key(table))
     loser = (sa.select(common.c.a_eid, common.c.a_cand_id, common.c.a_rule_name, common.c.a_asn_id)
              .select_from(common.join(first_count, side(first_count, "a_")).join(second_count,
                                                                                  side(second_count, "b_")))
@@ -69,6 +69,7 @@ def stage(evaluation: Evaluation) -> sa.Select:
     return (sa.select(final.c.asn_id, (final.c.prefix + final.c.rule_name).label("asn_rule"), final.c.rule_name,
                       final.c.asn_type, zero_padded(final.c.program, 5).label("program"), final.c.product,
                       final.c.seq, final.c.eid, final.c.cand_id, members.c.expname,
-                      members.c.role.label("exptype"), members.c.exposerr)
+                      members.c.role.label("exptype"), members.c.exposerr,
+                      members.c.mid.label("exposure_id"), members.c.stem)
             .select_from(final.join(members, keys_equal(copy_key(members), copy_key(final))))
             .order_by(final.c.asn_id, final.c.asn_type, final.c.seq, members.c.role != "science", members.c.mord))

@@ -22,7 +22,8 @@ _metadata = sa.MetaData()
 
 
 def _staged_copy(table: sa.Table) -> sa.Table:
-    columns = [sa.Column(c.name, c.type) for c in table.columns if c.name not in ("valid_from", "valid_to")]
+    columns = [sa.Column(column.name, column.type) for column in table.columns
+               if column.name not in ("valid_from", "valid_to")]
     return sa.Table("asn_tmp_rules_" + table.name.removeprefix("asn_"), _metadata, *columns, prefixes=["TEMPORARY"])
 
 
@@ -45,7 +46,8 @@ _COPIED = ((schema.asn_value_set, value_set), (schema.asn_member_type, member_ty
 def stage(evaluation: Evaluation, when: dt.date | None) -> None:
     """The association rules in force on day ``when`` (the head when None), as the tables above."""
     for source, copy in _COPIED:
-        evaluation.fill(copy, sa.select(*(source.c[c.name] for c in copy.columns)).where(in_force(source, when)))
+        evaluation.fill(copy, sa.select(*(source.c[column.name] for column in copy.columns))
+                        .where(in_force(source, when)))
     conditions, groups = schema.asn_condition, schema.asn_constraint
     plain = sa.select(*(conditions.c[column.name] for column in condition.columns)).where(
         in_force(conditions, when), conditions.c.operator != "constraint")
