@@ -69,7 +69,7 @@ def explain(db: DB, filename: str, pool: str | None = None, *, as_of: str | dt.d
 def _explain_rows(evaluation: Evaluation, final, exposure_id) -> list[dict]:
     conn = evaluation.conn
     candidate_members, exposures = evaluation.candidate_members, evaluation.exposures
-    condition_columns = rules.named_columns(conn, rules.condition)
+    condition_columns = evaluation.condition_columns
     condition, rule = rules.condition, rules.rule
     checks = conn.execute(
         sa.select(candidate_members.c.cand_id, candidate_members.c.cand_type, rule.c.name, rule.c.asn_type,
@@ -136,7 +136,7 @@ def _first_failure(checks) -> str:
     if any(not check.ok for check in by_alt.get(0, [])):
         alt = 0
     else:
-        alt = min(alternatives, key=lambda a: (sum(not check.ok for check in by_alt[a]), a))
+        alt = min(alternatives, key=lambda option: (sum(not check.ok for check in by_alt[option]), option))
     first = next(check for check in by_alt[alt] if not check.ok)
     text = _describe(first)
     more = f" (closest of {len(alternatives)} alternatives: {alt})" if alt else ""
