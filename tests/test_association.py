@@ -55,6 +55,24 @@ def test_selected_exposures_equal_the_pipelines(db, pool):
     assert rows > 0 and differing == []
 
 
+def test_members_carry_their_exposure_ids(db):
+    """Members name the exposure they are (level-3 products none); science_of keys on it."""
+    result = inventory.load(POOL_DIR / "pool_019_niriss_wfss.csv", db, progress=False)
+    asns = association.associations(db, result.pool_id)
+    e = schema.exposure
+    with get_engine(db).connect() as conn:
+        stems = dict(conn.execute(sa.select(e.c.id, sa.func.lower(e.c.stem))
+                                  .where(e.c.pool_id == result.pool_id)).all())
+    members = [m for a in asns for m in a.members]
+    assert any(m["exposure_id"] is None for m in members)  # the direct image's level-3 products
+    for m in members:
+        if m["exposure_id"] is not None:
+            assert stems[m["exposure_id"]] == m["stem"] == inventory.exposure_stem(m["expname"]).lower()
+    by_id, by_stem = association.science_of(asns), association.science_by_stem(asns)
+    assert by_id and set(by_id) <= set(stems)
+    assert {stems[i]: found for i, found in by_id.items()} == by_stem
+
+
 def test_explain_selected_and_not(db):
     pool = POOL_DIR / "pool_018_all_exptypes.csv"
     inventory.load(pool, db, progress=False)

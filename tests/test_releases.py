@@ -228,3 +228,69 @@ def test_worklist_on_the_command_line_is_the_pipelines(db, capsys):
     assert len(ami) and ami["level2b_input"].str.endswith("_rateints.fits").all()  # as the pipeline names them
     assert main(["--db", db, "worklist", pool, "--associations"]) != 0
     assert "--table" in capsys.readouterr().err
+
+
+def test_pools_sharing_stems_are_each_evaluated_after_their_load(db, tmp_path):
+    """Two pools holding the same FILENAMEs: each answers as it does alone (the later load takes the stems)."""
+    from l2rules import worklist
+
+    whole = POOLS / "jw87800_20180412T163456_pool.csv"
+    lines = whole.read_text().splitlines()
+    part = tmp_path / "images_only.csv"
+    part.write_text("\n".join([lines[0], *[line for line in lines[1:] if "|nis_image|" in line.lower()]]) + "\n")
+    alone = worklist(db, pools=[whole])
+    both = worklist(db, pools=[whole, part])
+    assert len(alone) and both[both["pool"] == whole.name]["filename"].tolist() == alone["filename"].tolist()
+
+
+def test_a_pool_without_candidates_is_a_clear_error_not_an_empty_list(db, tmp_path, capsys):
+    from l2rules import worklist
+    from l2rules.config import L2RulesError
+
+    pool = tmp_path / "mini.csv"
+    pool.write_text("FILENAME,EXP_TYPE\njw1_a_uncal.fits,NRC_IMAGE\njw1_b_uncal.fits,MIR_IMAGE\n")
+    with pytest.raises(L2RulesError, match="no ASN_CANDIDATE, TARGETID column.*--table"):
+        worklist(db, pools=[pool])
+    assert len(worklist(db, pools=[pool], source="table")) == 2
+
+
+def test_two_revisions_of_one_day_are_two_points(db):
+    """0011 (migration 0009's snapshot, dated) and 0012 (jwst 1.8.0's rules) are both effective 2022-10-10."""
+    versions = catalog.versions(db).set_index("revision")
+    assert versions.loc["0011", "effective_date"] == versions.loc["0012", "effective_date"]
+    diff = catalog.diff_all(db, "0011", "0012", ["asn_rule"])
+    assert ("removed", "Asn_MIRLRSTAConfirm") in set(zip(diff["change"], diff["key"]))
+    at_0011 = catalog.table_rows(db, "asn_rule", version="0011")
+    assert "Asn_MIRLRSTAConfirm" in set(at_0011["name"])
+
+
+@pytest.mark.parametrize("spelling", ["1.16.1", "v1.16.1", "jwst 1.16.1", "jwst-1.16.1", "jwst==1.16.1",
+                                      "JWST 1.16.1"])
+def test_releases_as_users_write_them(db, spelling):
+    assert catalog.resolve_point(db, spelling) == catalog.resolve_version(db, pipeline="1.16.1")
+
+
+def test_a_seed_file_with_a_repeated_key_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "asn_rule.csv"
+    text = (catalog.SEED_TABLES["asn_rule"].path).read_text().splitlines()
+    path.write_text("\n".join([*text, text[1]]) + "\n")
+    with pytest.raises(catalog.CatalogError, match=rf"{path.name}:{len(text) + 1}: the key \(name="):
+        catalog.read_table_seed("asn_rule", path)
+
+
+def test_history_by_an_integer_key_and_a_partial_seed_directory(db, tmp_path):
+    history = catalog.history(db, "3", table="asn_optical_path")
+    assert set(history["id"]) == {3}
+    some = tmp_path / "seeds"
+    some.mkdir()
+    shutil.copy(REPO / "seeds" / "asn_rule.csv", some / "asn_rule.csv")
+    assert catalog.check_all(db, some).empty  # only the files it has are compared
+
+
+def test_impact_decides_enters_and_leaves_on_science(db):
+    """jwst 1.9.4 made NIRSpec imprint exposures the science of associations of their own (JP-3079):
+    jw_00002 of pool_017 enters the work list, though it was already an imprint member before."""
+    pool = POOLS / "pool_017_spec_nirspec_lv2imprint.csv"
+    exposures, _ = association.impact(db, "1.9.0", "1.9.4", pools=[pool])
+    row = exposures.set_index("filename").loc["jw_00002_uncal.fits"]
+    assert row["change"] == "enters" and row["role_to"] and "science" in row["role_to"].split(";")

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from .association import Association, science_of
+from .association import Association, science_by_stem
 from .inventory import exposure_stem
 
 
@@ -33,7 +33,7 @@ def made_associations(asns: Iterable[Association]) -> Counter:
 
 def exposure_disagreements(asns: Iterable[Association], per_exposure: str | Path) -> tuple[int, list[str]]:
     """(number of pool rows, file names whose selection, asn_types or rules differ from the reference)."""
-    science = {stem: {(a.asn_type, a.asn_rule) for a in found} for stem, found in science_of(asns).items()}
+    science = {stem: {(a.asn_type, a.asn_rule) for a in found} for stem, found in science_by_stem(asns).items()}
     with open(per_exposure, newline="") as fh:
         rows = list(csv.DictReader(fh))
     differing = []

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 
 from ._lazy import pandas as pd
 from . import schema
-from .catalog import conditions_at, resolve_version, rules_at
-from .config import DB
-from .inventory import exposure_stem, load
+from .catalog import Point, conditions_at, resolve_version, rules_at
+from .config import DB, L2RulesError
+from .inventory import load
 from .migrate import require_migrated
 from .outputs import to_frame, write_result
 
@@ -68,7 +68,7 @@ def _condition_passes(value: sa.ColumnElement, cond) -> sa.ColumnElement[bool]:
     )
 
 
-def worklist_query(when: dt.date | None = None, pool_ids: list[int] | None = None,
+def worklist_query(when: Point | None = None, pool_ids: list[int] | None = None,
                    include_all: bool = False) -> sa.Select:
     """The work list as one SELECT: every exposure joined with the rule that applies to it.
 
@@ -172,6 +172,14 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     # Given pools are loaded (a new SQLite catalog is created for them); without, a read that never writes.
     engine = require_migrated(db, create=pools is not None or inventory is not None)
+    if source == "pipeline" and (pools is not None or inventory is not None):
+        # each pool evaluated right after its load, as `asn` does: pools may share FILENAME stems
+        when = resolve_version(engine, as_of, version, pipeline)
+        sources = [*(pools or []), *([inventory] if inventory is not None else [])]
+        frames = [_pipeline_worklist(engine, [load(item, engine, skip_bad=skip_bad).pool_id], when, include_all)
+                  for item in sources]
+        columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     pool_ids, seq = _selected(engine, pools, inventory, skip_bad, as_of, version, pipeline)
     if source == "pipeline":
         return _pipeline_worklist(engine, pool_ids, seq, include_all)
@@ -206,49 +214,65 @@ def write_worklist(output: str | Path | None = None, db: DB = None, *, fmt: str 
                             stream, booleans=("level2b",), integers=("source_line",))
 
 
-def _pipeline_worklist(engine: sa.Engine, pool_ids: list[int] | None, when: dt.date | None,
+def _pipeline_worklist(engine: sa.Engine, pool_ids: list[int] | None, when: Point | None,
                        include_all: bool) -> pd.DataFrame:
-    """Every exposure with the pipeline's answer (from the association stages, in SQL) and the table's beside."""
-    from .association import associations
-
-    with engine.connect() as conn:
-        plan_without_jit(conn)
-        table = to_frame(conn.execute(worklist_query(when, pool_ids, include_all=True)), ALL_COLUMNS)
-        names = dict(conn.execute(sa.select(schema.pool.c.name, schema.pool.c.id)).all())
-    answers: dict[tuple[str, str], dict[str, set]] = {}
-    for pool in dict.fromkeys(table["pool"]):
-        for asn in associations(engine, names[pool], as_of=when):
-            for member in asn.members:
-                answer = answers.setdefault((pool, exposure_stem(member["expname"]).lower()),
-                                            {k: set() for k in ("exptype", "science")})
-                answer["exptype"].add(member["exptype"])
-                if member["exptype"] == "science":
-                    answer["science"].add((asn.asn_type, member["expname"], asn.filename, asn.asn_rule))
-    rows = []
-    for item in table.to_dict("records"):
-        answer = answers.get((item["pool"], exposure_stem(item["filename"]).lower()), {"exptype": set(), "science": set()})
-        science = sorted(answer["science"])
-
-        def joined(i: int) -> str | None:
-            return ";".join(sorted({s[i] for s in science})) or None
-
-        selected = bool(science)
-        if not (selected or include_all):
-            continue
-        table_rule = item["rule"] if item["exptype"] is not None else None
-        row = dict(pool=item["pool"], source_line=item["source_line"], filename=item["filename"],
-                   exp_type=item["exp_type"], exptype=";".join(sorted(answer["exptype"])) or None,
-                   asn_type=joined(0), level2b_input=joined(1), association=joined(2), asn_rule=joined(3),
-                   program=item["program"], obs_num=item["obs_num"], table_level2b=bool(item["level2b"]),
-                   table_asn_type=item["asn_type"], table_rule=table_rule)
-        if include_all:
-            row.update(level2b=selected, reason=_pipeline_reason(selected, science, answer["exptype"], item),
-                       table_reason=item["reason"])
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS)
+    """Every exposure of the pools with the pipeline's answer (the association stages, in SQL) and the
+    published table's beside it. Pools are evaluated one by one, in the order given."""
+    if pool_ids is None:
+        with engine.connect() as conn:
+            pool_ids = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())
+    frames = [_pool_answers(engine, pool_id, when, include_all) for pool_id in pool_ids]
+    columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     text = [c for c in frame.columns if c not in ("source_line", "level2b", "table_level2b")]
     frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
     return frame
+
+
+def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_all: bool) -> pd.DataFrame:
+    from .association import REQUIRED_POOL_COLUMNS, associations
+
+    e, p = schema.exposure, schema.pool
+    with engine.connect() as conn:
+        plan_without_jit(conn)
+        table = to_frame(conn.execute(worklist_query(when, [pool_id], include_all=True)
+                                      .add_columns(e.c.id.label("exposure_id"))), [*ALL_COLUMNS, "exposure_id"])
+        name, columns = conn.execute(sa.select(p.c.name, p.c.columns).where(p.c.id == pool_id)).one()
+    missing = [c for c in REQUIRED_POOL_COLUMNS if c not in columns.split("|")]
+    if missing:
+        raise L2RulesError(f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
+                           "Level 2b association from it; `worklist --table` gives the published table's list")
+    roles: dict[int, set[str]] = {}
+    science: dict[int, set[tuple[str, str, str, str]]] = {}
+    for asn in associations(engine, pool_id, as_of=when):
+        for member in asn.members:
+            if member["exposure_id"] is None:
+                continue  # a WFSS direct image's level-3 product
+            roles.setdefault(member["exposure_id"], set()).add(member["exptype"])
+            if member["exptype"] == "science":
+                science.setdefault(member["exposure_id"], set()).add(
+                    (asn.asn_type, member["expname"], asn.filename, asn.asn_rule))
+    rows = []
+    for item in table.to_dict("records"):
+        found = sorted(science.get(item["exposure_id"], ()))
+        member_types = roles.get(item["exposure_id"], set())
+
+        def joined(i: int) -> str | None:
+            return ";".join(sorted({entry[i] for entry in found})) or None
+
+        selected = bool(found)
+        if not (selected or include_all):
+            continue
+        row = dict(pool=item["pool"], source_line=item["source_line"], filename=item["filename"],
+                   exp_type=item["exp_type"], exptype=";".join(sorted(member_types)) or None,
+                   asn_type=joined(0), level2b_input=joined(1), association=joined(2), asn_rule=joined(3),
+                   program=item["program"], obs_num=item["obs_num"], table_level2b=bool(item["level2b"]),
+                   table_asn_type=item["asn_type"], table_rule=item["rule"] if item["exptype"] is not None else None)
+        if include_all:
+            row.update(level2b=selected, reason=_pipeline_reason(selected, found, member_types, item),
+                       table_reason=item["reason"])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS)
 
 
 def _pipeline_reason(selected: bool, science: list, exptypes: set, item: dict) -> str:
@@ -264,10 +288,10 @@ def _pipeline_reason(selected: bool, science: list, exptypes: set, item: dict) -
 
 def _with_associations(engine, frame: pd.DataFrame, when: dt.date | None = None) -> pd.DataFrame:
     """Add the associations each exposure is the science of: file names and asn_types, ';'-joined."""
-    from .association import associations, science_of
+    from .association import associations, science_by_stem
     from .inventory import exposure_stem
 
-    science = {pool: science_of(associations(engine, pool, as_of=when)) for pool in set(frame["pool"])}
+    science = {pool: science_by_stem(associations(engine, pool, as_of=when)) for pool in set(frame["pool"])}
     keys = zip(frame["pool"], frame["filename"].map(lambda f: exposure_stem(f).lower()))
     found = [sorted(science[pool].get(stem, []), key=lambda a: a.filename) for pool, stem in keys]
     frame = frame.copy()

@@ -1,0 +1,166 @@
+"""Stage 3: companions per science - eligible by their own conditions, matched with the science on
+the grouping keys, attached as the pipeline's processing order allows, overlapping nods left out -
+and the direct image each WFSS science takes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from . import rules
+from .sql import as_integer, contains
+
+if TYPE_CHECKING:
+    from .evaluation import Evaluation
+
+
+def stage(evaluation: Evaluation) -> None:
+    """``companion_kinds``, ``eligible_companions``, ``matched`` and ``pairs``."""
+    exposures, science = evaluation.exposures, evaluation.science
+    companion, condition, rule = rules.companion, rules.condition, rules.rule
+    # eligible by their own conditions (only for rules that have some science)
+    used = companion.c.rule_name.in_(sa.select(evaluation.science_rules.c.rule_name).distinct())
+    typed = sa.or_(companion.c.exp_type_set.is_(None), rules.in_set(companion.c.exp_type_set, exposures.c.exp_type))
+    kinds = evaluation.companion_kinds = evaluation.stage(
+        sa.select(exposures.c.eid, companion.c.rule_name, companion.c.kind)
+        .select_from(exposures.join(companion, sa.and_(companion.c.source == "pool", used, typed))), "kinds")
+    evaluated = (sa.select(exposures.c.eid, kinds.c.rule_name, kinds.c.kind, condition.c.alt,
+                           rules.condition_ok(exposures, condition.c, evaluation.condition_columns).label("ok"))
+                 .select_from(kinds.join(exposures, exposures.c.eid == kinds.c.eid)
+                              .join(condition, sa.and_(condition.c.rule_name == kinds.c.rule_name,
+                                                       condition.c.subject == kinds.c.kind)))).cte("ce")
+    eligible = rules.holding(evaluated, evaluated.c.eid, evaluated.c.rule_name, evaluated.c.kind).subquery()
+    candidate_members = evaluation.candidate_members
+    eligible_companions = evaluation.eligible_companions = evaluation.stage(sa.union(
+        sa.select(candidate_members.c.eid, candidate_members.c.cand_id, eligible.c.rule_name, eligible.c.kind)
+        .join(eligible, eligible.c.eid == candidate_members.c.eid),
+        sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, companion.c.kind)
+        .join(companion, sa.and_(companion.c.rule_name == science.c.rule_name, companion.c.source == "science")),
+    ), "cpool")
+    # matched with the science on the grouping keys
+    science_row, other_row = exposures.alias("xs"), exposures.alias("xo")
+    key = rules.companion_key
+    key_checks = (sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, eligible_companions.c.kind,
+                            eligible_companions.c.eid.label("oid"),
+                            _key_ok(science_row, other_row, key.c, evaluation.key_columns).label("ok"))
+                  .select_from(science.join(eligible_companions,
+                                            sa.and_(eligible_companions.c.cand_id == science.c.cand_id,
+                                                    eligible_companions.c.rule_name == science.c.rule_name,
+                                                    eligible_companions.c.eid != science.c.eid))
+                               .join(science_row, science_row.c.eid == science.c.eid)
+                               .join(other_row, other_row.c.eid == eligible_companions.c.eid)
+                               .join(key, sa.and_(key.c.rule_name == science.c.rule_name,
+                                                  key.c.kind == eligible_companions.c.kind)))).cte("pk")
+    matched = evaluation.matched = evaluation.stage(
+        sa.select(key_checks.c.eid, key_checks.c.cand_id, key_checks.c.rule_name, key_checks.c.kind,
+                  key_checks.c.oid)
+        .group_by(key_checks.c.eid, key_checks.c.cand_id, key_checks.c.rule_name, key_checks.c.kind,
+                  key_checks.c.oid)
+        .having(sa.func.min(key_checks.c.ok) == 1), "matched")
+    # attached as the pipeline's processing order allows
+    first_row = exposures.alias("xf")
+    # the first science of each rule in each candidate (for companions that attach in pool order)
+    first = (sa.select(science.c.cand_id, science.c.rule_name, sa.func.min(first_row.c.row_no).label("row_no"))
+             .select_from(science.join(first_row, first_row.c.eid == science.c.eid))
+             .group_by(science.c.cand_id, science.c.rule_name)).subquery()
+    is_first = science_row.c.row_no == first.c.row_no
+    attach = companion.c.attach
+    attached = sa.or_(attach == "always",
+                      sa.and_(attach == "order", sa.or_(other_row.c.row_no > science_row.c.row_no, is_first)),
+                      sa.and_(attach == "after", other_row.c.row_no > science_row.c.row_no),
+                      sa.and_(attach == "leading", other_row.c.row_no < science_row.c.row_no, is_first),
+                      attach == "first")
+    # 'first': a companion goes to the earliest science it suits, and each science keeps its first one
+    owner = sa.func.row_number().over(partition_by=[matched.c.cand_id, matched.c.rule_name, matched.c.kind,
+                                                    matched.c.oid], order_by=science_row.c.row_no)
+    attachable = (sa.select(matched, companion.c.role, companion.c.source, companion.c.attach, rule.c.wfss,
+                            science_row.c.row_no.label("sci_row"), other_row.c.row_no.label("row"),
+                            owner.label("owner"))
+                  .select_from(matched.join(companion, sa.and_(companion.c.rule_name == matched.c.rule_name,
+                                                               companion.c.kind == matched.c.kind))
+                               .join(rule, rule.c.name == matched.c.rule_name)
+                               .join(science_row, science_row.c.eid == matched.c.eid)
+                               .join(other_row, other_row.c.eid == matched.c.oid)
+                               .join(first, sa.and_(first.c.cand_id == matched.c.cand_id,
+                                                    first.c.rule_name == matched.c.rule_name)))
+                  .where(attached, sa.or_(companion.c.source != "science",
+                                          sa.not_(_overlap(science_row, other_row, rule.c.nod_overlap))))
+                  ).subquery()
+    owned = sa.select(attachable).where(sa.or_(attachable.c.attach != "first", attachable.c.owner == 1)).subquery()
+    rank = sa.func.row_number().over(partition_by=[owned.c.eid, owned.c.cand_id, owned.c.rule_name, owned.c.kind],
+                                     order_by=owned.c.row)
+    ranked = sa.select(owned, rank.label("rank")).subquery()
+    evaluation.pairs = evaluation.stage(
+        sa.select(*[column for column in ranked.c if column.name not in ("attach", "rank", "owner", "row")])
+        .where(sa.or_(ranked.c.attach != "first", ranked.c.rank == 1)), "pairs")
+
+
+def nod_groups(evaluation: Evaluation) -> sa.Subquery:
+    """Per science with science companions (a nod group): its first pool row, where the pipeline makes
+    the group when it reads its first science nod - the row that orders its associations."""
+    matched, companion = evaluation.matched, rules.companion
+    group_row = evaluation.exposures.alias("xg")
+    return (sa.select(matched.c.eid, matched.c.cand_id, matched.c.rule_name,
+                      sa.func.min(group_row.c.row_no).label("row"))
+            .select_from(matched.join(companion, sa.and_(companion.c.rule_name == matched.c.rule_name,
+                                                         companion.c.kind == matched.c.kind))
+                         .join(group_row, group_row.c.eid == matched.c.oid))
+            .where(companion.c.source == "science")
+            .group_by(matched.c.eid, matched.c.cand_id, matched.c.rule_name)).subquery()
+
+
+def direct_images(evaluation: Evaluation) -> sa.CTE:
+    """WFSS: the direct image each science takes, the nearest following one by EXPSPCIN (parallel:
+    the first long-wave one)."""
+    pairs = evaluation.pairs
+    science_row, other_row = evaluation.exposures.alias("xs"), evaluation.exposures.alias("xo")
+    distance = as_integer(other_row.c.expspcin) - as_integer(science_row.c.expspcin)
+    order = sa.case(
+        (pairs.c.wfss == "parallel",
+         sa.case((other_row.c.filename.contains("long"), 0), else_=1) * 1000000 + other_row.c.row_no),
+        (distance > 0, distance), else_=1000000 + other_row.c.row_no)
+    ranked = (sa.select(pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name, pairs.c.oid,
+                        sa.func.row_number().over(partition_by=[pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name],
+                                                  order_by=order).label("rk"))
+              .select_from(pairs.join(science_row, science_row.c.eid == pairs.c.eid)
+                           .join(other_row, other_row.c.eid == pairs.c.oid))
+              .where(pairs.c.role == "direct_image")).cte("direct")
+    return sa.select(ranked).where(ranked.c.rk == 1).cte("chosen")
+
+
+def _key_ok(science_row, other_row, key, columns):
+    """A grouping key (columns of ``companion_key``) holds between a science and a companion: 1 or 0."""
+    science_value = rules.accessor(science_row, key.column_name, columns)
+    other_value = rules.accessor(other_row, key.column_name, columns)
+    holds = sa.case(
+        (key.match == "eq", sa.func.coalesce(science_value == other_value, sa.false())),
+        (key.match == "opt_eq", sa.or_(science_value.is_(None), other_value.is_(None), science_value == other_value)),
+        (key.match == "ne", sa.or_(science_value.is_(None), other_value.is_(None), science_value != other_value)),
+        (key.match == "same", science_value.is_not_distinct_from(other_value)),
+        (key.match == "lacks", sa.and_(science_value.is_not(None), other_value.is_not(None),
+                                       sa.not_(contains(other_value, science_value)))),
+        else_=sa.false())
+    return sa.case((holds, 1), else_=0)
+
+
+def _overlap(science_row, other_row, policy):
+    """Another science nod ``other_row`` overlaps the science ``science_row`` (so it cannot serve as its
+    background), by the rule's ``nod_overlap`` policy."""
+    science_position, science_points = as_integer(science_row.c.patt_num), as_integer(science_row.c.numdthpt)
+    science_subpixel = as_integer(science_row.c.subpx_ov)
+    other_position, other_subpixel = as_integer(other_row.c.patt_num), as_integer(other_row.c.subpx_ov)
+    bad = sa.or_(science_position.is_(None), science_points.is_(None), science_subpixel.is_(None),
+                 other_position.is_(None), other_subpixel.is_(None), science_subpixel == 0, other_subpixel == 0)
+    nonzero = lambda number: sa.case((number == 0, 1), else_=number)  # noqa: E731 - guarded by ``bad`` anyway
+    science_nod = (science_position - 1) // nonzero(science_subpixel)
+    other_nod = (other_position - 1) // nonzero(other_subpixel)
+    fixed_slit = sa.case((bad, sa.true()), (science_nod == other_nod, sa.true()),
+                         (sa.and_(science_row.c.fxd_slit == "s1600a1", science_points // nonzero(science_subpixel) == 5,
+                                  sa.between(science_nod - other_nod, -1, 1)),
+                          sa.true()),
+                         else_=sa.false())
+    msa = sa.case((bad, sa.false()), (science_nod == other_nod, sa.true()), else_=sa.false())
+    other_target = sa.func.coalesce(science_row.c.targetid, "") != sa.func.coalesce(other_row.c.targetid, "")
+    return sa.case((sa.and_(policy.in_(["fs", "msa"]), other_target), sa.true()),
+                   (policy == "fs", fixed_slit), (policy == "msa", msa), else_=sa.false())

@@ -1,0 +1,119 @@
+"""The evaluation of one pool: its stages, in the order they run, each materialised in a temporary table.
+
+Each stage module (``exposures``, ``science``, ``companions``, ``members``, ``pruning``) fills
+the attributes of :class:`Evaluation` that name its results; later stages and ``explain`` read
+them there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from . import companions, exposures, members, pruning, rules, science
+
+
+class Evaluation:
+    """The stages of one evaluation on one connection; every temporary table is dropped on close."""
+
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+        self._metadata = sa.MetaData()
+        self._created: list[sa.Table] = []
+        if conn.dialect.name == "postgresql":
+            # the statements are small but their estimates are not: JIT compilation would cost more
+            # than it saves (for this transaction only)
+            conn.execute(sa.text("SET LOCAL jit = off"))
+        #: The accessible columns the rules' conditions, and their companion keys, name (rules.named_columns).
+        self.condition_columns: list[str] = []
+        self.key_columns: list[str] = []
+        # 1. exposures.stage
+        #: The pool's exposures: values normalised, derived columns (``xe``).
+        self.exposures: sa.Table | None = None
+        #: (exposure, candidate) for every candidate whose id occurs in the exposure's ASN_CANDIDATE (``x``).
+        self.candidate_members: sa.Table | None = None
+        # 2. science.stage
+        #: (exposure, rule) where the rule takes the exposure's type as science (``applicable``).
+        self.applicable: sa.Table | None = None
+        #: (exposure, rule) where the rule's science conditions hold (``sci_rule``).
+        self.science_rules: sa.Table | None = None
+        #: (exposure, candidate, rule): the science of each candidate and rule (``sci``).
+        self.science: sa.Table | None = None
+        # 3. companions.stage
+        #: (exposure, rule, kind) for companions of the exposure's type (``kinds``).
+        self.companion_kinds: sa.Table | None = None
+        #: (exposure, candidate, rule, kind): companions eligible by their own conditions (``cpool``).
+        self.eligible_companions: sa.Table | None = None
+        #: (science, candidate, rule, kind, companion) matched on the grouping keys (``matched``).
+        self.matched: sa.Table | None = None
+        #: The matched companions attached, nod overlaps left out (``pairs``).
+        self.pairs: sa.Table | None = None
+        # 4. members.stage
+        #: The associations made: WFSS ones have a direct image (``asn0``).
+        self.associations: sa.Table | None = None
+        #: Their members: the science and its companions (``members0``).
+        self.all_members: sa.Table | None = None
+        #: The imprints the pipeline prunes (``imprint_drop``).
+        self.imprint_drops: sa.Table | None = None
+        #: The members without them (``mem0``).
+        self.members: sa.Table | None = None
+        #: The associations the candidate policy keeps, with what names and orders them (``asn1``).
+        self.kept: sa.Table | None = None
+        #: Those and the discovery pass's copies, each with its asn_id (``asn2``).
+        self.with_copies: sa.Table | None = None
+        #: Their members with the names the pipeline gives them (``members``).
+        self.named_members: sa.Table | None = None
+        # 5. pruning.stage
+        #: Members per association (``counts``).
+        self.member_counts: sa.Table | None = None
+        #: Without duplicates of identical member lists (``asn3``).
+        self.deduplicated: sa.Table | None = None
+        #: Without the smaller associations of a product (``asn4``): the associations made.
+        self.pruned: sa.Table | None = None
+
+    def stage(self, select: sa.Select | sa.CompoundSelect, name: str) -> sa.Table:
+        """``select`` materialised in the temporary table ``asn_tmp_<name>``."""
+        columns = [sa.Column(column.name, sa.String if isinstance(column.type, sa.types.NullType) else column.type)
+                   for column in select.selected_columns]
+        table = sa.Table(f"asn_tmp_{name}", self._metadata, *columns, prefixes=["TEMPORARY"])
+        self.fill(table, select)
+        return table
+
+    def fill(self, table: sa.Table, select) -> None:
+        """Create the temporary ``table`` and fill it with ``select``."""
+        table.create(self.conn)
+        self.conn.execute(table.insert().from_select([column.name for column in table.columns], select))
+        if self.conn.dialect.name == "postgresql":
+            # temporary tables get no statistics by themselves; without them the planner guesses
+            # one row and picks nested loops over thousands
+            self.conn.execute(sa.text(f"ANALYZE {table.name}"))
+        self._created.append(table)
+
+    def run(self, pool_id: int) -> sa.Select:
+        """Every stage for one pool, in order; returns the final SELECT (one row per member)."""
+        self.condition_columns = rules.named_columns(self.conn, rules.condition)
+        self.key_columns = rules.named_columns(self.conn, rules.companion_key)
+        exposures.stage(self, pool_id)
+        science.stage(self)
+        companions.stage(self)
+        members.stage(self)
+        return pruning.stage(self)
+
+    def close(self) -> None:
+        for table in reversed(self._created):
+            table.drop(self.conn)
+        self._created = []
+
+
+@contextmanager
+def evaluating(conn: sa.Connection, when: dt.date | None) -> Iterator[Evaluation]:
+    """An evaluation with the rules in force on day ``when`` (the head when None) staged; closed after."""
+    evaluation = Evaluation(conn)
+    try:
+        rules.stage(evaluation, when)
+        yield evaluation
+    finally:
+        evaluation.close()

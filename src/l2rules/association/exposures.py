@@ -1,0 +1,74 @@
+"""Stage 1: the pool's exposures, normalised with derived columns, and the candidates each belongs to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from .. import schema
+from . import rules
+from .columns import POOL_COLUMNS
+from .sql import contains, flag_text, normalised
+
+if TYPE_CHECKING:
+    from .evaluation import Evaluation
+
+
+def stage(evaluation: Evaluation, pool_id: int) -> None:
+    """``exposures`` and ``candidate_members``: an exposure belongs to every candidate whose id occurs
+    in its ASN_CANDIDATE text, as in the pipeline."""
+    exposures = evaluation.exposures = evaluation.stage(normalised_exposures(pool_id), "xe")
+    candidates = _candidates(pool_id)
+    evaluation.candidate_members = evaluation.stage(
+        sa.select(exposures.c.eid, candidates.c.cand_id, candidates.c.cand_type, candidates.c.cand_ord)
+        .join(candidates, contains(exposures.c.cand_raw, candidates.c.cand_id)), "x")
+
+
+def normalised_exposures(pool_id: int) -> sa.Select:
+    """One row per exposure of the pool: normalised values and derived columns."""
+    exposure = schema.exposure
+    values = {}
+    for name in POOL_COLUMNS:
+        column = exposure.c[name]
+        values[name] = flag_text(column) if name in schema.FLAG_COLUMNS else normalised(column)
+    base = sa.select(exposure.c.id.label("eid"), exposure.c.source_line.label("row_no"),
+                     sa.func.lower(exposure.c.stem).label("stem"),
+                     sa.func.lower(sa.func.coalesce(exposure.c.asn_candidate, "")).label("cand_raw"),
+                     *[value.label(name) for name, value in values.items()]
+                     ).where(exposure.c.pool_id == pool_id, exposure.c.withdrawn_at.is_(None)).cte("xe")
+    row = base.c
+    mapped = sa.select(rules.member_type.c.member_type).where(
+        rules.member_type.c.exp_type == row.exp_type).scalar_subquery()
+    member_type = sa.case(
+        (sa.and_(row.pntgtype.is_not(None), row.pntgtype != "science"), row.pntgtype),
+        (mapped.is_not(None), mapped),
+        (row.is_psf.is_not(None), "psf"), (row.is_imprt.is_not(None), "imprint"),
+        (row.bkgdtarg.is_not(None), "background"), else_="science")
+    tso = sa.and_(row.pntgtype == "science", sa.or_(row.tsovisit == "t", rules.in_set("TSO_ALWAYS", row.exp_type)))
+    joined = lambda first, second: sa.func.coalesce(first, "") + ":" + sa.func.coalesce(second, "")  # noqa: E731
+    derived = sa.select(
+        base,
+        member_type.label("member_type"),
+        sa.case((tso, "y"), else_="n").label("is_tso"),
+        sa.func.coalesce(row.filter, row.band).label("opt_filter"),
+        sa.func.coalesce(row.pupil, row.grating).label("opt_pupil"),
+        sa.func.coalesce(row.subpxpns, row.subpxpts).label("subpx_fs"),
+        sa.func.coalesce(row.subpxpts, row.subpxpns).label("subpx_ov"),
+        sa.case((row.fxd_slit == "s200b1", "s200b1"), else_="a").label("slit_class"),
+        joined(row.exp_type, row.detector).label("exp_detector"),
+        joined(row.exp_type, row.pupil).label("exp_pupil"),
+        joined(row.dms_note, row.exp_type).label("dms_note_exp"),
+    ).cte("xd")
+    return sa.select(derived, sa.case((derived.c.member_type == "psf", "science"),
+                                      else_=derived.c.member_type).label("sci_type"))
+
+
+def _candidates(pool_id: int):
+    """The pool's candidates, each with the place of its first mention (its order)."""
+    exposure, candidate = schema.exposure, schema.exposure_candidate
+    return (sa.select(candidate.c.cand_id, candidate.c.cand_type,
+                      sa.func.min(exposure.c.source_line * 1000 + candidate.c.position).label("cand_ord"))
+            .join(exposure, exposure.c.id == candidate.c.exposure_id)
+            .where(exposure.c.pool_id == pool_id, exposure.c.withdrawn_at.is_(None))
+            .group_by(candidate.c.cand_id, candidate.c.cand_type)).cte("cand")

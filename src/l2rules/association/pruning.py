@@ -1,0 +1,75 @@
+"""Stage 5: duplicate pruning as the pipeline does it, then sequence numbers; the final member rows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from . import rules
+from .sql import copy_key, keys_equal, zero_padded
+
+if TYPE_CHECKING:
+    from .evaluation import Evaluation
+
+
+def stage(evaluation: Evaluation) -> sa.Select:
+    """``member_counts``, ``deduplicated`` and ``pruned``; returns the final SELECT (one row per member)."""
+    associations, members = evaluation.with_copies, evaluation.named_members
+    counts = evaluation.member_counts = evaluation.stage(
+        sa.select(*copy_key(members), sa.func.count().label("n")).group_by(*copy_key(members)), "counts")
+    # identical member lists: the later candidate id wins, then the rule later by name (or, where the
+    # catalog's duplicate_rule_order says 'position' - jwst 1.8.5 to 1.13 - later in rules_level2b.py)
+    if rules.parameter_value(evaluation.conn, "duplicate_rule_order") == "position":
+        def place(name):
+            return sa.select(rules.rule.c.position).where(rules.rule.c.name == name).scalar_subquery()
+        later_rule = lambda pair: place(pair.b_rule_name) > place(pair.a_rule_name)  # noqa: E731
+    else:
+        later_rule = lambda pair: pair.b_rule_name > pair.a_rule_name  # noqa: E731
+    first_member, second_member = members.alias("ma"), members.alias("mb")
+    common = (sa.select(*[column.label("a_" + column.name) for column in copy_key(first_member)],
+                        *[column.label("b_" + column.name) for column in copy_key(second_member)],
+                        sa.func.count().label("n"))
+              .select_from(first_member.join(second_member, sa.and_(first_member.c.expname == second_member.c.expname,
+                                                                    first_member.c.role == second_member.c.role)))
+              .group_by(*copy_key(first_member), *copy_key(second_member))).cte("common")
+    first_count, second_count = counts.alias("ca"), counts.alias("cb")
+    rule_wins = later_rule(common.c)
+    side = lambda table, prefix: keys_equal(  # noqa: E731
+        [common.c[prefix + column.name] for column in copy_key(table)], copy_key(table))
+    loser = (sa.select(common.c.a_eid, common.c.a_cand_id, common.c.a_rule_name, common.c.a_asn_id)
+             .select_from(common.join(first_count, side(first_count, "a_")).join(second_count,
+                                                                                 side(second_count, "b_")))
+             .where(first_count.c.n == common.c.n, second_count.c.n == common.c.n,
+                    sa.or_(common.c.b_asn_id > common.c.a_asn_id,
+                           sa.and_(common.c.b_asn_id == common.c.a_asn_id, rule_wins)))
+             ).cte("loser")
+    deduplicated = evaluation.deduplicated = evaluation.stage(sa.select(associations).where(sa.not_(sa.exists().where(
+        keys_equal((loser.c.a_eid, loser.c.a_cand_id, loser.c.a_rule_name, loser.c.a_asn_id),
+                   copy_key(associations))))), "asn3")
+    # same product, fewer members, no exposure in both with different roles: the smaller goes
+    smaller, bigger = deduplicated.alias("p"), deduplicated.alias("q")
+    smaller_count, bigger_count = counts.alias("cp"), counts.alias("cq")
+    smaller_member, bigger_member = members.alias("mp"), members.alias("mq")
+    conflict = sa.exists().where(keys_equal(copy_key(smaller_member), copy_key(smaller)),
+                                 keys_equal(copy_key(bigger_member), copy_key(bigger)),
+                                 smaller_member.c.mid == bigger_member.c.mid,
+                                 smaller_member.c.role != bigger_member.c.role
+                                 ).correlate_except(smaller_member, bigger_member)
+    has_bigger = sa.exists().where(bigger.c.product == smaller.c.product,
+                                   keys_equal(copy_key(smaller_count), copy_key(smaller)),
+                                   keys_equal(copy_key(bigger_count), copy_key(bigger)),
+                                   bigger_count.c.n > smaller_count.c.n, sa.not_(conflict)
+                                   ).correlate_except(bigger, smaller_count, bigger_count)
+    pruned = evaluation.pruned = evaluation.stage(sa.select(smaller).where(sa.not_(has_bigger)), "asn4")
+    seq = sa.func.row_number().over(partition_by=[pruned.c.asn_id, pruned.c.asn_type],
+                                    order_by=[pruned.c.cand_ord.desc(), pruned.c.made_at.desc(),
+                                              pruned.c.row_no.desc(), pruned.c.rule_name.desc()])
+    final = sa.select(pruned, seq.label("seq")).cte("final")
+    return (sa.select(final.c.asn_id, (final.c.prefix + final.c.rule_name).label("asn_rule"), final.c.rule_name,
+                      final.c.asn_type, zero_padded(final.c.program, 5).label("program"), final.c.product,
+                      final.c.seq, final.c.eid, final.c.cand_id, members.c.expname,
+                      members.c.role.label("exptype"), members.c.exposerr,
+                      members.c.mid.label("exposure_id"), members.c.stem)
+            .select_from(final.join(members, keys_equal(copy_key(members), copy_key(final))))
+            .order_by(final.c.asn_id, final.c.asn_type, final.c.seq, members.c.role != "science", members.c.mord))

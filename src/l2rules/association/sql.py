@@ -1,0 +1,67 @@
+"""SQL building blocks shared by the stages: text tests and conversions, the keys stages join on."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+
+from .columns import EMPTY
+
+
+class _Contains(sa.sql.expression.FunctionElement):
+    """``needle`` occurs in ``haystack`` (plain substring, no LIKE wildcards): instr / strpos."""
+
+    type = sa.Boolean()
+    inherit_cache = True
+    name = "l2rules_contains"
+
+
+@compiles(_Contains, "sqlite")
+def _contains_sqlite(element, compiler, **kw):
+    haystack, needle = list(element.clauses)
+    return f"(instr({compiler.process(haystack, **kw)}, {compiler.process(needle, **kw)}) > 0)"
+
+
+@compiles(_Contains, "postgresql")
+def _contains_postgresql(element, compiler, **kw):
+    haystack, needle = list(element.clauses)
+    return f"(strpos({compiler.process(haystack, **kw)}, {compiler.process(needle, **kw)}) > 0)"
+
+
+def contains(haystack, needle):
+    return _Contains(haystack, needle)
+
+
+def normalised(column: sa.ColumnElement) -> sa.ColumnElement:
+    """Lower case, trimmed; NULL for the values the pipeline reads as not set."""
+    lowered = sa.func.lower(sa.func.trim(column))
+    return sa.case((column.is_(None), None), (lowered.in_(EMPTY), None), else_=lowered)
+
+
+def zero_padded(expr, width: int):
+    return sa.case(*[(sa.func.length(expr) == length, sa.literal("0" * (width - length)) + expr)
+                     for length in range(1, width)],
+                   else_=expr)
+
+
+def as_integer(expr):
+    digits = sa.and_(expr.is_not(None), expr != "", sa.func.ltrim(expr, "0123456789") == "")
+    return sa.case((digits, sa.cast(expr, sa.Integer)), else_=None)
+
+
+def flag_text(column):
+    return sa.case((column == sa.true(), "t"), else_=None)
+
+
+def association_key(table):
+    """An association before the discovery pass's copies: (science exposure, candidate, rule)."""
+    return (table.c.eid, table.c.cand_id, table.c.rule_name)
+
+
+def copy_key(table):
+    """An association after the discovery pass's copies: with its asn_id."""
+    return (table.c.eid, table.c.cand_id, table.c.rule_name, table.c.asn_id)
+
+
+def keys_equal(left, right):
+    return sa.and_(*[one == other for one, other in zip(left, right)])
