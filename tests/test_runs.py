@@ -321,9 +321,10 @@ def test_cli_exit_code_3_not_migrated(empty_db, backend, capsys):
     if backend == "postgresql":  # a server database is only migrated by `l2rules init` (SQLite: created)
         assert main(["--db", empty_db, "run"]) == 3
         assert "l2rules init" in capsys.readouterr().err
-    upgrade(empty_db, "0007")  # a catalog from before the run table
+    upgrade(empty_db, "0007")  # a catalog from before the run table: checked before any work
     assert main(["--db", empty_db, "run"]) == 3
-    assert "no run table" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is at revision 0007" in err and "run `l2rules init` to upgrade it" in err
 
 
 def test_cli_exit_code_3_unreachable(capsys):

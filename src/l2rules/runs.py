@@ -346,9 +346,12 @@ def _insert(conn: sa.Connection):
 
 
 def _head_revision(conn: sa.Connection) -> str:
-    """The latest catalog version of the published table: the rules work items are made from."""
-    v = schema.catalog_version
-    revision = conn.execute(sa.select(v.c.revision).where(v.c.revision.in_(sa.select(schema.rule_history.c.valid_from)))
+    """The latest catalog version that changed the published table (a rule or a condition added, changed
+    or removed): the rules work items are made from."""
+    v, history, condition = schema.catalog_version, schema.rule_history, schema.rule_condition
+    touched = sa.union(*(sa.select(table.c[column]).where(table.c[column].is_not(None))
+                         for table in (history, condition) for column in ("valid_from", "valid_to")))
+    revision = conn.execute(sa.select(v.c.revision).where(v.c.revision.in_(touched))
                             .order_by(v.c.seq.desc()).limit(1)).scalar()
     if revision is None:
         raise DatabaseError("the catalog has no version: run `l2rules init`")
