@@ -1,0 +1,79 @@
+"""The command line's FITS input: ``load``'s options for the columns headers lack, and ``pool``.
+
+Kept out of ``cli`` so that it needs two lines there: ``add`` by the ``load`` parser, and
+the ``pool`` command's dispatch and ``sources`` / ``options`` in the ``load`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .config import L2RulesError
+from .inventory import fits
+
+
+def add(sub, load: argparse.ArgumentParser) -> None:
+    """``load``'s FITS options, and the ``pool`` command."""
+    _options(load)
+    p = sub.add_parser("pool", help="write the pool of FITS files (primary headers) in the pipeline's format, "
+                                    "as asn_make_pool does")
+    p.add_argument("files", nargs="+", metavar="FITS", help="FITS files (.fits, .fits.gz), directories, globs")
+    p.add_argument("--output", "-o", metavar="POOL", help="the pool file to write (default: standard output)")
+    p.add_argument("--skip-bad", action="store_true", help="leave bad files out (named on standard error) "
+                                                           "instead of failing")
+    _options(p)
+
+
+def _options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("FITS input: the pool columns headers lack (as asn_make_pool)")
+    group.add_argument("--asn-candidate", metavar="LIST",
+                       help="candidates added to each exposure's observation one, e.g. \"[('c1000', 'background')]\"")
+    group.add_argument("--dms-note", default="", metavar="TEXT", help="DMS_NOTE of every exposure (default: empty)")
+    group.add_argument("--is-imprt", default="f", metavar="FLAG", help="IS_IMPRT of every exposure (default: f)")
+    group.add_argument("--pntgtype", default="science", metavar="TYPE",
+                       help="PNTGTYPE of every exposure (default: science)")
+
+
+def options(args: argparse.Namespace) -> fits.Options:
+    return fits.Options(args.asn_candidate, args.dms_note, args.is_imprt, args.pntgtype)
+
+
+def _given(args: argparse.Namespace) -> bool:
+    return (args.asn_candidate is not None or args.dms_note != "" or args.is_imprt != "f"
+            or args.pntgtype != "science")
+
+
+def sources(args: argparse.Namespace) -> list[tuple[str, object, dict]]:
+    """(label, source, load options) for each load: the FITS files named one by one (a shell's glob) are one pool."""
+    out: list[tuple[str, object, dict]] = []
+    files = [p for p in args.pools if fits.is_fits_path(p) and os.path.isfile(p)]
+    for path in args.pools:
+        if path in files:
+            if path == files[0]:
+                label = path if len(files) == 1 else f"{len(files)} FITS files"
+                out.append((label, files if len(files) > 1 else path, {"fits_options": options(args)}))
+        elif fits.is_fits_path(path):
+            out.append((path, path, {"fits_options": options(args)}))
+        else:
+            out.append((path, path, {}))
+    if _given(args) and not any(o for _, _, o in out):
+        raise L2RulesError("--asn-candidate, --dms-note, --is-imprt and --pntgtype are for FITS input")
+    return out
+
+
+def pool(args: argparse.Namespace) -> int:
+    """``l2rules pool FITS... --output POOL``."""
+    import sys
+
+    made = fits.make_pool(args.files, options=options(args))
+    errors = made.errors
+    if errors and not args.skip_bad:
+        raise errors[0]
+    for error in errors:
+        print(f"l2rules: skipped {error}", file=sys.stderr)
+    count = made.write(args.output)
+    if args.output:
+        print(f"{count} exposures written to {args.output}" + (f" ({len(errors)} bad files left out)" if errors else ""),
+              file=sys.stderr)
+    return 0
