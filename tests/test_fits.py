@@ -204,3 +204,47 @@ def test_pool_command_writes_the_pipelines_format(tmp_path, capsys):
     assert {r["filename"] for r in rows} == {f.name for f in files}
     assert sorted(r["asn_candidate"] for r in rows)[0] == "[('o002', 'observation')]"
     assert all(r["dms_note"] == "" for r in rows)
+
+
+def test_a_directory_its_glob_and_its_files_are_one_source_and_pool(db, tmp_path, monkeypatch):
+    files = fits_from_pool("pool_002_image_miri.csv", tmp_path / "miri")
+    monkeypatch.chdir(tmp_path)
+    results = [load(s, db) for s in ("miri/", "miri/*.fits", [f"miri/{f.name}" for f in files])]
+    assert [r.source for r in results] == ["miri"] * 3
+    assert len({r.pool_id for r in results}) == 1 and results[0].inserted == len(files)
+
+
+# --- the pipeline's own asn_make_pool, as a fixture (tests/data/fits/README.md) ----------------------
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "data" / "fits"
+ODD_OPTIONS = ["--dms-note", "a note", "--asn-candidate", "[('c1000', 'background')]"]
+
+
+def odd_value_files(directory):
+    """Headers with values a pool writer must quote (or not): a delimiter, quotes, blanks, empty, numbers, booleans."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, value in enumerate(["a|b", " lead", 'has "q"', "x y", "null", ""]):
+        write_fits(directory / f"jw_odd{i}_uncal.fits",
+                   {"FILENAME": f"jw_odd{i}_uncal.fits", "EXP_TYPE": "MIR_IMAGE", "TARGNAME": "t", "OBSERVTN": "001",
+                    "ODD": value, "NUM": 1.5 if i else 3, "FLAG": bool(i % 2)})
+
+
+def fixture_files(root):
+    """The FITS files the fixtures were made of: ``python -c 'from tests.test_fits import fixture_files; ...'``."""
+    from pathlib import Path
+
+    root = Path(root)
+    fits_from_pool("pool_002_image_miri.csv", root / "pool_002_image_miri")
+    odd_value_files(root / "odd")
+    return root
+
+
+@pytest.mark.parametrize("directory, fixture, options", [
+    ("pool_002_image_miri", "pool_002_image_miri.mkpool.csv", []),
+    ("odd", "odd_values.mkpool.csv", ODD_OPTIONS),
+])
+def test_pool_command_writes_what_the_pipelines_asn_make_pool_writes(tmp_path, directory, fixture, options):
+    fixture_files(tmp_path)
+    out = tmp_path / "made.csv"
+    assert main(["pool", str(tmp_path / directory), "--output", str(out), *options]) == 0
+    assert out.read_text() == (FIXTURES / fixture).read_text()

@@ -126,6 +126,17 @@ def paths(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path
     return [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]
 
 
+def source_name(sources) -> str:
+    """The load's source (kept with the pool and its rejections): a file or directory as given (without a
+    trailing ``/``), else the directory of a pattern's or a list's files, so that ``DIR``, ``'DIR/*.fits'``
+    and a shell's ``DIR/*.fits`` are the same source."""
+    if isinstance(sources, (str, os.PathLike)):
+        p = Path(sources)
+        return str(p) if p.is_dir() or p.is_file() else str(p.parent)
+    places = {str(Path(s)) if Path(s).is_dir() else str(Path(s).parent) for s in sources}
+    return ", ".join(sorted(places))
+
+
 def pool_name(sources) -> str:
     """The default pool name of FITS input: a directory's name, a file's name, else the directory the files share."""
     if isinstance(sources, (str, os.PathLike)):
@@ -301,8 +312,9 @@ class FitsPool:
 
 
 def _cell(value: str) -> str:
-    """A value as astropy's ``ascii`` writer puts it in a ``|``-separated pool (as mkpool's pools are written)."""
-    if value == "" or any(c in value for c in '|"') or value != value.strip():
+    """A value as astropy's ``ascii`` writer puts it in a ``|``-separated pool (as mkpool's pools are written):
+    quoted only when it holds the delimiter or a quote (an empty value and blanks stay as they are)."""
+    if "|" in value or '"' in value:
         return '"' + value.replace('"', '""') + '"'
     return value
 
@@ -312,7 +324,7 @@ def make_pool(sources, *, source: str | None = None, options: Options | None = N
     """Read the primary header of each FITS file of ``sources`` and make the pool's rows, as mkpool does."""
     options = options or Options()
     files = paths(sources) if files is None else files
-    source = source or (str(sources) if isinstance(sources, (str, os.PathLike)) else " ".join(map(str, sources)))
+    source = source or source_name(sources)
     extra = options.candidates()
     fixed = {"dms_note": options.dms_note, "is_imprt": options.is_imprt, "pntgtype": options.pntgtype,
              "mostilno": NON_HEADER_DEFAULTS["mostilno"], "dithptin": NON_HEADER_DEFAULTS["dithptin"]}
