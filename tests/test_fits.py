@@ -248,3 +248,26 @@ def test_pool_command_writes_what_the_pipelines_asn_make_pool_writes(tmp_path, d
     out = tmp_path / "made.csv"
     assert main(["pool", str(tmp_path / directory), "--output", str(out), *options]) == 0
     assert out.read_text() == (FIXTURES / fixture).read_text()
+
+
+def test_two_files_of_one_exposure(db, tmp_path):
+    cards = {"FILENAME": "jw1_a_uncal.fits", "EXP_TYPE": "MIR_IMAGE"}
+    write_fits(tmp_path / "a.fits", cards)
+    write_fits(tmp_path / "copy.fits.gz", cards, compress=True)
+    assert (load(tmp_path, db).inserted, load(tmp_path, db).duplicates) == (1, 1)  # a copy: one exposure
+    write_fits(tmp_path / "b.fits", {**cards, "FILTER": "F770W"})
+    with pytest.raises(InventoryError, match=r"b\.fits: FILENAME: duplicate exposure jw1_a_uncal\.fits \(also in "
+                                             r".*a\.fits\) with different header values"):
+        load(tmp_path, db)
+
+
+def test_pool_command_bad_files(tmp_path, capsys):
+    cases = bad_files(tmp_path)
+    assert main(["pool", str(tmp_path)]) == 2
+    assert "cut.fits: END: truncated" in capsys.readouterr().err  # the first bad file, by name
+    assert main(["pool", str(tmp_path / "*.fits*"), "--skip-bad"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 2 and "jw1_good_uncal.fits" in out
+    assert err.count("l2rules: skipped") == len(cases)
+    assert main(["pool", str(tmp_path / "*.csv")]) == 2
+    assert "no FITS file" in capsys.readouterr().err

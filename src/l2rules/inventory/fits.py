@@ -116,9 +116,9 @@ def paths(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path
         elif p.is_file():
             files = [p]
         elif glob.has_magic(s):
-            files = sorted(Path(f) for f in glob.glob(s) if Path(f).is_file())
+            files = sorted(Path(f) for f in glob.glob(s) if f.lower().endswith(SUFFIXES) and Path(f).is_file())
             if not files:
-                raise InventoryError(s, None, None, "no file matches this pattern")
+                raise InventoryError(s, None, None, "no FITS file (*.fits, *.fits.gz) matches this pattern")
         else:
             raise InventoryError(s, None, None, "no such file or directory")
         found += files
@@ -331,6 +331,7 @@ def make_pool(sources, *, source: str | None = None, options: Options | None = N
     columns = set(NON_HEADER_DEFAULTS) | {k.lower() for k in REQUIRED_KEYWORDS}
     items: list[dict[str, str] | FitsFileError] = []
     targets: dict[str, int] = {}
+    stems: dict[str, tuple[str, dict]] = {}  # exposure -> (its first file, its row)
     for number, path in enumerate(files, start=2):
         header = read_header(path, source, number)
         if isinstance(header, FitsFileError):
@@ -343,6 +344,14 @@ def make_pool(sources, *, source: str | None = None, options: Options | None = N
         row["asn_candidate"] = str(candidates) if candidates else NULL
         target = header.get("TARGNAME", NULL)
         row["targetid"] = str(targets.setdefault(target, len(targets) + 1))
+        stem = exposure_stem(row["filename"])
+        first = stems.get(stem)
+        if first is not None and first[1] != row:  # identical copies are one exposure, as repeated pool rows
+            items.append(FitsFileError(source, number, str(path), "FILENAME",
+                                       f"duplicate exposure {row['filename']} (also in {first[0]}) with different "
+                                       "header values"))
+            continue
+        stems.setdefault(stem, (str(path), row))
         columns.update(row)
         items.append(row)
     return FitsPool(source, sorted(columns), items)
