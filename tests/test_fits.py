@@ -271,3 +271,14 @@ def test_pool_command_bad_files(tmp_path, capsys):
     assert err.count("l2rules: skipped") == len(cases)
     assert main(["pool", str(tmp_path / "*.csv")]) == 2
     assert "no FITS file" in capsys.readouterr().err
+
+
+def test_worklist_and_asn_take_a_shells_list_of_files_as_one_pool(db, tmp_path, capsys):
+    files = fits_from_pool("pool_002_image_miri.csv", tmp_path / "miri")
+    assert main(["--db", db, "worklist", *map(str, files), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(files) + 1 and all(line.startswith("miri,") for line in lines[1:])
+    assert main(["--db", db, "asn", *map(str, files), "--output", str(tmp_path / "by_files")]) == 0
+    assert main(["--db", db, "asn", str(tmp_path / "miri"), "--output", str(tmp_path / "by_dir")]) == 0
+    by_files = sorted(p.name for p in (tmp_path / "by_files").iterdir())
+    assert by_files and by_files == sorted(p.name for p in (tmp_path / "by_dir").iterdir())

@@ -1,7 +1,8 @@
 """The command line's FITS input: ``load``'s options for the columns headers lack, and ``pool``.
 
-Kept out of ``cli`` so that it needs two lines there: ``add`` by the ``load`` parser, and
-the ``pool`` command's dispatch and ``sources`` / ``options`` in the ``load`` command.
+Kept out of ``cli`` so that it needs few lines there: ``add`` by the ``load`` parser,
+``group_files`` for every command's POOL arguments, the ``pool`` command's dispatch, and
+``sources`` in the ``load`` command.
 """
 
 from __future__ import annotations
@@ -44,19 +45,15 @@ def _given(args: argparse.Namespace) -> bool:
             or args.pntgtype != "science")
 
 
+def group_files(args: argparse.Namespace) -> None:
+    """The FITS files among a command's POOL arguments (a shell's ``DIR/*.fits``) made one pool."""
+    if isinstance(getattr(args, "pools", None), list):
+        args.pools = fits.group_files(args.pools)
+
+
 def sources(args: argparse.Namespace) -> list[tuple[str, object, dict]]:
-    """(label, source, load options) for each load: the FITS files named one by one (a shell's glob) are one pool."""
-    out: list[tuple[str, object, dict]] = []
-    files = [p for p in args.pools if fits.is_fits_path(p) and os.path.isfile(p)]
-    for path in args.pools:
-        if path in files:
-            if path == files[0]:
-                label = path if len(files) == 1 else f"{len(files)} FITS files"
-                out.append((label, files if len(files) > 1 else path, {"fits_options": options(args)}))
-        elif fits.is_fits_path(path):
-            out.append((path, path, {"fits_options": options(args)}))
-        else:
-            out.append((path, path, {}))
+    """(label, source, load options) for each of ``load``'s sources (FITS files grouped by :func:`group_files`)."""
+    out = [(str(p), p, {"fits_options": options(args)} if fits.is_fits_source(p) else {}) for p in args.pools]
     if _given(args) and not any(o for _, _, o in out):
         raise L2RulesError("--asn-candidate, --dms-note, --is-imprt and --pntgtype are for FITS input")
     return out

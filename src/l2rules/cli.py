@@ -166,11 +166,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "rules":
         return _rules(args, db)
+    _fits_cli.group_files(args)  # FITS files named one by one (a shell's DIR/*.fits) are one pool
     if args.command == "pool":
         return _fits_cli.pool(args)
     if args.command == "load":
         total = 0
-        for path, source, options in _fits_cli.sources(args):  # FITS files named one by one are one pool
+        for path, source, options in _fits_cli.sources(args):
             result = inventory.load(source, db, skip_bad=args.skip_bad, method=args.method, **options)
             total += result.rejected
             print(f"{path}: {result.loaded} exposures ({result.inserted} new, {result.updated} updated"

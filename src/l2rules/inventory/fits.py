@@ -83,6 +83,45 @@ class Options:
         return [(str(a), str(b)) for a, b in self.asn_candidate]
 
 
+class FileGroup(os.PathLike):
+    """FITS files named one by one (a shell's ``DIR/*.fits``) as one source: one pool, named after their directory.
+
+    A path-like object whose path is that directory, so that code naming a pool after its
+    source's path (``Path(source).stem``) names it as for the directory itself.
+    """
+
+    def __init__(self, files: Iterable[str | os.PathLike]):
+        self.files = [str(f) for f in files]
+
+    def __fspath__(self) -> str:
+        return source_name(self.files)
+
+    def __str__(self) -> str:
+        return f"{len(self.files)} FITS files in {source_name(self.files)}"
+
+    def __repr__(self) -> str:
+        return f"FileGroup({self.files!r})"
+
+
+def group_files(sources: list) -> list:
+    """``sources`` with its FITS files (not directories or patterns) made one :class:`FileGroup`, in the first's place.
+
+    What the command line does with its arguments: ``l2rules worklist DIR/*.fits`` is one pool.
+    """
+    files = [s for s in sources if isinstance(s, (str, os.PathLike)) and not isinstance(s, FileGroup)
+             and str(s).lower().endswith(SUFFIXES) and Path(s).is_file()]
+    if len(files) < 2:
+        return list(sources)
+    group = FileGroup(files)
+    out = []
+    for s in sources:
+        if s is files[0]:
+            out.append(group)
+        elif not any(s is f for f in files):
+            out.append(s)
+    return out
+
+
 def is_fits_path(text: str | os.PathLike) -> bool:
     """True when ``text`` names FITS input: a FITS file name, a directory, or a glob pattern."""
     s = str(text)
@@ -92,6 +131,8 @@ def is_fits_path(text: str | os.PathLike) -> bool:
 
 def is_fits_source(source) -> bool:
     """True for a path, glob or list of them that :func:`paths` reads (a pool or CSV file is not one)."""
+    if isinstance(source, FileGroup):
+        return True
     if isinstance(source, (list, tuple)):
         return bool(source) and all(isinstance(s, (str, os.PathLike)) and is_fits_path(s) for s in source)
     return isinstance(source, (str, os.PathLike)) and is_fits_path(source)
@@ -103,7 +144,9 @@ def paths(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path
     Each directory's and pattern's files sorted by name; a file listed twice counts once.
     A named file that does not exist, or a directory or pattern with no FITS file, is an error.
     """
-    if isinstance(sources, (str, os.PathLike)):
+    if isinstance(sources, FileGroup):
+        sources = sources.files
+    elif isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     found: list[Path] = []
     for source in sources:
@@ -130,7 +173,9 @@ def source_name(sources) -> str:
     """The load's source (kept with the pool and its rejections): a file or directory as given (without a
     trailing ``/``), else the directory of a pattern's or a list's files, so that ``DIR``, ``'DIR/*.fits'``
     and a shell's ``DIR/*.fits`` are the same source."""
-    if isinstance(sources, (str, os.PathLike)):
+    if isinstance(sources, FileGroup):
+        sources = sources.files
+    elif isinstance(sources, (str, os.PathLike)):
         p = Path(sources)
         return str(p) if p.is_dir() or p.is_file() else str(p.parent)
     places = {str(Path(s)) if Path(s).is_dir() else str(Path(s).parent) for s in sources}
@@ -139,7 +184,9 @@ def source_name(sources) -> str:
 
 def pool_name(sources) -> str:
     """The default pool name of FITS input: a directory's name, a file's name, else the directory the files share."""
-    if isinstance(sources, (str, os.PathLike)):
+    if isinstance(sources, FileGroup):
+        sources = sources.files
+    elif isinstance(sources, (str, os.PathLike)):
         p = Path(sources)
         if p.is_dir() or p.is_file():
             return p.resolve().name if p.is_dir() else p.name
