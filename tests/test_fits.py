@@ -62,9 +62,6 @@ def fits_from_pool(pool, directory, compress=False):
     return written
 
 
-WORKLIST_COLUMNS = None  # every column but the pool's name, id and the exposure ids
-
-
 def comparable(frame):
     drop = [c for c in frame.columns if c in ("pool", "pool_id", "exposure_id", "id", "source_line", "line")]
     out = frame.drop(columns=drop)
@@ -282,3 +279,19 @@ def test_worklist_and_asn_take_a_shells_list_of_files_as_one_pool(db, tmp_path, 
     assert main(["--db", db, "asn", str(tmp_path / "miri"), "--output", str(tmp_path / "by_dir")]) == 0
     by_files = sorted(p.name for p in (tmp_path / "by_files").iterdir())
     assert by_files and by_files == sorted(p.name for p in (tmp_path / "by_dir").iterdir())
+
+
+def test_options_and_paths_that_do_not_fit(db, tmp_path):
+    files = fits_from_pool("pool_002_image_miri.csv", tmp_path / "miri")
+    with pytest.raises(inventory.L2RulesError, match="bulk path"):
+        load(files[0], db, method="bulk")
+    with pytest.raises(inventory.L2RulesError, match="not FITS files"):
+        load(POOLS / "pool_002_image_miri.csv", db, fits_options=l2fits.Options(dms_note="x"))
+    with pytest.raises(InventoryError, match="no FITS file"):
+        load(tmp_path / "nothing" / "*.fits", db)
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(InventoryError, match="no FITS file"):
+        load(tmp_path / "empty_dir", db)
+    with pytest.raises(inventory.L2RulesError, match="--asn-candidate"):
+        l2fits.Options(asn_candidate="[('c1000'").candidates()
+    assert main(["--db", db, "load", str(POOLS / "pool_002_image_miri.csv"), "--is-imprt", "t"]) == 2

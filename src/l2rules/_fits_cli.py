@@ -8,9 +8,7 @@ Kept out of ``cli`` so that it needs few lines there: ``add`` by the ``load`` pa
 from __future__ import annotations
 
 import argparse
-import os
 
-from .config import L2RulesError
 from .inventory import fits
 
 
@@ -55,7 +53,8 @@ def sources(args: argparse.Namespace) -> list[tuple[str, object, dict]]:
     """(label, source, load options) for each of ``load``'s sources (FITS files grouped by :func:`group_files`)."""
     out = [(str(p), p, {"fits_options": options(args)} if fits.is_fits_source(p) else {}) for p in args.pools]
     if _given(args) and not any(o for _, _, o in out):
-        raise L2RulesError("--asn-candidate, --dms-note, --is-imprt and --pntgtype are for FITS input")
+        raise fits.InventoryError(out[0][0], None, None, "not FITS input: --asn-candidate, --dms-note, --is-imprt "
+                                                        "and --pntgtype set columns of FITS files' pools")
     return out
 
 
