@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from . import _runs_cli, association, catalog, inventory, migrate, outputs
+from . import _fits_cli, _runs_cli, association, catalog, inventory, migrate, outputs
 from .worklist import impact, unmatched, worklist, write_worklist
 from .config import DatabaseError, L2RulesError, describe, get_engine
 
@@ -97,13 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", metavar="CSV", help="the published table's seed file (default: seeds/level2b_rules.csv)")
     p.add_argument("--seeds", metavar="DIR", help="directory of the other seed files (default: seeds/)")
 
-    p = sub.add_parser("load", help="load pools or CSV files into the catalog database")
+    p = sub.add_parser("load", help="load pools, CSV files or FITS files (.fits, .fits.gz, directories, globs: "
+                                    "their primary headers) into the catalog database")
     p.add_argument("pools", nargs="+", metavar="POOL")
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
     p.add_argument("--method", choices=inventory.METHODS, default="auto",
                    help="bulk: the columnar path (fails if the file is not one for it); rows: line by line; "
                         "auto (default): bulk for files of 8 MB or more, line by line for the rest and for "
                         "any file the bulk path declines")
+    _fits_cli.add(sub, p)  # --asn-candidate... for FITS input, and the `pool` command
 
     p = sub.add_parser("worklist", help="the Level 2b work list: what the pipeline does with each exposure "
                                           "(loads the POOLs first when given)")
@@ -164,12 +166,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "rules":
         return _rules(args, db)
+    _fits_cli.group_files(args)  # FITS files named one by one (a shell's DIR/*.fits) are one pool
+    if args.command == "pool":
+        return _fits_cli.pool(args)
     if args.command == "load":
         total = 0
-        for path in args.pools:
-            result = inventory.load(path, db, skip_bad=args.skip_bad, method=args.method)
+        for path, source, options in _fits_cli.sources(args):
+            result = inventory.load(source, db, skip_bad=args.skip_bad, method=args.method, **options)
             total += result.rejected
             print(f"{path}: {result.loaded} exposures ({result.inserted} new, {result.updated} updated"
+                  + (f", {result.changed} changed" if result.changed is not None else "")
                   + (", bulk" if result.method == "bulk" else "") + ")"
                   + (f", {result.duplicates} repeated rows ignored" if result.duplicates else "")
                   + (f", {result.template_rows} template rows set aside" if result.template_rows else "")

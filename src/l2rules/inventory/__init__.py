@@ -1,4 +1,4 @@
-"""Inventory: loading exposure inventories (association pools, CSV files, DataFrames).
+"""Inventory: loading exposure inventories (association pools, CSV files, DataFrames, FITS files).
 
 The package, by responsibility:
 
@@ -7,6 +7,7 @@ The package, by responsibility:
 - ``rows``: the row path, line by line in Python: the reference;
 - ``columnar``: the columnar path for large, clean inputs (pyarrow, ``COPY`` / ADBC
   ingest in a writer process of its own on SQLite);
+- ``fits``: FITS files' primary headers made pool rows, as the pipeline's ``asn_make_pool``;
 - ``store``: the pool row, deferred indexes, ids, the end of a load, WAL truncation.
 
 A load is one transaction: a file with a bad row changes nothing, unless ``skip_bad``
@@ -29,6 +30,7 @@ from .poolformat import (
     FLAG_FALSE, FLAG_NULL, NULLS, REQUIRED_COLUMNS, InventoryError, TemplateRow, exposure_stem, parse_candidates,
     frame_table, read_arrow, read_file, table_digest,
 )
+from . import fits
 from .rows import load_rows
 from .store import STATISTICS_AFTER, LoadResult, exposures, keep_statistics, rejections
 
@@ -42,9 +44,15 @@ log = logging.getLogger(__name__)
 METHODS = ("auto", "bulk", "rows")
 
 
-def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None = None,
-         skip_bad: bool = False, progress: bool | None = None, method: str = "auto") -> LoadResult:
-    """Load one pool file, CSV file or DataFrame into the catalog database, in one transaction.
+def load(source: str | Path | pd.DataFrame | list[str | Path], db: DB = None, *, name: str | None = None,
+         skip_bad: bool = False, progress: bool | None = None, method: str = "auto",
+         fits_options: "fits.Options | None" = None) -> LoadResult:
+    """Load one pool file, CSV file, DataFrame or set of FITS files into the catalog database, in one transaction.
+
+    FITS input (a ``.fits`` / ``.fits.gz`` file, a directory of them, a glob pattern, or a
+    list of these) is one pool: each file's primary header a row, made as the pipeline's
+    ``asn_make_pool`` makes it (see ``inventory.fits``; ``fits_options`` sets the columns
+    headers lack). Its default name is the directory's name (a single file's name).
 
     ``name`` names the pool (default: the file's name; for a DataFrame ``dataframe-``
     and the start of its content's SHA-256, so each different DataFrame is a pool of its
@@ -56,14 +64,27 @@ def load(source: str | Path | pd.DataFrame, db: DB = None, *, name: str | None =
     if method not in METHODS:
         raise L2RulesError(f"unknown load method {method!r}; choose one of {', '.join(METHODS)}")
     engine = require_migrated(db, create=True)
-    result = _load(engine, source, name, skip_bad, progress, method)
+    result = _load(engine, source, name, skip_bad, progress, method, fits_options)
     if result.inserted + result.updated >= STATISTICS_AFTER:
         keep_statistics(engine, ("pool", "exposure", "exposure_candidate", "load_rejection"))
     return result
 
 
-def _load(engine, source, name, skip_bad, progress, method) -> LoadResult:
+def _load(engine, source, name, skip_bad, progress, method, fits_options) -> LoadResult:
     show = sys.stderr.isatty() if progress is None else progress
+    if fits.is_fits_source(source):
+        if method == "bulk":
+            raise L2RulesError(f"{source}: the bulk path takes pool and CSV files and DataFrames, not FITS files")
+        pool = fits.make_pool(source, options=fits_options)
+        stems = pool.stems()
+        before = fits.versions(engine, stems)
+        # The rows path: it keeps a bad file as a rejection (or fails the load) as a pool's bad row.
+        result = load_rows(engine, pool.table(), name or fits.pool_name(source), skip_bad=skip_bad, progress=show)
+        after = fits.versions(engine, stems)
+        result.changed = sum(1 for stem, version in after.items() if stem in before and before[stem] != version)
+        return result
+    if fits_options is not None:
+        raise L2RulesError(f"{source}: options of the FITS columns given for input that is not FITS files")
     frames = loaded("pandas")  # a DataFrame can only come from an imported pandas
     declined = None
     if frames is not None and isinstance(source, frames.DataFrame):

@@ -39,6 +39,8 @@ class LoadResult:
     method: str = "rows"
     #: Why the bulk path gave the load to the row loader, when it did.
     declined: str | None = None
+    #: Of the ``updated`` exposures, those whose values changed (a new version); counted for FITS loads only.
+    changed: int | None = None
 
     @property
     def loaded(self) -> int:
