@@ -207,3 +207,17 @@ def test_cli_starts_without_pandas():
 
     code = "import sys, l2rules.cli; assert 'pandas' not in sys.modules, 'pandas imported at start-up'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_explain_shows_the_published_tables_verdict_first(db):
+    """Where the pipeline goes beyond the table: the table's row, then the pipeline's rule that overrides it."""
+    inventory.load(POOL_DIR / "pool_010_spec_nirspec_lv2bkg.csv", db, progress=False)
+    autowave = association.explain(db, "jw_00011_uncal.fits")
+    first = autowave.iloc[0]
+    assert first["rule"] == "published table: NRS_AUTOWAVE" and bool(first["selected"])
+    assert "the pipeline's rules below do not" in first["reason"]
+    assert not autowave.iloc[1:]["selected"].astype(bool).any()
+    assert autowave.iloc[1:]["reason"].str.startswith("fails ").any()
+    taslit = association.explain(db, "jw_00009_uncal.fits")
+    assert taslit.iloc[0]["rule"] == "published table: no rule" and not bool(taslit.iloc[0]["selected"])
+    assert "select it all the same" in taslit.iloc[0]["reason"]

@@ -63,7 +63,25 @@ def explain(db: DB, filename: str, pool: str | None = None, *, as_of: str | dt.d
             rows = _explain_rows(evaluation, final, found.id)
     if not rows:
         rows = [dict(selected=False, reason="no ASN_CANDIDATE: associations are built per candidate")]
+    rows.insert(0, _published_verdict(engine, when, found.pool_id, found.id, rows))
     return pd.DataFrame([dict(base, **row) for row in rows], columns=EXPLAIN_COLUMNS)
+
+
+def _published_verdict(engine, when, pool_id: int, exposure_id: int, rows: list[dict]) -> dict:
+    """The published table's row for the exposure, first: where the pipeline's rules below go beyond it."""
+    from ..worklist import worklist_query
+
+    query = worklist_query(when, [pool_id], include_all=True).add_columns(
+        schema.exposure.c.id.label("exposure_id")).subquery()
+    with engine.connect() as conn:
+        table = conn.execute(sa.select(query).where(query.c.exposure_id == exposure_id)).mappings().first()
+    selected = any(row.get("selected") for row in rows)
+    reason = table["reason"]
+    if bool(table["level2b"]) != selected:
+        reason += ("; the pipeline's rules below select it all the same" if selected
+                   else "; the pipeline's rules below do not (their failing condition is named there)")
+    return dict(candidate=None, candidate_type=None, rule="published table: " + (table["rule"] or "no rule"),
+                asn_type=table["asn_type"], selected=bool(table["level2b"]), reason=reason)
 
 
 def _explain_rows(evaluation: Evaluation, final, exposure_id) -> list[dict]:
