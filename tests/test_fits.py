@@ -295,3 +295,18 @@ def test_options_and_paths_that_do_not_fit(db, tmp_path):
     with pytest.raises(inventory.L2RulesError, match="--asn-candidate"):
         l2fits.Options(asn_candidate="[('c1000'").candidates()
     assert main(["--db", db, "load", str(POOLS / "pool_002_image_miri.csv"), "--is-imprt", "t"]) == 2
+
+
+def test_a_scheduled_run_reads_a_directory_of_fits_files(db, tmp_path):
+    """`l2rules run DIR`: the directory is one pool; a rerun with the files untouched issues nothing new."""
+    from l2rules.runs import run
+
+    directory = tmp_path / "pool_002_image_miri"
+    fits_from_pool("pool_002_image_miri.csv", directory)
+    # what the pool file itself gives, in a catalog of its own
+    expected = len(worklist(f"sqlite:///{tmp_path / 'other.db'}", pools=[POOLS / "pool_002_image_miri.csv"],
+                            source="table"))
+    first = run([directory], db)
+    assert first["status"] == "succeeded" and first["items_created"] == expected > 0
+    again = run([directory], db)
+    assert again["status"] == "succeeded" and again["items_created"] == 0 and again["exposures_seen"] == expected

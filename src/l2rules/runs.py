@@ -179,15 +179,19 @@ class _Input:
 
 
 def input_paths(pools: Iterable[str | Path] | None = None, inventory_dir: str | Path | None = None) -> list[Path]:
-    """The files a run reads: the POOLs given, then every ``*.csv`` of ``inventory_dir`` (sorted)."""
+    """The inputs a run reads: the POOLs given (pool files, or FITS files, directories or patterns),
+    then every ``*.csv`` of ``inventory_dir`` (sorted)."""
     paths = [Path(p) for p in (pools or [])]
     if inventory_dir is not None:
         directory = Path(inventory_dir)
         if not directory.is_dir():
             raise InventoryError(str(directory), None, None, "no such directory")
         paths += sorted(p for p in directory.glob("*.csv") if p.is_file())
+    from .inventory import fits
+
     for path in paths:
-        if not path.is_file():
+        # FITS input (a directory, a glob pattern, .fits files) is read as one pool each, as `load` does
+        if not path.is_file() and not fits.is_fits_path(path):
             raise InventoryError(str(path), None, None, "no such file")
     return paths
 
@@ -311,12 +315,17 @@ def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bo
     counts = {"exposures_seen": 0, "exposures_new": 0, "exposures_changed": 0, "exposures_withdrawn": 0,
               "rows_rejected": 0}
     inputs = []
+    from .inventory import fits
+
     for path in paths:
-        item = _Input(path, _sha256(path))
+        # FITS input has no one file to digest: it is always read (the loader versions what changed)
+        is_fits = fits.is_fits_source(str(path))
+        item = _Input(path, None if is_fits else _sha256(path))
+        name = fits.pool_name(str(path)) if is_fits else path.name
         with engine.connect() as conn:
-            known = conn.execute(sa.select(p.c.id, p.c.sha256, p.c.n_exposures).where(p.c.name == path.name)).first()
-            before = _versions(conn, known.id) if known and known.sha256 != item.sha256 else None
-        if known is not None and known.sha256 == item.sha256:
+            known = conn.execute(sa.select(p.c.id, p.c.sha256, p.c.n_exposures).where(p.c.name == name)).first()
+            before = _versions(conn, known.id) if known and (is_fits or known.sha256 != item.sha256) else None
+        if known is not None and not is_fits and known.sha256 == item.sha256:
             item.pool_id, item.skipped = known.id, True
             counts["exposures_seen"] += known.n_exposures
             log.info("%s: unchanged since its last load, skipped", path)
