@@ -147,3 +147,15 @@ def pool_path():
         return POOLS / name
 
     return get
+
+
+def checkout_copy(tmp_path: Path, monkeypatch) -> Path:
+    """A copy of the project's migrations, seeds and alembic.ini to edit, made the current directory:
+    the library, like the CLI and Alembic, then reads this checkout's migrations (its head)."""
+    work = tmp_path / "checkout"
+    work.mkdir()
+    for name in ("migrations", "seeds"):
+        shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "alembic.ini", work / "alembic.ini")
+    monkeypatch.chdir(work)
+    return work

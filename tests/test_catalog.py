@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ from l2rules import catalog
 from l2rules.catalog import CatalogError
 from l2rules.config import get_engine
 
-from .conftest import DATA, REPO
+from .conftest import DATA, REPO, checkout_copy
 
 INSTRUMENTS = {"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec", "NIS": "NIRISS", "FGS": "FGS"}
 
@@ -154,15 +153,9 @@ def _run(args, cwd, env):
 
 def test_new_revision_workflow_round_trips(backend, empty_db, tmp_path, monkeypatch):
     """Edit the seed CSV, `l2rules rules revision`, `alembic upgrade head`, `alembic downgrade -1`."""
-    work = tmp_path / "checkout"
-    work.mkdir()
-    for name in ("migrations", "seeds"):
-        shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "alembic.ini", work / "alembic.ini")
-    monkeypatch.chdir(work)  # the library, like the CLI, then reads this checkout's migrations (its head)
+    work = checkout_copy(tmp_path, monkeypatch)
     env = {**os.environ, "L2RULES_DATABASE_URL": empty_db}
-    l2rules = [sys.executable, "-m", "l2rules"]
-    alembic = [sys.executable, "-m", "alembic"]
+    l2rules, alembic = [sys.executable, "-m", "l2rules"], [sys.executable, "-m", "alembic"]
 
     assert _run([*l2rules, "init"], work, env).returncode == 0
     seed = catalog.read_seed(work / "seeds" / "level2b_rules.csv")

@@ -20,7 +20,7 @@ import pytest
 from l2rules import association, catalog, conformance, inventory
 from l2rules.cli import main
 
-from .conftest import DATA, POOLS, REPO
+from .conftest import DATA, POOLS, REPO, checkout_copy
 
 RELEASE_FIXTURES = DATA / "releases"
 #: Fixture directory -> the release it stands for (1.13.0 is not on PyPI; 1.13.4 stood in for it).
@@ -133,15 +133,9 @@ def _run(args, cwd, env):
 
 def test_association_rule_change_round_trips_through_a_revision(backend, empty_db, tmp_path, monkeypatch):
     """Edit an association seed file, `rules revision`, `alembic upgrade head`, `alembic downgrade -1`."""
-    work = tmp_path / "checkout"
-    work.mkdir()
-    for name in ("migrations", "seeds"):
-        shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "alembic.ini", work / "alembic.ini")
-    monkeypatch.chdir(work)  # the library, like the CLI, then reads this checkout's migrations (its head)
+    work = checkout_copy(tmp_path, monkeypatch)
     env = {**os.environ, "L2RULES_DATABASE_URL": empty_db}
-    l2rules = [sys.executable, "-m", "l2rules"]
-    alembic = [sys.executable, "-m", "alembic"]
+    l2rules, alembic = [sys.executable, "-m", "l2rules"], [sys.executable, "-m", "alembic"]
     assert _run([*l2rules, "init"], work, env).returncode == 0
 
     sets = catalog.read_table_seed("asn_value_set", work / "seeds" / "asn_value_set.csv")
