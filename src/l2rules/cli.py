@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 import sqlalchemy as sa
 
@@ -31,13 +32,23 @@ def _formats(parser: argparse.ArgumentParser, printable_only: bool = False) -> N
 def _as_of(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--as-of", metavar="DATE", help="use the rules in force on DATE (YYYY-MM-DD)")
-    group.add_argument("--version", metavar="REV", help="use the rules of catalog version REV")
+    group.add_argument("--catalog-version", dest="catalog_version", metavar="REV",
+                       help="use the rules of catalog version REV (a revision, as `rules versions` lists)")
     group.add_argument("--pipeline", metavar="RELEASE",
                        help="use the rules of jwst pipeline release RELEASE (e.g. 1.16.1; see `rules releases`)")
 
 
 def _point(args: argparse.Namespace) -> dict:
-    return {"as_of": args.as_of, "version": args.version, "pipeline": args.pipeline}
+    return {"as_of": args.as_of, "version": args.catalog_version, "pipeline": args.pipeline}
+
+
+def program_version() -> str:
+    try:
+        return metadata.version("l2rules")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        from . import __version__
+
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="The JWST Level 2b rules as a SQL catalog, and the work lists that come from it.",
         epilog="Database: --db URL, else $L2RULES_DATABASE_URL, else sqlite:///l2rules.db.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {program_version()}",
+                        help="print the program's version and exit")
     parser.add_argument("--db", metavar="URL", help="database URL (sqlite:///file.db, postgresql://...)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for SQL)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -54,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = sub.add_parser("rules", help="the rules catalog: list, show, history, diff, check, revision")
     rsub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
-    p = rsub.add_parser("list", help="the rules in force (now, or --as-of DATE / --version REV)")
+    p = rsub.add_parser("list", help="the rules in force (now, or --as-of DATE / --catalog-version REV)")
     p.add_argument("--exp-type", help="only this EXP_TYPE")
     p.add_argument("--instrument", help="only this instrument (NIRCam, MIRI, NIRSpec, NIRISS, FGS)")
     _as_of(p)
@@ -75,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     _formats(p, printable_only=True)
     p = rsub.add_parser("releases", help="the jwst pipeline releases the catalog can answer for")
     _formats(p, printable_only=True)
-    p = rsub.add_parser("rows", help="the rows of one rules table in force (now, --as-of, --version, --pipeline)")
+    p = rsub.add_parser("rows", help="the rows of one rules table in force (now, --as-of, --catalog-version, "
+                                      "--pipeline)")
     p.add_argument("table", help="rule, asn_rule, asn_condition, ... (see `rules tables`)")
     _as_of(p)
     _formats(p, printable_only=True)
