@@ -59,3 +59,37 @@ def test_help_names_catalog_version_not_version_rev():
         assert proc.returncode == 0
         assert "--catalog-version REV" in proc.stdout, command
         assert not re.search(r"(?<!catalog)-version REV", proc.stdout), command
+
+
+# 2. --db and -v before or after the command.
+
+@pytest.mark.parametrize("argv", [
+    ["--db", "sqlite:///x.db", "-v", "worklist"],
+    ["worklist", "--db", "sqlite:///x.db", "-v"],
+    ["--db", "sqlite:///x.db", "run", "-v"],
+    ["-v", "run", "--db", "sqlite:///x.db"],
+    ["--db", "sqlite:///x.db", "-v", "rules", "list"],
+    ["rules", "list", "--db", "sqlite:///x.db", "-v"],
+    ["rules", "--db", "sqlite:///x.db", "list", "-v"],
+])
+def test_global_options_before_or_after_the_command(argv):
+    args = build_parser().parse_args(argv)
+    assert args.db == "sqlite:///x.db"
+    assert args.verbose == 1
+
+
+def test_global_options_default_when_not_given():
+    args = build_parser().parse_args(["rules", "list"])
+    assert args.db is None and args.verbose == 0
+    assert build_parser().parse_args(["-vv", "report"]).verbose == 2
+    assert build_parser().parse_args(["report", "-vv"]).verbose == 2
+
+
+def test_db_after_the_command_is_used(db, capsys):
+    assert main(["worklist", "--db", db, "--table", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("pool,")
+    assert main(["rules", "list", "--db", db, "--format", "csv"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == len(catalog.read_seed()) + 1
+    # A database named before the command is the one used (the command's own option has no default).
+    assert main(["--db", "sqlite:///no/such/dir/x.db", "rules", "list"]) == 3
+    assert "no/such/dir/x.db" in capsys.readouterr().err

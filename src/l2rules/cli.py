@@ -42,6 +42,23 @@ def _point(args: argparse.Namespace) -> dict:
     return {"as_of": args.as_of, "version": args.catalog_version, "pipeline": args.pipeline}
 
 
+def _global_options(parser: argparse.ArgumentParser, default=None) -> None:
+    """--db and -v, on the program and on every (sub)command, so that they may come before or after it."""
+    parser.add_argument("--db", metavar="URL", default=default,
+                        help="database URL (sqlite:///file.db, postgresql://...)")
+    parser.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
+                        help="log more (-vv for SQL)")
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A (sub)command's parser: it takes the global options too, with no default of its own
+    (argparse.SUPPRESS), so that ``l2rules --db URL worklist`` keeps the URL given before the command."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        _global_options(self, default=argparse.SUPPRESS)
+
+
 def program_version() -> str:
     try:
         return metadata.version("l2rules")
@@ -59,9 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {program_version()}",
                         help="print the program's version and exit")
-    parser.add_argument("--db", metavar="URL", help="database URL (sqlite:///file.db, postgresql://...)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for SQL)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _global_options(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
 
     sub.add_parser("init", help="create the catalog or upgrade it to the latest revision (safe to rerun)")
 
