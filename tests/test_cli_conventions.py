@@ -93,3 +93,32 @@ def test_db_after_the_command_is_used(db, capsys):
     # A database named before the command is the one used (the command's own option has no default).
     assert main(["--db", "sqlite:///no/such/dir/x.db", "rules", "list"]) == 3
     assert "no/such/dir/x.db" in capsys.readouterr().err
+
+
+# 3. rules diff takes --from/--to, as impact does; the positional form still works.
+
+def test_rules_diff_from_to_and_positional_agree(db, capsys):
+    assert main(["--db", db, "rules", "diff", "--from", "2019-01-01", "--to", "today", "--format", "csv"]) == 0
+    with_options = capsys.readouterr().out
+    assert main(["--db", db, "rules", "diff", "2019-01-01", "today", "--format", "csv"]) == 0
+    positional = capsys.readouterr().out
+    assert with_options == positional and len(with_options.splitlines()) > 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["rules", "diff"],
+    ["rules", "diff", "--from", "2019-01-01"],
+    ["rules", "diff", "2019-01-01"],
+    ["rules", "diff", "--from", "2019-01-01", "today"],
+])
+def test_rules_diff_needs_both_end_points_one_way(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "--from" in capsys.readouterr().err
+
+
+def test_rules_diff_help_shows_from_to():
+    proc = l2rules("rules", "diff", "--help")
+    assert proc.returncode == 0
+    assert "--from A" in proc.stdout and "--to B" in proc.stdout and "FROM" not in proc.stdout

@@ -113,8 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     _formats(p, printable_only=True)
     p = rsub.add_parser("diff", help="rows of every rules table added, removed and changed between two points "
                                       "(dates, revisions or pipeline releases)")
-    p.add_argument("from_point", metavar="FROM")
-    p.add_argument("to_point", metavar="TO")
+    p.add_argument("--from", dest="from_point", metavar="A", help="date, catalog revision or pipeline release")
+    p.add_argument("--to", dest="to_point", metavar="B", help="date, catalog revision or pipeline release")
+    # The older positional form `rules diff A B`, still accepted (not shown in the help).
+    p.add_argument("from_positional", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("to_positional", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--table", action="append", help="only this rules table (repeatable)")
     _formats(p, printable_only=True)
     p = rsub.add_parser("check", help="exit 4, naming the rows, if the database and any seed file disagree")
@@ -290,9 +293,25 @@ def _rules(args: argparse.Namespace, db) -> int:
     return 0
 
 
+def _end_points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``rules diff``: --from A --to B, or the older positional A B (not both, and both ends)."""
+    positional = [v for v in (args.from_positional, args.to_positional) if v is not None]
+    options = [v for v in (args.from_point, args.to_point) if v is not None]
+    if positional and options:
+        parser.error("rules diff: give the end points as --from A --to B (or as A B), not both ways")
+    if positional:
+        if len(positional) != 2:
+            parser.error("rules diff: give both end points: --from A --to B")
+        args.from_point, args.to_point = positional
+    elif len(options) != 2:
+        parser.error("rules diff: the following arguments are required: --from, --to")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "rules" and args.rules_command == "diff":
+        _end_points(parser, args)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.verbose >= 2:
