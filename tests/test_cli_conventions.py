@@ -122,3 +122,30 @@ def test_rules_diff_help_shows_from_to():
     proc = l2rules("rules", "diff", "--help")
     assert proc.returncode == 0
     assert "--from A" in proc.stdout and "--to B" in proc.stdout and "FROM" not in proc.stdout
+
+
+# 4. --output creates its missing directory.
+
+def test_worklist_output_creates_the_directory(db, tmp_path, capsys):
+    pool = write_pool(tmp_path / "p.csv", 6)
+    out = tmp_path / "out" / "x.json"  # written from a DataFrame
+    assert main(["--db", db, "worklist", str(pool), "--table", "--format", "json", "--output", str(out)]) == 0
+    assert len(json.loads(out.read_text())) > 0
+    streamed = tmp_path / "streamed" / "deeper" / "x.csv"  # streamed from the query
+    assert main(["--db", db, "worklist", "--table", "--format", "csv", "--output", str(streamed)]) == 0
+    assert len(pd.read_csv(streamed)) == len(json.loads(out.read_text()))
+    capsys.readouterr()
+
+
+def test_run_output_creates_the_directory(db, tmp_path, capsys):
+    pool = write_pool(tmp_path / "p.csv", 6)
+    assert main(["run", str(pool), "--db", db, "--output", str(tmp_path / "out" / "worklist-{run_id}.csv"),
+                 "--format", "json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    written = tmp_path / "out" / f"worklist-{record['run_id']}.csv"
+    assert record["output"] == str(written)
+    assert len(pd.read_csv(written)) == record["items_created"] > 0
+    # A path under a file is refused before the run starts.
+    (tmp_path / "afile").write_text("")
+    assert main(["run", str(pool), "--db", db, "--output", str(tmp_path / "afile" / "sub" / "w.csv")]) == 2
+    assert "afile is not a directory" in capsys.readouterr().err
