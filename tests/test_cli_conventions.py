@@ -149,3 +149,16 @@ def test_run_output_creates_the_directory(db, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     assert main(["run", str(pool), "--db", db, "--output", str(tmp_path / "afile" / "sub" / "w.csv")]) == 2
     assert "afile is not a directory" in capsys.readouterr().err
+
+
+# 5. Log lines carry a timestamp.
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_log_lines_are_timestamped(db, tmp_path):
+    pool = write_pool(tmp_path / "p.csv", 6)
+    proc = l2rules("run", str(pool), "--db", db, "-v")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "l2rules.runs" in line]
+    assert lines, proc.stderr
+    for line in lines:
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) l2rules\.runs: ", line), line
