@@ -199,7 +199,9 @@ def require_migrated(db: DB = None, *, create: bool = False) -> Engine:
 def _where_hint(engine: Engine) -> str:
     # A relative SQLite URL names a file in the current directory: the usual mistake of a cron job.
     database = engine.url.database or ""
-    return "" if sqlite_file(engine) is None or Path(database).is_absolute() else " (a relative sqlite:/// path is read from the current directory)"
+    if sqlite_file(engine) is None or Path(database).is_absolute():
+        return ""
+    return " (a relative sqlite:/// path is read from the current directory)"
 
 
 def _first_line(exc: BaseException) -> str:

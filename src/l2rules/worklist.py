@@ -226,7 +226,8 @@ def _pipeline_worklist(engine: sa.Engine, pool_ids: list[int] | None, when: dt.d
                     answer["science"].add((asn.asn_type, member["expname"], asn.filename, asn.asn_rule))
     rows = []
     for item in table.to_dict("records"):
-        answer = answers.get((item["pool"], exposure_stem(item["filename"]).lower()), {"exptype": set(), "science": set()})
+        answer = answers.get((item["pool"], exposure_stem(item["filename"]).lower()),
+                             {"exptype": set(), "science": set()})
         science = sorted(answer["science"])
 
         def joined(i: int) -> str | None:
