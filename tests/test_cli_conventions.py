@@ -3,6 +3,7 @@ the command, --from/--to, output directories created, timestamped log lines."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -16,7 +17,13 @@ import pytest
 from l2rules import catalog
 from l2rules.cli import build_parser, main
 
+from .conftest import REPO
 from .runs_helpers import write_pool
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
 
 
 def l2rules(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -162,3 +169,21 @@ def test_log_lines_are_timestamped(db, tmp_path):
     assert lines, proc.stderr
     for line in lines:
         assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) l2rules\.runs: ", line), line
+
+
+# 6. The code passes its lint, and CI runs it before the tests.
+
+def test_ci_lints_before_the_tests_with_ruff_from_the_dev_extra():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "-e '.[dev]'" in ci
+    assert 0 < ci.index("ruff check") < ci.index("-m pytest")
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert any(dep.startswith("ruff") for dep in pyproject["project"]["optional-dependencies"]["dev"])
+    assert pyproject["tool"]["ruff"]["line-length"] == 120
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff not installed (pip install -e '.[dev]')")
+def test_ruff_check_passes():
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(REPO)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
