@@ -468,7 +468,8 @@ def machine() -> str:
             versions.append(f"{module} {__import__(module).__version__}")
         except ImportError:
             pass
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}; " + ", ".join(versions)
+    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}; "
+            + ", ".join(versions))
 
 
 def table(results: dict, order: list[str]) -> str:
@@ -513,7 +514,8 @@ def targets(results: dict, incremental: dict, batch: int) -> str:
             check(mine <= theirs, f"{one:,} rows, {name}: {mine:.1f} s = {mine / theirs:.2f} x {base} "
                                   f"({theirs:.1f} s; target <= 1.0)")
             if label == "SQLite":
-                check(rss(one, name) <= 400, f"{one:,} rows, {name}: peak RSS {rss(one, name):,.0f} MB (target <= 400 MB)")
+                check(rss(one, name) <= 400,
+                      f"{one:,} rows, {name}: peak RSS {rss(one, name):,.0f} MB (target <= 400 MB)")
         for big in sizes:
             if big < 10 * one:
                 continue

@@ -84,7 +84,8 @@ def releases(pools_dir: Path, fixtures: Path, engine) -> bool:
     for name, t in totals.items():
         pct = lambda a, b: 100.0 * a / b if b else 100.0  # noqa: E731
         print(f"{name:<9} {as_of[STANDS_FOR.get(name, name)]!s:<12} {t['exposures_agree']:>5}/{t['exposures']:<5} "
-              f"{pct(t['exposures_agree'], t['exposures']):6.1f}%   {t['associations_exact']:>4}/{t['associations']:<4} "
+              f"{pct(t['exposures_agree'], t['exposures']):6.1f}%   "
+              f"{t['associations_exact']:>4}/{t['associations']:<4} "
               f"{pct(t['associations_exact'], t['associations']):6.1f}%   {t['made']:>5}")
         ok &= t["exposures_agree"] == t["exposures"] and t["associations_exact"] == t["associations"] == t["made"]
     return ok
@@ -95,7 +96,8 @@ def main() -> int:
     ap.add_argument("--pools", default=str(HERE / "samples/pools"), help="directory of pools (*.csv)")
     ap.add_argument("--refs", default=str(HERE / "tests/data/reference"), help="directory of references")
     ap.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary directory)")
-    ap.add_argument("--skip-bad", action="store_true", help="load with --skip-bad (rows the loader refuses are left out)")
+    ap.add_argument("--skip-bad", action="store_true",
+                    help="load with --skip-bad (rows the loader refuses are left out)")
     ap.add_argument("--cli", action="store_true", help="also time `l2rules asn` on the largest pool")
     ap.add_argument("--releases", nargs="?", const=str(HERE / "tests/data/releases"), metavar="DIR",
                     help="agreement per pipeline release with the per-release fixtures (default DIR: "

@@ -4,7 +4,9 @@ than 1.9.1, whose association Main has no `Main.cli` classmethod yet (it came wi
 `Main(args)` itself parses the arguments, generates, and keeps `.associations`, which is what `cli`
 returns later.  Newer releases are left as they are.  Same arguments as the oracle.
 """
-import os, runpy, sys
+import os
+import runpy
+import sys
 
 ORACLE = os.environ.get("JWST_ORACLE", "/work/shared/tools/jwst_oracle.py")
 from jwst.associations.main import Main  # noqa: E402

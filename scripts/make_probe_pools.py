@@ -29,7 +29,8 @@ def base(name, exp_type, **where):
 n = [0]
 def row(b, **kw):
     n[0] += 1
-    r = dict(b); r.update({k: str(v) for k, v in kw.items()})
+    r = dict(b)
+    r.update({k: str(v) for k, v in kw.items()})
     r["filename"] = f"jw_{n[0]:05d}_uncal.fits"
     return r
 def write(name, head, rows):
@@ -41,10 +42,12 @@ C1 = "[('o001', 'observation')]"
 # P1: MIRI LRS with TA confirms in various positions
 head, lrs = base("pool_007_spec_miri", "mir_lrs-fixedslit")
 for variant, order in {"ta_first": "TSB", "ta_last": "SBT", "ta_middle": "STSB", "two_ta_first": "TTSB"}.items():
-    n[0] = 0; rows = []
+    n[0] = 0
+    rows = []
     for i, ch in enumerate(order):
         if ch == "T":
-            rows.append(row(lrs, exp_type="mir_taconfirm", pntgtype="target_acquisition", asn_candidate=C1, obs_id=lrs["obs_id"] if i == 0 else lrs["obs_id"][:-1] + "9"))
+            rows.append(row(lrs, exp_type="mir_taconfirm", pntgtype="target_acquisition", asn_candidate=C1,
+                            obs_id=lrs["obs_id"] if i == 0 else lrs["obs_id"][:-1] + "9"))
         elif ch == "S":
             rows.append(row(lrs, asn_candidate=C1, bkgdtarg="f"))
         else:

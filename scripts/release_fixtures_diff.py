@@ -13,7 +13,11 @@ Exposures compare (filename, selected, asn_types) per pool row; the count is the
     python3 scripts/release_fixtures_diff.py --base tests/data/reference   # a directory as base
     python3 scripts/release_fixtures_diff.py --show 2.0.1 --base-version 3.0.0  # list differences
 """
-import argparse, csv, json, os, sys
+import argparse
+import csv
+import json
+import os
+import sys
 from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -109,7 +113,8 @@ def main():
             da, de, _ = compare(data[v], data[prev])
             print(f"| {v} | {prev} | {da} | {de} |")
         return 0
-    print(f"| release | pools run | Level 2b asns | asns differing from {base_label} | exposures differing from {base_label} |")
+    print(f"| release | pools run | Level 2b asns | asns differing from {base_label} "
+          f"| exposures differing from {base_label} |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for v in versions:
         d = data[v]

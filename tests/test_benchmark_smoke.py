@@ -41,9 +41,10 @@ def test_benchmark_smoke(tmp_path):
     assert "l2rules-sqlite-csv" in ran and ran["l2rules-sqlite-csv"] == ran["l2rules-sqlite"], proc.stdout
     # the targets are printed, each met or not, with its figure
     assert re.search(r"^targets:$", proc.stdout, re.M), proc.stdout
-    assert re.search(r"^  (met    |NOT MET)  1,000 rows, l2rules-sqlite: [\d.]+ s = [\d.]+ x duckdb", proc.stdout, re.M) \
-        or "duckdb" not in contenders, proc.stdout
-    assert re.search(r"^  (met    |NOT MET)  incremental 100 rows, l2rules-sqlite: [\d.]+ s", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^  (met    |NOT MET)  1,000 rows, l2rules-sqlite: [\d.]+ s = [\d.]+ x duckdb",
+                     proc.stdout, re.M) or "duckdb" not in contenders, proc.stdout
+    assert re.search(r"^  (met    |NOT MET)  incremental 100 rows, l2rules-sqlite: [\d.]+ s",
+                     proc.stdout, re.M), proc.stdout
     assert "# machine:" in proc.stdout
     # the pool is deterministic: a second generation gives the same bytes
     sys.path.insert(0, str(BENCH.parent))

@@ -246,7 +246,8 @@ def test_cli_load_method(db, capsys):
 
 
 def test_sqlite_writer_process_reports_a_decline(tmp_path, sqlite_template):
-    """``python -m l2rules.inventory.columnar`` answers with one JSON line; a declined file leaves the catalog as it was."""
+    """``python -m l2rules.inventory.columnar`` answers with one JSON line; a declined file leaves the catalog
+    as it was."""
     path = tmp_path / "catalog.db"
     shutil.copy(sqlite_template, path)
     pool = tmp_path / "bad.csv"
@@ -299,7 +300,8 @@ def test_dataframe_bulk_path_stores_what_the_row_loader_stores(db, twin_db):
     assert [tuple(r) for r in rows] == [
         ("jw8_a_uncal.fits", "NRC_IMAGE", True, "1234", 'NGC "1", core',
          {"date_obs": "2026-01-01T00:00:00.000", "my_note": 'say "hi"\there', "ratio": "0.5"}),
-        ("jw8_b_uncal.fits", "NRC_CORON", None, None, "\u00e9toile", {"date_obs": None, "my_note": "caf\u00e9", "ratio": None}),
+        ("jw8_b_uncal.fits", "NRC_CORON", None, None, "\u00e9toile",
+         {"date_obs": None, "my_note": "caf\u00e9", "ratio": None}),
         ("jw8_c_uncal.fits", "MIR_IMAGE", False, "5", None,
          {"date_obs": "2026-01-02T03:04:05.500", "my_note": None, "ratio": "2"}),
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -34,7 +33,8 @@ def test_rules_list_csv_and_filters(db, capsys):
     assert main(["--db", db, "rules", "list", "--instrument", "fgs", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 11 and {r["instrument"] for r in rows} == {"FGS"}
-    assert main(["--db", db, "rules", "list", "--as-of", "2019-01-01", "--exp-type", "nrc_grism", "--format", "json"]) == 0
+    assert main(["--db", db, "rules", "list", "--as-of", "2019-01-01", "--exp-type", "nrc_grism",
+                 "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["level2b"] is True
 
 

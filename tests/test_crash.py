@@ -130,7 +130,8 @@ def test_bulk_writer_dies_with_its_parent_and_commits_nothing(tmp_path, sqlite_t
 
 def _writer(db_path: Path, pool: Path, parent: int) -> subprocess.Popen:
     """The SQLite writer started by hand, told that ``parent`` started it, its stdin a pipe."""
-    return subprocess.Popen([sys.executable, "-m", "l2rules.inventory.columnar", "load", str(db_path), str(pool), pool.name],
+    return subprocess.Popen([sys.executable, "-m", "l2rules.inventory.columnar", "load", str(db_path), str(pool),
+                             pool.name],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "L2RULES_BULK_PARENT": str(parent)})
 

@@ -144,7 +144,7 @@ BAD: list[Bad] = [
     Bad("41-character candidate id", _pool(f"jw10_b_uncal.fits|MIR_IMAGE|[('{'o' * 41}', 'observation')]|1\n"), 3,
         "ASN_CANDIDATE", "longer than 40 characters", skip=(1, [(3, "ASN_CANDIDATE")])),
     Bad("NUL under a 70-character column name",
-        _pool(f"jw10_b_uncal.fits|MIR_IMAGE|||\x00\n", header=HEADER.replace("|PROGRAM", f"|PROGRAM|{'L' * 70}"),
+        _pool("jw10_b_uncal.fits|MIR_IMAGE|||\x00\n", header=HEADER.replace("|PROGRAM", f"|PROGRAM|{'L' * 70}"),
               good=GOOD_ROW.replace("\n", "|x\n")),
         3, "L" * 70 + " (charact\u2026", "control character U+0000", skip=(1, [(3, "L" * 70 + " (charact\u2026")])),
     # --- DataFrames

@@ -104,7 +104,8 @@ def test_identical_repeated_rows_are_collapsed(db, tmp_path):
 
 BAD_INPUTS = {
     "missing_filename": (b"EXP_TYPE|PROGRAM\nNRC_IMAGE|1\n", 1, "FILENAME", "missing required column FILENAME"),
-    "missing_exp_type": (b"# c\nFILENAME|PROGRAM\njw_a_uncal.fits|1\n", 2, "EXP_TYPE", "missing required column EXP_TYPE"),
+    "missing_exp_type": (b"# c\nFILENAME|PROGRAM\njw_a_uncal.fits|1\n", 2, "EXP_TYPE",
+                         "missing required column EXP_TYPE"),
     "wrong_field_count": (b"FILENAME|EXP_TYPE|PROGRAM\njw_a_uncal.fits|NRC_IMAGE|1\njw_b_uncal.fits|NRC_IMAGE\n",
                           3, "3", "wrong number of fields: 2, the header has 3"),
     "not_utf8": (b"FILENAME|EXP_TYPE|TARGNAME\njw_a_uncal.fits|NRC_IMAGE|ok\njw_b_uncal.fits|NRC_IMAGE|caf\xe9\n",
@@ -112,7 +113,8 @@ BAD_INPUTS = {
     "empty_file": (b"", None, None, "empty file: no header line"),
     "only_comments": (b"# nothing here\n#\n", None, None, "empty file: no header line"),
     "conflicting_duplicate": (b"FILENAME|EXP_TYPE\njw_a_uncal.fits|NRC_IMAGE\njw_a_uncal.fits|NRC_CORON\n",
-                              3, "FILENAME", "duplicate exposure jw_a_uncal.fits (first at line 2) with conflicting values"),
+                              3, "FILENAME",
+                              "duplicate exposure jw_a_uncal.fits (first at line 2) with conflicting values"),
     "bad_candidate": (b"FILENAME|EXP_TYPE|ASN_CANDIDATE\njw_a_uncal.fits|NRC_IMAGE|[('o001', 'observation')\n",
                       2, "ASN_CANDIDATE", "cannot read ASN_CANDIDATE"),
     "empty_exp_type": (b"FILENAME|EXP_TYPE\njw_a_uncal.fits|null\n", 2, "EXP_TYPE", "EXP_TYPE is empty"),

@@ -294,7 +294,8 @@ def test_cli_exit_codes(db, tmp_path, capsys):
     # 2: bad input, before anything is recorded, or while loading (then recorded as failed).
     assert main(["--db", db, "run", str(tmp_path / "missing.csv")]) == 2
     assert main(["--db", db, "run", "--inventory-dir", str(tmp_path / "nodir")]) == 2
-    assert main(["--db", db, "run", pool, "--output", str(tmp_path / "no" / "dir" / "x.csv")]) == 2
+    # (a missing --output directory is created; a path under a file cannot be)
+    assert main(["--db", db, "run", pool, "--output", str(tmp_path / "p.csv" / "dir" / "x.csv")]) == 2
     bad = tmp_path / "bad.csv"
     bad.write_text("FILENAME|EXP_TYPE\njw1_a_uncal.fits|\n")
     assert main(["--db", db, "run", str(bad), "--format", "json"]) == 2

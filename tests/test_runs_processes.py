@@ -40,7 +40,8 @@ def _hold(stage, marker, seconds=60):
 
 
 def test_two_runs_started_together_never_make_an_item_twice(db, tmp_path):
-    """Two processes at the same moment: one works, the other exits 5 at once; with --wait it waits, then finds nothing."""
+    """Two processes at the same moment: one works, the other exits 5 at once; with --wait it waits, then finds
+    nothing."""
     pool = str(write_pool(tmp_path / "p.csv", 300))
     # Each run holds the lock for two seconds after loading, so the two surely overlap.
     env = {"L2RULES_RUN_HOLD": "loaded", "L2RULES_RUN_HOLD_SECONDS": "2"}
@@ -65,7 +66,8 @@ def test_two_runs_started_together_never_make_an_item_twice(db, tmp_path):
 
 
 def test_many_runs_racing_without_holds(db, tmp_path):
-    """Six processes on the same inputs, no artificial delay: whatever the interleaving, no duplicate and no deadlock."""
+    """Six processes on the same inputs, no artificial delay: whatever the interleaving, no duplicate and no
+    deadlock."""
     pools = [str(write_pool(tmp_path / f"p{i}.csv", 200, prefix=f"jw{i}")) for i in range(3)]
     procs = [spawn(db, "run", *pools, "--wait", "60") for _ in range(6)]
     codes = [p.wait(timeout=180) for p in procs]

@@ -187,7 +187,8 @@ def test_current_worklist_shows_which_items_runs_made(db, tmp_path):
     made = run(None, db)
     with get_engine(db).connect() as conn:
         after = conn.execute(query).all()
-    assert all(r.work_item_id is not None and r.item_up_to_date and r.item_revision == _published_revision(db) for r in after)
+    assert all(r.work_item_id is not None and r.item_up_to_date and r.item_revision == _published_revision(db)
+               for r in after)
     bump_rules(db, "T001", "NRC_IMAGE", asn_type="wfs-image2")
     with get_engine(db).connect() as conn:
         changed = conn.execute(query).all()

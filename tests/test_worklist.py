@@ -102,7 +102,8 @@ def test_unknown_exp_type_is_unmatched_not_dropped(db, tmp_path):
 
 
 def test_not_processed_and_condition_reasons(db, pool_path):
-    every = worklist(db, source="table", pools=[pool_path("pool_018_all_exptypes.csv")], include_all=True).set_index("exp_type")
+    every = worklist(db, source="table", pools=[pool_path("pool_018_all_exptypes.csv")],
+                     include_all=True).set_index("exp_type")
     assert every.loc["NRC_DARK", "reason"] == "rule NRC_DARK says not processed"
     assert every.loc["NRS_LAMP", "reason"] == "rule NRS_LAMP condition failed: lamp present"
 

@@ -70,6 +70,6 @@ def pool(args: argparse.Namespace) -> int:
         print(f"l2rules: skipped {error}", file=sys.stderr)
     count = made.write(args.output)
     if args.output:
-        print(f"{count} exposures written to {args.output}" + (f" ({len(errors)} bad files left out)" if errors else ""),
-              file=sys.stderr)
+        left_out = f" ({len(errors)} bad files left out)" if errors else ""
+        print(f"{count} exposures written to {args.output}{left_out}", file=sys.stderr)
     return 0

@@ -36,7 +36,8 @@ def add_commands(sub) -> None:
                    help="write the run's new work items to PATH ('{run_id}' is replaced by the run's id); "
                         "written only when there are some")
     p.add_argument("--output-format", choices=outputs.FORMATS,
-                   help=f"format of --output (default: from its suffix, {', '.join(outputs.OUTPUT_SUFFIXES)}; else csv)")
+                   help=f"format of --output (default: from its suffix, {', '.join(outputs.OUTPUT_SUFFIXES)}; "
+                        "else csv)")
     p.add_argument("--format", choices=("table", "csv", "json"), default=None,
                    help="print the run record in this format (default: print nothing)")
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")

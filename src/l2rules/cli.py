@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 import sqlalchemy as sa
 
@@ -31,13 +32,40 @@ def _formats(parser: argparse.ArgumentParser, printable_only: bool = False) -> N
 def _as_of(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--as-of", metavar="DATE", help="use the rules in force on DATE (YYYY-MM-DD)")
-    group.add_argument("--version", metavar="REV", help="use the rules of catalog version REV")
+    group.add_argument("--catalog-version", dest="catalog_version", metavar="REV",
+                       help="use the rules of catalog version REV (a revision, as `rules versions` lists)")
     group.add_argument("--pipeline", metavar="RELEASE",
                        help="use the rules of jwst pipeline release RELEASE (e.g. 1.16.1; see `rules releases`)")
 
 
 def _point(args: argparse.Namespace) -> dict:
-    return {"as_of": args.as_of, "version": args.version, "pipeline": args.pipeline}
+    return {"as_of": args.as_of, "version": args.catalog_version, "pipeline": args.pipeline}
+
+
+def _global_options(parser: argparse.ArgumentParser, default=None) -> None:
+    """--db and -v, on the program and on every (sub)command, so that they may come before or after it."""
+    parser.add_argument("--db", metavar="URL", default=default,
+                        help="database URL (sqlite:///file.db, postgresql://...)")
+    parser.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
+                        help="log more (-vv for SQL)")
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A (sub)command's parser: it takes the global options too, with no default of its own
+    (argparse.SUPPRESS), so that ``l2rules --db URL worklist`` keeps the URL given before the command."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        _global_options(self, default=argparse.SUPPRESS)
+
+
+def program_version() -> str:
+    try:
+        return metadata.version("l2rules")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        from . import __version__
+
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,15 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="The JWST Level 2b rules as a SQL catalog, and the work lists that come from it.",
         epilog="Database: --db URL, else $L2RULES_DATABASE_URL, else sqlite:///l2rules.db.",
     )
-    parser.add_argument("--db", metavar="URL", help="database URL (sqlite:///file.db, postgresql://...)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for SQL)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {program_version()}",
+                        help="print the program's version and exit")
+    _global_options(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
 
     sub.add_parser("init", help="create the catalog or upgrade it to the latest revision (safe to rerun)")
 
     rules = sub.add_parser("rules", help="the rules catalog: list, show, history, diff, check, revision")
     rsub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
-    p = rsub.add_parser("list", help="the rules in force (now, or --as-of DATE / --version REV)")
+    p = rsub.add_parser("list", help="the rules in force (now, or --as-of DATE / --catalog-version REV)")
     p.add_argument("--exp-type", help="only this EXP_TYPE")
     p.add_argument("--instrument", help="only this instrument (NIRCam, MIRI, NIRSpec, NIRISS, FGS)")
     _as_of(p)
@@ -75,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     _formats(p, printable_only=True)
     p = rsub.add_parser("releases", help="the jwst pipeline releases the catalog can answer for")
     _formats(p, printable_only=True)
-    p = rsub.add_parser("rows", help="the rows of one rules table in force (now, --as-of, --version, --pipeline)")
+    p = rsub.add_parser("rows", help="the rows of one rules table in force (now, --as-of, --catalog-version, "
+                                      "--pipeline)")
     p.add_argument("table", help="rule, asn_rule, asn_condition, ... (see `rules tables`)")
     _as_of(p)
     _formats(p, printable_only=True)
@@ -83,8 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     _formats(p, printable_only=True)
     p = rsub.add_parser("diff", help="rows of every rules table added, removed and changed between two points "
                                       "(dates, revisions or pipeline releases)")
-    p.add_argument("from_point", metavar="FROM")
-    p.add_argument("to_point", metavar="TO")
+    p.add_argument("--from", dest="from_point", metavar="A", help="date, catalog revision or pipeline release")
+    p.add_argument("--to", dest="to_point", metavar="B", help="date, catalog revision or pipeline release")
+    # The older positional form `rules diff A B`, still accepted (not shown in the help).
+    p.add_argument("from_positional", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("to_positional", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--table", action="append", help="only this rules table (repeatable)")
     _formats(p, printable_only=True)
     p = rsub.add_parser("check", help="exit 4, naming the rows, if the database and any seed file disagree")
@@ -266,11 +299,28 @@ def _rules(args: argparse.Namespace, db) -> int:
     return 0
 
 
+def _end_points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``rules diff``: --from A --to B, or the older positional A B (not both, and both ends)."""
+    positional = [v for v in (args.from_positional, args.to_positional) if v is not None]
+    options = [v for v in (args.from_point, args.to_point) if v is not None]
+    if positional and options:
+        parser.error("rules diff: give the end points as --from A --to B (or as A B), not both ways")
+    if positional:
+        if len(positional) != 2:
+            parser.error("rules diff: give both end points: --from A --to B")
+        args.from_point, args.to_point = positional
+    elif len(options) != 2:
+        parser.error("rules diff: the following arguments are required: --from, --to")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "rules" and args.rules_command == "diff":
+        _end_points(parser, args)
     level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
     if args.verbose >= 2:
         logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
     try:

@@ -226,7 +226,9 @@ def _head_from_files() -> str | None:
 def _where_hint(engine: Engine) -> str:
     # A relative SQLite URL names a file in the current directory: the usual mistake of a cron job.
     database = engine.url.database or ""
-    return "" if sqlite_file(engine) is None or Path(database).is_absolute() else " (a relative sqlite:/// path is read from the current directory)"
+    if sqlite_file(engine) is None or Path(database).is_absolute():
+        return ""
+    return " (a relative sqlite:/// path is read from the current directory)"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -71,6 +71,13 @@ def render(frame: pd.DataFrame, fmt: str = "table") -> str:
     raise L2RulesError(f"format {fmt!r} cannot be printed; choose one of {', '.join(FORMATS)}")
 
 
+def make_parent(output: str | Path) -> Path:
+    """``output`` as a Path, its directory created if missing (as ``asn --output`` creates its own)."""
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def write(frame: pd.DataFrame, fmt: str = "table", output: str | Path | None = None,
           stream: TextIO | None = None) -> None:
     """Write ``frame`` to ``output`` (a path) or to ``stream`` (stdout by default)."""
@@ -79,13 +86,13 @@ def write(frame: pd.DataFrame, fmt: str = "table", output: str | Path | None = N
     if fmt == "parquet":
         if output is None:
             raise L2RulesError("--format parquet needs --output PATH")
-        frame.to_parquet(output, index=False)
+        frame.to_parquet(make_parent(output), index=False)
         return
     text = render(frame, fmt)
     if output is None:
         (stream or sys.stdout).write(text)
     else:
-        Path(output).write_text(text)
+        make_parent(output).write_text(text)
 
 
 def to_frame(result: sa.engine.Result, columns: list[str] | None = None) -> pd.DataFrame:
@@ -165,7 +172,7 @@ def write_result(result: sa.engine.Result, columns: list[str], fmt: str, output:
         return _write_parquet(chunks(), columns, output, booleans, integers)
     if output is None:
         return _write_csv(chunks(), columns, stream or sys.stdout)
-    with open(output, "w", newline="") as fh:
+    with open(make_parent(output), "w", newline="") as fh:
         return _write_csv(chunks(), columns, fh)
 
 
@@ -188,7 +195,7 @@ def _write_parquet(chunks, columns: list[str], output: str | Path | None, boolea
     schema = pa.schema([(name, pa.bool_() if name in booleans else pa.int64() if name in integers else pa.string())
                         for name in columns])
     count = 0
-    with pq.ParquetWriter(output, schema) as writer:
+    with pq.ParquetWriter(make_parent(output), schema) as writer:
         for rows in chunks:
             writer.write_table(pa.Table.from_arrays(
                 [pa.array(list(col), type=field.type) for col, field in zip(zip(*rows), schema)], schema=schema))

@@ -224,4 +224,4 @@ def write_html(data: dict[str, pd.DataFrame], path: str | Path, source: str = ""
 {sections}
 </body></html>
 """
-    Path(path).write_text(page, encoding="utf-8")
+    outputs.make_parent(path).write_text(page, encoding="utf-8")

@@ -208,9 +208,13 @@ def format_for(output: str | Path, fmt: str | None = None) -> str:
 def _check_output(output: str | None) -> None:
     if output is None:
         return
+    # A missing directory is created when the output is written (as `asn --output` does): check now,
+    # before the run, that the nearest one that exists is a directory it can be created in.
     parent = Path(output.replace("{run_id}", "0")).resolve().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
     if not parent.is_dir():
-        raise InventoryError(output, None, None, f"output directory {parent} does not exist")
+        raise InventoryError(output, None, None, f"{parent} is not a directory")
     if not os.access(parent, os.W_OK):
         raise InventoryError(output, None, None, f"output directory {parent} is not writable")
 

@@ -46,8 +46,8 @@ import sqlalchemy as sa
 from .. import schema
 from ..config import L2RulesError
 from .poolformat import (
-    BOM, CONTROL, MAX_CANDIDATE, MAX_EXP_TYPE, MAX_FILENAME, NULL_FORMS, REQUIRED_COLUMNS, TemplateRow, column_names, find_header, flag, line_body,
-    parse_candidates, split_header,
+    BOM, CONTROL, MAX_CANDIDATE, MAX_EXP_TYPE, MAX_FILENAME, NULL_FORMS, REQUIRED_COLUMNS, TemplateRow, column_names,
+    find_header, flag, line_body, parse_candidates, split_header,
 )
 from .store import (
     INSERT_COLUMNS, PG_NEW_IDS, TRUNCATE_WAL_AFTER, DeferredIndexes, LoadResult, finish_load, progress_bar,

@@ -65,7 +65,8 @@ class FitsFileError(InventoryError):
 
 @dataclass
 class Options:
-    """Values of the non-header columns (mkpool's ``--asn-candidate``, ``--dms-note``, ``--is-imprt``, ``--pntgtype``)."""
+    """Values of the non-header columns (mkpool's ``--asn-candidate``, ``--dms-note``, ``--is-imprt``,
+    ``--pntgtype``)."""
 
     asn_candidate: str | list | None = None
     dms_note: str = ""

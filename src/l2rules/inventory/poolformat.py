@@ -103,7 +103,8 @@ def parse_candidates(text: str | None) -> list[tuple[str, str]]:
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise ValueError(f"cannot read ASN_CANDIDATE {echo(text)!r}: expected a list like [('o001', 'observation')]") from None
+        raise ValueError(f"cannot read ASN_CANDIDATE {echo(text)!r}: "
+                         "expected a list like [('o001', 'observation')]") from None
     if isinstance(value, int) and not isinstance(value, bool):
         return [(str(value), "unknown")]
     if isinstance(value, tuple):

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from .. import schema
 from ..outputs import gc_paused
 from .poolformat import (
-    MAX_CANDIDATE, MAX_EXP_TYPE, MAX_FILENAME, NULL_FORMS, NULLS, REQUIRED_COLUMNS, InventoryError, SourceTable, TemplateRow, column_names, echo,
-    exposure_stem, flag, parse_candidates, too_long,
+    MAX_CANDIDATE, MAX_EXP_TYPE, MAX_FILENAME, NULL_FORMS, NULLS, REQUIRED_COLUMNS, InventoryError, SourceTable,
+    TemplateRow, column_names, echo, exposure_stem, flag, parse_candidates, too_long,
 )
 from .store import (
     CANDIDATE_COLUMNS, EXPOSURE_COLUMNS, INSERT_COLUMNS, PG_NEW_IDS, TEXT_COLUMNS, TRUNCATE_WAL_AFTER,
@@ -113,7 +113,8 @@ class RowConverter:
             if previous[1] == fingerprint:
                 return None
             raise InventoryError(source, number, "FILENAME",
-                                 f"duplicate exposure {echo(filename)} (first at line {previous[0]}) with conflicting values",
+                                 f"duplicate exposure {echo(filename)} (first at line {previous[0]}) "
+                                 "with conflicting values",
                                  raw)
         candidates = []
         if self.i_candidate is not None:
@@ -240,7 +241,8 @@ class RowWriter:
             differs.append("json(extra) IS NOT json(?)")
         self.update_sql = (f"UPDATE exposure SET version = version + CASE WHEN {' OR '.join(differs)} "
                            f"THEN 1 ELSE 0 END, withdrawn_at = NULL, {sets} WHERE id = {mark}")
-        self.cand_sql = f"INSERT INTO exposure_candidate ({', '.join(CANDIDATE_COLUMNS)}) VALUES ({', '.join([mark] * 4)})"
+        self.cand_sql = (f"INSERT INTO exposure_candidate ({', '.join(CANDIDATE_COLUMNS)}) "
+                         f"VALUES ({', '.join([mark] * 4)})")
         self.cand_copy_sql = f"COPY exposure_candidate ({', '.join(CANDIDATE_COLUMNS)}) FROM STDIN"
 
     def add(self, number: int, fields: list[str], record: list, candidates: list, fingerprint: int) -> None:
@@ -381,7 +383,8 @@ class RowWriter:
                 continue
             errors.append(InventoryError(
                 self.converter.table.source, number, "FILENAME",
-                f"duplicate exposure {echo(record[2])} (first at line {first}) with conflicting values", "|".join(fields)))
+                f"duplicate exposure {echo(record[2])} (first at line {first}) with conflicting values",
+                "|".join(fields)))
         if errors:
             if not self.skip_bad:
                 raise errors[0]
