@@ -81,7 +81,7 @@ BAD: list[Bad] = [
     Bad("only comments", "only_comments.pool", None, None, "empty file: no header line"),
     Bad("only a BOM and blank lines", "only_bom_and_blank_lines.pool", None, None, "empty file: no header line"),
     Bad("missing file", "no_such_file.pool", None, None, "no such file", bulk=False),
-    Bad("directory", lambda d: d, None, None, "no such file", bulk=False),
+    Bad("directory", lambda d: d, None, None, "no FITS file"),  # a directory is FITS input
     # --- the header
     Bad("no header line", "no_header.pool", 2, "FILENAME", "missing required column FILENAME"),
     Bad("header without FILENAME", "header_without_filename.pool", 1, "FILENAME", "missing required column FILENAME"),
