@@ -246,6 +246,13 @@ def test_a_pool_without_candidates_is_a_clear_error_not_an_empty_list(db, tmp_pa
     with pytest.raises(L2RulesError, match="no ASN_CANDIDATE, TARGETID column.*--table"):
         worklist(db, pools=[pool])
     assert len(worklist(db, pools=[pool], source="table")) == 2
+    # over every loaded pool, such a pool is said (a warning) and its exposures are on no work list
+    inventory.load(POOLS / "pool_002_image_miri.csv", db, progress=False)
+    every = worklist(db, include_all=True)
+    mini = every[every["pool"] == "mini.csv"]
+    assert len(mini) == 2 and not mini["level2b"].any()
+    assert mini["reason"].str.startswith("no ASN_CANDIDATE, TARGETID column").all()
+    assert set(worklist(db)["pool"]) == {"pool_002_image_miri.csv"}
 
 
 def test_two_revisions_of_one_day_are_two_points(db):

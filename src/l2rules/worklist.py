@@ -13,6 +13,7 @@ the exp_type's plain rule (special '').
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from .config import DB, L2RulesError
 from .inventory import load
 from .migrate import require_migrated
 from .outputs import to_frame, write_result
+
+log = logging.getLogger(__name__)
 
 #: Exposure types that are always time series: their Level 2b input is the _rateints product.
 TSO_ALWAYS = ("NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ")
@@ -218,10 +221,11 @@ def _pipeline_worklist(engine: sa.Engine, pool_ids: list[int] | None, when: Poin
                        include_all: bool) -> pd.DataFrame:
     """Every exposure of the pools with the pipeline's answer (the association stages, in SQL) and the
     published table's beside it. Pools are evaluated one by one, in the order given."""
+    strict = pool_ids is not None  # pools asked for by name must be ones the pipeline can read
     if pool_ids is None:
         with engine.connect() as conn:
             pool_ids = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())
-    frames = [_pool_answers(engine, pool_id, when, include_all) for pool_id in pool_ids]
+    frames = [_pool_answers(engine, pool_id, when, include_all, strict) for pool_id in pool_ids]
     columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     text = [c for c in frame.columns if c not in ("source_line", "level2b", "table_level2b")]
@@ -229,7 +233,8 @@ def _pipeline_worklist(engine: sa.Engine, pool_ids: list[int] | None, when: Poin
     return frame
 
 
-def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_all: bool) -> pd.DataFrame:
+def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_all: bool,
+                  strict: bool = True) -> pd.DataFrame:
     from .association import REQUIRED_POOL_COLUMNS, associations
 
     e, p = schema.exposure, schema.pool
@@ -239,12 +244,15 @@ def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_a
                                       .add_columns(e.c.id.label("exposure_id"))), [*ALL_COLUMNS, "exposure_id"])
         name, columns = conn.execute(sa.select(p.c.name, p.c.columns).where(p.c.id == pool_id)).one()
     missing = [c for c in REQUIRED_POOL_COLUMNS if c not in columns.split("|")]
-    if missing:
-        raise L2RulesError(f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
-                           "Level 2b association from it; `worklist --table` gives the published table's list")
+    unreadable = (f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
+                  "Level 2b association from it") if missing else None
+    if unreadable and strict:
+        raise L2RulesError(unreadable + "; `worklist --table` gives the published table's list")
+    if unreadable:  # one pool of every loaded one: said, and its exposures are on no work list
+        log.warning("%s (its exposures are left out)", unreadable)
     roles: dict[int, set[str]] = {}
     science: dict[int, set[tuple[str, str, str, str]]] = {}
-    for asn in associations(engine, pool_id, as_of=when):
+    for asn in ([] if unreadable else associations(engine, pool_id, as_of=when)):
         for member in asn.members:
             if member["exposure_id"] is None:
                 continue  # a WFSS direct image's level-3 product
@@ -269,8 +277,9 @@ def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_a
                    program=item["program"], obs_num=item["obs_num"], table_level2b=bool(item["level2b"]),
                    table_asn_type=item["asn_type"], table_rule=item["rule"] if item["exptype"] is not None else None)
         if include_all:
-            row.update(level2b=selected, reason=_pipeline_reason(selected, found, member_types, item),
-                       table_reason=item["reason"])
+            reason = unreadable.split(": ", 1)[1] if unreadable else _pipeline_reason(selected, found, member_types,
+                                                                                        item)
+            row.update(level2b=selected, reason=reason, table_reason=item["reason"])
         rows.append(row)
     return pd.DataFrame(rows, columns=PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS)
 
