@@ -221,3 +221,49 @@ def test_explain_shows_the_published_tables_verdict_first(db):
     taslit = association.explain(db, "jw_00009_uncal.fits")
     assert taslit.iloc[0]["rule"] == "published table: no rule" and not bool(taslit.iloc[0]["selected"])
     assert "select it all the same" in taslit.iloc[0]["reason"]
+
+
+def _hostile_pool(tmp_path, program: str):
+    """pool_002 with its PROGRAM replaced by ``program`` on every row."""
+    lines = (POOL_DIR / "pool_002_image_miri.csv").read_text().splitlines()
+    header_at = next(i for i, line in enumerate(lines) if line.lower().startswith("filename"))
+    names = lines[header_at].lower().split("|")
+    column = names.index("program")
+    out = lines[:header_at + 1]
+    for line in lines[header_at + 1:]:
+        fields = line.split("|")
+        if len(fields) == len(names):
+            fields[column] = program
+        out.append("|".join(fields))
+    path = tmp_path / "hostile.csv"
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("program", ["/../../../../tmp/pwned", "99/009", "..", "9 9"])
+def test_asn_writes_nothing_outside_its_output(db, tmp_path, capsys, program):
+    out = tmp_path / "out"
+    (out / "jw").mkdir(parents=True)  # what let `jw/../..` climb out before
+    assert main(["--db", db, "asn", str(_hostile_pool(tmp_path, program)), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "PROGRAM" in err and "cannot name an association file" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*_asn.json")) == []
+
+
+def test_asn_does_not_follow_a_planted_symlink_nor_write_into_a_file(db, tmp_path, capsys):
+    pool = POOL_DIR / "pool_002_image_miri.csv"
+    out = tmp_path / "out"
+    assert main(["--db", db, "asn", str(pool), "--output", str(out)]) == 0
+    capsys.readouterr()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    first = sorted(out.glob("*_asn.json"))[0]
+    first.unlink()
+    first.symlink_to(victim)
+    assert main(["--db", db, "asn", str(pool), "--output", str(out)]) == 2
+    assert "a symbolic link is not followed" in capsys.readouterr().err
+    assert victim.read_text() == "precious"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert main(["--db", db, "asn", str(pool), "--output", str(a_file)]) == 2
+    assert "not a directory" in capsys.readouterr().err and a_file.read_text() == "x"

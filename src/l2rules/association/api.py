@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,14 +120,37 @@ def _science_by(asns: Iterable[Association], key: str) -> dict:
     return science
 
 
+#: What the parts of an association file name may hold (the pipeline's own are digits, and candidate
+#: ids such as o001, c1000, a3001): never a path separator, a dot or anything a shell would expand.
+_NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+
+
 def write_associations(asns: Iterable[Association], output: str | Path) -> list[Path]:
-    """One ``jw<program>-<candidate>_<asn_type>_<seq>_asn.json`` file per association."""
+    """One ``jw<program>-<candidate>_<asn_type>_<seq>_asn.json`` file per association, in ``output``.
+
+    Names are made only from validated parts and written without following symbolic links, so a
+    hostile PROGRAM or candidate id in a pool cannot write outside ``output``.
+    """
     out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise AssociationError(f"--output {output}: not a directory")
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for association in asns:
+        for what, value in (("PROGRAM", association.program), ("candidate id", association.asn_id),
+                            ("asn_type", association.asn_type)):
+            if not _NAME_PART.fullmatch(str(value)):
+                raise AssociationError(f"{association.asn_pool}: {what} {str(value)[:80]!r} cannot name an association "
+                                       "file (letters, digits, '_' and '-' only)")
         path = out / association.filename
-        path.write_text(json.dumps(association.as_dict(), indent=4) + "\n")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            descriptor = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise AssociationError(f"{path}: cannot write it ({exc.strerror}; a symbolic link is not followed)") \
+                from None
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(json.dumps(association.as_dict(), indent=4) + "\n")
         paths.append(path)
     return paths
 
