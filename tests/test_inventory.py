@@ -249,3 +249,14 @@ def test_a_large_load_leaves_statistics_for_the_planner(db, tmp_path, monkeypatc
         else:
             stats = conn.execute(sa.text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'exposure'")).scalar()
             assert stats > 0
+
+
+def test_cr_only_line_ends_are_named_as_such(db, tmp_path):
+    """A file saved with CR line ends (classic Mac OS) reads as one line: said so, not as a garbled column."""
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"FILENAME|EXP_TYPE\rjw1_a_uncal.fits|NRC_IMAGE\rjw1_b_uncal.fits|NRC_IMAGE\r")
+    with pytest.raises(InventoryError, match=r"mac.csv:1: lines end with a CR alone \(classic Mac OS\)") as info:
+        load(path, db, progress=False)
+    assert "\n" not in str(info.value)
+    with get_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM exposure")).scalar() == 0

@@ -230,6 +230,10 @@ def read_file(path: str | Path) -> SourceTable:
     if found is None:
         raise InventoryError(str(path), None, None, "empty file: no header line")
     header_line, header_text = found
+    if line_body(header_text).rstrip("\r").count("\r") and "\n" not in header_text:
+        # the whole file read as one line: its lines end with a CR alone (classic Mac OS)
+        raise InventoryError(str(path), header_line, None, "lines end with a CR alone (classic Mac OS): a pool's "
+                             "lines end with LF or CRLF; convert it, e.g. `tr '\\r' '\\n' < FILE`")
     fields = line_body(header_text).split("|" if "|" in header_text else ",")
     bad = control_error(str(path), header_line, fields, fields, "|" if "|" in header_text else ",")
     if bad is not None:  # before the csv module, which reads a lone CR as a line end
