@@ -90,9 +90,8 @@ BAD: list[Bad] = [
     Bad("two unnamed columns", "two_unnamed_columns.pool", 1, "", "column appears twice (fields 2 and 4)"),
     Bad("not UTF-8 in the header", "not_utf8_in_header.pool", 1, "character 14", "bytes that are not UTF-8"),
     Bad("NUL in the header", "nul_in_header.pool", 1, "PRO\u2400GRAM (character 22)", "control character U+0000"),
-    # The whole file is one line: its first CR is named, within the "column" its text runs into.
-    Bad("CR-only line ends", "cr_only_line_ends.pool", 1, "PROGRAM\u240dJW10_A_UNCAL.FITS (character 40)",
-        "control character U+000D"),
+    # The whole file reads as one line: said so (not as a column its text runs into).
+    Bad("CR-only line ends", "cr_only_line_ends.pool", 1, None, "lines end with a CR alone (classic Mac OS)"),
     Bad("200 KB column name repeated", _pool("", header=f"FILENAME|EXP_TYPE|{'N' * BIG}|{'n' * BIG}\n"), 1,
         "N" * 79 + "\u2026", "column appears twice (fields 3 and 4)"),
     # --- a row

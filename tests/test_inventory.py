@@ -260,3 +260,15 @@ def test_cr_only_line_ends_are_named_as_such(db, tmp_path):
     assert "\n" not in str(info.value)
     with get_engine(db).connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM exposure")).scalar() == 0
+
+
+def test_skip_bad_keeps_a_row_that_is_not_utf8_and_loads_the_rest(db, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"FILENAME|EXP_TYPE\njw1_a_uncal.fits|NRC_IMAGE\njw1_\xff_uncal.fits|NRC_IMAGE\n"
+                     b"jw1_c_uncal.fits|NRC_IMAGE\n")
+    with pytest.raises(InventoryError, match=r"latin1.csv:3: column FILENAME \(character 5\): bytes that are not"):
+        load(path, db, progress=False)
+    result = load(path, db, progress=False, skip_bad=True)
+    assert (result.inserted, result.rejected) == (2, 1)
+    rejected = inventory.rejections(db)
+    assert rejected[["line", "column"]].values.tolist() == [[3, "FILENAME (character 5)"]]

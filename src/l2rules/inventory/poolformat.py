@@ -129,7 +129,9 @@ class SourceTable:
     reread: Callable[[set[int]], dict[int, list[str]]] | None = None
 
 
-def _decoded_lines(path: Path, digest) -> Iterator[tuple[int, str]]:
+def _decoded_lines(path: Path, digest) -> Iterator[tuple[int, str | _NotUtf8]]:
+    """The file's lines, numbered; a line that is not UTF-8 comes as its error (a bad row like any other:
+    it fails the load, or under ``--skip-bad`` is kept as a rejection)."""
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             digest.update(raw)
@@ -139,8 +141,8 @@ def _decoded_lines(path: Path, digest) -> Iterator[tuple[int, str]]:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 before = raw[: exc.start].decode("utf-8", errors="replace")
-                raise _NotUtf8(str(path), number, before,
-                               f"bytes that are not UTF-8 ({raw[exc.start:exc.end]!r})") from None
+                yield number, _NotUtf8(str(path), number, before,
+                                       f"bytes that are not UTF-8 ({raw[exc.start:exc.end]!r})")
 
 
 class _NotUtf8(InventoryError):
@@ -169,6 +171,8 @@ def too_long(text: str, limit: int) -> str | None:
 def find_header(lines: Iterable[tuple[int, str]]) -> tuple[int, str] | None:
     """The header among numbered lines: the first that is neither empty nor a ``#`` comment."""
     for number, text in lines:
+        if isinstance(text, InventoryError):  # bytes that are not UTF-8 before or in the header
+            raise text
         stripped = text.strip()
         if stripped and not stripped.startswith("#"):
             return number, text
@@ -259,20 +263,20 @@ def read_file(path: str | Path) -> SourceTable:
             return InventoryError(str(path), number, None, f"the line cannot be read: {exc}", body)
 
     def rows() -> Iterator[tuple[int, list[str] | InventoryError]]:
-        try:
-            for number, text in lines:
-                fields = split(number, text)
-                if fields is not None:
-                    yield number, fields
-        except _NotUtf8 as exc:
-            raise exc.in_column(header, delimiter) from None
+        for number, text in lines:
+            if isinstance(text, _NotUtf8):
+                yield number, text.in_column(header, delimiter)
+                continue
+            fields = split(number, text)
+            if fields is not None:
+                yield number, fields
         table.sha256 = digest.hexdigest()
 
     def reread(numbers: set[int]) -> dict[int, list[str]]:
         found: dict[int, list[str]] = {}
         last = max(numbers, default=0)
         for number, text in _decoded_lines(path, hashlib.sha256()):
-            if number in numbers:
+            if number in numbers and isinstance(text, str):
                 fields = split(number, text)
                 if isinstance(fields, list):
                     found[number] = fields
