@@ -272,3 +272,14 @@ def test_skip_bad_keeps_a_row_that_is_not_utf8_and_loads_the_rest(db, tmp_path):
     assert (result.inserted, result.rejected) == (2, 1)
     rejected = inventory.rejections(db)
     assert rejected[["line", "column"]].values.tolist() == [[3, "FILENAME (character 5)"]]
+
+
+def test_an_exposure_may_name_at_most_a_thousand_candidates(db, tmp_path):
+    from l2rules.inventory.poolformat import MAX_CANDIDATES
+
+    many = "[" + ", ".join(f"('c{i:04d}', 'background')" for i in range(MAX_CANDIDATES + 1)) + "]"
+    path = tmp_path / "many.csv"
+    path.write_text(f"FILENAME|EXP_TYPE|ASN_CANDIDATE\njw1_a_uncal.fits|NRC_IMAGE|{many}\n")
+    with pytest.raises(InventoryError, match=rf"many.csv:2: column ASN_CANDIDATE: {MAX_CANDIDATES + 1} candidates"):
+        load(path, db, progress=False)
+    assert len(parse_candidates(many.replace("('c0000', 'background'), ", ""))) == MAX_CANDIDATES

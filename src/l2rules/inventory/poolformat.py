@@ -97,6 +97,9 @@ def parse_candidates(text: str | None) -> list[tuple[str, str]]:
     """
     if text is None:
         return []
+    pairs = text.count("(")
+    if pairs > MAX_CANDIDATES:  # counted before parsing: a 50 MB value must not take gigabytes first
+        raise ValueError(f"{pairs} candidates: more than {MAX_CANDIDATES} for one exposure")
     text = text.strip()
     if _LIST.match(text):
         return [(a.lower(), b.lower()) for a, b in _PAIRS.findall(text)]
@@ -161,6 +164,8 @@ REQUIRED_COLUMNS = ("filename", "exp_type")
 #: The longest FILENAME, EXP_TYPE and candidate id or type the catalog's columns hold (``schema``):
 #: PostgreSQL refuses a longer value, SQLite would keep it, so both loaders refuse it first.
 MAX_FILENAME, MAX_EXP_TYPE, MAX_CANDIDATE = 255, 40, 40
+#: The most candidates one exposure may name (the pipeline's pools name a handful).
+MAX_CANDIDATES = 1000
 
 
 def too_long(text: str, limit: int) -> str | None:
