@@ -350,3 +350,33 @@ def test_dataframe_column_of_mixed_types_is_refused_by_name(db):
                           "PROGRAM": [1234, "x"]})
     with pytest.raises(InventoryError, match=r"^mixed: column PROGRAM: values Arrow cannot read as one type"):
         load(mixed, db, name="mixed")
+
+
+def test_a_bulk_load_into_a_locked_sqlite_catalog_is_one_line_exit_3(tmp_path, monkeypatch, capsys):
+    """Another process holds the write lock past the busy timeout: said in one line, nothing loaded."""
+    import subprocess
+    import sys
+
+    from l2rules.cli import main
+
+    db = tmp_path / "locked.db"
+    url = f"sqlite:///{db}"
+    assert main(["--db", url, "init"]) == 0
+    pool = tmp_path / "big.csv"
+    pool.write_text("FILENAME|EXP_TYPE\n" + "".join(f"jw5_{i:06d}_uncal.fits|NRC_IMAGE\n" for i in range(2000)))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+        "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(60)"), str(db)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setenv("L2RULES_SQLITE_BUSY_MS", "300")
+        capsys.readouterr()
+        assert main(["--db", url, "load", "--method", "bulk", str(pool)]) == 3
+        err = capsys.readouterr().err
+        assert "locked by another process" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    monkeypatch.delenv("L2RULES_SQLITE_BUSY_MS")
+    assert main(["--db", url, "load", "--method", "bulk", str(pool)]) == 0

@@ -52,8 +52,17 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
     # WAL lets analysts read while a load writes; foreign keys are off by default in SQLite.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={sqlite_busy_ms()}")
     cur.close()
+
+
+def sqlite_busy_ms() -> int:
+    """How long a SQLite statement waits for another process's write lock before it fails
+    (``L2RULES_SQLITE_BUSY_MS``, default 30 s)."""
+    try:
+        return max(0, int(os.environ.get("L2RULES_SQLITE_BUSY_MS", "30000")))
+    except ValueError:
+        return 30000
 
 
 _engines: dict[str, Engine] = {}

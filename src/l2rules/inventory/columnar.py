@@ -44,7 +44,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .. import schema
-from ..config import L2RulesError
+from ..config import DatabaseError, L2RulesError, sqlite_busy_ms
 from .poolformat import (
     BOM, CONTROL, MAX_CANDIDATE, MAX_EXP_TYPE, MAX_FILENAME, NULL_FORMS, REQUIRED_COLUMNS, TemplateRow, column_names,
     find_header, flag, line_body, parse_candidates, split_header,
@@ -589,7 +589,7 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
     try:
         cursor = connection.cursor()
         try:
-            cursor.execute("PRAGMA busy_timeout = 30000")
+            cursor.execute(f"PRAGMA busy_timeout = {sqlite_busy_ms()}")
             # WAL's recommended level: a commit is durable once checkpointed, never corrupt;
             # FULL would sync the whole load's WAL at commit (a second per million rows).
             cursor.execute("PRAGMA synchronous = NORMAL")
@@ -664,6 +664,11 @@ def _load_sqlite(engine: sa.Engine, arguments: list[str], source: str, progress:
     answer = json.loads(out.strip().splitlines()[-1])
     if "declined" in answer:
         raise NotBulk(answer["declined"])
+    if "error" in answer:
+        if "database is locked" in answer["error"]:
+            raise DatabaseError(f"{source}: the catalog is locked by another process (it waited the busy "
+                                "timeout); nothing was loaded: load again when it is free")
+        raise L2RulesError(f"{source}: the bulk loader failed: {answer['error']}")
     template = [TemplateRow(source, line, "EXP_TYPE", TemplateRow.REASON, raw)
                 for line, raw in answer["template_rows"]]
     result = LoadResult(source, pool_id=answer["pool_id"], rows=answer["rows"], inserted=answer["inserted"],
@@ -872,6 +877,9 @@ def main(argv: list[str] | None = None) -> int:
                   "template_rows": [[e.line, e.raw] for e in result.rejections]}
     except NotBulk as exc:
         answer = {"declined": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - said in one line by the parent; the transaction is rolled back
+        lines = str(exc).strip().splitlines()
+        answer = {"error": f"{type(exc).__name__}: {lines[-1] if lines else ''}"}
     print(json.dumps(answer), flush=True)
     return 0
 
