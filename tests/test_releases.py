@@ -145,14 +145,14 @@ def test_association_rule_change_round_trips_through_a_revision(backend, empty_d
     assert drift.returncode == 4 and "asn_value_set" in drift.stderr and "RATEINTS_ALWAYS nis_ami" in drift.stderr
 
     existing = set((work / "migrations" / "versions").glob("*.py"))
-    made = _run([*l2rules, "rules", "revision", "-m", 'AMI "back" to _rate\\', "--date", "2026-11-01",
+    made = _run([*l2rules, "rules", "revision", "-m", 'AMI """back""" to _rate\\', "--date", "2026-11-01",
                  "--ref", "test"], work, env)
     assert made.returncode == 0, made.stderr
     new = sorted(set((work / "migrations" / "versions").glob("*.py")) - existing)
     assert len(new) == 1 and "asn_value_set" in new[0].read_text() and "'rule':" not in new[0].read_text()
     assert _run([*alembic, "upgrade", "head"], work, env).returncode == 0
     assert _run([*l2rules, "rules", "check"], work, env).returncode == 0
-    assert catalog.versions(empty_db)["summary"].iloc[-1] == 'AMI "back" to _rate\\'
+    assert catalog.versions(empty_db)["summary"].iloc[-1] == 'AMI """back""" to _rate\\'
 
     pool = inventory.load(POOLS / "pool_018_all_exptypes.csv", empty_db, progress=False).pool_id
     names = {m["expname"] for a in association.associations(empty_db, pool) for m in a.members}
