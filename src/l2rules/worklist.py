@@ -175,17 +175,14 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     # Given pools are loaded (a new SQLite catalog is created for them); without, a read that never writes.
     engine = require_migrated(db, create=pools is not None or inventory is not None)
-    if source == "pipeline" and (pools is not None or inventory is not None):
-        # each pool evaluated right after its load, as `asn` does: pools may share FILENAME stems
-        when = resolve_version(engine, as_of, version, pipeline)
-        sources = [*(pools or []), *([inventory] if inventory is not None else [])]
-        frames = [_pipeline_worklist(engine, [load(item, engine, skip_bad=skip_bad).pool_id], when, include_all)
-                  for item in sources]
-        columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    pool_ids, seq = _selected(engine, pools, inventory, skip_bad, as_of, version, pipeline)
     if source == "pipeline":
-        return _pipeline_worklist(engine, pool_ids, seq, include_all)
+        pool_ids = None
+        if pools is not None or inventory is not None:
+            # loaded lazily: each pool evaluated right after its load, as `asn` does (pools may share stems)
+            sources = [*(pools or []), *([inventory] if inventory is not None else [])]
+            pool_ids = (load(item, engine, skip_bad=skip_bad).pool_id for item in sources)
+        return _pipeline_worklist(engine, pool_ids, resolve_version(engine, as_of, version, pipeline), include_all)
+    pool_ids, seq = _selected(engine, pools, inventory, skip_bad, as_of, version, pipeline)
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
         plan_without_jit(conn)
@@ -217,7 +214,7 @@ def write_worklist(output: str | Path | None = None, db: DB = None, *, fmt: str 
                             stream, booleans=("level2b",), integers=("source_line",))
 
 
-def _pipeline_worklist(engine: sa.Engine, pool_ids: list[int] | None, when: Point | None,
+def _pipeline_worklist(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Point | None,
                        include_all: bool) -> pd.DataFrame:
     """Every exposure of the pools with the pipeline's answer (the association stages, in SQL) and the
     published table's beside it. Pools are evaluated one by one, in the order given."""
@@ -235,7 +232,7 @@ def _pipeline_worklist(engine: sa.Engine, pool_ids: list[int] | None, when: Poin
 
 def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_all: bool,
                   strict: bool = True) -> pd.DataFrame:
-    from .association import REQUIRED_POOL_COLUMNS, associations
+    from .association import REQUIRED_POOL_COLUMNS, associations, processing
 
     e, p = schema.exposure, schema.pool
     with engine.connect() as conn:
@@ -250,20 +247,11 @@ def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_a
         raise L2RulesError(unreadable + "; `worklist --table` gives the published table's list")
     if unreadable:  # one pool of every loaded one: said, and its exposures are on no work list
         log.warning("%s (its exposures are left out)", unreadable)
-    roles: dict[int, set[str]] = {}
-    science: dict[int, set[tuple[str, str, str, str]]] = {}
-    for asn in ([] if unreadable else associations(engine, pool_id, as_of=when)):
-        for member in asn.members:
-            if member["exposure_id"] is None:
-                continue  # a WFSS direct image's level-3 product
-            roles.setdefault(member["exposure_id"], set()).add(member["exptype"])
-            if member["exptype"] == "science":
-                science.setdefault(member["exposure_id"], set()).add(
-                    (asn.asn_type, member["expname"], asn.filename, asn.asn_rule))
+    answers = {} if unreadable else processing(associations(engine, pool_id, as_of=when))
     rows = []
     for item in table.to_dict("records"):
-        found = sorted(science.get(item["exposure_id"], ()))
-        member_types = roles.get(item["exposure_id"], set())
+        member_types, science = answers.get(item["exposure_id"], (set(), set()))
+        found = sorted(science)
 
         def joined(i: int) -> str | None:
             return ";".join(sorted({entry[i] for entry in found})) or None

@@ -50,12 +50,12 @@ its first nod).
 from __future__ import annotations
 
 from .api import (DEGRADED_NOTOK, DEGRADED_OK, IMPACT_COLUMNS, Association, associations, asn, impact,
-                  science_by_stem, science_of, write_associations)
+                  processing, science_by_stem, science_of, write_associations)
 from .columns import ACCESSIBLE, DERIVED_COLUMNS, EMPTY, POOL_COLUMNS, REQUIRED_POOL_COLUMNS, AssociationError
 from .explain import EXPLAIN_COLUMNS, explain
 
 __all__ = [
     "ACCESSIBLE", "DEGRADED_NOTOK", "DEGRADED_OK", "DERIVED_COLUMNS", "EMPTY", "EXPLAIN_COLUMNS", "IMPACT_COLUMNS",
     "POOL_COLUMNS", "REQUIRED_POOL_COLUMNS", "Association", "AssociationError", "asn", "associations", "explain",
-    "impact", "science_by_stem", "science_of", "write_associations",
+    "impact", "processing", "science_by_stem", "science_of", "write_associations",
 ]

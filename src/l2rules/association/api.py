@@ -211,7 +211,7 @@ def impact(db: DB, from_point: str, to_point: str, *,
             exposures = conn.execute(sa.select(exposure.c.id, exposure.c.filename, exposure.c.exp_type).where(
                 exposure.c.pool_id == pool_id, exposure.c.withdrawn_at.is_(None))
                 .order_by(exposure.c.source_line)).all()
-        sides = [_processing(associations(engine, pool_id, as_of=point)) for point in points]
+        sides = [_compared(associations(engine, pool_id, as_of=point)) for point in points]
         for exposure_id, filename, exp_type in exposures:
             before, after = (side.get(exposure_id) for side in sides)
             if before == after or (before is None and after is None):
@@ -230,24 +230,30 @@ def impact(db: DB, from_point: str, to_point: str, *,
     return exposures, counts
 
 
-def _processing(asns: list[Association]) -> dict[int, tuple[str, str, str, str]]:
-    """Per exposure (id) on the work list, the science of some association: its asn_types (as science),
-    roles (every member type it has), Level 2b input names and association file names with their rules
-    (as science), each ';'-joined."""
-    roles: dict[int, set[str]] = {}
-    science: dict[int, list[tuple[str, str, str]]] = {}
+def processing(asns: Iterable[Association]) -> dict[int, tuple[set[str], set[tuple[str, str, str, str]]]]:
+    """Per exposure (id) that is a member of some association: the member types it has, and for each
+    association it is the science of, (asn_type, its Level 2b input name, association file, rule).
+
+    The pipeline's answer for one exposure, as the work list and ``impact`` read it.
+    """
+    found: dict[int, tuple[set[str], set[tuple[str, str, str, str]]]] = {}
     for association in asns:
         for member in association.members:
             if member["exposure_id"] is None:
                 continue  # a WFSS direct image's level-3 product, not an exposure
-            roles.setdefault(member["exposure_id"], set()).add(member["exptype"])
+            member_types, science = found.setdefault(member["exposure_id"], (set(), set()))
+            member_types.add(member["exptype"])
             if member["exptype"] == "science":
-                science.setdefault(member["exposure_id"], []).append(
-                    (association.asn_type, member["expname"], f"{association.filename} ({association.asn_rule})"))
+                science.add((association.asn_type, member["expname"], association.filename, association.asn_rule))
+    return found
 
-    def joined(entries, i) -> str:
-        return ";".join(sorted({entry[i] for entry in entries}))
 
-    return {exposure_id: (joined(entries, 0), ";".join(sorted(roles[exposure_id])), joined(entries, 1),
-                          joined(entries, 2))
-            for exposure_id, entries in science.items()}
+def _compared(asns: list[Association]) -> dict[int, tuple[str, str, str, str]]:
+    """Per exposure on the work list (the science of some association): its asn_types, member types, Level
+    2b input names and association files with their rules, each ';'-joined: what ``impact`` compares."""
+    def joined(values) -> str:
+        return ";".join(sorted(set(values)))
+
+    return {exposure_id: (joined(s[0] for s in science), joined(member_types), joined(s[1] for s in science),
+                          joined(f"{s[2]} ({s[3]})" for s in science))
+            for exposure_id, (member_types, science) in processing(asns).items() if science}
