@@ -187,3 +187,33 @@ def test_ruff_check_passes():
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(REPO)], capture_output=True,
                           text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_statement_the_database_cancels_is_exit_6_not_unreachable(postgres, tmp_path):
+    """A statement_timeout (or pg_cancel_backend) is the server answering: its own line and exit code (6)."""
+    import sqlalchemy as sa
+
+    url = postgres.migrated()
+    env = {**os.environ, "PGOPTIONS": "-c statement_timeout=300"}
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as holder:  # the catalog's first read waits on this lock until its timeout
+            holder.execute(sa.text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+            proc = subprocess.run([sys.executable, "-m", "l2rules", "--db", url, "rules", "list"],
+                                  capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    finally:
+        engine.dispose()
+    assert proc.returncode == 6, proc.stderr
+    assert "cancelled by the database" in proc.stderr and "cannot reach" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_is_exit_130_in_one_line(monkeypatch, capsys):
+    import l2rules.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run", interrupted)
+    assert main(["rules", "list"]) == 130
+    assert capsys.readouterr().err.strip() == "l2rules: interrupted; what was under way was rolled back"

@@ -3,7 +3,8 @@
 Exit codes (for cron): 0 success, 1 unexpected error, 2 bad input, 3 database
 unreachable, without a catalog (only the commands that load pools, ``init`` and
 ``run --create`` create one) or not migrated, 4 drift between the database and
-the seed CSV, 5 another ``l2rules run`` is in progress.
+the seed CSV, 5 another ``l2rules run`` is in progress, 6 a statement cancelled by the
+database (``statement_timeout``, a cancel request), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import sqlalchemy as sa
 
 from . import _fits_cli, _runs_cli, association, catalog, inventory, migrate, outputs
 from .worklist import impact, unmatched, worklist, write_worklist
-from .config import DatabaseError, L2RulesError, describe, get_engine
+from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled
 
 log = logging.getLogger("l2rules")
 EXIT_DRIFT = 4
+EXIT_INTERRUPTED = 130
 
 
 def _formats(parser: argparse.ArgumentParser, printable_only: bool = False) -> None:
@@ -329,8 +331,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"l2rules: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except sa.exc.OperationalError as exc:
+        if is_cancelled(exc):  # not "unreachable": the server answered, and stopped the statement
+            print(f"l2rules: error: cancelled by the database: {migrate._first_line(exc)} (a statement_timeout or "
+                  "a cancel request); what the statement did was rolled back", file=sys.stderr)
+            return StatementCancelled.exit_code
         print(f"l2rules: error: {DatabaseError(migrate._first_line(exc))}", file=sys.stderr)
         return DatabaseError.exit_code
+    except KeyboardInterrupt:
+        print("l2rules: interrupted; what was under way was rolled back", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `l2rules worklist | head`
         return 0
 

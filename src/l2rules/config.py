@@ -35,6 +35,18 @@ class DatabaseError(L2RulesError):
     exit_code = 3
 
 
+class StatementCancelled(L2RulesError):
+    """The database answered and stopped a statement (a statement_timeout, a cancel request): not "unreachable"."""
+
+    exit_code = 6
+
+
+def is_cancelled(exc: BaseException) -> bool:
+    """PostgreSQL's query_canceled (SQLSTATE 57014: statement_timeout, pg_cancel_backend), SQLite's interrupt."""
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None) == "57014" or str(orig).strip() == "interrupted"
+
+
 def database_url(db: str | None = None) -> str:
     """Resolve the database URL: explicit argument, then the environment, then the default."""
     url = db or os.environ.get(ENV_VAR) or DEFAULT_URL

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .config import DB, DatabaseError, L2RulesError, describe, get_engine, project_file
+from .config import (DB, DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled,
+                     project_file)
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -109,6 +110,8 @@ def current_revision(db: DB = None) -> str | None:
                 return None
             return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     except Exception as exc:  # the driver's own errors vary; one clear line is what users need
+        if is_cancelled(exc):
+            raise StatementCancelled(f"cancelled by the database {describe(engine)}: {_first_line(exc)}") from None
         raise DatabaseError(f"cannot reach database {describe(engine)}: {_first_line(exc)}") from None
 
 
