@@ -416,23 +416,11 @@ def history(db: DB = None, exp_type: str | None = None, *, table: str = "rule") 
 
 
 def compare(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
-    """Rows added, removed and changed between two rule tables (one row per changed column)."""
-    merged = before.merge(after, on=KEY, how="outer", suffixes=("_before", "_after"), indicator=True)
-    out: list[dict] = []
-    for row in merged.to_dict("records"):
-        key = {k: row[k] for k in KEY}
-        if row["_merge"] == "left_only":
-            out.append({"change": "removed", **key, "column": None,
-                        "before": _describe(row, "_before"), "after": None})
-        elif row["_merge"] == "right_only":
-            out.append({"change": "added", **key, "column": None,
-                        "before": None, "after": _describe(row, "_after")})
-        else:
-            for col in RULE_COLUMNS[2:]:
-                old, new = _norm(row[f"{col}_before"]), _norm(row[f"{col}_after"])
-                if old != new:
-                    out.append({"change": "changed", **key, "column": col, "before": old, "after": new})
-    return pd.DataFrame(out, columns=["change", *KEY, "column", "before", "after"])
+    """Rules of the published table added, removed and changed (one row per changed column), keyed by
+    exp_type and special."""
+    rows = [{"change": change, **dict(zip(KEY, key)), "column": column, "before": old, "after": new}
+            for change, key, column, old, new in _changes(SEED_TABLES["rule"], before, after)]
+    return pd.DataFrame(rows, columns=["change", *KEY, "column", "before", "after"])
 
 
 CHANGE_COLUMNS = ["table", "change", "key", "column", "before", "after"]
@@ -440,40 +428,35 @@ CHANGE_COLUMNS = ["table", "change", "key", "column", "before", "after"]
 
 def compare_table(spec: SeedTable, before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     """Rows of one seeded table added, removed and changed (one row per changed column); ``key`` as text."""
-    key = list(spec.key)
-    values = list(spec.values)
+    rows = [{"table": spec.name, "change": change, "key": " ".join(str(v) for v in key if v not in (None, "")),
+             "column": column, "before": old, "after": new}
+            for change, key, column, old, new in _changes(spec, before, after)]
+    return pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+
+
+def _changes(spec: SeedTable, before: pd.DataFrame, after: pd.DataFrame):
+    """(change, key, column, before, after) for each row added or removed and each column changed, by key."""
+    key, values = list(spec.key), list(spec.values)
     old = {tuple(r[k] for k in key): r for r in before.to_dict("records")}
     new = {tuple(r[k] for k in key): r for r in after.to_dict("records")}
-
-    def text(k) -> str:
-        return " ".join(str(v) for v in k if v not in (None, ""))
 
     def described(row) -> str:
         return ", ".join(f"{c}={_norm(row[c])}" for c in values if c != "note") or "(row)"
 
-    out: list[dict] = []
     for k in sorted(old.keys() | new.keys(), key=lambda k: tuple("" if v is None else str(v) for v in k)):
         if k not in new:
-            out.append({"table": spec.name, "change": "removed", "key": text(k), "column": None,
-                        "before": described(old[k]), "after": None})
+            yield "removed", k, None, described(old[k]), None
         elif k not in old:
-            out.append({"table": spec.name, "change": "added", "key": text(k), "column": None,
-                        "before": None, "after": described(new[k])})
+            yield "added", k, None, None, described(new[k])
         else:
-            for col in values:
-                a, b = _norm(old[k][col]), _norm(new[k][col])
+            for column in values:
+                a, b = _norm(old[k][column]), _norm(new[k][column])
                 if a != b:
-                    out.append({"table": spec.name, "change": "changed", "key": text(k), "column": col,
-                                "before": a, "after": b})
-    return pd.DataFrame(out, columns=CHANGE_COLUMNS)
+                    yield "changed", k, column, a, b
 
 
 def _norm(value):
     return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
-
-
-def _describe(row: dict, suffix: str) -> str:
-    return ", ".join(f"{c}={_norm(row[c + suffix])}" for c in RULE_COLUMNS[2:] if c != "note")
 
 
 def diff(db: DB, from_point: str, to_point: str) -> pd.DataFrame:
