@@ -126,7 +126,9 @@ def generate(path: Path, rows: int, seed: int = 2026, first_program: int = 1000)
         i, buf = 0, []
         while i < rows:
             g = i // GROUP
-            act, visit, obs = g % 10 + 1, (g // 10) % 100 + 1, (g // 1000) % 100 + 1
+            # an observation (one candidate) holds 10 groups, as real ones hold tens to hundreds of exposures:
+            # the pipeline's companions are matched within a candidate, so its size is what evaluation pays
+            act, obs, visit = g % 10 + 1, (g // 10) % 100 + 1, (g // 1000) % 100 + 1
             program = first_program + g // 100000
             exp_type = rng.choices(types, weights)[0]
             instrume, detectors = INSTRUMENTS[exp_type[:3]]

@@ -37,7 +37,7 @@ def stage(evaluation: Evaluation) -> None:
         .join(eligible, eligible.c.eid == candidate_members.c.eid),
         sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, companion.c.kind)
         .join(companion, sa.and_(companion.c.rule_name == science.c.rule_name, companion.c.source == "science")),
-    ), "cpool")
+    ), "cpool", ("cand_id", "rule_name"))
     # matched with the science on the grouping keys
     science_row, other_row = exposures.alias("xs"), exposures.alias("xo")
     key = rules.companion_key

@@ -74,18 +74,22 @@ class Evaluation:
         #: Without the smaller associations of a product (``asn4``): the associations made.
         self.pruned: sa.Table | None = None
 
-    def stage(self, select: sa.Select | sa.CompoundSelect, name: str) -> sa.Table:
-        """``select`` materialised in the temporary table ``asn_tmp_<name>``."""
+    def stage(self, select: sa.Select | sa.CompoundSelect, name: str, *indexes: tuple[str, ...]) -> sa.Table:
+        """``select`` materialised in the temporary table ``asn_tmp_<name>``, with an index on each tuple of
+        column names in ``indexes`` (what later stages join it on)."""
         columns = [sa.Column(column.name, sa.String if isinstance(column.type, sa.types.NullType) else column.type)
                    for column in select.selected_columns]
         table = sa.Table(f"asn_tmp_{name}", self._metadata, *columns, prefixes=["TEMPORARY"])
-        self.fill(table, select)
+        self.fill(table, select, indexes)
         return table
 
-    def fill(self, table: sa.Table, select) -> None:
-        """Create the temporary ``table`` and fill it with ``select``."""
+    def fill(self, table: sa.Table, select, indexes: tuple[tuple[str, ...], ...] = ()) -> None:
+        """Create the temporary ``table``, fill it with ``select``, then index it (indexes built after the
+        insert cost less than ones kept up row by row)."""
         table.create(self.conn)
         self.conn.execute(table.insert().from_select([column.name for column in table.columns], select))
+        for number, names in enumerate(indexes):
+            sa.Index(f"{table.name}_i{number}", *(table.c[name] for name in names)).create(self.conn)
         if self.conn.dialect.name == "postgresql":
             # temporary tables get no statistics by themselves; without them the planner guesses
             # one row and picks nested loops over thousands

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def stage(evaluation: Evaluation, pool_id: int) -> None:
     """``exposures`` and ``candidate_members``: an exposure belongs to every candidate whose id occurs
     in its ASN_CANDIDATE text, as in the pipeline."""
-    exposures = evaluation.exposures = evaluation.stage(normalised_exposures(pool_id), "xe")
+    exposures = evaluation.exposures = evaluation.stage(normalised_exposures(pool_id), "xe", ("eid",))
     candidates = _candidates(pool_id)
     evaluation.candidate_members = evaluation.stage(
         sa.select(exposures.c.eid, candidates.c.cand_id, candidates.c.cand_type, candidates.c.cand_ord)

@@ -62,7 +62,7 @@ def stage(evaluation: Evaluation) -> None:
     ), "asn2")
     evaluation.named_members = evaluation.stage(
         sa.union_all(_exposure_members(with_copies, members, exposures), *_level3_members(with_copies, exposures)),
-        "members")
+        "members", ("eid", "cand_id", "rule_name", "asn_id"), ("expname", "role"))
 
 
 def _kept_by_policy(evaluation: Evaluation, associations: sa.Table, members: sa.Table) -> sa.Select:

@@ -17,7 +17,8 @@ def stage(evaluation: Evaluation) -> sa.Select:
     """``member_counts``, ``deduplicated`` and ``pruned``; returns the final SELECT (one row per member)."""
     associations, members = evaluation.with_copies, evaluation.named_members
     counts = evaluation.member_counts = evaluation.stage(
-        sa.select(*copy_key(members), sa.func.count().label("n")).group_by(*copy_key(members)), "counts")
+        sa.select(*copy_key(members), sa.func.count().label("n")).group_by(*copy_key(members)), "counts",
+        ("eid", "cand_id", "rule_name", "asn_id"))
     # identical member lists: the later candidate id wins, then the rule later by name (or, where the
     # catalog's duplicate_rule_order says 'position' - jwst 1.8.5 to 1.13 - later in rules_level2b.py)
     if rules.parameter_value(evaluation.conn, "duplicate_rule_order") == "position":
@@ -46,7 +47,7 @@ def stage(evaluation: Evaluation) -> sa.Select:
              ).cte("loser")
     deduplicated = evaluation.deduplicated = evaluation.stage(sa.select(associations).where(sa.not_(sa.exists().where(
         keys_equal((loser.c.a_eid, loser.c.a_cand_id, loser.c.a_rule_name, loser.c.a_asn_id),
-                   copy_key(associations))))), "asn3")
+                   copy_key(associations))))), "asn3", ("product",))
     # same product, fewer members, no exposure in both with different roles: the smaller goes
     smaller, bigger = deduplicated.alias("p"), deduplicated.alias("q")
     smaller_count, bigger_count = counts.alias("cp"), counts.alias("cq")

@@ -35,4 +35,4 @@ def stage(evaluation: Evaluation) -> None:
     candidate_members = evaluation.candidate_members
     evaluation.science = evaluation.stage(
         sa.select(candidate_members.c.eid, candidate_members.c.cand_id, science_rules.c.rule_name)
-        .join(science_rules, science_rules.c.eid == candidate_members.c.eid), "sci")
+        .join(science_rules, science_rules.c.eid == candidate_members.c.eid), "sci", ("cand_id", "rule_name"))
