@@ -12,28 +12,46 @@ import sqlalchemy as sa
 
 from l2rules import get_engine, schema, worklist
 
-#: (EXP_TYPE, what the head rules make of it) for the synthetic pools.
+#: (EXP_TYPE, what the pipeline makes of it at the head) for the synthetic pools.
 MIX = [
-    ("NRC_IMAGE", "image2"), ("MIR_IMAGE", "image2"), ("NRS_MSASPEC", "spec2"), ("NIS_WFSS", "spec2"),
-    ("FGS_DARK", None),       # a rule that says not processed
+    ("NRC_IMAGE", "image2"), ("MIR_IMAGE", "image2"), ("MIR_LRS-FIXEDSLIT", "spec2"), ("NIS_IMAGE", "image2"),
+    ("FGS_DARK", None),       # a published rule that says not processed; no association
     ("NRC_FUTURE", None),     # no rule: unmatched
 ]
-HEADER = "FILENAME|EXP_TYPE|PROGRAM|OBS_NUM|IS_PSF|BKGDTARG|IS_IMPRT|TSOVISIT|LAMP"
+#: The columns the pipeline reads to make a Level 2b association of each exposure (candidate, target,
+#: instrument, detector, filter) come after LAMP, so a line starts "FILENAME|EXP_TYPE|PROGRAM|OBS_NUM|".
+HEADER = "FILENAME|EXP_TYPE|PROGRAM|OBS_NUM|IS_PSF|BKGDTARG|IS_IMPRT|TSOVISIT|LAMP|ASN_CANDIDATE|TARGETID|" \
+         "INSTRUME|DETECTOR|FILTER"
+_INSTRUMENT = {"NRC": ("NIRCAM", "NRCA1"), "MIR": ("MIRI", "MIRIMAGE"), "NIS": ("NIRISS", "NIS"),
+               "FGS": ("FGS", "GUIDER1")}
+
+
+def pool_line(prefix: str, i: int, lamp: str = "null") -> str:
+    """Line ``i`` of a synthetic pool: exposure ``<prefix>_<i>``, its type from :data:`MIX`, one observation
+    candidate per 100 exposures."""
+    exp_type = MIX[i % len(MIX)][0]
+    instrument, detector = _INSTRUMENT.get(exp_type[:3], ("null", "null"))
+    return (f"{prefix}_{i:06d}_nrca1_uncal.fits|{exp_type}|{prefix}|{i // 100:03d}|F|F|F|F|{lamp}|"
+            f"[('o{i // 100:03d}', 'observation')]|1|{instrument}|{detector}|F200W")
 
 
 def write_pool(path: Path, n: int, prefix: str = "jw9", start: int = 0, lamp: str = "null") -> Path:
     """A pool of ``n`` exposures cycling through :data:`MIX`, with unique file names."""
-    lines = [HEADER]
-    for i in range(start, start + n):
-        exp_type = MIX[i % len(MIX)][0]
-        lines.append(f"{prefix}_{i:06d}_nrca1_uncal.fits|{exp_type}|{prefix}|{i // 100:03d}|F|F|F|F|{lamp}")
+    lines = [HEADER, *(pool_line(prefix, i, lamp) for i in range(start, start + n))]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def selected(db: str) -> set[str]:
-    """The file names of the current work list, as `l2rules worklist` computes it."""
-    return set(worklist(db, source="table")["filename"])
+    """The file names of the current work list, as `l2rules worklist` computes it (the pipeline's answer)."""
+    return set(worklist(db)["filename"])
+
+
+def head_catalog_revision(db: str) -> str:
+    """The latest catalog version: what runs record and stored answers are at."""
+    with get_engine(db).connect() as conn:
+        return conn.execute(sa.select(schema.catalog_version.c.revision)
+                            .order_by(schema.catalog_version.c.seq.desc()).limit(1)).scalar_one()
 
 
 def item_rows(db: str) -> list[tuple]:
@@ -70,20 +88,21 @@ def assert_exactly_once(db: str) -> None:
     assert {f for f, *_rest, by in rows if by is None} == selected(db), "the work items and the work list disagree"
 
 
-def bump_rules(db: str, revision: str, exp_type: str, **changes) -> None:
-    """A new catalog revision that changes one rule, as a data migration would."""
-    v, r, h = schema.catalog_version, schema.rule, schema.rule_history
+def bump_rules(db: str, revision: str, table: str, where: dict, changes: dict | None = None) -> None:
+    """A new catalog revision that changes the in-force rows of one association table matching ``where``
+    (``changes`` None: ends them), as a data migration would: old rows end at it, new ones start there."""
+    v = schema.catalog_version
+    t = schema.metadata.tables[table]
     with get_engine(db).begin() as conn:
         seq = conn.execute(sa.select(sa.func.max(v.c.seq))).scalar_one()
         conn.execute(v.insert().values(revision=revision, seq=seq + 1, effective_date=dt.date(2026, 11, 1),
-                                       reference="test", summary=f"test change of {exp_type}"))
-        conn.execute(r.update().where(r.c.exp_type == exp_type, r.c.special == "").values(**changes))
-        row = conn.execute(sa.select(r).where(r.c.exp_type == exp_type, r.c.special == "")).mappings().one()
-        conn.execute(h.update().where(h.c.exp_type == exp_type, h.c.special == "", h.c.valid_to.is_(None))
-                     .values(valid_to=revision))
-        conn.execute(h.insert().values(**{k: row[k] for k in ("exp_type", "special", "instrument", "exptype",
-                                                              "level2b", "asn_type", "note")},
-                                       valid_from=revision, valid_to=None))
+                                       reference="test", summary=f"test change of {table}"))
+        match = [t.c[k] == value for k, value in where.items()] + [t.c.valid_to.is_(None)]
+        rows = conn.execute(sa.select(t).where(*match)).mappings().all()
+        assert rows, f"no {table} row in force matches {where}"
+        conn.execute(t.update().where(*match).values(valid_to=revision))
+        if changes is not None:
+            conn.execute(t.insert(), [{**row, **changes, "valid_from": revision, "valid_to": None} for row in rows])
 
 
 def cli(db: str, *args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:

@@ -79,11 +79,13 @@ def test_downgrade_refuses_to_drop_runs_and_exposures(db):
     record = run([POOLS / "pool_021_tso.csv"], db)
     before = _rows(db)
     assert before["run"] == 1 and before["work_item"] == record["items_created"] == 5
+    head = catalog.versions(db)["revision"].iloc[-1]  # the catalog version the run's items were made at
     with pytest.raises(L2RulesError) as refused:
         migrate.downgrade(db, "0007")
     message = str(refused.value)
     assert "\n" not in message
-    assert "downgrading below 0008 would drop run (1 rows), work_item (5 rows); nothing was changed" in message
+    assert f"downgrading below {head} would drop run (1 rows), work_item (5 rows) made at it; nothing was " \
+           "changed" in message
     assert "-x drop_data=yes" in message
     assert migrate.current_revision(db) == migrate.head_revision() and _rows(db) == before  # nothing changed
 
@@ -174,31 +176,64 @@ def test_revisions_are_self_contained(path: Path):
     assert re.search(r"^def downgrade\(\) -> None:\n(?!\s+pass\b)", text, re.M), "a revision must downgrade"
 
 
-def test_0010_steps_down_and_up_on_a_catalog_with_redeliveries(db, tmp_path):
+def test_0010_steps_down_and_up_on_a_catalog_with_redeliveries(empty_db):
     """Down to 0009 with two items of one exposure at one revision (the old key allows one: the latest stays)
-    and a withdrawn item; up again, and runs go on."""
-    from l2rules.runs import run
-
-    from .runs_helpers import assert_exactly_once, write_pool
-
-    pool = write_pool(tmp_path / "p.csv", 6)
-    run([pool], db)
-    text = pool.read_text().replace("jw9_000000_nrca1_uncal.fits|NRC_IMAGE|jw9|000",
-                                    "jw9_000000_nrca1_uncal.fits|NRC_IMAGE|jw9|999")
-    pool.write_text("".join(line + "\n" for line in text.splitlines() if not line.startswith("jw9_000001_")))
-    changed = run([pool], db)
-    assert (changed["items_changed"], changed["items_withdrawn"]) == (1, 1)
-    engine = get_engine(db)
-    assert migrate.downgrade(db, "0009") == "0009"
+    and a withdrawn item; up again to the head."""
+    migrate.upgrade(empty_db, "0010")
+    engine = get_engine(empty_db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO pool (id, name, source, sha256, loaded_at, n_exposures, columns) "
+                             "VALUES (1, 'p.csv', 'p.csv', 'x', '2026-11-01 00:00:00', 2, 'filename|exp_type')"))
+        for i, withdrawn in ((1, None), (2, "2026-11-02 00:00:00")):
+            conn.execute(sa.text(
+                "INSERT INTO exposure (id, pool_id, source_line, filename, stem, exp_type, version, withdrawn_at) "
+                "VALUES (:i, 1, :i, :f, :s, 'NRC_IMAGE', 2, :w)"),
+                {"i": i, "f": f"jw9_{i}_uncal.fits", "s": f"jw9_{i}", "w": withdrawn})
+        conn.execute(sa.text(
+            "INSERT INTO run (id, started_at, status, inputs, catalog_revision, exposures_seen, exposures_new, "
+            "exposures_changed, items_created, exposures_unmatched, rows_rejected, items_reissued, host, pid) "
+            "VALUES (1, '2026-11-01 00:00:00', 'succeeded', '[]', '0007', 2, 2, 0, 3, 0, 0, 0, 'h', 1)"))
+        for item, exposure, version, withdrawn in ((1, 1, 1, None), (2, 1, 2, None), (3, 2, 1, 1)):
+            conn.execute(sa.text(
+                "INSERT INTO work_item (id, exposure_id, catalog_revision, run_id, created_at, exp_type, exptype, "
+                "special, asn_type, level2b_input, rule, exposure_version, withdrawn_by) VALUES (:id, :e, '0007', "
+                "1, '2026-11-01 00:00:00', 'NRC_IMAGE', 'science', '', 'image2', 'x_rate.fits', 'NRC_IMAGE', "
+                ":v, :w)"), {"id": item, "e": exposure, "v": version, "w": withdrawn})
+    assert migrate.downgrade(empty_db, "0009") == "0009"
     with engine.connect() as conn:
         columns = {c["name"] for c in sa.inspect(conn).get_columns("work_item")}
-        items = conn.execute(sa.text("SELECT exposure_id, catalog_revision FROM work_item")).all()
+        items = conn.execute(sa.text("SELECT id, exposure_id, catalog_revision FROM work_item ORDER BY id")).all()
         views = set(sa.inspect(conn).get_view_names())
         worklist_rows = conn.execute(sa.text("SELECT count(*) FROM v_current_worklist")).scalar_one()
     assert not columns & {"exposure_version", "withdrawn_at", "withdrawn_by"}
-    assert len(items) == len(set(items)) == 4
+    assert items == [(2, 1, "0007"), (3, 2, "0007")]  # of exposure 1's two items at 0007, the latest
     assert {"v_current_worklist", "v_exposure_status", "v_runs"} <= views
-    assert worklist_rows == 4  # 0008's view: the withdrawn exposure is back as a row of the pool
+    assert worklist_rows == 2  # 0008's view: the withdrawn exposure is back as a row of the pool
+    assert migrate.upgrade(empty_db) == migrate.head_revision()
+    with engine.connect() as conn:
+        moved = conn.execute(sa.text("SELECT exposure_id, asn_rule, exposure_version FROM work_item ORDER BY id"))
+        assert moved.all() == [(1, "NRC_IMAGE", 1), (2, "NRC_IMAGE", 1)]  # 0018: rule became asn_rule
+
+
+def test_0018_steps_down_and_up_with_items_and_answers(db, tmp_path):
+    """0018 down: the stored answers go, items keep their rule (asn_rule, cut to 0010's width) and get special
+    ''; up again, and runs go on."""
+    from .runs_helpers import assert_exactly_once, write_pool
+
+    pool = write_pool(tmp_path / "p.csv", 6)
+    record = run([pool], db)
+    assert migrate.downgrade(db, "0017") == "0017"
+    engine = get_engine(db)
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        assert "level2b_answer" not in inspector.get_table_names()
+        columns = {c["name"] for c in inspector.get_columns("work_item")}
+        items = conn.execute(sa.text("SELECT special, rule FROM work_item")).all()
+        old_view = conn.execute(sa.text("SELECT count(*) FROM v_current_worklist")).scalar_one()
+    assert {"special", "rule"} <= columns and not columns & {"asn_rule", "association"}
+    assert len(items) == record["items_created"] == 4 and all(special == "" for special, _ in items)
+    assert {rule for _, rule in items} == {"candidate_Asn_Lv2Image", "candidate_Asn_MIRLRSTAConfirm"}
+    assert old_view == 4  # 0010's view: the published table's work list
     assert migrate.upgrade(db) == migrate.head_revision()
-    assert run([pool], db)["status"] == "succeeded"
+    assert run([pool], db)["items_created"] == 0  # the items kept their answer
     assert_exactly_once(db)

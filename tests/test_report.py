@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import re
 
+import pandas as pd
 import pytest
 
-from l2rules import catalog
+from l2rules import catalog, unmatched, worklist
 from l2rules.cli import main
 from l2rules.report import report, tables
 from l2rules.runs import run
@@ -21,15 +22,31 @@ def reported(db):
     return db
 
 
+INSTRUMENTS = {"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec", "NIS": "NIRISS", "FGS": "FGS"}
+
+
+def expected_items(db) -> pd.DataFrame:
+    """Work items per instrument and asn_type, from the library's work list (the pipeline's answer)."""
+    frame = worklist(db)
+    frame["instrument"] = frame["exp_type"].str[:3].map(INSTRUMENTS)
+    return frame.groupby(["instrument", "asn_type"]).size().rename("work_items").reset_index()
+
+
 def test_tables_match_the_catalog(reported):
     data = tables(reported)
     summary = data["summary"].iloc[0]
+    expected = expected_items(reported)
     assert summary["catalog_revision"] == catalog.versions(reported)["revision"].iloc[-1]  # the head
-    assert summary["work_list"] == summary["issued"] == data["work_items"]["work_items"].sum() == 64
-    assert summary["pending"] == 0 and summary["unmatched"] == 8 and summary["runs"] == 1
-    assert set(data["work_items"]["asn_type"]) == {"image2", "spec2"}
+    assert summary["work_list"] == summary["issued"] == data["work_items"]["work_items"].sum() \
+        == expected["work_items"].sum() > 0
+    pd.testing.assert_frame_equal(data["work_items"][["instrument", "asn_type", "work_items"]], expected,
+                                  check_dtype=False)
+    unmatched_count = len(unmatched(reported)) and unmatched(reported)["exposures"].sum()
+    assert summary["pending"] == 0 and summary["unmatched"] == unmatched_count > 0 and summary["runs"] == 1
+    assert summary["not_evaluated"] == 0
     assert data["roles"]["exposures"].sum() == data["exposures"]["exposures"].sum() == summary["exposures"]
-    assert data["unmatched"]["exposures"].sum() == 8
+    assert data["roles"]["table_selected"].sum() == len(worklist(reported, source="table"))
+    assert data["unmatched"]["exposures"].sum() == unmatched_count
     assert list(data["runs"]["status"]) == ["succeeded"]
 
 
@@ -37,12 +54,15 @@ def test_terminal_summary(reported):
     out = io.StringIO()
     report(reported, stream=out)
     text = out.getvalue()
+    n = expected_items(reported)["work_items"].sum()
     assert f"catalog revision:      {catalog.versions(reported)['revision'].iloc[-1]}" in text
-    assert "current work list:     64 items: 64 issued by runs, 0 pending" in text
-    for title in ("Work items per instrument and association type", "Exposures per instrument and role",
+    assert f"current work list:     {n} items: {n} issued by runs, 0 pending" in text
+    assert "not evaluated:         0 exposures" in text
+    for title in ("Work items per instrument and association type", "Exposures per instrument and member type",
                   "Unmatched exposures", "Latest runs"):
         assert title in text
-    assert re.search(r"NIRSpec\s+spec2\s+20\s+20", text)
+    nirspec = expected_items(reported).set_index(["instrument", "asn_type"]).loc[("NIRSpec", "spec2"), "work_items"]
+    assert re.search(rf"NIRSpec\s+spec2\s+{nirspec}\s+{nirspec}", text)
 
 
 def test_html_page(reported, tmp_path, capsys):
@@ -53,13 +73,14 @@ def test_html_page(reported, tmp_path, capsys):
     assert html.startswith("<!DOCTYPE html>")
     assert "plotly" in html and "Plotly.newPlot" in html       # the chart, with plotly.js inlined
     assert "<script src=\"http" not in html                   # self-contained: no network to view it
-    for title in ("Work items per instrument and association type", "Exposures per instrument, EXP_TYPE and role",
+    for title in ("Work items per instrument and association type", "Exposures per instrument, EXP_TYPE and member",
                   "Unmatched exposures", "Latest runs"):
         assert title in html
     assert html.count("<table>") == 5
     # One bar series per association type, over the instruments that have such items.
-    assert '"name":"image2"' in html and '"x":["FGS","MIRI","NIRCam","NIRISS","NIRSpec"]' in html
-    assert '"name":"spec2"' in html and '"x":["MIRI","NIRISS","NIRSpec"]' in html
+    for asn_type, rows in expected_items(reported).groupby("asn_type"):
+        instruments = ",".join(f'"{i}"' for i in sorted(rows["instrument"]))
+        assert f'"name":"{asn_type}"' in html and f'"x":[{instruments}]' in html
 
 
 def test_report_on_an_empty_catalog(db, tmp_path):

@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from l2rules import get_engine, schema
+from l2rules import get_engine, schema, worklist
 from l2rules.cli import main
 from l2rules.runs import RunInProgress, RunLock, items, record, run, runs
 
 from .conftest import POOLS, SAMPLE_POOLS
-from .runs_helpers import assert_exactly_once, bump_rules, item_rows, selected, write_pool
+from .runs_helpers import (assert_exactly_once, bump_rules, head_catalog_revision, item_rows, pool_line, selected,
+                           write_pool)
 
 
 def test_first_run_then_idempotent_rerun(db):
@@ -26,7 +27,7 @@ def test_first_run_then_idempotent_rerun(db):
     first = run(pools, db, skip_bad=True)
     assert first["status"] == "succeeded" and first["error"] is None
     assert first["items_created"] == len(selected(db)) > 0
-    assert first["catalog_revision"] == "0007"
+    assert first["catalog_revision"] == head_catalog_revision(db)
     assert first["exposures_seen"] > 0 and first["exposures_new"] > 0
     assert_exactly_once(db)
     before = item_rows(db)
@@ -37,6 +38,18 @@ def test_first_run_then_idempotent_rerun(db):
     assert again["exposures_seen"] == first["exposures_seen"]  # unchanged files are counted, not reloaded
     assert item_rows(db) == before
     assert list(runs(db)["run_id"]) == [first["run_id"], again["run_id"]]
+
+
+def test_work_items_are_the_worklist_answer(db):
+    """One answer: a run's items carry what `worklist` gives each exposure (member types, asn_type, input,
+    association, rule), on every sample pool; the published table's verdict is not what decides."""
+    run([POOLS / name for name in SAMPLE_POOLS], db, skip_bad=True)
+    columns = ["pool", "filename", "exp_type", "exptype", "asn_type", "level2b_input", "association", "asn_rule"]
+    made = items(db)[columns].sort_values(["pool", "filename"]).reset_index(drop=True)
+    answer = worklist(db)[columns].sort_values(["pool", "filename"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(made, answer, check_dtype=False)
+    assert not worklist(db)["table_level2b"].all()  # some items the published table alone would not make
+    assert (made["asn_type"] == "tso-spec2").any() and made["association"].str.endswith("_asn.json").all()
 
 
 def test_new_and_changed_exposures_are_counted_and_get_items(db, tmp_path):
@@ -57,7 +70,7 @@ def test_new_and_changed_exposures_are_counted_and_get_items(db, tmp_path):
     assert (second["items_created"], second["items_changed"], second["exposures_withdrawn"]) == (3, 1, 0)
     mine = [r for r in item_rows(db) if r.filename == "jw9_000000_nrca1_uncal.fits"]
     assert [(r.catalog_revision, r.exposure_version, r.run_id) for r in mine] == \
-        [("0007", 1, first["run_id"]), ("0007", 2, second["run_id"])]
+        [(head_catalog_revision(db), 1, first["run_id"]), (head_catalog_revision(db), 2, second["run_id"])]
     assert_exactly_once(db)
     assert run([pool], db)["items_created"] == 0
 
@@ -138,7 +151,7 @@ def test_exposures_loaded_by_hand_are_withdrawn_by_the_next_run(db, tmp_path):
     pool = write_pool(tmp_path / "p.csv", 6)
     run([pool], db)
     write_pool(pool, 5)  # jw9_000005 (NRC_FUTURE, unmatched) and nothing else left out
-    pool.write_text(pool.read_text().replace("jw9_000003_nrca1_uncal.fits|NIS_WFSS|jw9|000|F|F|F|F|null\n", ""))
+    pool.write_text(pool.read_text().replace(pool_line("jw9", 3) + "\n", ""))
     load(pool, db)  # `l2rules load`, outside a run
     result = run(None, db)
     assert (result["items_withdrawn"], result["items_created"]) == (1, 0)
@@ -158,18 +171,20 @@ def test_a_run_without_inputs_makes_the_items_of_loaded_exposures(db, tmp_path):
 def test_rules_change_makes_new_items_only_where_the_item_would_differ(db, tmp_path):
     run([write_pool(tmp_path / "p.csv", 12)], db)
     old = item_rows(db)
-    bump_rules(db, "T001", "NRC_IMAGE", asn_type="wfs-image2", note="test")
-    bump_rules(db, "T002", "MIR_IMAGE", level2b=False, asn_type=None)
+    bump_rules(db, "T001", "asn_rule", {"name": "Asn_Lv2Image"}, {"asn_type": "wfs-image2", "note": "test"})
+    bump_rules(db, "T002", "asn_value_set", {"set_name": "IMAGE2_SCIENCE", "value": "mir_image"})
     result = run(None, db)
     assert result["catalog_revision"] == "T002"
     new = [r for r in item_rows(db) if r not in old]
-    # Only the NRC_IMAGE exposures get a new item (asn_type changed); the MIR_IMAGE ones left the work list.
-    assert {r.filename for r in new} == {"jw9_000000_nrca1_uncal.fits", "jw9_000006_nrca1_uncal.fits"}
+    # The NRC_IMAGE and NIS_IMAGE exposures get a new item (asn_type changed); the MIR_IMAGE ones left the
+    # work list; the MIR_LRS-FIXEDSLIT ones are as they were.
+    assert {r.filename for r in new} == {f"jw9_{i:06d}_nrca1_uncal.fits" for i in (0, 3, 6, 9)}
     assert {(r.catalog_revision, r.asn_type) for r in new} == {("T002", "wfs-image2")}
-    assert result["items_created"] == 2
+    assert result["items_created"] == 4
+    assert "jw9_000001_nrca1_uncal.fits" not in selected(db)
     assert run(None, db)["items_created"] == 0
     # A rule change that does not change the items (a note) makes nothing.
-    bump_rules(db, "T003", "NRS_MSASPEC", note="only a note")
+    bump_rules(db, "T003", "asn_rule", {"name": "Asn_Lv2Image"}, {"note": "only a note"})
     assert run(None, db)["items_created"] == 0
 
 
@@ -254,7 +269,7 @@ def test_run_in_progress_fails_at_once_or_waits(db, tmp_path):
 def test_items_lists_the_work_items(db, tmp_path):
     result = run([write_pool(tmp_path / "p.csv", 6)], db)
     frame = items(db, [result["run_id"]])
-    assert len(frame) == 4 and set(frame["catalog_revision"]) == {"0007"}
+    assert len(frame) == 4 and set(frame["catalog_revision"]) == {head_catalog_revision(db)}
     assert frame["level2b_input"].str.endswith("_rate.fits").all()
 
 

@@ -1,4 +1,4 @@
-"""The reporting views of migration 0008, on SQLite and PostgreSQL.
+"""The reporting views (migration 0018: the stored answers), on SQLite and PostgreSQL.
 
 The README's example queries are run here, from the README itself, through
 SQLAlchemy, pandas.read_sql, the sqlite3 module and the psql / sqlite3 command
@@ -19,14 +19,15 @@ import pytest
 import sqlalchemy as sa
 
 from l2rules import catalog, get_engine, load, unmatched, worklist
+from l2rules.worklist import evaluate
 from l2rules.migrate import current_revision, downgrade, upgrade
 from l2rules.runs import run
 
 from .conftest import IN_CI, POOLS, REPO, SAMPLE_POOLS
-from .runs_helpers import bump_rules, spawn, write_pool
+from .runs_helpers import bump_rules, head_catalog_revision, spawn, write_pool
 
 VIEWS = ["v_current_rules", "v_exposure_status", "v_current_worklist", "v_exposure_counts", "v_unmatched", "v_runs"]
-BOOLEAN_COLUMNS = {"level2b", "item_up_to_date"}
+BOOLEAN_COLUMNS = {"level2b", "item_up_to_date", "answer_current", "table_level2b"}
 
 
 def readme_examples() -> list[tuple[str, str]]:
@@ -145,20 +146,31 @@ def _sample_catalog(db: str, tmp_path) -> None:
     load(lamp, db)
 
 
-def test_exposure_status_is_worklist_all(db, tmp_path):
-    """The view is worklist_query(include_all=True) written out in SQL: they must agree row by row."""
+def test_exposure_status_is_the_stored_worklist_all(db, tmp_path):
+    """The view reads the stored answers: after `evaluate`, the same rows as worklist(include_all=True)."""
     _sample_catalog(db, tmp_path)
-    expected = worklist(db, source="table", include_all=True)
+    query = sa.text("SELECT * FROM v_exposure_status ORDER BY pool, source_line")
     with get_engine(db).connect() as conn:
-        got = pd.read_sql(sa.text("SELECT * FROM v_exposure_status ORDER BY pool, source_line"), conn)
-    got["level2b"] = got["level2b"].astype(bool)
+        before = pd.read_sql(query, conn)
+    assert len(before) and not before["answer_current"].astype(bool).any()
+    assert set(before["reason"]) == {"not evaluated at the head catalog revision yet: `l2rules run` evaluates it"}
+    assert evaluate(db) and evaluate(db) == []  # every pool once; then nothing is behind
+    expected = worklist(db, include_all=True)
+    with get_engine(db).connect() as conn:
+        got = pd.read_sql(query, conn)
+    assert got["answer_current"].astype(bool).all()
+    assert set(got["answer_revision"]) == {head_catalog_revision(db)}
+    for column in ("level2b", "table_level2b"):
+        got[column] = got[column].astype(bool)
     got = got[expected.columns].astype(object).where(got[expected.columns].notna(), None)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False)
-    assert "condition failed: lamp not_equals NOLAMP" in " ".join(expected["reason"])
+    assert "condition failed: lamp not_equals NOLAMP" in " ".join(expected["table_reason"])
+    assert expected["level2b"].any() and (expected["level2b"] != expected["table_level2b"]).any()
 
 
 def test_counts_unmatched_and_rules_views_agree_with_the_library(db, tmp_path):
     _sample_catalog(db, tmp_path)
+    evaluate(db)
     engine = get_engine(db)
     with engine.connect() as conn:
         counts = pd.read_sql(sa.text("SELECT * FROM v_exposure_counts"), conn)
@@ -167,7 +179,8 @@ def test_counts_unmatched_and_rules_views_agree_with_the_library(db, tmp_path):
         rules = pd.read_sql(sa.text("SELECT * FROM v_current_rules"), conn)
         total = conn.execute(sa.text("SELECT count(*) FROM exposure")).scalar_one()
     assert counts["exposures"].sum() == total
-    assert counts["selected"].sum() == len(worklist(db, source="table"))
+    assert counts["selected"].sum() == len(worklist(db)) > 0
+    assert counts["table_selected"].sum() == len(worklist(db, source="table"))
     assert (counts["selected"] + counts["not_selected"] == counts["exposures"]).all()
     assert missing.values.tolist() == unmatched(db)[["pool", "exp_type", "exposures"]].values.tolist()
     assert set(rules["catalog_revision"]) == {catalog.versions(db)["revision"].iloc[-1]}  # the head
@@ -179,28 +192,31 @@ def test_counts_unmatched_and_rules_views_agree_with_the_library(db, tmp_path):
 def test_current_worklist_shows_which_items_runs_made(db, tmp_path):
     pool = write_pool(tmp_path / "p.csv", 12)
     load(pool, db)
-    query = sa.text("SELECT filename, work_item_id, item_revision, item_up_to_date FROM v_current_worklist "
-                    "ORDER BY filename")
+    query = sa.text("SELECT filename, work_item_id, item_revision, item_up_to_date, answer_current "
+                    "FROM v_current_worklist ORDER BY filename")
     with get_engine(db).connect() as conn:
-        before = conn.execute(query).all()
-    assert len(before) == 8 and all(r.work_item_id is None and not r.item_up_to_date for r in before)
+        assert conn.execute(query).all() == []  # loaded, not evaluated yet: the next run does it
     made = run(None, db)
+    head = head_catalog_revision(db)
     with get_engine(db).connect() as conn:
         after = conn.execute(query).all()
-    assert all(r.work_item_id is not None and r.item_up_to_date and r.item_revision == _published_revision(db)
-               for r in after)
-    bump_rules(db, "T001", "NRC_IMAGE", asn_type="wfs-image2")
+    assert len(after) == 8 and all(r.work_item_id is not None and r.item_up_to_date and r.answer_current
+                                   and r.item_revision == head for r in after)
+    bump_rules(db, "T001", "asn_rule", {"name": "Asn_Lv2Image"}, {"asn_type": "wfs-image2"})
     with get_engine(db).connect() as conn:
-        changed = conn.execute(query).all()
+        behind = conn.execute(query).all()
         revisions = set(conn.execute(sa.text("SELECT catalog_revision FROM v_current_worklist")).scalars())
-    assert revisions == {"T001"}
-    stale = {r.filename for r in changed if not r.item_up_to_date}
-    assert stale == {"jw9_000000_nrca1_uncal.fits", "jw9_000006_nrca1_uncal.fits"}
+    assert revisions == {"T001"} and not any(r.answer_current for r in behind)  # said until a run answers again
     run(None, db)
     with get_engine(db).connect() as conn:
-        assert all(r.item_up_to_date for r in conn.execute(query))
+        now = conn.execute(query).all()
+        asn_types = set(conn.execute(sa.text("SELECT asn_type FROM v_current_worklist")).scalars())
         held = conn.execute(sa.text("SELECT items_held FROM v_runs WHERE run_id = :r"), {"r": made["run_id"]})
         assert held.scalar_one() == 8
+    assert all(r.item_up_to_date and r.answer_current for r in now)
+    assert asn_types == {"wfs-image2", "spec2"}
+    renewed = {r.filename for r in now if r.item_revision == "T001"}
+    assert renewed == {f"jw9_{i:06d}_nrca1_uncal.fits" for i in (0, 1, 3, 6, 7, 9)}  # the images
 
 
 def test_migration_0008_downgrades_and_upgrades(db):
@@ -214,9 +230,3 @@ def test_migration_0008_downgrades_and_upgrades(db):
     inspector = sa.inspect(engine)
     assert set(VIEWS) <= set(inspector.get_view_names())
     assert {"run", "work_item"} <= set(inspector.get_table_names())
-
-
-def _published_revision(db) -> str:
-    """The latest catalog version that changed the published table: the one work items are made at."""
-    changed = set(catalog.history(db)["valid_from"])
-    return [r for r in catalog.versions(db)["revision"] if r in changed][-1]

@@ -25,8 +25,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser(
         "run", help="one scheduled run: load new or changed inventories, make the missing work items, record it",
         description="One scheduled run, safe from cron: loads the inventories that are new or changed, makes a "
-                    "work item for every selected exposure that has none yet (or whose rules changed since its "
-                    "item was made, or whose exposure a redelivery changed), withdraws the items of exposures a "
+                    "work item for every exposure the pipeline selects (as `l2rules worklist` answers) that has "
+                    "none yet (or whose answer changed since its item was made, or whose exposure a redelivery "
+                    "changed), withdraws the items of exposures a "
                     "redelivery left out, and records the run. Quiet unless asked. Exit codes: 0 done (also when "
                     "there was nothing to do), 2 bad input, 3 database unreachable, not created or not migrated, "
                     "5 another run is in progress.")

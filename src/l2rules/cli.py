@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pools", nargs="*", metavar="POOL")
     p.add_argument("--all", action="store_true", help="every exposure, with level2b true/false and why")
     p.add_argument("--table", action="store_true",
-                   help="the published table's work list alone (one SQL query, streamed), as the views and runs use")
+                   help="the published table's work list alone (one SQL query, streamed)")
     p.add_argument("--associations", action="store_true",
                    help="with --table: add the pipeline's Level 2b associations each exposure is the science of")
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")

@@ -1,4 +1,4 @@
-"""Reporting: the catalog, the work list and the runs, read from the SQL views of migration 0008.
+"""Reporting: the catalog, the work list and the runs, read from the SQL views (migration 0018).
 
 Every table here is a plain ``SELECT`` on a ``v_*`` view through
 ``pandas.read_sql``: what the report shows, an analyst gets from ``psql`` or
@@ -29,13 +29,14 @@ QUERIES = {
         GROUP BY instrument, asn_type
         ORDER BY instrument, asn_type""",
     "roles": """
-        SELECT instrument, coalesce(exptype, '(no rule)') AS exptype, sum(selected) AS selected,
-               sum(not_selected) AS not_selected, sum(exposures) AS exposures
+        SELECT instrument, coalesce(exptype, '(no member)') AS exptype, sum(selected) AS selected,
+               sum(not_selected) AS not_selected, sum(table_selected) AS table_selected,
+               sum(exposures) AS exposures
         FROM v_exposure_counts
-        GROUP BY instrument, coalesce(exptype, '(no rule)')
-        ORDER BY instrument, coalesce(exptype, '(no rule)')""",
+        GROUP BY instrument, coalesce(exptype, '(no member)')
+        ORDER BY instrument, coalesce(exptype, '(no member)')""",
     "exposures": """
-        SELECT instrument, exp_type, exptype, selected, not_selected, exposures
+        SELECT instrument, exp_type, exptype, selected, not_selected, table_selected, exposures
         FROM v_exposure_counts
         ORDER BY instrument, exp_type, exptype""",
     "unmatched": """
@@ -52,10 +53,11 @@ QUERIES = {
 }
 TITLES = {
     "work_items": "Work items per instrument and association type (current work list)",
-    "roles": "Exposures per instrument and role (exptype): selected for Level 2b or not",
+    "roles": "Exposures per instrument and member type (exptype): selected for Level 2b by the pipeline or "
+             "not, and by the published table alone",
     "unmatched": "Unmatched exposures: EXP_TYPEs the rules do not know",
     "runs": "Latest runs",
-    "exposures": "Exposures per instrument, EXP_TYPE and role: selected for Level 2b or not",
+    "exposures": "Exposures per instrument, EXP_TYPE and member type: selected for Level 2b or not",
 }
 #: Shorter headers for the runs table, so that it fits a terminal.
 RUN_HEADERS = {"run_id": "run", "started_at": "started (UTC)", "finished_at": "finished (UTC)",
@@ -84,12 +86,13 @@ def tables(db: DB = None) -> dict[str, pd.DataFrame]:
                    (SELECT count(*) FROM v_current_worklist) AS work_list,
                    (SELECT count(*) FROM v_current_worklist WHERE item_up_to_date = TRUE) AS issued,
                    (SELECT count(*) FROM v_unmatched) AS unmatched,
+                   (SELECT count(*) FROM v_exposure_status WHERE answer_current = FALSE) AS not_evaluated,
                    (SELECT count(*) FROM run) AS runs,
                    (SELECT count(*) FROM run WHERE status = 'failed') AS failed_runs"""), conn)
     summary["pending"] = summary["work_list"] - summary["issued"]
     out["summary"] = summary
     for name in ("work_items", "roles", "exposures"):
-        for column in ("work_items", "issued", "selected", "not_selected", "exposures"):
+        for column in ("work_items", "issued", "selected", "not_selected", "table_selected", "exposures"):
             if column in out[name]:
                 out[name][column] = out[name][column].fillna(0).astype(int)
     out["work_items"]["asn_type"] = out["work_items"]["asn_type"].fillna("(none)")
@@ -118,6 +121,7 @@ def _headline(summary: pd.DataFrame) -> list[tuple[str, str]]:
         ("catalog revision", f"{s['catalog_revision']} (effective {str(s['effective'])[:10]})"),
         ("exposures loaded", f"{s['exposures']} from {s['pools']} pools"),
         ("current work list", f"{s['work_list']} items: {s['issued']} issued by runs, {s['pending']} pending"),
+        ("not evaluated", f"{s['not_evaluated']} exposures (answer missing or behind the head: `l2rules run`)"),
         ("unmatched exposures", str(s["unmatched"])),
         ("runs", f"{s['runs']} ({s['failed_runs']} failed)"),
     ]

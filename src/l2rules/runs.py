@@ -10,16 +10,19 @@ One run (``l2rules run`` or :func:`run`):
 4. loads the inputs that are new or changed (a file whose SHA-256 equals the
    pool already loaded under its name is skipped), each in its own transaction,
    and records the load counts;
-5. in one transaction, inserts a work item for every selected exposure that has
-   none yet, whose latest item was issued for another version of it (a
+5. stores the pipeline's answer at the head catalog revision for every pool whose
+   answers are missing or behind (:func:`l2rules.worklist.evaluate`: what
+   ``l2rules worklist`` gives, kept in ``level2b_answer``);
+6. in one transaction, inserts a work item for every exposure the pipeline selects
+   that has none yet, whose latest item was issued for another version of it (a
    redelivery changed it), or whose latest item was made under another catalog
-   revision and differs from what the head rules give now (``INSERT ... SELECT``
-   from :func:`l2rules.worklist.worklist_query`, ``ON CONFLICT DO NOTHING`` on the
-   unique (exposure, catalog revision, exposure version) key); withdraws the
-   latest item of every exposure a redelivery left out; and stores the counts;
-6. writes the new items (and those of failed runs, whose output may be lost) to
+   revision and differs from the answer now (``INSERT ... SELECT`` from the stored
+   answers, ``ON CONFLICT DO NOTHING`` on the unique (exposure, catalog revision,
+   exposure version) key); withdraws the latest item of every exposure a
+   redelivery left out; and stores the counts;
+7. writes the new items (and those of failed runs, whose output may be lost) to
    ``output`` when asked, atomically (temporary file, then rename);
-7. marks itself ``succeeded``.
+8. marks itself ``succeeded``.
 
 A run killed at any point leaves either no items (killed before step 5 commits)
 or its items committed with status ``running``; the next run marks it failed and
@@ -50,7 +53,7 @@ from . import outputs, schema
 from .config import DB, DatabaseError, L2RulesError, describe
 from .inventory import STATISTICS_AFTER, InventoryError, keep_statistics, load
 from .migrate import require_migrated
-from .worklist import WORK_ITEM_COLUMNS, worklist_query
+from .worklist import evaluate, head_revision
 
 log = logging.getLogger("l2rules.runs")
 
@@ -65,7 +68,12 @@ RECORD_COLUMNS = [
     "items_changed", "items_withdrawn", "exposures_unmatched", "rows_rejected", "items_reissued", "reissued_by",
     "output", "error", "host", "pid",
 ]
-ITEM_COLUMNS = [*WORK_ITEM_COLUMNS, "work_item_id", "catalog_revision", "run_id"]
+#: Columns of the work items a run writes (``--output``) and :func:`items` returns: the pipeline's answer for the
+#: exposure (as ``l2rules worklist`` gives it) when the item was made.
+ITEM_COLUMNS = ["pool", "source_line", "filename", "exp_type", "exptype", "asn_type", "level2b_input",
+                "association", "asn_rule", "program", "obs_num", "work_item_id", "catalog_revision", "run_id"]
+#: What a work item holds of the answer: an item differs from the answer when one of these does.
+ANSWER_FIELDS = ("exptype", "asn_type", "level2b_input", "association", "asn_rule")
 _COUNTS = ("exposures_seen", "exposures_new", "exposures_changed", "exposures_withdrawn", "items_created",
            "items_changed", "items_withdrawn", "exposures_unmatched", "rows_rejected", "items_reissued")
 
@@ -286,7 +294,7 @@ def _start(engine: Engine, paths: list[Path]) -> int:
     with engine.begin() as conn:
         return conn.execute(r.insert().values(
             started_at=_now(), status="running", inputs=json.dumps([str(p) for p in paths]),
-            catalog_revision=_head_revision(conn),
+            catalog_revision=head_revision(conn),
             host=socket.gethostname(), pid=os.getpid(), **{c: 0 for c in _COUNTS},
         ).returning(r.c.id)).scalar_one()
 
@@ -358,32 +366,21 @@ def _insert(conn: sa.Connection):
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def _head_revision(conn: sa.Connection) -> str:
-    """The latest catalog version that changed the published table (a rule or a condition added, changed
-    or removed): the rules work items are made from."""
-    v, history, condition = schema.catalog_version, schema.rule_history, schema.rule_condition
-    touched = sa.union(*(sa.select(table.c[column]).where(table.c[column].is_not(None))
-                         for table in (history, condition) for column in ("valid_from", "valid_to")))
-    revision = conn.execute(sa.select(v.c.revision).where(v.c.revision.in_(touched))
-                            .order_by(v.c.seq.desc()).limit(1)).scalar()
-    if revision is None:
-        raise DatabaseError("the catalog has no version: run `l2rules init`")
-    return revision
-
-
 def _needed(revision: str) -> tuple[sa.Select, sa.ColumnElement, sa.ColumnElement, sa.ColumnElement]:
-    """The selected exposures joined with their latest work item; and the 'needs a new item', 'the exposure
-    changed since its item' and 'stale' tests."""
-    e, wi = schema.exposure, schema.work_item
-    wl = (worklist_query(None).add_columns(e.c.id.label("exposure_id"), e.c.version.label("exposure_version"))
-          .order_by(None).subquery("wl"))
+    """The exposures the pipeline selects (their stored answers at ``revision``) joined with their latest work
+    item; and the 'needs a new item', 'the exposure changed since its item' and 'stale' tests."""
+    e, a, p, wi = schema.exposure, schema.level2b_answer, schema.pool, schema.work_item
+    wl = (sa.select(p.c.name.label("pool"), e.c.source_line, e.c.exp_type, e.c.id.label("exposure_id"),
+                    e.c.version.label("exposure_version"), *(a.c[name] for name in ANSWER_FIELDS))
+          .join_from(a, e, e.c.id == a.c.exposure_id).join(p, p.c.id == e.c.pool_id)
+          .where(a.c.level2b == sa.true(), a.c.catalog_revision == revision, a.c.exposure_version == e.c.version,
+                 e.c.withdrawn_at.is_(None))
+          .subquery("wl"))
     li, w2 = wi.alias("li"), wi.alias("w2")
     # The exposure's latest item, looked up per work-list row through the (exposure_id, ...) index: a
     # correlated lookup keeps the planner from re-evaluating the work list inside a join loop.
     latest = sa.select(sa.func.max(w2.c.id)).where(w2.c.exposure_id == wl.c.exposure_id).scalar_subquery()
-    same = sa.and_(li.c.exptype == wl.c.exptype, li.c.special == wl.c.special,
-                   li.c.asn_type.is_not_distinct_from(wl.c.asn_type),
-                   li.c.level2b_input == wl.c.level2b_input, li.c.rule == wl.c.rule)
+    same = sa.and_(*(li.c[name].is_not_distinct_from(wl.c[name]) for name in ANSWER_FIELDS))
     # A new version of the exposure (a redelivery changed it, or it came back after a withdrawal; see
     # inventory.py) needs a new item whatever the rules give: the data to process are not the same.
     changed = sa.and_(li.c.id.is_not(None), li.c.exposure_version != wl.c.exposure_version)
@@ -413,11 +410,10 @@ def make_items(conn: sa.Connection, run_id: int, revision: str) -> Made:
     now = _now()
     n_changed = conn.execute(base.with_only_columns(sa.func.count()).where(changed)).scalar_one()
     columns = ["exposure_id", "catalog_revision", "exposure_version", "run_id", "created_at", "exp_type",
-               "exptype", "special", "asn_type", "level2b_input", "rule"]
+               *ANSWER_FIELDS]
     select = base.with_only_columns(
         wl.exposure_id, sa.literal(revision, sa.String), wl.exposure_version, sa.literal(run_id, sa.Integer),
-        sa.literal(now, sa.DateTime(timezone=True)), wl.exp_type, wl.exptype, wl.special, wl.asn_type,
-        wl.level2b_input, wl.rule,
+        sa.literal(now, sa.DateTime(timezone=True)), wl.exp_type, *(wl[name] for name in ANSWER_FIELDS),
     ).where(needs).order_by(wl.pool, wl.source_line)  # ids in work-list order
     statement = (_insert(conn)(wi).from_select(columns, select)
                  .on_conflict_do_nothing(index_elements=["exposure_id", "catalog_revision", "exposure_version"]))
@@ -452,8 +448,15 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
         conn.execute(r.update().where(r.c.id == run_id).values(**counts))
     counts["items_reissued"] = 0
     _checkpoint("loaded")
+    with engine.connect() as conn:
+        revision = head_revision(conn)
+    evaluated = evaluate(engine)
+    if evaluated:
+        log.info("run %s: the pipeline's answers of %d pool(s) stored at catalog revision %s", run_id,
+                 len(evaluated), revision)
+    _checkpoint("evaluated")
     with engine.begin() as conn:
-        revision = _head_revision(conn)
+        # From the answers stored at `revision` (should `init` move the head meanwhile, the next run follows)
         made = make_items(conn, run_id, revision)
         counts.update(items_created=made.created, items_changed=made.changed, items_withdrawn=made.withdrawn)
         counts["exposures_unmatched"] = _unmatched(conn, [i.pool_id for i in inputs] if paths else None)
@@ -642,8 +645,8 @@ def items(db: DB = None, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
     engine = require_migrated(db)
     wi, e, p = schema.work_item, schema.exposure, schema.pool
     query = (
-        sa.select(p.c.name.label("pool"), e.c.source_line, e.c.filename, wi.c.exp_type, wi.c.exptype, wi.c.special,
-                  wi.c.asn_type, wi.c.level2b_input, e.c.program, e.c.obs_num, wi.c.rule,
+        sa.select(p.c.name.label("pool"), e.c.source_line, e.c.filename, wi.c.exp_type, wi.c.exptype,
+                  wi.c.asn_type, wi.c.level2b_input, wi.c.association, wi.c.asn_rule, e.c.program, e.c.obs_num,
                   wi.c.id.label("work_item_id"), wi.c.catalog_revision, wi.c.run_id)
         .join_from(wi, e, e.c.id == wi.c.exposure_id).join(p, p.c.id == e.c.pool_id)
         .order_by(p.c.name, e.c.source_line, wi.c.id)
@@ -660,7 +663,7 @@ def items(db: DB = None, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
 def _checkpoint(stage: str) -> None:
     """For crash tests and drills: with ``L2RULES_RUN_HOLD=<stage>``, stop there for a while.
 
-    Stages, in order: ``started`` (run recorded), ``loaded`` (inputs loaded),
+    Stages, in order: ``started`` (run recorded), ``loaded`` (inputs loaded), ``evaluated`` (answers stored),
     ``items`` (items inserted, transaction not yet committed), ``committed``,
     ``written`` (output written, status not yet succeeded). When
     ``L2RULES_RUN_HOLD_FILE`` is set, that file is created on arrival.

@@ -226,15 +226,39 @@ work_item = sa.Table(
     sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id"), nullable=False, index=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("exp_type", sa.String(40), nullable=False),
-    sa.Column("exptype", sa.String(32), nullable=False),
-    sa.Column("special", sa.String(16), nullable=False),
-    sa.Column("asn_type", sa.String(32), nullable=True),
-    sa.Column("level2b_input", sa.String(300), nullable=False),
-    sa.Column("rule", sa.String(60), nullable=False),
+    # migration 0018: the pipeline's answer; an exposure may be the science of several associations,
+    # so member types, asn_types, inputs, rules and association files are ';'-joined text
+    sa.Column("exptype", sa.Text, nullable=False),
+    sa.Column("asn_type", sa.Text, nullable=True),
+    sa.Column("level2b_input", sa.Text, nullable=False),
+    sa.Column("asn_rule", sa.Text, nullable=False),
     sa.Column("exposure_version", sa.Integer, nullable=False, server_default=sa.text("1")),
     sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("withdrawn_by", sa.Integer, sa.ForeignKey("run.id"), nullable=True),
+    sa.Column("association", sa.Text, nullable=True),
     sa.UniqueConstraint("exposure_id", "catalog_revision", "exposure_version"),
+)
+
+#: What the pipeline makes of each exposure (migration 0018): the answer ``l2rules worklist`` gives, stored for
+#: one version of the exposure at one catalog revision, the published table's verdict beside it. ``l2rules run``
+#: writes it (``worklist.evaluate``); the views and work items read it.
+level2b_answer = sa.Table(
+    "level2b_answer",
+    metadata,
+    sa.Column("exposure_id", sa.Integer, sa.ForeignKey("exposure.id"), primary_key=True),
+    sa.Column("exposure_version", sa.Integer, nullable=False),
+    sa.Column("catalog_revision", sa.String(32), sa.ForeignKey("catalog_version.revision"), nullable=False),
+    sa.Column("level2b", sa.Boolean, nullable=False),
+    sa.Column("exptype", sa.Text, nullable=True),
+    sa.Column("asn_type", sa.Text, nullable=True),
+    sa.Column("level2b_input", sa.Text, nullable=True),
+    sa.Column("association", sa.Text, nullable=True),
+    sa.Column("asn_rule", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("table_level2b", sa.Boolean, nullable=False),
+    sa.Column("table_asn_type", sa.String(32), nullable=True),
+    sa.Column("table_rule", sa.String(60), nullable=True),
+    sa.Column("table_reason", sa.Text, nullable=True),
 )
 
 # --- Level 2b associations as the jwst pipeline builds them (issue 7, dated in issue 12) ---------

@@ -231,14 +231,17 @@ def _pipeline_worklist(engine: sa.Engine, pool_ids: Iterable[int] | None, when: 
 
 
 def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_all: bool,
-                  strict: bool = True) -> pd.DataFrame:
+                  strict: bool = True, ids: bool = False) -> pd.DataFrame:
+    """One pool's exposures with the pipeline's answer and the published table's. ``ids`` adds each
+    exposure's ``exposure_id`` and ``exposure_version`` (what :func:`evaluate` stores them under)."""
     from .association import REQUIRED_POOL_COLUMNS, associations, processing
 
     e, p = schema.exposure, schema.pool
     with engine.connect() as conn:
         plan_without_jit(conn)
         table = to_frame(conn.execute(worklist_query(when, [pool_id], include_all=True)
-                                      .add_columns(e.c.id.label("exposure_id"))), [*ALL_COLUMNS, "exposure_id"])
+                                      .add_columns(e.c.id.label("exposure_id"), e.c.version.label("version"))),
+                         [*ALL_COLUMNS, "exposure_id", "version"])
         name, columns = conn.execute(sa.select(p.c.name, p.c.columns).where(p.c.id == pool_id)).one()
     missing = [c for c in REQUIRED_POOL_COLUMNS if c not in columns.split("|")]
     unreadable = (f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
@@ -268,8 +271,63 @@ def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_a
             reason = unreadable.split(": ", 1)[1] if unreadable else _pipeline_reason(selected, found, member_types,
                                                                                         item)
             row.update(level2b=selected, reason=reason, table_reason=item["reason"])
+        if ids:
+            row.update(exposure_id=item["exposure_id"], exposure_version=item["version"])
         rows.append(row)
-    return pd.DataFrame(rows, columns=PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS)
+    columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
+    return pd.DataFrame(rows, columns=[*columns, "exposure_id", "exposure_version"] if ids else columns)
+
+
+# --- stored answers: what the views and `run` read ----------------------------------------------------
+
+#: The columns of ``level2b_answer`` that :func:`evaluate` fills from the pipeline's work list.
+ANSWER_COLUMNS = ["exposure_id", "exposure_version", "level2b", "exptype", "asn_type", "level2b_input",
+                  "association", "asn_rule", "reason", "table_level2b", "table_asn_type", "table_rule",
+                  "table_reason"]
+
+
+def head_revision(conn: sa.Connection) -> str:
+    """The head catalog revision (the latest catalog version): the point stored answers and work items are at."""
+    v = schema.catalog_version
+    revision = conn.execute(sa.select(v.c.revision).order_by(v.c.seq.desc()).limit(1)).scalar()
+    if revision is None:
+        raise L2RulesError("the catalog has no version: run `l2rules init`")
+    return revision
+
+
+def stale_pools(conn: sa.Connection, revision: str) -> list[int]:
+    """The pools with a current exposure whose stored answer is missing, for another version of it or at
+    another catalog revision than ``revision``."""
+    e, a = schema.exposure, schema.level2b_answer
+    behind = sa.exists().where(a.c.exposure_id == e.c.id, a.c.exposure_version == e.c.version,
+                               a.c.catalog_revision == revision)
+    return list(conn.execute(sa.select(e.c.pool_id).where(e.c.withdrawn_at.is_(None), ~behind).distinct()
+                             .order_by(e.c.pool_id)).scalars())
+
+
+def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
+    """Store the pipeline's answer at the head revision (``level2b_answer``) for every exposure of the
+    pools whose answers are missing or behind (or of ``pool_ids``); returns the pools evaluated.
+
+    The same rows ``worklist(include_all=True)`` gives; each pool's answers replace its old ones in one
+    transaction. A pool without the columns the pipeline needs is said once (a warning) and its
+    exposures are stored as not selected, with that reason.
+    """
+    engine = require_migrated(db)
+    a, e = schema.level2b_answer, schema.exposure
+    with engine.connect() as conn:
+        revision = head_revision(conn)
+        todo = stale_pools(conn, revision) if pool_ids is None else list(pool_ids)
+    for pool_id in todo:
+        frame = _pool_answers(engine, pool_id, None, include_all=True, strict=False, ids=True)
+        frame = frame[ANSWER_COLUMNS].astype(object).where(frame[ANSWER_COLUMNS].notna(), None)
+        rows = [{**row, "catalog_revision": revision} for row in frame.to_dict("records")]
+        with engine.begin() as conn:
+            conn.execute(a.delete().where(a.c.exposure_id.in_(sa.select(e.c.id).where(e.c.pool_id == pool_id))))
+            for start in range(0, len(rows), 10_000):
+                conn.execute(a.insert(), rows[start:start + 10_000])
+        log.info("pool %s: %d answers stored at catalog revision %s", pool_id, len(rows), revision)
+    return todo
 
 
 def _pipeline_reason(selected: bool, science: list, exptypes: set, item: dict) -> str:
