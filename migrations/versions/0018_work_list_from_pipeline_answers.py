@@ -255,14 +255,7 @@ WHERE s.level2b = TRUE
 """,
     "v_exposure_counts": _COUNTS_VIEW,
     "v_unmatched": _UNMATCHED_VIEW,
-    "v_runs": """
-SELECT r.id AS run_id, r.status, r.started_at, r.finished_at, r.catalog_revision, r.inputs,
-       r.exposures_seen, r.exposures_new, r.exposures_changed, r.exposures_withdrawn, r.items_created,
-       r.items_changed, r.items_withdrawn, r.exposures_unmatched,
-       r.rows_rejected, r.items_reissued, r.reissued_by, r.output, r.error, r.host, r.pid,
-       (SELECT count(*) FROM work_item w WHERE w.run_id = r.id) AS items_held
-FROM run r
-""",
+    "v_runs": VIEWS["v_runs"],  # unchanged by this revision
 }
 
 
