@@ -230,3 +230,24 @@ def test_migration_0008_downgrades_and_upgrades(db):
     inspector = sa.inspect(engine)
     assert set(VIEWS) <= set(inspector.get_view_names())
     assert {"run", "work_item"} <= set(inspector.get_table_names())
+
+
+@pytest.mark.postgres
+def test_every_view_and_view_column_is_described_for_psql(postgres):
+    """`\\d+ v_...` in psql shows what each view and column is (COMMENT ON, migration 0019); the downgrade
+    removes them."""
+    db = postgres.migrated()
+    query = sa.text(
+        "SELECT c.relname, a.attname, obj_description(c.oid, 'pg_class') AS view_text, "
+        "col_description(c.oid, a.attnum) AS column_text FROM pg_class c "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        "WHERE c.relkind = 'v' AND c.relname = ANY(:views)")
+    with get_engine(db).connect() as conn:
+        rows = conn.execute(query, {"views": VIEWS}).all()
+    assert {r.relname for r in rows} == set(VIEWS) and len(rows) > 60
+    missing = [f"{r.relname}.{r.attname}" for r in rows if not r.view_text or not r.column_text]
+    assert missing == []
+    assert {r.column_text for r in rows if r.attname == "filename"} == {"The exposure's FILENAME (the _uncal file)."}
+    downgrade(db, "0018")
+    with get_engine(db).connect() as conn:
+        assert not any(r.view_text or r.column_text for r in conn.execute(query, {"views": VIEWS}))
