@@ -12,6 +12,8 @@ from l2rules import catalog, unmatched, worklist
 from l2rules.cli import main
 from l2rules.report import report, tables
 from l2rules.runs import run
+from l2rules import load
+from l2rules.worklist import evaluate
 
 from .conftest import POOLS, SAMPLE_POOLS
 
@@ -71,16 +73,40 @@ def test_html_page(reported, tmp_path, capsys):
     assert f"HTML report written to {page}" in capsys.readouterr().out
     html = page.read_text()
     assert html.startswith("<!DOCTYPE html>")
-    assert "plotly" in html and "Plotly.newPlot" in html       # the chart, with plotly.js inlined
-    assert "<script src=\"http" not in html                   # self-contained: no network to view it
+    assert page.stat().st_size < 200_000                       # small: an SVG chart, no script bundle
+    assert "<script" not in html and "http://www.w3.org/2000/svg" in html  # readable offline, no script
     for title in ("Work items per instrument and association type", "Exposures per instrument, EXP_TYPE and member",
                   "Unmatched exposures", "Latest runs"):
         assert title in html
     assert html.count("<table>") == 5
-    # One bar series per association type, over the instruments that have such items.
-    for asn_type, rows in expected_items(reported).groupby("asn_type"):
-        instruments = ",".join(f'"{i}"' for i in sorted(rows["instrument"]))
-        assert f'"name":"{asn_type}"' in html and f'"x":[{instruments}]' in html
+    # One bar per instrument and association type, labelled (the SVG keeps its text as text), with its total.
+    svg = html[html.index("<svg"):html.index("</svg>")]
+    for row in expected_items(reported).itertuples():
+        assert f">{row.instrument}<" in svg and f">{row.asn_type}<" in svg and f">{row.work_items}<" in svg
+    assert ">issued by runs<" in svg and ">pending<" in svg
+    assert "last good run" in html and " ago (" in html
+
+
+def test_failed_runs_are_highlighted_and_pending_items_counted(db, tmp_path):
+    from .runs_helpers import write_pool
+
+    pool = write_pool(tmp_path / "p.csv", 6)
+    load(pool, db)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("FILENAME|PROGRAM\njw1_uncal.fits|1\n")
+    with pytest.raises(Exception):
+        run([bad], db)
+    evaluate(db)  # answered, not issued: the work list's items are pending
+    data = tables(db)
+    summary = data["summary"].iloc[0]
+    assert (summary["work_list"], summary["issued"], summary["pending"], summary["failed_runs"]) == (4, 0, 4, 1)
+    assert summary["last_success"] is None or pd.isna(summary["last_success"])
+    page = tmp_path / "r.html"
+    out = io.StringIO()
+    report(db, html=page, stream=out)
+    assert "last good run:         never" in out.getvalue()
+    html = page.read_text()
+    assert html.count('<tr class="failed">') == 1 and '<td class="failed">failed</td>' in html
 
 
 def test_report_on_an_empty_catalog(db, tmp_path):

@@ -88,7 +88,8 @@ def tables(db: DB = None) -> dict[str, pd.DataFrame]:
                    (SELECT count(*) FROM v_unmatched) AS unmatched,
                    (SELECT count(*) FROM v_exposure_status WHERE answer_current = FALSE) AS not_evaluated,
                    (SELECT count(*) FROM run) AS runs,
-                   (SELECT count(*) FROM run WHERE status = 'failed') AS failed_runs"""), conn)
+                   (SELECT count(*) FROM run WHERE status = 'failed') AS failed_runs,
+                   (SELECT max(finished_at) FROM run WHERE status = 'succeeded') AS last_success"""), conn)
     summary["pending"] = summary["work_list"] - summary["issued"]
     out["summary"] = summary
     for name in ("work_items", "roles", "exposures"):
@@ -115,6 +116,18 @@ def _when(value) -> str:
     return text[:19]
 
 
+def _ago(value, now: dt.datetime | None = None) -> str:
+    """How long ago ``value`` (a UTC time, naive on SQLite) was, in the largest two units."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return "never"
+    when = pd.Timestamp(value)
+    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    seconds = max(0, int(((now or dt.datetime.now(dt.timezone.utc)) - when.to_pydatetime()).total_seconds()))
+    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "min")]
+    shown = [f"{n} {unit}" for n, unit in parts if n][:2]
+    return (" ".join(shown) or f"{seconds} s") + f" ago ({_when(when.to_pydatetime())} UTC)"
+
+
 def _headline(summary: pd.DataFrame) -> list[tuple[str, str]]:
     s = summary.iloc[0]
     return [
@@ -124,6 +137,7 @@ def _headline(summary: pd.DataFrame) -> list[tuple[str, str]]:
         ("not evaluated", f"{s['not_evaluated']} exposures (answer missing or behind the head: `l2rules run`)"),
         ("unmatched exposures", str(s["unmatched"])),
         ("runs", f"{s['runs']} ({s['failed_runs']} failed)"),
+        ("last good run", _ago(s["last_success"])),
     ]
 
 
@@ -162,6 +176,8 @@ th, td { padding: .25rem .7rem; text-align: left; border-bottom: 1px solid #e4e7
 td { max-width: 26rem; overflow-wrap: break-word; }
 td.nowrap { white-space: nowrap; }
 td.failed { color: #c81e1e; font-weight: 600; }
+tr.failed td { background: #fdecea; }
+.chart svg { max-width: 100%; height: auto; }
 .scroll { overflow-x: auto; }
 th { background: #f5f7fa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -169,29 +185,48 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 """
 
 
-def chart(work_items: pd.DataFrame):
-    """A plotly figure: work items per instrument, one bar per association type."""
+def chart(work_items: pd.DataFrame) -> str:
+    """An SVG bar chart (text kept as text): work items per instrument and association type, each bar split
+    into issued and pending items. A few kilobytes, readable offline: no script."""
     try:
-        import plotly.express as px
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - the dev and report extras install it
-        raise L2RulesError("the HTML report needs plotly: pip install 'l2rules[report]'") from None
-    frame = work_items if len(work_items) else pd.DataFrame({"instrument": [], "asn_type": [], "work_items": []})
-    fig = px.bar(
-        frame, x="instrument", y="work_items", color="asn_type", barmode="group", text="work_items",
-        labels={"instrument": "Instrument", "work_items": "Work items", "asn_type": "Association type"},
-        color_discrete_sequence=px.colors.qualitative.Safe,
-        category_orders={"instrument": sorted(frame["instrument"].unique())},
-    )
-    fig.update_traces(textposition="outside", cliponaxis=False)
-    fig.update_layout(template="plotly_white", height=420, margin=dict(l=40, r=20, t=50, b=40),
-                      title=dict(text="Work items per instrument and association type", x=0),
-                      legend=dict(title="Association type"), bargap=0.25)
-    if not len(work_items):  # say so, rather than draw empty axes
-        fig.update_layout(height=160, xaxis=dict(visible=False), yaxis=dict(visible=False))
-        fig.add_annotation(text="The work list is empty: load inventories with <b>l2rules run POOL...</b>",
-                           showarrow=False, font=dict(size=15, color="#616e7c"), xref="paper", yref="paper",
-                           x=0.5, y=0.5)
-    return fig
+        raise L2RulesError("the HTML report needs matplotlib: pip install 'l2rules[report]'") from None
+    import io
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 10}):
+        if not len(work_items):  # say so, rather than draw empty axes
+            fig, ax = plt.subplots(figsize=(9, 1.2))
+            ax.axis("off")
+            ax.text(0.5, 0.5, "The work list is empty: load inventories with l2rules run POOL...", ha="center",
+                    va="center", color="#616e7c", fontsize=13)
+        else:
+            frame = work_items.sort_values(["instrument", "asn_type"])
+            labels = [f"{i}\n{a}" for i, a in zip(frame["instrument"], frame["asn_type"])]
+            issued = frame["issued"].to_numpy()
+            pending = (frame["work_items"] - frame["issued"]).to_numpy()
+            fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(frame) + 2), 3.6))
+            ax.bar(labels, issued, color="#3e7cb1", label="issued by runs")
+            ax.bar(labels, pending, bottom=issued, color="#f0a202", label="pending")
+            for x, total in enumerate(frame["work_items"]):
+                ax.text(x, total, str(total), ha="center", va="bottom")
+            ax.set_ylabel("Work items")
+            ax.set_title("Work items per instrument and association type", loc="left")
+            ax.spines[["top", "right"]].set_visible(False)
+            ax.legend(frameon=False)
+        fig.tight_layout()
+        out = io.StringIO()
+        fig.savefig(out, format="svg")
+        plt.close(fig)
+    svg = out.getvalue()
+    return svg[svg.index("<svg"):]  # inline: no XML declaration or DOCTYPE inside the page
+
+
+#: Run statuses the page highlights.
+FAILED = ("failed", "dead")
 
 
 def _table_html(frame: pd.DataFrame) -> str:
@@ -204,15 +239,16 @@ def _table_html(frame: pd.DataFrame) -> str:
         for v in values:
             numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
             text = "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
-            css = "num" if numeric else ("failed" if text == "failed" else "nowrap" if len(text) <= 20 else "")
+            css = "num" if numeric else ("failed" if text in FAILED else "nowrap" if len(text) <= 20 else "")
             cells.append(f'<td class="{css}">{html.escape(text)}</td>' if css else f"<td>{html.escape(text)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+        failed = any(str(v) in FAILED for v in values)  # a failed or dead run: the whole row
+        rows.append(('<tr class="failed">' if failed else "<tr>") + "".join(cells) + "</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def write_html(data: dict[str, pd.DataFrame], path: str | Path, source: str = "") -> None:
-    """A self-contained page (plotly.js inlined): headline numbers, the chart, the tables."""
-    fig = chart(data["work_items"])
+    """A self-contained page (the chart inline SVG, no script): headline numbers, the chart, the tables."""
+    figure = chart(data["work_items"])
     cards = "".join(f'<div class="card"><div class="label">{html.escape(k)}</div>'
                     f'<div class="value">{html.escape(v)}</div></div>' for k, v in _headline(data["summary"]))
     sections = "".join(f"<h2>{html.escape(TITLES[name])}</h2>{_table_html(data[name])}" for name in TITLES)
@@ -223,8 +259,7 @@ def write_html(data: dict[str, pd.DataFrame], path: str | Path, source: str = ""
 <h1>Level 2b work list report</h1>
 <p class="source">{html.escape(source)} &middot; made {made}</p>
 <div class="cards">{cards}</div>
-{fig.to_html(full_html=False, include_plotlyjs=True, default_width="100%",
-             config={"displaylogo": False, "responsive": True})}
+<div class="chart">{figure}</div>
 {sections}
 </body></html>
 """
