@@ -42,10 +42,10 @@ OUTPUT_SUFFIXES = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq":
 
 
 def _jsonable(value):
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
+        return None
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return value
@@ -62,13 +62,25 @@ def render(frame: pd.DataFrame, fmt: str = "table") -> str:
             return "(no rows)\n"
         from tabulate import tabulate
 
-        shown = frame.astype(object).where(frame.notna(), "")
+        shown = _iso_times(frame)
+        shown = shown.astype(object).where(shown.notna(), "")
         return tabulate(shown, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True) + "\n"
     if fmt == "csv":
-        return frame.to_csv(index=False)
+        return _iso_times(frame).to_csv(index=False)
     if fmt == "json":
         return json.dumps(records(frame), indent=1) + "\n"
     raise L2RulesError(f"format {fmt!r} cannot be printed; choose one of {', '.join(FORMATS)}")
+
+
+def _iso_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """Times as ISO 8601 text (``2026-01-02T03:04:05.123456+00:00``, as JSON writes them), NaT as missing."""
+    times = [name for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.DatetimeTZDtype)]
+    if not times:
+        return frame
+    frame = frame.copy()
+    for name in times:
+        frame[name] = frame[name].map(lambda v: None if v is pd.NaT else v.isoformat()).astype(object)
+    return frame
 
 
 def make_parent(output: str | Path) -> Path:
@@ -123,6 +135,97 @@ def to_frame(result: sa.engine.Result, columns: list[str] | None = None) -> pd.D
         data[name] = array
     # copy=False: the frame keeps these arrays (a copy was 65 MB more at the peak of a 741,560-row list).
     return pd.DataFrame(data, columns=names, dtype=object, copy=False)
+
+
+# --- dtypes: every frame the library returns is typed from its columns' SQL types ---------------------
+# The same frame on SQLite and PostgreSQL, and the one its Parquet file reads back as: the dtype comes
+# from the column's SQLAlchemy type (of the SELECT, or of the schema column a built frame's column holds),
+# never from what a backend's driver happened to return.
+
+#: The pandas dtype of a column of each SQL type: the first entry whose type the column's type is.
+DTYPES: tuple[tuple[type, str], ...] = (
+    (sa.Boolean, "boolean"),  # nullable booleans: SQLite's 0/1 and PostgreSQL's bools alike; NULL is <NA>
+    (sa.Integer, "Int64"),  # nullable integers (BigInteger and SmallInteger too): NULL is <NA>, never a float
+    (sa.DateTime, "datetime64[ns, UTC]"),  # every stored time is UTC; SQLite's offset-less ones are read as UTC
+    (sa.Date, "object"),  # a calendar day stays a datetime.date (no time of day, no zone); Parquet date32
+    (sa.Float, "Float64"),
+    (sa.String, "string"),  # Text and String: pandas' nullable string dtype, NULL is <NA>
+)
+#: Text columns whose values are few and known (JWST exposure types, association types, member types,
+#: specials, run statuses, instruments, kinds of change): categorical, categories sorted. Nothing else is.
+CATEGORICAL = frozenset({
+    "exp_type", "exptype", "special", "asn_type", "table_asn_type", "pipeline_asn_type", "candidate_type",
+    "status", "instrument", "change",
+    *(f"{c}_{side}" for c in ("exptype", "asn_type", "role") for side in ("from", "to")),
+})
+
+
+def dtype_of(name: str, sql_type) -> str | None:
+    """The pandas dtype of column ``name`` of SQL type ``sql_type`` ("category" for :data:`CATEGORICAL`
+    text); None for a type the policy leaves as Python objects (JSON, NullType ...)."""
+    sql_type = sa.types.to_instance(sql_type)
+    for kind, dtype in DTYPES:
+        if isinstance(sql_type, kind):
+            return "category" if dtype == "string" and name in CATEGORICAL else dtype
+    return None
+
+
+def typed(frame: pd.DataFrame, types: dict) -> pd.DataFrame:
+    """``frame`` with each column named in ``types`` (name -> SQL type) given its dtype by :func:`dtype_of`;
+    other columns as they are. Missing values (None, NaN, NaT) become the dtype's own missing value."""
+    out = {}
+    for name in frame.columns:
+        column = frame[name]
+        dtype = dtype_of(name, types[name]) if name in types else None
+        if dtype is not None:
+            column = _as_dtype(column, dtype)
+        out[name] = column
+    return pd.DataFrame(out, columns=frame.columns, index=frame.index)
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+
+
+def _as_dtype(column: pd.Series, dtype: str) -> pd.Series:
+    values = column.to_numpy(dtype=object, na_value=None)
+    index = column.index
+    if dtype == "boolean":  # SQLite gives 0/1, PostgreSQL True/False
+        return pd.Series(pd.array([None if _missing(v) else bool(v) for v in values], dtype="boolean"), index=index)
+    if dtype == "Int64":
+        return pd.Series(pd.array([None if _missing(v) else int(v) for v in values], dtype="Int64"), index=index)
+    if dtype.startswith("datetime64"):  # datetimes with or without offset, or ISO 8601 text
+        stamps = pd.to_datetime(pd.Series(values, index=index, dtype=object), utc=True, format="ISO8601")
+        return stamps.astype(dtype)
+    if dtype == "object":  # dates: datetime.date, None when missing
+        return pd.Series([None if _missing(v) else v if type(v) is dt.date else _as_date(v) for v in values],
+                         index=index, dtype=object)
+    if not all(type(v) is str or v is None for v in values):  # text columns hold text; anything else as text
+        import numpy as np  # with pandas, imported only when a frame is made
+
+        values = np.array([None if _missing(v) else str(v) for v in values], dtype=object)
+    if dtype == "category":  # categories sorted, of pandas' default text dtype (what a Parquet file reads back)
+        categories = pd.Index(sorted({v for v in values if v is not None}))
+        return pd.Series(pd.Categorical(values, categories=categories), index=index)
+    return pd.Series(pd.array(values, dtype=dtype), index=index)
+
+
+def _as_date(value) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def column_types(query: sa.Select) -> dict:
+    """The SQL type of each column a SELECT gives, by name."""
+    return {column.key: column.type for column in query.selected_columns}
+
+
+def query_frame(conn: sa.Connection, query: sa.Select, columns: list[str] | None = None,
+                types: dict | None = None) -> pd.DataFrame:
+    """The rows of ``query`` as a typed DataFrame (:func:`to_frame`, then :func:`typed` by the query's
+    column types; ``types`` overrides some)."""
+    return typed(to_frame(conn.execute(query), columns), {**column_types(query), **(types or {})})
 
 
 def _fill_columns(result: sa.engine.Result, picks: list[int], values: list[list], shared: list[dict | None]) -> None:
