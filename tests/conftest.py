@@ -149,6 +149,11 @@ def pool_path():
     return get
 
 
+def as_values(frame):
+    """A library frame (typed: Int64, boolean, category, string ...) as Python values, None for missing."""
+    return frame.astype(object).where(frame.notna(), None)
+
+
 def checkout_copy(tmp_path: Path, monkeypatch) -> Path:
     """A copy of the project's migrations, seeds and alembic.ini to edit, made the current directory:
     the library, like the CLI and Alembic, then reads this checkout's migrations (its head)."""

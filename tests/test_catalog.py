@@ -16,7 +16,7 @@ from l2rules import catalog
 from l2rules.catalog import CatalogError
 from l2rules.config import get_engine
 
-from .conftest import DATA, REPO, checkout_copy
+from .conftest import DATA, REPO, as_values, checkout_copy
 
 INSTRUMENTS = {"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec", "NIS": "NIRISS", "FGS": "FGS"}
 
@@ -46,7 +46,7 @@ def test_published_rows_count():
 def test_as_of_2019_equals_published_table(db):
     first = catalog.rules(db, as_of="2019-01-01")
     cols = ["exp_type", "special", "instrument", "exptype", "level2b"]
-    pd.testing.assert_frame_equal(first[cols], published_table()[cols], check_dtype=False)
+    pd.testing.assert_frame_equal(as_values(first[cols]), published_table()[cols], check_dtype=False)
     assert first["asn_type"].isna().all()
 
 
@@ -66,7 +66,8 @@ def test_as_of_today_equals_seed(db):
 ])
 def test_as_of_boundaries(db, date, mimf, grism):
     rules = catalog.rules(db, as_of=date).set_index(["exp_type", "special"])
-    assert rules.loc[("NRS_MIMF", ""), "asn_type"] == mimf
+    asn_type = rules.loc[("NRS_MIMF", ""), "asn_type"]
+    assert (None if pd.isna(asn_type) else asn_type) == mimf
     assert bool(rules.loc[("NRC_GRISM", ""), "level2b"]) is grism
     assert (("MIR_WFSS", "") in rules.index) is (date >= "2026-03-20")
 
@@ -92,8 +93,8 @@ def test_versions_record_dates_and_references(db):
 def test_history_of_an_exp_type(db):
     h = catalog.history(db, "NRS_MIMF")
     assert list(h["valid_from"]) == ["0002", "0004", "0006"]
-    assert list(h["asn_type"].fillna("-")) == ["-", "wfs-image2", "image2"]
-    assert h["valid_to"].iloc[-1] is None
+    assert list(h["asn_type"].astype(object).fillna("-")) == ["-", "wfs-image2", "image2"]
+    assert pd.isna(h["valid_to"].iloc[-1])
     with pytest.raises(CatalogError):
         catalog.history(db, "NOT_A_TYPE")
 

@@ -14,7 +14,7 @@ from l2rules import inventory, load
 from l2rules.config import get_engine
 from l2rules.inventory import InventoryError, exposure_stem, parse_candidates
 
-from .conftest import POOLS, SAMPLE_POOLS
+from .conftest import POOLS, SAMPLE_POOLS, as_values
 
 
 def read_pool(path) -> tuple[list[str], list[dict[str, str]]]:
@@ -42,7 +42,7 @@ def test_every_sample_pool_loads_every_column(db, name):
     assert result.template_rows == len(template)
     assert result.loaded == len(exposures)
     assert result.rejected == 0
-    stored = inventory.exposures(db, pool=name).set_index("filename")
+    stored = as_values(inventory.exposures(db, pool=name)).set_index("filename")
     assert len(stored) == len(exposures)
     for filename, raw in exposures.items():
         row = stored.loc[filename]
@@ -70,7 +70,7 @@ def test_flags_and_candidates(db, tmp_path):
         "jw1_b_uncal.fits|NRC_CORON|False|true|n|True|1000|\n"
     )
     load(path, db)
-    stored = inventory.exposures(db).set_index("stem")
+    stored = as_values(inventory.exposures(db)).set_index("stem")
     a, b = stored.loc["jw1_a"], stored.loc["jw1_b"]
     assert (bool(a.is_psf), bool(a.bkgdtarg), a.is_imprt, a.tsovisit) == (True, False, None, None)
     assert (bool(b.is_psf), bool(b.bkgdtarg), bool(b.is_imprt), bool(b.tsovisit)) == (False, True, False, True)
@@ -90,7 +90,7 @@ def test_dataframe_and_comma_csv(db, tmp_path):
     path = tmp_path / "plain.csv"
     path.write_text('filename,exp_type,targname\njw3_a_uncal.fits,NRS_IFU,"NGC 1, core"\n')
     assert load(path, db).inserted == 1
-    stored = inventory.exposures(db).set_index("stem")
+    stored = as_values(inventory.exposures(db)).set_index("stem")
     assert stored.loc["jw2_b", "program"] is None
     assert stored.loc["jw3_a", "targname"] == "NGC 1, core"
 

@@ -71,10 +71,9 @@ def dispatch(args: argparse.Namespace) -> int:
         frame = runs(args.db, last=args.last or None, status=args.status)
         if args.format == "table":  # fit a terminal: whole seconds, the number of inputs
             frame = frame.drop(columns=["host", "pid", "reissued_by", "output"])
-            for column in ("started_at", "finished_at"):
-                # (a column of only unfinished runs holds no strings: pandas makes it NaN)
-                frame[column] = frame[column].map(lambda v: v[:19].replace("T", " ") if isinstance(v, str) else None)
-            frame["inputs"] = frame["inputs"].map(lambda v: len(v.split()) if v else 0)
+            for column in ("started_at", "finished_at"):  # UTC times (NaT: not finished)
+                frame[column] = frame[column].dt.strftime("%Y-%m-%d %H:%M:%S").astype(object)
+            frame["inputs"] = frame["inputs"].map(lambda v: len(v.split()) if isinstance(v, str) and v else 0)
         outputs.write(frame, args.format)
         return 0
     if args.command == "report":

@@ -20,11 +20,15 @@ from . import schema
 from ._revision_template import TEMPLATE
 from .config import DB, L2RulesError, project_file
 from .migrate import alembic_config, require_migrated, upgrade
-from .outputs import to_frame
+from .outputs import query_frame, to_frame, typed
 
 #: The columns that describe a rule, in the seed CSV's order.
 RULE_COLUMNS = ["exp_type", "special", "instrument", "exptype", "level2b", "asn_type", "note"]
 KEY = ["exp_type", "special"]
+#: The SQL type of each column of the frames this module returns (their dtypes follow: ``outputs.typed``).
+RULE_TYPES = {c.name: c.type for c in schema.rule.c}
+CHANGE_TYPES = {"table": sa.Text(), "change": sa.Text(), "key": sa.Text(), "column": sa.Text(),
+                **{k: RULE_TYPES[k] for k in KEY}}  # before/after hold values of any column: Python objects
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,12 @@ def seed_path() -> Path:
 
 
 def read_seed(path: str | Path | None = None) -> pd.DataFrame:
-    """The rules of ``seeds/level2b_rules.csv`` (or ``path``), typed like the catalog's."""
+    """The rules of ``seeds/level2b_rules.csv`` (or ``path``), typed like the catalog's (:func:`rules`)."""
+    return typed(_read_seed(path), RULE_TYPES)
+
+
+def _read_seed(path: str | Path | None = None) -> pd.DataFrame:
+    """The seed file's rules in the shape the catalog compares: object columns, None for N/A, sorted by key."""
     path = Path(path) if path else seed_path()
     frame = pd.read_csv(path, dtype=object, keep_default_na=False)
     missing = [c for c in RULE_COLUMNS if c not in frame.columns]
@@ -107,7 +116,7 @@ def read_seed(path: str | Path | None = None) -> pd.DataFrame:
 
 
 def write_seed(frame: pd.DataFrame, path: str | Path) -> None:
-    out = frame[RULE_COLUMNS].copy()
+    out = frame[RULE_COLUMNS].astype(object).where(frame[RULE_COLUMNS].notna(), None)
     out["level2b"] = out["level2b"].map({True: "true", False: "false"})
     out["asn_type"] = out["asn_type"].fillna("")
     out.to_csv(path, index=False)
@@ -132,7 +141,7 @@ def read_table_seed(table: str | SeedTable, path: str | Path | None = None) -> p
     """A seed file as the catalog stores it: typed columns, None for empty, sorted by key."""
     spec = SEED_TABLES[table] if isinstance(table, str) else table
     if spec.name == "rule":
-        return read_seed(path)
+        return _read_seed(path)
     path = Path(path) if path else spec.path
     frame = pd.read_csv(path, dtype=object, keep_default_na=False)
     missing = [c for c in spec.columns if c not in frame.columns]
@@ -192,7 +201,7 @@ def versions(db: DB = None) -> pd.DataFrame:
     engine = require_migrated(db)
     v = schema.catalog_version
     with engine.connect() as conn:
-        return to_frame(conn.execute(sa.select(v).order_by(v.c.seq)))
+        return query_frame(conn, sa.select(v).order_by(v.c.seq))
 
 
 def releases(db: DB = None) -> pd.DataFrame:
@@ -200,10 +209,8 @@ def releases(db: DB = None) -> pd.DataFrame:
     engine = require_migrated(db)
     r = schema.pipeline_release
     with engine.connect() as conn:
-        frame = to_frame(conn.execute(sa.select(r.c.version, r.c.released, r.c.rules_as_of)
-                                      .where(r.c.valid_to.is_(None)).order_by(r.c.released, r.c.version)),
-                         ["version", "released", "rules_as_of"])
-    return frame
+        return query_frame(conn, sa.select(r.c.version, r.c.released, r.c.rules_as_of)
+                           .where(r.c.valid_to.is_(None)).order_by(r.c.released, r.c.version))
 
 
 class Point(tuple):
@@ -324,7 +331,13 @@ def rules(db: DB = None, *, as_of: str | dt.date | None = None, version: str | N
           pipeline: str | None = None, exp_type: str | None = None, instrument: str | None = None) -> pd.DataFrame:
     """The published table's rules in force now, or at date ``as_of``, catalog ``version`` or ``pipeline`` release."""
     engine = require_migrated(db)
-    r = rules_at(resolve_version(engine, as_of, version, pipeline))
+    return typed(_rules(engine, resolve_version(engine, as_of, version, pipeline), exp_type, instrument), RULE_TYPES)
+
+
+def _rules(engine: sa.Engine, when: Point | None, exp_type: str | None = None,
+           instrument: str | None = None) -> pd.DataFrame:
+    """The rules in force at ``when`` in the shape the catalog compares (see :func:`_normalised`)."""
+    r = rules_at(when)
     query = sa.select(*(r.c[c] for c in RULE_COLUMNS)).order_by(r.c.exp_type, r.c.special)
     if exp_type:
         query = query.where(sa.func.upper(r.c.exp_type) == exp_type.upper())
@@ -345,7 +358,7 @@ def conditions(db: DB = None, *, as_of: str | dt.date | None = None, version: st
     if exp_type:
         query = query.where(sa.func.upper(c.c.exp_type) == exp_type.upper())
     with engine.connect() as conn:
-        return to_frame(conn.execute(query), cols)
+        return query_frame(conn, query, cols)
 
 
 def table_rows(db: DB, table: str, *, as_of: str | dt.date | None = None, version: str | None = None,
@@ -355,9 +368,10 @@ def table_rows(db: DB, table: str, *, as_of: str | dt.date | None = None, versio
     engine = require_migrated(db)
     when = resolve_version(engine, as_of, version, pipeline)
     if spec.name == "rule":
-        return rules(engine, as_of=when)
+        return typed(_rules(engine, when), RULE_TYPES)
     with engine.connect() as conn:
-        return _table_rows(conn, spec, when)
+        frame = _table_rows(conn, spec, when)
+    return typed(frame, {c.name: c.type for c in schema.metadata.tables[spec.name].c})
 
 
 def _table_rows(conn: sa.Connection, spec: SeedTable, when: Point | None) -> pd.DataFrame:
@@ -373,8 +387,9 @@ def _table_rows(conn: sa.Connection, spec: SeedTable, when: Point | None) -> pd.
 
 def tables() -> pd.DataFrame:
     """The rules tables: name, seed file, key."""
-    return pd.DataFrame([{"table": t.name, "seed": f"seeds/{t.path.name}", "key": ", ".join(t.key)}
-                         for t in SEED_TABLES.values()])
+    frame = pd.DataFrame([{"table": t.name, "seed": f"seeds/{t.path.name}", "key": ", ".join(t.key)}
+                          for t in SEED_TABLES.values()])
+    return typed(frame, dict.fromkeys(frame.columns, sa.Text()))
 
 
 def _spec(table: str) -> SeedTable:
@@ -408,7 +423,7 @@ def history(db: DB = None, exp_type: str | None = None, *, table: str = "rule") 
     if exp_type:
         query = query.where(sa.func.upper(sa.cast(first, sa.String)) == str(exp_type).upper())
     with engine.connect() as conn:
-        frame = to_frame(conn.execute(query))
+        frame = query_frame(conn, query)
     if exp_type and frame.empty:
         what = "exp_type" if spec.name == "rule" else spec.key[0]
         raise CatalogError(f"no row of {spec.name} with {what} {exp_type!r} in any catalog version")
@@ -456,14 +471,14 @@ def _changes(spec: SeedTable, before: pd.DataFrame, after: pd.DataFrame):
 
 
 def _norm(value):
-    return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
+    return None if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) else value
 
 
 def diff(db: DB, from_point: str, to_point: str) -> pd.DataFrame:
     """The published table's rules added, removed and changed between two points (revision, release or date)."""
     engine = require_migrated(db)
-    before, after = (rules(engine, as_of=resolve_point(engine, p)) for p in (from_point, to_point))
-    return compare(before, after)
+    before, after = (_rules(engine, resolve_point(engine, p)) for p in (from_point, to_point))
+    return typed(compare(before, after), CHANGE_TYPES)
 
 
 def diff_all(db: DB, from_point: str, to_point: str, tables: list[str] | None = None) -> pd.DataFrame:
@@ -474,18 +489,21 @@ def diff_all(db: DB, from_point: str, to_point: str, tables: list[str] | None = 
     with engine.connect() as conn:
         for spec in (_spec(t) for t in (tables or SEED_TABLES)):
             if spec.name == "rule":
-                before, after = (rules(engine, as_of=p) for p in points)
+                before, after = (_rules(engine, p) for p in points)
             else:
                 before, after = (_table_rows(conn, spec, p) for p in points)
             frames.append(compare_table(spec, before, after))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CHANGE_COLUMNS)
+    return typed(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CHANGE_COLUMNS),
+                 CHANGE_TYPES)
 
 
 # --- drift and new revisions ---------------------------------------------------------------
 
 def check(db: DB = None, seed: str | Path | None = None) -> pd.DataFrame:
     """Where the database's published rules and the seed CSV disagree (empty when they agree)."""
-    return compare(read_seed(seed), rules(db)).rename(columns={"before": "csv", "after": "database"})
+    engine = require_migrated(db)
+    drift = compare(_read_seed(seed), _rules(engine, None)).rename(columns={"before": "csv", "after": "database"})
+    return typed(drift, CHANGE_TYPES)
 
 
 def check_all(db: DB = None, seeds: str | Path | None = None, *, seed: str | Path | None = None) -> pd.DataFrame:
@@ -504,9 +522,10 @@ def check_all(db: DB = None, seeds: str | Path | None = None, *, seed: str | Pat
             if path is not None and not path.is_file():
                 continue  # a directory with some of the seed files: those it has are checked
             wanted = read_table_seed(spec, path)
-            held = rules(engine) if spec.name == "rule" else _table_rows(conn, spec, None)
+            held = _rules(engine, None) if spec.name == "rule" else _table_rows(conn, spec, None)
             frames.append(compare_table(spec, wanted, held))
-    return pd.concat(frames, ignore_index=True).rename(columns={"before": "seed", "after": "database"})
+    drift = pd.concat(frames, ignore_index=True).rename(columns={"before": "seed", "after": "database"})
+    return typed(drift, CHANGE_TYPES)
 
 
 def head_state() -> pd.DataFrame:
@@ -527,7 +546,7 @@ def _replayed() -> tuple[dict[str, pd.DataFrame], dict[str, dt.date]]:
         engine = sa.create_engine(f"sqlite:///{Path(tmp) / 'replay.db'}")
         try:
             upgrade(engine)
-            tables, latest = {"rule": rules(engine)}, {}
+            tables, latest = {"rule": _rules(engine, None)}, {}
             with engine.connect() as conn:
                 for spec in SEED_TABLES.values():
                     if spec.name != "rule":

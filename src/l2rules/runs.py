@@ -68,6 +68,9 @@ RECORD_COLUMNS = [
     "items_changed", "items_withdrawn", "exposures_unmatched", "rows_rejected", "items_reissued", "reissued_by",
     "output", "error", "host", "pid",
 ]
+#: The SQL type of each column of :func:`runs` (the ``run`` table's; ``inputs`` there is JSON text, here the
+#: paths space-separated): their dtypes follow (``outputs.typed``).
+RECORD_TYPES = {"run_id": schema.run.c.id.type, **{c.name: c.type for c in schema.run.c if c.name != "id"}}
 #: Columns of the work items a run writes (``--output``) and :func:`items` returns: the pipeline's answer for the
 #: exposure (as ``l2rules worklist`` gives it) when the item was made.
 ITEM_COLUMNS = ["pool", "source_line", "filename", "exp_type", "exptype", "asn_type", "level2b_input",
@@ -637,7 +640,7 @@ def runs(db: DB = None, last: int | None = None, status: str | None = None) -> p
             records = records[-last:]
     frame = pd.DataFrame(records, columns=RECORD_COLUMNS)
     frame["inputs"] = frame["inputs"].map(lambda v: " ".join(v) if isinstance(v, list) else v)
-    return frame
+    return outputs.typed(frame, RECORD_TYPES)
 
 
 def items(db: DB = None, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
@@ -654,8 +657,7 @@ def items(db: DB = None, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
     if run_ids is not None:
         query = query.where(wi.c.run_id.in_(list(run_ids)))
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).all(), columns=ITEM_COLUMNS)
-    return frame.astype(object).where(frame.notna(), None)
+        return outputs.query_frame(conn, query, ITEM_COLUMNS)
 
 
 # --- test hook -----------------------------------------------------------------------------------

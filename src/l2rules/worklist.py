@@ -25,7 +25,7 @@ from .catalog import Point, conditions_at, resolve_version, rules_at
 from .config import DB, L2RulesError
 from .inventory import load
 from .migrate import require_migrated
-from .outputs import to_frame, write_result
+from .outputs import query_frame, to_frame, typed, write_result
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,20 @@ PIPELINE_COLUMNS = [
 ]
 PIPELINE_ALL_COLUMNS = [*PIPELINE_COLUMNS[:-3], "level2b", "reason", "table_level2b", "table_asn_type",
                         "table_rule", "table_reason"]
+#: The SQL type of each column of the pipeline's work list (and of ``impact``'s frames): the schema column it
+#: is read from or stored in. Its dtype follows (``outputs.typed``), as a SELECT's columns give theirs.
+COLUMN_TYPES = {
+    "pool": schema.pool.c.name.type,
+    **{c: schema.exposure.c[c].type for c in ("source_line", "filename", "exp_type", "program", "obs_num")},
+    **{c.name: c.type for c in schema.level2b_answer.c if c.name not in ("exposure_id", "catalog_revision")},
+    "instrument": sa.Text(), "change": sa.Text(), "exposures": sa.Integer(),
+    **{f"{c}_{side}": t for side in ("from", "to") for c, t in (
+        ("exptype", sa.Text()), ("asn_type", sa.Text()), ("reason", sa.Text()), ("role", sa.Text()),
+        ("input", sa.Text()), ("association", sa.Text()))},
+    "pipeline_selected": sa.Boolean(), "pipeline_asn_type": sa.Text(),
+    # explain: per association candidate and rule
+    "candidate": sa.Text(), "candidate_type": sa.Text(), "rule": sa.Text(), "selected": sa.Boolean(),
+}
 #: Where the work list comes from: the pipeline's association rules (default) or the published table alone.
 SOURCES = ("pipeline", "table")
 
@@ -186,9 +200,7 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
         plan_without_jit(conn)
-        frame = to_frame(conn.execute(query), ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS)
-    if include_all:
-        frame["level2b"] = frame["level2b"].astype(bool)
+        frame = query_frame(conn, query, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS)
     if associations:
         frame = _with_associations(engine, frame, seq)
     return frame
@@ -225,9 +237,7 @@ def _pipeline_worklist(engine: sa.Engine, pool_ids: Iterable[int] | None, when: 
     frames = [_pool_answers(engine, pool_id, when, include_all, strict) for pool_id in pool_ids]
     columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    text = [c for c in frame.columns if c not in ("source_line", "level2b", "table_level2b")]
-    frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
-    return frame
+    return typed(frame, COLUMN_TYPES)
 
 
 def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_all: bool,
@@ -353,7 +363,7 @@ def _with_associations(engine, frame: pd.DataFrame, when: dt.date | None = None)
     frame["pipeline_selected"] = [bool(a) for a in found]
     frame["pipeline_asn_type"] = [";".join(sorted({x.asn_type for x in a})) or None for a in found]
     frame["association"] = [";".join(x.filename for x in a) or None for a in found]
-    return frame
+    return typed(frame, COLUMN_TYPES)
 
 
 def unmatched(db: DB = None) -> pd.DataFrame:
@@ -369,7 +379,7 @@ def unmatched(db: DB = None) -> pd.DataFrame:
         .order_by(p.c.name, e.c.exp_type)
     )
     with engine.connect() as conn:
-        return to_frame(conn.execute(query), ["pool", "exp_type", "exposures", "example"])
+        return query_frame(conn, query, ["pool", "exp_type", "exposures", "example"])
 
 
 def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path] | None = None,
@@ -388,7 +398,7 @@ def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path
     if source == "pipeline":
         from .association import impact as pipeline_impact
 
-        return pipeline_impact(db, from_point, to_point, pools=pools)
+        return pipeline_impact(db, from_point, to_point, pools=pools)  # typed there
 
     engine = require_migrated(db, create=bool(pools))
     pool_ids = [load(path, engine).pool_id for path in pools] if pools else None
@@ -425,4 +435,4 @@ def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path
          "asn_type_from", "asn_type_to", "reason_from", "reason_to"]].reset_index(drop=True)
     counts = (exposures.groupby(["instrument", "change"]).size().rename("exposures").reset_index()
               if len(exposures) else pd.DataFrame(columns=["instrument", "change", "exposures"]))
-    return exposures.astype(object).where(exposures.notna(), None), counts
+    return typed(exposures, COLUMN_TYPES), typed(counts, COLUMN_TYPES)

@@ -224,10 +224,13 @@ def impact(db: DB, from_point: str, to_point: str, *,
                              **{f"{column}_{side}": (None if value is None else value[i])
                                 for side, value in (("from", before), ("to", after))
                                 for i, column in enumerate(("asn_type", "role", "input", "association"))}))
+    from ..outputs import typed
+    from ..worklist import COLUMN_TYPES
+
     exposures = pd.DataFrame(rows, columns=IMPACT_COLUMNS)
     counts = (exposures.groupby(["instrument", "change"]).size().rename("exposures").reset_index()
               if len(exposures) else pd.DataFrame(columns=["instrument", "change", "exposures"]))
-    return exposures, counts
+    return typed(exposures, COLUMN_TYPES), typed(counts, COLUMN_TYPES)
 
 
 def processing(asns: Iterable[Association]) -> dict[int, tuple[set[str], set[tuple[str, str, str, str]]]]:

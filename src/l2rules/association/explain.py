@@ -55,16 +55,23 @@ def explain(db: DB, filename: str, pool: str | None = None, *, as_of: str | dt.d
         base = dict(filename=found.filename, pool=its_pool.name)
         missing = missing_columns(its_pool)
         if missing:
-            return pd.DataFrame([dict(base, selected=False, reason="the pool has no " + ", ".join(missing)
-                                      + " column: the pipeline makes no association from it")],
-                                columns=EXPLAIN_COLUMNS)
+            return _typed(pd.DataFrame([dict(base, selected=False, reason="the pool has no " + ", ".join(missing)
+                                             + " column: the pipeline makes no association from it")],
+                                       columns=EXPLAIN_COLUMNS))
         with evaluating(conn, when) as evaluation:
             final = evaluation.run(its_pool.id).subquery()
             rows = _explain_rows(evaluation, final, found.id)
     if not rows:
         rows = [dict(selected=False, reason="no ASN_CANDIDATE: associations are built per candidate")]
     rows.insert(0, _published_verdict(engine, when, found.pool_id, found.id, rows))
-    return pd.DataFrame([dict(base, **row) for row in rows], columns=EXPLAIN_COLUMNS)
+    return _typed(pd.DataFrame([dict(base, **row) for row in rows], columns=EXPLAIN_COLUMNS))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    from ..outputs import typed
+    from ..worklist import COLUMN_TYPES
+
+    return typed(frame, COLUMN_TYPES)
 
 
 def _published_verdict(engine, when, pool_id: int, exposure_id: int, rows: list[dict]) -> dict:

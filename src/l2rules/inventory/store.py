@@ -18,7 +18,7 @@ from .._lazy import pandas as pd
 from .. import schema
 from ..config import DB
 from ..migrate import require_migrated
-from ..outputs import to_frame
+from ..outputs import query_frame
 from .poolformat import InventoryError
 
 
@@ -205,7 +205,7 @@ def rejections(db: DB = None) -> pd.DataFrame:
     """Every row a ``skip_bad`` load refused, with its reason."""
     engine = require_migrated(db)
     with engine.connect() as conn:
-        return to_frame(conn.execute(sa.select(schema.load_rejection).order_by(schema.load_rejection.c.id)))
+        return query_frame(conn, sa.select(schema.load_rejection).order_by(schema.load_rejection.c.id))
 
 
 def exposures(db: DB = None, pool: str | None = None) -> pd.DataFrame:
@@ -216,4 +216,4 @@ def exposures(db: DB = None, pool: str | None = None) -> pd.DataFrame:
     if pool:
         query = query.where(p.c.name == pool)
     with engine.connect() as conn:
-        return to_frame(conn.execute(query))
+        return query_frame(conn, query)
