@@ -41,8 +41,8 @@ STREAMED_FORMATS = ("csv", "parquet")
 OUTPUT_SUFFIXES = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
 
 
-def _jsonable(value):
-    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
+def _jsonable(value, missing=()):
+    if value is None or (isinstance(value, float) and value != value) or any(value is m for m in missing):
         return None
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
@@ -52,7 +52,8 @@ def _jsonable(value):
 
 
 def records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: _jsonable(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    missing = (pd.NA, pd.NaT)  # looked up once: each lookup on the lazy module is an import call
+    return [{k: _jsonable(v, missing) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def render(frame: pd.DataFrame, fmt: str = "table") -> str:
@@ -170,44 +171,46 @@ def dtype_of(name: str, sql_type) -> str | None:
     return None
 
 
-def typed(frame: pd.DataFrame, types: dict) -> pd.DataFrame:
+def typed(frame: pd.DataFrame, types: dict, *, copy: bool = True) -> pd.DataFrame:
     """``frame`` with each column named in ``types`` (name -> SQL type) given its dtype by :func:`dtype_of`;
-    other columns as they are. Missing values (None, NaN, NaT) become the dtype's own missing value."""
-    out = {}
-    for name in frame.columns:
-        column = frame[name]
+    other columns as they are. Missing values (None, NaN, NaT) become the dtype's own missing value.
+
+    ``copy=False`` converts ``frame`` itself, column by column, each object column freed as its typed one
+    replaces it (a work list of millions of rows never exists twice)."""
+    if copy:
+        frame = frame.copy(deep=False)
+    for name in list(frame.columns):
         dtype = dtype_of(name, types[name]) if name in types else None
         if dtype is not None:
-            column = _as_dtype(column, dtype)
-        out[name] = column
-    return pd.DataFrame(out, columns=frame.columns, index=frame.index)
-
-
-def _missing(value) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+            frame[name] = _as_dtype(frame[name], dtype)
+    return frame
 
 
 def _as_dtype(column: pd.Series, dtype: str) -> pd.Series:
-    values = column.to_numpy(dtype=object, na_value=None)
+    import numpy as np  # with pandas, imported only when a frame is made
+    import pandas
+
+    values = column.to_numpy(dtype=object, na_value=None)  # every missing value (NaN, NA, NaT) is None
     index = column.index
     if dtype == "boolean":  # SQLite gives 0/1, PostgreSQL True/False
-        return pd.Series(pd.array([None if _missing(v) else bool(v) for v in values], dtype="boolean"), index=index)
+        return pandas.Series(pandas.array([None if v is None else bool(v) for v in values], dtype="boolean"),
+                             index=index)
     if dtype == "Int64":
-        return pd.Series(pd.array([None if _missing(v) else int(v) for v in values], dtype="Int64"), index=index)
+        return pandas.Series(pandas.array([None if v is None else int(v) for v in values], dtype="Int64"),
+                             index=index)
     if dtype.startswith("datetime64"):  # datetimes with or without offset, or ISO 8601 text
-        stamps = pd.to_datetime(pd.Series(values, index=index, dtype=object), utc=True, format="ISO8601")
+        stamps = pandas.to_datetime(pandas.Series(values, index=index, dtype=object), utc=True, format="ISO8601")
         return stamps.astype(dtype)
     if dtype == "object":  # dates: datetime.date, None when missing
-        return pd.Series([None if _missing(v) else v if type(v) is dt.date else _as_date(v) for v in values],
-                         index=index, dtype=object)
-    if not all(type(v) is str or v is None for v in values):  # text columns hold text; anything else as text
-        import numpy as np  # with pandas, imported only when a frame is made
-
-        values = np.array([None if _missing(v) else str(v) for v in values], dtype=object)
+        return pandas.Series([v if v is None or type(v) is dt.date else _as_date(v) for v in values],
+                             index=index, dtype=object)
     if dtype == "category":  # categories sorted, of pandas' default text dtype (what a Parquet file reads back)
-        categories = pd.Index(sorted({v for v in values if v is not None}))
-        return pd.Series(pd.Categorical(values, categories=categories), index=index)
-    return pd.Series(pd.array(values, dtype=dtype), index=index)
+        uniques = [v for v in pandas.unique(values) if v is not None]
+        if not all(type(v) is str for v in uniques):  # text columns hold text; anything else as its text
+            values = np.array([None if v is None else str(v) for v in values], dtype=object)
+            uniques = {v for v in values if v is not None}
+        return pandas.Series(pandas.Categorical(values, categories=pandas.Index(sorted(uniques))), index=index)
+    return pandas.Series(pandas.array(values, dtype=dtype), index=index)  # "string": non-text as its text
 
 
 def _as_date(value) -> dt.date:
@@ -225,7 +228,7 @@ def query_frame(conn: sa.Connection, query: sa.Select, columns: list[str] | None
                 types: dict | None = None) -> pd.DataFrame:
     """The rows of ``query`` as a typed DataFrame (:func:`to_frame`, then :func:`typed` by the query's
     column types; ``types`` overrides some)."""
-    return typed(to_frame(conn.execute(query), columns), {**column_types(query), **(types or {})})
+    return typed(to_frame(conn.execute(query), columns), {**column_types(query), **(types or {})}, copy=False)
 
 
 def _fill_columns(result: sa.engine.Result, picks: list[int], values: list[list], shared: list[dict | None]) -> None:
