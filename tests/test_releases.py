@@ -83,7 +83,7 @@ def test_rules_rows_differ_by_release(db):
     assert ("changed", "Asn_Lv2WFSC", "asn_type") in set(zip(diff["change"], diff["key"], diff["column"]))
     history = catalog.history(db, "Asn_Lv2WFSC", table="asn_rule")
     assert list(history["asn_type"])[-2:] == ["wfs-image2", "image2"]
-    assert history["valid_to"].iloc[-1] is None
+    assert pd.isna(history["valid_to"].iloc[-1])  # <NA>: still in force
 
 
 def test_unknown_release_is_a_clear_error(db, capsys):

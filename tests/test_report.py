@@ -15,7 +15,7 @@ from l2rules.runs import run
 from l2rules import load
 from l2rules.worklist import evaluate
 
-from .conftest import POOLS, SAMPLE_POOLS
+from .conftest import POOLS, SAMPLE_POOLS, as_values
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ INSTRUMENTS = {"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec", "NIS": "NIRISS"
 
 def expected_items(db) -> pd.DataFrame:
     """Work items per instrument and asn_type, from the library's work list (the pipeline's answer)."""
-    frame = worklist(db)
+    frame = as_values(worklist(db))  # typed (category): grouped as plain values, as the report's SQL does
     frame["instrument"] = frame["exp_type"].str[:3].map(INSTRUMENTS)
     return frame.groupby(["instrument", "asn_type"]).size().rename("work_items").reset_index()
 
