@@ -153,7 +153,8 @@ DTYPES: tuple[tuple[type, str], ...] = (
     (sa.String, "string"),  # Text and String: pandas' nullable string dtype, NULL is <NA>
 )
 #: Text columns whose values are few and known (JWST exposure types, association types, member types,
-#: specials, run statuses, instruments, kinds of change): categorical, categories sorted. Nothing else is.
+#: specials, run statuses, instruments, kinds of change): categorical, categories the sorted values present
+#: (a missing value is NaN there, as pandas has it). Nothing else is; ';'-joined sets of them are values too.
 CATEGORICAL = frozenset({
     "exp_type", "exptype", "special", "asn_type", "table_asn_type", "pipeline_asn_type", "candidate_type",
     "status", "instrument", "change",
