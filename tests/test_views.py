@@ -1,8 +1,8 @@
 """The reporting views (migration 0018: the stored answers), on SQLite and PostgreSQL.
 
-The README's example queries are run here, from the README itself, through
+The analysts page's example queries (docs/analysts.md) are run here, from the page itself, through
 SQLAlchemy, pandas.read_sql, the sqlite3 module and the psql / sqlite3 command
-line tools, and their results are compared with the output the README prints.
+line tools, and their results are compared with the output the page prints.
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ BOOLEAN_COLUMNS = {"level2b", "item_up_to_date", "answer_current", "table_level2
 
 
 def readme_examples() -> list[tuple[str, str]]:
-    """(query, psql output) pairs of the README's analysts section."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("### For analysts: the views"):text.index("### `l2rules report`")]
+    """(query, psql output) pairs of the analysts page (docs/analysts.md)."""
+    section = (REPO / "docs" / "analysts.md").read_text()
     pairs = re.findall(r"```sql\n(.*?)```\n\n```text\n(.*?)```", section, flags=re.S)
     assert len(pairs) == 7
     return [(q.strip(), out.rstrip("\n")) for q, out in pairs]
@@ -64,7 +63,7 @@ def normalise(cell: str) -> str:
 
 
 def readme_scenario(db: str, tmp_path) -> None:
-    """What the README's catalog went through: run 1 on pool_0*, run 2 killed, runs 3 and 4 on every pool."""
+    """What the analysts page's catalog went through: run 1 on pool_0*, run 2 killed, runs 3 and 4 on every pool."""
     first = sorted(str(POOLS / name) for name in SAMPLE_POOLS if name.startswith("pool_0"))
     every = [str(POOLS / name) for name in SAMPLE_POOLS]
     assert run(first, db, skip_bad=True)["run_id"] == 1
@@ -105,7 +104,7 @@ def _missing(tool: str) -> None:
 
 
 def test_readme_queries_in_the_command_line_tools(db, backend, tmp_path):
-    """`psql` prints exactly what the README shows; `sqlite3` runs every query."""
+    """`psql` prints exactly what the page shows; `sqlite3` runs every query."""
     readme_scenario(db, tmp_path)
     url = sa.make_url(db)
     for query, printed in readme_examples():
