@@ -8,6 +8,7 @@
   what the page shows. Alignment, timestamps and durations are not compared; a line ``...``
   stands for any lines. ``$ echo $?`` checks the previous command's exit code.
 - Every ``python`` example runs, a page's blocks in order in one namespace, in that directory.
+- ``<!-- docs-test: fresh -->`` before a block starts a new directory and catalog from it on.
 - Examples that cannot run here (a crontab, a systemd unit, an Airflow task, a run held by
   another process) are marked ``<!-- docs-test: parse-only -->``: each ``l2rules`` command in
   them must still parse with the CLI's own parser.
@@ -36,6 +37,7 @@ from l2rules import config
 from l2rules.cli import build_parser
 
 from .conftest import IN_CI, REPO
+from .test_fits import fits_from_pool
 
 DOCS = REPO / "docs"
 PAGES = sorted(DOCS.glob("*.md")) + [REPO / "README.md"]
@@ -149,7 +151,10 @@ def trimmed(lines: list[str]) -> list[str]:
 class Sandbox:
     def __init__(self, root: Path, pg_url: str | None) -> None:
         self.root = root
+        root.mkdir()
         (root / "samples").symlink_to(REPO / "samples")
+        # the FITS examples' directory: a header-only file per exposure of a sample pool
+        fits_from_pool("pool_002_image_miri.csv", root / "miri_image")
         self.pg_url = pg_url
         self.env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200"}
         self.env.pop("L2RULES_DATABASE_URL", None)
@@ -186,12 +191,14 @@ def test_console_examples_print_what_the_page_shows(page, tmp_path, postgres):
         if reason:
             (pytest.fail if IN_CI else pytest.skip)(f"{page.name} shows PostgreSQL: {reason}")
         pg_url = postgres.create().replace("postgresql+psycopg://", "postgresql://")
-    sandbox = Sandbox(tmp_path, pg_url)
+    sandbox = Sandbox(tmp_path / "0", pg_url)
     text = page.read_text()
     failures, edits = [], []
-    for block in blocks(page):
+    for number, block in enumerate(blocks(page)):
         if block.lang != "console" or block.mode == "parse-only":
             continue
+        if block.mode == "fresh":
+            sandbox = Sandbox(tmp_path / str(number), pg_url)
         for command in block.commands():
             got = sandbox.run(command.text)
             shown = trimmed(command.output)
