@@ -23,7 +23,7 @@ from ._lazy import pandas as pd
 from . import schema
 from .catalog import Point, conditions_at, resolve_version, rules_at
 from .config import DB, L2RulesError
-from .inventory import load
+from .inventory import STATISTICS_AFTER, keep_statistics, load
 from .migrate import require_migrated
 from .outputs import to_frame, write_result
 
@@ -318,6 +318,7 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
     with engine.connect() as conn:
         revision = head_revision(conn)
         todo = stale_pools(conn, revision) if pool_ids is None else list(pool_ids)
+    stored = 0
     for pool_id in todo:
         frame = _pool_answers(engine, pool_id, None, include_all=True, strict=False, ids=True)
         frame = frame[ANSWER_COLUMNS].astype(object).where(frame[ANSWER_COLUMNS].notna(), None)
@@ -327,6 +328,9 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
             for start in range(0, len(rows), 10_000):
                 conn.execute(a.insert(), rows[start:start + 10_000])
         log.info("pool %s: %d answers stored at catalog revision %s", pool_id, len(rows), revision)
+        stored += len(rows)
+    if stored >= STATISTICS_AFTER:  # the views and `run` join the answers: plans must know their size
+        keep_statistics(engine, ("level2b_answer",))
     return todo
 
 
