@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from l2rules import catalog, get_engine, load, unmatched, worklist
+from l2rules import catalog, get_engine, load, plans, unmatched, worklist
 from l2rules.worklist import evaluate
 from l2rules.migrate import current_revision, downgrade, upgrade
 from l2rules.runs import run
@@ -250,3 +250,21 @@ def test_every_view_and_view_column_is_described_for_psql(postgres):
     downgrade(db, "0018")
     with get_engine(db).connect() as conn:
         assert not any(r.view_text or r.column_text for r in conn.execute(query, {"views": VIEWS}))
+
+
+def test_no_view_is_planned_with_a_per_row_subquery(db, tmp_path):
+    """Every view, and every query of the analysts page, is set-based on both backends (issue 13)."""
+    readme_scenario(db, tmp_path)
+    with get_engine(db).connect() as conn:
+        for view in plans.VIEWS:
+            assert plans.per_row_subplans(conn, f"SELECT * FROM {view}") == [], view
+        for query, _printed in readme_examples():
+            assert plans.per_row_subplans(conn, query.rstrip(";")) == [], query
+
+
+def test_the_plan_check_finds_a_correlated_subquery(db):
+    """The check itself: a count per run in a scalar subquery is named, on both backends."""
+    correlated = "SELECT r.id, (SELECT count(*) FROM work_item w WHERE w.run_id = r.id) AS n FROM run r"
+    with get_engine(db).connect() as conn:
+        assert plans.per_row_subplans(conn, correlated) != []
+        assert plans.per_row_subplans(conn, "SELECT r.id FROM run r") == []
