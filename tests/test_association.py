@@ -139,6 +139,20 @@ def test_file_names_equal_the_pipelines(db, pool):
     assert made == expected
 
 
+def test_asn_version_id_names_the_files_as_the_pipeline(db, tmp_path):
+    """--version-id STAMP: in each file and its name (jw<program>-<candidate>_<stamp>_<type>_<seq>_asn.json);
+    without a value, the time (UTC, YYYYMMDDtHHMMSS), as asn_generate's --version-id."""
+    pool = str(POOL_DIR / "pool_021_tso.csv")
+    assert main(["--db", db, "asn", pool, "--output", str(tmp_path / "a"), "--version-id", "r1"]) == 0
+    files = sorted((tmp_path / "a").glob("*_asn.json"))
+    assert [f.name for f in files][:1] == ["jw99009-o002_r1_spec2_00001_asn.json"] and len(files) == 5
+    assert {json.loads(f.read_text())["version_id"] for f in files} == {"r1"}
+    assert main(["--db", db, "asn", pool, "--output", str(tmp_path / "b"), "--version-id"]) == 0
+    stamps = {json.loads(f.read_text())["version_id"] for f in (tmp_path / "b").glob("*_asn.json")}
+    assert len(stamps) == 1 and re.fullmatch(r"\d{8}t\d{6}", stamps.pop())
+    assert main(["--db", db, "asn", pool, "--output", str(tmp_path / "c"), "--version-id", "../x"]) == 2
+
+
 def test_asn_several_pools_one_directory_each(db, tmp_path):
     pools = [POOL_DIR / "pool_002_image_miri.csv", POOL_DIR / "pool_021_tso.csv"]
     written = association.asn(db, pools, tmp_path)
