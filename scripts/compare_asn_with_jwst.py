@@ -13,7 +13,7 @@ Run with the project's Python (l2rules installed); jwst comes from $JWST_PYTHON 
 (default /tmp/jwstenv/bin/python: `python3 -m venv /tmp/jwstenv && /tmp/jwstenv/bin/pip install
 jwst==3.0.0`). Exit 0 when every pool is identical for compare_asn_files and byte for byte, else 1.
 
-    .venv/bin/python scripts/compare_asn_with_jwst.py [--stored] [--keep DIR] [POOL.csv ...]
+    .venv/bin/python scripts/compare_asn_with_jwst.py [--stored] [--skip-bad] [--keep DIR] [POOL.csv ...]
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stored", action="store_true",
                         help="compare with the stored pipeline files (tests/data/reference/asn) instead of "
                              "running asn_generate")
+    parser.add_argument("--skip-bad", action="store_true", help="load pools as `l2rules asn --skip-bad` does")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="write both sides under DIR and keep them")
     args = parser.parse_args(argv)
 
@@ -75,17 +76,27 @@ def main(argv: list[str] | None = None) -> int:
                             "print(pathlib.Path(m.__file__).parent / 'rules_level2b.py')"],
                            check=True, capture_output=True, text=True).stdout.strip()
     generator = jwst_python.parent / "asn_generate"
-    jobs = []
+    jobs, failed = [], 0
     for pool in pools:
         ours, theirs = work / "l2rules" / pool.stem, work / "jwst" / pool.stem
         db = f"sqlite:///{work / (pool.stem + '.db')}"
-        association.asn(db, [pool], ours)
+        try:
+            association.asn(db, [pool], ours, skip_bad=args.skip_bad)
+        except Exception as exc:  # noqa: BLE001 - said per pool; the others are still compared
+            print(f"{pool.stem}: l2rules asn failed: {exc}")
+            failed += 1
+            continue
         if args.stored:
             theirs = STORED / pool.stem
         else:
             theirs.mkdir(parents=True, exist_ok=True)
-            subprocess.run([str(generator), "-r", rules, "--ignore-default", "-p", str(theirs), str(pool)],
-                           check=True, capture_output=True, cwd=theirs)
+            made = subprocess.run([str(generator), "-r", rules, "--ignore-default", "-p", str(theirs), str(pool)],
+                                  capture_output=True, text=True, cwd=theirs)
+            if made.returncode:
+                last = (made.stderr.strip().splitlines() or ["?"])[-1]
+                print(f"{pool.stem}: asn_generate failed (exit {made.returncode}): {last}")
+                failed += 1
+                continue
         jobs.append((pool.stem, str(ours), str(theirs)))
     result = subprocess.run([str(jwst_python), "-c", IN_JWST], input=json.dumps(jobs), capture_output=True,
                             text=True)
@@ -95,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     print(f"jwst {lines[0]['jwst']} compare_asn_files, l2rules' files (left) against the pipeline's (right)"
           + (" (stored)" if args.stored else ""))
-    failed = 0
     for found, (stem, ours, theirs) in zip(lines[1:], jobs):
         ours_files = {p.name: p for p in Path(ours).glob("*_asn.json")}
         their_files = {p.name: p for p in Path(theirs).glob("*_asn.json")}
@@ -114,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             print("    " + found["diff"].replace("\n", "\n    "))
         for name in differing:
             print(f"    differs: {name}")
-    print(f"{len(jobs) - failed} of {len(jobs)} pools identical")
+    print(f"{len(pools) - failed} of {len(pools)} pools identical")
     if holder:
         holder.cleanup()
     return 1 if failed else 0
