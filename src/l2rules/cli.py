@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, metavar="DIR",
                    help="directory for the *_asn.json files (one subdirectory per pool when several are given)")
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
+    p.add_argument("--version-id", nargs="?", const=True, default=None, metavar="STAMP",
+                   help="the files' version_id, also in their names, as asn_generate's --version-id (without "
+                        "STAMP: the time, UTC, YYYYMMDDtHHMMSS); default none (null), as asn_generate's")
     _as_of(p)
 
     p = sub.add_parser("unmatched", help="loaded exposures whose EXP_TYPE the catalog does not know")
@@ -243,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
         _print(association.explain(db, args.filename, args.pool, **_point(args)), args)
         return 0
     if args.command == "asn":
-        written = association.asn(db, args.pools, args.output, skip_bad=args.skip_bad, **_point(args))
+        written = association.asn(db, args.pools, args.output, skip_bad=args.skip_bad, version_id=args.version_id,
+                                  **_point(args))
         print(f"{len(written)} associations written to {args.output}")
         return 0
     if args.command == "unmatched":
