@@ -64,17 +64,18 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "runs":
-        from .runs import recover, runs
+        from .runs import as_text, recover, runs
 
         if args.recover:
             recover(args.db)
         frame = runs(args.db, last=args.last or None, status=args.status)
-        if args.format == "table":  # fit a terminal: whole seconds, the number of inputs
+        if args.format != "json":  # inputs: a list in JSON, the paths joined by ';' in a text cell
+            frame = as_text(frame)
+        if args.format == "table":  # fit a terminal: whole seconds
             frame = frame.drop(columns=["host", "pid", "reissued_by", "output"])
             for column in ("started_at", "finished_at"):
                 # (a column of only unfinished runs holds no strings: pandas makes it NaN)
                 frame[column] = frame[column].map(lambda v: v[:19].replace("T", " ") if isinstance(v, str) else None)
-            frame["inputs"] = frame["inputs"].map(lambda v: len(v.split()) if v else 0)
         outputs.write(frame, args.format)
         return 0
     if args.command == "report":
@@ -108,13 +109,15 @@ def _run(args: argparse.Namespace) -> int:
 def _print_record(record: dict | None, fmt: str | None) -> None:
     if record is None or fmt is None:
         return
+    from .runs import joined_inputs
+
     if fmt == "json":
         print(json.dumps(record))
-    elif fmt == "csv":
-        frame = pd.DataFrame([record])
-        frame["inputs"] = frame["inputs"].map(" ".join)
-        sys.stdout.write(frame.to_csv(index=False))
+        return
+    record = {**record, "inputs": joined_inputs(record["inputs"])}  # as `runs` writes it in CSV and the table
+    if fmt == "csv":
+        sys.stdout.write(pd.DataFrame([record]).to_csv(index=False))
     else:
-        shown = {k: (" ".join(v) if isinstance(v, list) else v) for k, v in record.items()}
+        shown = record
         outputs.write(pd.DataFrame({"field": list(shown), "value": [("" if v is None else str(v))
                                                                     for v in shown.values()]}), "table")

@@ -610,6 +610,9 @@ SHOWN_STATUSES = ("running", "succeeded", "failed", "dead")
 def runs(db: DB = None, last: int | None = None, status: str | None = None) -> pd.DataFrame:
     """The run record, oldest first (only the ``last`` N runs if given); reads only.
 
+    One row per run, the columns of :data:`RECORD_COLUMNS`, as :func:`record` has them:
+    ``inputs`` is the list of the run's input paths (see :func:`as_text` for CSV).
+
     A run recorded ``running`` whose process is gone shows as ``dead`` (only the
     newest ``running`` run can be alive, and only while a run holds the lock); the
     record itself is changed by the next run, or by :func:`recover`.
@@ -635,9 +638,25 @@ def runs(db: DB = None, last: int | None = None, status: str | None = None) -> p
         records = [rec for rec in records if rec["status"] == status]
         if last:
             records = records[-last:]
-    frame = pd.DataFrame(records, columns=RECORD_COLUMNS)
-    frame["inputs"] = frame["inputs"].map(lambda v: " ".join(v) if isinstance(v, list) else v)
-    return frame
+    return pd.DataFrame(records, columns=RECORD_COLUMNS)
+
+
+#: How a run's ``inputs`` (a list of paths) is written where a cell holds text (CSV, the terminal table).
+INPUTS_SEPARATOR = ";"
+
+
+def joined_inputs(inputs: list[str] | None) -> str:
+    """A run's ``inputs`` as one text cell: the paths joined by :data:`INPUTS_SEPARATOR` ("" for none).
+
+    The one text form of the list that :func:`runs` and :func:`record` hold (and JSON
+    writes as a list): ``cell.split(";")`` gives the paths back (``[]`` for "").
+    """
+    return INPUTS_SEPARATOR.join(inputs or [])
+
+
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """The run record with ``inputs`` as text (:func:`joined_inputs`), for CSV and the terminal table."""
+    return frame.assign(inputs=frame["inputs"].map(joined_inputs))
 
 
 def items(db: DB = None, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
