@@ -24,7 +24,7 @@ def _two_pools(tmp_path):
 
 def test_inputs_is_one_list_in_the_library_and_in_json(db, tmp_path, capsys):
     pools = _two_pools(tmp_path)
-    assert main(["--db", db, "run", *pools, "--format", "json"]) == 0
+    assert main(["--db", db, "run", *pools, "--print", "json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["inputs"] == pools
     assert record(db, printed["run_id"])["inputs"] == pools
@@ -37,16 +37,65 @@ def test_inputs_is_one_joined_cell_in_csv_and_the_table(db, tmp_path, capsys):
     pools = _two_pools(tmp_path)
     joined = INPUTS_SEPARATOR.join(pools)
     assert joined_inputs(pools) == joined and joined_inputs([]) == ""
-    assert main(["--db", db, "run", *pools, "--format", "csv"]) == 0
+    assert main(["--db", db, "run", *pools, "--print", "csv"]) == 0
     printed = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str)
     assert printed["inputs"].tolist() == [joined]
-    assert main(["--db", db, "run", "--format", "csv"]) == 0  # a run without inputs: an empty cell
+    assert main(["--db", db, "run", "--print", "csv"]) == 0  # a run without inputs: an empty cell
     assert pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str, keep_default_na=False)["inputs"].tolist() \
         == [""]
     assert main(["--db", db, "runs", "--format", "csv"]) == 0
     listed = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str, keep_default_na=False)
     assert listed["inputs"].tolist() == [joined, ""]
     assert [cell.split(INPUTS_SEPARATOR) if cell else [] for cell in listed["inputs"]] == [pools, []]
-    for argv in (["run", *pools, "--format", "table"], ["runs"]):
+    for argv in (["run", *pools, "--print", "table"], ["runs"]):
         assert main(["--db", db, *argv]) == 0
         assert joined in capsys.readouterr().out, argv
+
+
+# --format is the data's format everywhere; `run` prints its record with --print.
+
+def test_run_format_is_the_format_of_the_output_and_print_the_record(db, tmp_path, capsys):
+    pool = str(write_pool(tmp_path / "p.csv", 6))
+    out = tmp_path / "items-{run_id}"
+    assert main(["--db", db, "run", pool, "--output", str(out), "--format", "json", "--print", "csv"]) == 0
+    captured = capsys.readouterr()
+    printed = pd.read_csv(io.StringIO(captured.out))
+    assert printed["items_created"].tolist() == [4] and captured.err == ""
+    assert len(json.loads((tmp_path / f"items-{printed['run_id'][0]}").read_text())) == 4
+
+
+def test_run_old_spellings_are_refused_or_warned(db, tmp_path, capsys):
+    pool = str(write_pool(tmp_path / "p.csv", 6))
+    # --format for the record (now --print): refused, naming the new spelling; nothing is run
+    assert main(["--db", db, "run", pool, "--format", "json"]) == 2
+    assert "to print the run record, --print json" in capsys.readouterr().err
+    assert main(["--db", db, "run", pool, "--output", str(tmp_path / "o.csv"), "--format", "json"]) == 2
+    assert "is csv by its suffix" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()
+    assert runs(db).empty
+    # --output-format (now --format): works, with a deprecation warning
+    assert main(["--db", db, "run", pool, "--output", str(tmp_path / "o.out"), "--output-format", "json"]) == 0
+    assert "--output-format is deprecated" in capsys.readouterr().err
+    assert len(json.loads((tmp_path / "o.out").read_text())) == 4
+    assert main(["--db", db, "run", "--output", str(tmp_path / "o.out"), "--output-format", "json",
+                 "--format", "csv"]) == 2
+    assert "disagree" in capsys.readouterr().err
+
+
+def test_format_means_the_data_format_in_every_command():
+    from l2rules.cli import build_parser
+
+    def commands(parser, prefix=()):
+        for action in parser._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                for name, sub in action.choices.items():
+                    yield from commands(sub, (*prefix, name))
+                return
+        yield prefix, parser
+
+    for name, parser in commands(build_parser()):
+        flags = {s: a for a in parser._actions for s in a.option_strings}
+        if "--format" in flags:  # the formats of data (table, csv, json, parquet), never of something else
+            assert set(flags["--format"].choices) <= {"table", "csv", "json", "parquet"}, name
+            assert "record" not in (flags["--format"].help or ""), name
+    run = dict(commands(build_parser()))[("run",)]
+    assert "--print" in run._option_string_actions and "--format" in run._option_string_actions

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+from pathlib import Path
 
 from ._lazy import pandas as pd
 
@@ -13,6 +14,13 @@ from . import outputs
 from .config import L2RulesError
 
 COMMANDS = ("run", "runs", "report")
+PRINTABLE = ("table", "csv", "json")
+
+
+class UsageError(L2RulesError):
+    """Options that cannot go together (exit 2, as argparse's own errors)."""
+
+    exit_code = 2
 
 
 class Terminated(L2RulesError):
@@ -36,11 +44,13 @@ def add_commands(sub) -> None:
     p.add_argument("--output", metavar="PATH",
                    help="write the run's new work items to PATH ('{run_id}' is replaced by the run's id); "
                         "written only when there are some")
-    p.add_argument("--output-format", choices=outputs.FORMATS,
-                   help=f"format of --output (default: from its suffix, {', '.join(outputs.OUTPUT_SUFFIXES)}; "
-                        "else csv)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default=None,
+    p.add_argument("--format", choices=outputs.FORMATS,
+                   help=f"format of --output's work items (default: from its suffix, "
+                        f"{', '.join(outputs.OUTPUT_SUFFIXES)}; else csv)")
+    p.add_argument("--print", dest="print_format", choices=PRINTABLE, metavar="{" + ",".join(PRINTABLE) + "}",
                    help="print the run record in this format (default: print nothing)")
+    # Until 0.x: --output-format was the data's format (now --format), --format the record's (now --print).
+    p.add_argument("--output-format", dest="old_output_format", choices=outputs.FORMATS, help=argparse.SUPPRESS)
     p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for a run in progress to end (default: exit 5 at once)")
@@ -90,19 +100,49 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess 
     raise Terminated("stopped by SIGTERM")
 
 
+def run_format(args: argparse.Namespace) -> str | None:
+    """``run``'s --format, given the spellings before issue 14.
+
+    --output-format still works, with a warning (it is --format now). --format meant the run
+    record's format (now --print): given without --output, or against --output's suffix, it
+    is refused with the new spelling, instead of being read the new way without a word.
+    """
+    fmt = args.format
+    if args.old_output_format is not None:
+        print("l2rules: warning: run --output-format is deprecated and will be removed; it is --format now (the "
+              "format of --output's work items; the run record is printed by --print)", file=sys.stderr)
+        if fmt is not None and fmt != args.old_output_format:
+            raise UsageError(f"run: --format {fmt} and --output-format {args.old_output_format} disagree; "
+                             "give --format alone")
+        fmt = args.old_output_format
+    if args.format is None:
+        return fmt
+    if args.output is None:
+        hint = f"; to print the run record, --print {fmt}" if fmt in PRINTABLE else ""
+        raise UsageError(f"run: --format is the format of --output's work items and there is no --output{hint}")
+    from .runs import format_for
+
+    implied = outputs.OUTPUT_SUFFIXES.get(Path(args.output).suffix.lower())
+    if implied is not None and implied != fmt:
+        raise UsageError(f"run: --format {fmt}, but --output {args.output} is {implied} by its suffix (--format "
+                         f"is the format of --output's work items; the run record is printed by --print {fmt})")
+    return format_for(args.output, fmt)
+
+
 def _run(args: argparse.Namespace) -> int:
     from .runs import run
 
+    fmt = run_format(args)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         record = run(args.pools, args.db, inventory_dir=args.inventory_dir, output=args.output,
-                     output_format=args.output_format, skip_bad=args.skip_bad, wait=args.wait, create=args.create)
+                     output_format=fmt, skip_bad=args.skip_bad, wait=args.wait, create=args.create)
     except Exception as exc:
-        _print_record(getattr(exc, "run_record", None), args.format)
+        _print_record(getattr(exc, "run_record", None), args.print_format)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    _print_record(record, args.format)
+    _print_record(record, args.print_format)
     return 0
 
 
