@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+import shlex
 
 import pandas as pd
 
-from l2rules.cli import main
+from l2rules.cli import build_parser, examples, main, parse_args
 from l2rules.runs import INPUTS_SEPARATOR, joined_inputs, record, runs
 
 from .runs_helpers import write_pool
@@ -82,8 +84,6 @@ def test_run_old_spellings_are_refused_or_warned(db, tmp_path, capsys):
 
 
 def test_format_means_the_data_format_in_every_command():
-    from l2rules.cli import build_parser
-
     def commands(parser, prefix=()):
         for action in parser._actions:
             if action.__class__.__name__ == "_SubParsersAction":
@@ -99,3 +99,57 @@ def test_format_means_the_data_format_in_every_command():
             assert "record" not in (flags["--format"].help or ""), name
     run = dict(commands(build_parser()))[("run",)]
     assert "--print" in run._option_string_actions and "--format" in run._option_string_actions
+
+
+# Every command: one handler named after the library function it calls, and an example in its --help that parses.
+
+def _leaves(parser, prefix=()):
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield prefix, parser
+    for action in subs:
+        for name, sub in action.choices.items():
+            yield from _leaves(sub, (*prefix, name))
+
+
+COMMANDS = {
+    ("init",): "init", ("rules", "list"): "rules", ("rules", "show"): "conditions", ("rules", "history"): "history",
+    ("rules", "tables"): "tables", ("rules", "releases"): "releases", ("rules", "rows"): "table_rows",
+    ("rules", "versions"): "versions", ("rules", "diff"): "diff_all", ("rules", "check"): "check_all",
+    ("rules", "revision"): "write_revision", ("load",): "load", ("pool",): "make_pool", ("worklist",): "worklist",
+    ("impact",): "impact", ("explain",): "explain", ("asn",): "asn", ("unmatched",): "unmatched",
+    ("rejections",): "rejections", ("run",): "run", ("runs",): "runs", ("report",): "report",
+}
+
+
+def test_every_command_has_one_handler_named_after_its_library_function():
+    import l2rules
+    from l2rules import association, catalog, inventory, migrate, report, runs, worklist
+    from l2rules.inventory import fits
+
+    leaves = dict(_leaves(build_parser()))
+    assert set(leaves) == set(COMMANDS)
+    library = (l2rules, association, catalog, inventory, fits, migrate, report, runs, worklist)
+    for command, name in COMMANDS.items():
+        handler = leaves[command].get_default("handler")
+        assert handler.__name__ == name and handler.__module__ == "l2rules.cli", command
+        assert any(callable(getattr(module, name, None)) for module in library), (command, name)
+
+
+def test_every_command_help_has_an_example_that_parses():
+    parser = build_parser()
+    for command, leaf in _leaves(parser):
+        lines = examples(leaf)
+        assert lines, command
+        text = leaf.format_help()
+        assert "Example" in text and all(f"\n  {line}\n" in text for line in lines), command  # each line kept whole
+        for line in lines:  # parsed as main parses it, into this command
+            assert parse_args(shlex.split(line)[1:]).handler is leaf.get_default("handler"), line
+    rules = parser._subparsers._group_actions[0].choices["rules"]  # the group's help has examples too
+    assert examples(rules) and all(parse_args(shlex.split(line)[1:]).command == "rules" for line in examples(rules))
+
+
+def test_an_example_line_stays_one_line_in_a_narrow_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    (line,) = examples(dict(_leaves(build_parser()))[("worklist",)])
+    assert f"  {line}\n" in dict(_leaves(build_parser()))[("worklist",)].format_help()
