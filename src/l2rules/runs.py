@@ -52,6 +52,7 @@ from sqlalchemy.engine import Engine
 from . import outputs, schema
 from .config import DB, DatabaseError, L2RulesError, describe
 from .inventory import STATISTICS_AFTER, InventoryError, keep_statistics, load
+from .inventory.store import phase_bar
 from .migrate import require_migrated
 from .worklist import evaluate, head_revision
 
@@ -450,7 +451,9 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
     _checkpoint("loaded")
     with engine.connect() as conn:
         revision = head_revision(conn)
-    evaluated = evaluate(engine)
+    # The pipeline's answers: after the loads' bars, a label while they are made (a terminal only)
+    with phase_bar(sys.stderr.isatty() if progress is None else progress, "work list"):
+        evaluated = evaluate(engine)
     if evaluated:
         log.info("run %s: the pipeline's answers of %d pool(s) stored at catalog revision %s", run_id,
                  len(evaluated), revision)
