@@ -147,7 +147,7 @@ def test_worklist_output_creates_the_directory(db, tmp_path, capsys):
 def test_run_output_creates_the_directory(db, tmp_path, capsys):
     pool = write_pool(tmp_path / "p.csv", 6)
     assert main(["run", str(pool), "--db", db, "--output", str(tmp_path / "out" / "worklist-{run_id}.csv"),
-                 "--format", "json"]) == 0
+                 "--print", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
     written = tmp_path / "out" / f"worklist-{record['run_id']}.csv"
     assert record["output"] == str(written)
@@ -214,6 +214,6 @@ def test_ctrl_c_is_exit_130_in_one_line(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "run", interrupted)
+    monkeypatch.setattr(cli, "rules", interrupted)  # the handler of `rules list`
     assert main(["rules", "list"]) == 130
     assert capsys.readouterr().err.strip() == "l2rules: interrupted; what was under way was rolled back"
