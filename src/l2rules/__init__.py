@@ -6,6 +6,8 @@ and returns pandas DataFrames. ``Catalog(db)`` opens a database once and offers 
 same verbs as methods.
 """
 
+__version__ = "0.1.0"  # first: modules of the package read it as they load
+
 from .catalog import check as check_rules
 from .catalog import conditions, diff, history, read_seed, rules, versions
 from .database import Catalog
@@ -19,4 +21,3 @@ __all__ = [
     "get_engine", "history", "impact", "init", "load", "read_seed", "rejections", "rules", "unmatched",
     "versions", "worklist", "write_worklist",
 ]
-__version__ = "0.1.0"
