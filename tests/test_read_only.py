@@ -27,7 +27,7 @@ READ_COMMANDS = [
     ["rules", "list"], ["rules", "show", "NRS_LAMP"], ["rules", "history", "NRS_MIMF"], ["rules", "versions"],
     ["rules", "diff", "2021-01-01", "today"], ["rules", "check"],
     ["explain", "jw_00002_uncal.fits", "--pool", "pool_018_all_exptypes.csv"],
-    ["impact", "--table", "--from", "2021-01-01", "--to", "today"], ["impact", "--from", "1.16.1", "--to", "3.0.0"],
+    ["impact", "--published", "--from", "2021-01-01", "--to", "today"], ["impact", "--from", "1.16.1", "--to", "3.0.0"],
     ["runs"], ["runs", "--status", "dead"],
 ]
 

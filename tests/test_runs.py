@@ -120,7 +120,7 @@ def test_redelivery_without_an_exposure_withdraws_its_item(db, tmp_path, capsys)
     (item,) = _items_of(db, "jw9_000000_nrca1_uncal.fits")
     assert item.run_id == first["run_id"] and item.withdrawn_by == second["run_id"] and item.withdrawn_at
     assert "jw9_000000_nrca1_uncal.fits" not in selected(db)
-    assert main(["--db", db, "worklist", "--table", str(pool), "--format", "json"]) == 0
+    assert main(["--db", db, "worklist", "--published", str(pool), "--format", "json"]) == 0
     assert "jw9_000000" not in capsys.readouterr().out
     with get_engine(db).connect() as conn:
         current = set(conn.execute(sa.text("SELECT filename FROM v_current_worklist")).scalars())

@@ -160,17 +160,17 @@ def test_cli_formats(db, pool_path, tmp_path, capsys):
     from l2rules.cli import main
 
     pool = str(pool_path("pool_021_tso.csv"))
-    assert main(["--db", db, "worklist", "--table", pool, "--format", "json"]) == 0
+    assert main(["--db", db, "worklist", "--published", pool, "--format", "json"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert [i["exp_type"] for i in items] == ["MIR_LRS-SLITLESS", "NIS_SOSS", "NRC_TSIMAGE", "NRC_TSGRISM",
                                               "NRS_BRIGHTOBJ"]
     out = tmp_path / "items.parquet"
-    assert main(["--db", db, "worklist", "--table", "--format", "parquet", "--output", str(out)]) == 0
+    assert main(["--db", db, "worklist", "--published", "--format", "parquet", "--output", str(out)]) == 0
     assert pd.read_parquet(out)["level2b_input"].tolist()[0] == "jw_00001_rateints.fits"
-    assert main(["--db", db, "worklist", "--table", "--all", "--format", "csv"]) == 0
+    assert main(["--db", db, "worklist", "--published", "--all", "--format", "csv"]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0].endswith("level2b,rule,reason")
-    assert main(["--db", db, "worklist", "--table", "--format", "parquet"]) == 1
+    assert main(["--db", db, "worklist", "--published", "--format", "parquet"]) == 1
     assert "needs --output" in capsys.readouterr().err
 
 

@@ -76,6 +76,21 @@ def _point(args: argparse.Namespace) -> dict:
     return {"as_of": args.as_of, "version": args.catalog_version, "pipeline": args.pipeline}
 
 
+class _DeprecatedTable(argparse.Action):
+    """``worklist --table`` / ``impact --table``: the old spelling of ``--published`` (``--table`` names a
+    rules table in ``rules history`` and ``rules diff``: one meaning per flag)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"l2rules: warning: {parser.prog.split()[-1]} --table is deprecated and will be removed; "
+              "it is --published now", file=sys.stderr)
+        namespace.published = True
+
+
+def _published(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--published", action="store_true", help=help)
+    parser.add_argument("--table", action=_DeprecatedTable, nargs=0, help=argparse.SUPPRESS)
+
+
 def _skip_bad(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
 
@@ -178,10 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "l2rules worklist samples/pools/pool_002_image_miri.csv --all --format csv --output work.csv")
     p.add_argument("pools", nargs="*", metavar="POOL")
     p.add_argument("--all", action="store_true", help="every exposure, with level2b true/false and why")
-    p.add_argument("--table", action="store_true",
-                   help="the published table's work list alone (one SQL query, streamed)")
+    _published(p, "the published table's work list alone (one SQL query, streamed)")
     p.add_argument("--associations", action="store_true",
-                   help="with --table: add the pipeline's Level 2b associations each exposure is the science of")
+                   help="with --published: add the pipeline's Level 2b associations each exposure is the science of")
     _skip_bad(p)
     _as_of(p)
     _formats(p)
@@ -193,9 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="date, catalog revision or pipeline release (1.16.1)")
     p.add_argument("--to", dest="to_point", required=True, metavar="B",
                    help="date, catalog revision or pipeline release (3.0.0)")
-    p.add_argument("--table", action="store_true",
-                   help="compare the published table's work lists instead of the pipeline's (asn_type, role, "
-                        "Level 2b input, association)")
+    _published(p, "compare the published table's work lists instead of the pipeline's (asn_type, role, "
+                  "Level 2b input, association)")
     p.add_argument("pools", nargs="*", metavar="POOL")
     _formats(p, printable_only=True)
 
@@ -452,14 +465,14 @@ def worklist(args: argparse.Namespace) -> int:
     """``worklist``: :func:`l2rules.worklist` (the published table's list as CSV or Parquet:
     :func:`l2rules.write_worklist`, streamed)."""
     options = dict(pools=args.pools or None, include_all=args.all, **_point(args), skip_bad=args.skip_bad)
-    if args.associations and not args.table:
+    if args.associations and not args.published:
         raise L2RulesError("--associations adds the pipeline's associations to the published table's list "
-                           "(--table); the default work list already is the pipeline's")
-    if args.table and args.format in outputs.STREAMED_FORMATS and not args.associations:
+                           "(--published); the default work list already is the pipeline's")
+    if args.published and args.format in outputs.STREAMED_FORMATS and not args.associations:
         count = l2rules.write_worklist(args.output, args.db, fmt=args.format, **options)
     else:
         frame = l2rules.worklist(args.db, associations=args.associations,
-                                      source="table" if args.table else "pipeline", **options)
+                                 source="table" if args.published else "pipeline", **options)
         _print(frame, args, args.output)
         count = len(frame)
     if args.output:
@@ -470,7 +483,7 @@ def worklist(args: argparse.Namespace) -> int:
 def impact(args: argparse.Namespace) -> int:
     """``impact``: :func:`l2rules.impact`."""
     exposures, counts = l2rules.impact(args.db, args.from_point, args.to_point, pools=args.pools or None,
-                                            source="table" if args.table else "pipeline")
+                                       source="table" if args.published else "pipeline")
     _print(exposures, args)
     if args.format == "table":
         print()

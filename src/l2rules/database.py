@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 
 from . import catalog as rules_catalog
-from . import inventory, migrate, report, runs
+from . import inventory, migrate
 from . import association as association_api
 from .config import DB, describe, get_engine
 
@@ -155,16 +155,24 @@ class Catalog:
     # -- runs and reporting -------------------------------------------------------------------
     def run(self, pools: Iterable[str | Path] | None = None, **options: Any) -> dict:
         """One scheduled run (see ``l2rules.runs.run``); returns its record."""
+        from . import runs  # imports pandas: only when asked (the CLI starts without it)
+
         return runs.run(pools, self.engine, **options)
 
     def runs(self, last: int | None = None, status: str | None = None) -> pd.DataFrame:
         """The run record, newest first."""
+        from . import runs  # imports pandas: only when asked (the CLI starts without it)
+
         return runs.runs(self.engine, last, status)
 
     def items(self, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
         """The work items (of some runs)."""
+        from . import runs  # imports pandas: only when asked (the CLI starts without it)
+
         return runs.items(self.engine, run_ids)
 
     def report(self, **options: Any) -> dict[str, pd.DataFrame]:
         """Print the summary (and write the HTML page with ``html=PATH``); returns its tables."""
+        from . import report  # imports pandas and matplotlib: only when asked (the CLI starts without them)
+
         return report.report(self.engine, **options)

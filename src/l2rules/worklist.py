@@ -247,7 +247,7 @@ def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_a
     unreadable = (f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
                   "Level 2b association from it") if missing else None
     if unreadable and strict:
-        raise L2RulesError(unreadable + "; `worklist --table` gives the published table's list")
+        raise L2RulesError(unreadable + "; `worklist --published` gives the published table's list")
     if unreadable:  # one pool of every loaded one: said, and its exposures are on no work list
         log.warning("%s (its exposures are left out)", unreadable)
     answers = {} if unreadable else processing(associations(engine, pool_id, as_of=when))
