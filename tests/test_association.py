@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
+import l2rules
 from l2rules import association, conformance, inventory, migrate, schema
 from l2rules.cli import main
 from l2rules.config import get_engine
@@ -137,6 +138,46 @@ def test_file_names_equal_the_pipelines(db, pool):
     result = inventory.load(pool, db, progress=False)
     made = {a.filename: a.product for a in association.associations(db, result.pool_id)}
     assert made == expected
+
+
+ASN_FILES = REFS / "asn"
+#: What may differ from the pipeline's files: the versions (``code_version`` names l2rules, ``version_id``
+#: is the run's) and ``constraints`` (the pipeline's is the text of its Python constraint objects).
+_OWN_VALUES = re.compile(r'^(    "(?:version_id|code_version|constraints)": ).*?(,?)$', re.MULTILINE)
+
+
+def _normalised(text: str) -> str:
+    return _OWN_VALUES.sub(r"\1...\2", text)
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=[p.stem for p in POOLS])
+def test_asn_files_equal_the_pipelines(db, pool, tmp_path):
+    """Every file asn_generate writes (tests/data/reference/asn), byte for byte, but for the versions
+    and constraints: every key, in its order, members in its order, their exposerr, the target."""
+    written = association.asn(db, [pool], tmp_path)
+    expected = {f.name: f for f in (ASN_FILES / pool.stem).glob("*_asn.json")}
+    assert sorted(p.name for p in written) == sorted(expected) and expected
+    for path in written:
+        ours, theirs = path.read_text(), expected[path.name].read_text()
+        assert _normalised(ours) == _normalised(theirs), path.name
+        doc = json.loads(ours)
+        assert doc["version_id"] is None and doc["code_version"] == f"l2rules {l2rules.__version__}"
+        assert f"rule {doc['asn_rule'].split('_', 1)[1]} " in doc["constraints"]
+        assert f"('{doc['asn_id']}', '" in doc["constraints"]
+
+
+def test_asn_version_id_names_the_files_as_the_pipeline(db, tmp_path):
+    """--version-id STAMP: in each file and its name (jw<program>-<candidate>_<stamp>_<type>_<seq>_asn.json);
+    without a value, the time (UTC, YYYYMMDDtHHMMSS), as asn_generate's --version-id."""
+    pool = str(POOL_DIR / "pool_021_tso.csv")
+    assert main(["--db", db, "asn", pool, "--output", str(tmp_path / "a"), "--version-id", "r1"]) == 0
+    files = sorted((tmp_path / "a").glob("*_asn.json"))
+    assert [f.name for f in files][:1] == ["jw99009-o002_r1_spec2_00001_asn.json"] and len(files) == 5
+    assert {json.loads(f.read_text())["version_id"] for f in files} == {"r1"}
+    assert main(["--db", db, "asn", pool, "--output", str(tmp_path / "b"), "--version-id"]) == 0
+    stamps = {json.loads(f.read_text())["version_id"] for f in (tmp_path / "b").glob("*_asn.json")}
+    assert len(stamps) == 1 and re.fullmatch(r"\d{8}t\d{6}", stamps.pop())
+    assert main(["--db", db, "asn", pool, "--output", str(tmp_path / "c"), "--version-id", "../x"]) == 2
 
 
 def test_asn_several_pools_one_directory_each(db, tmp_path):

@@ -93,7 +93,7 @@ def test_global_options_default_when_not_given():
 
 
 def test_db_after_the_command_is_used(db, capsys):
-    assert main(["worklist", "--db", db, "--table", "--format", "csv"]) == 0
+    assert main(["worklist", "--db", db, "--published", "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("pool,")
     assert main(["rules", "list", "--db", db, "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == len(catalog.read_seed()) + 1
@@ -136,10 +136,10 @@ def test_rules_diff_help_shows_from_to():
 def test_worklist_output_creates_the_directory(db, tmp_path, capsys):
     pool = write_pool(tmp_path / "p.csv", 6)
     out = tmp_path / "out" / "x.json"  # written from a DataFrame
-    assert main(["--db", db, "worklist", str(pool), "--table", "--format", "json", "--output", str(out)]) == 0
+    assert main(["--db", db, "worklist", str(pool), "--published", "--format", "json", "--output", str(out)]) == 0
     assert len(json.loads(out.read_text())) > 0
     streamed = tmp_path / "streamed" / "deeper" / "x.csv"  # streamed from the query
-    assert main(["--db", db, "worklist", "--table", "--format", "csv", "--output", str(streamed)]) == 0
+    assert main(["--db", db, "worklist", "--published", "--format", "csv", "--output", str(streamed)]) == 0
     assert len(pd.read_csv(streamed)) == len(json.loads(out.read_text()))
     capsys.readouterr()
 
@@ -147,7 +147,7 @@ def test_worklist_output_creates_the_directory(db, tmp_path, capsys):
 def test_run_output_creates_the_directory(db, tmp_path, capsys):
     pool = write_pool(tmp_path / "p.csv", 6)
     assert main(["run", str(pool), "--db", db, "--output", str(tmp_path / "out" / "worklist-{run_id}.csv"),
-                 "--format", "json"]) == 0
+                 "--print", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
     written = tmp_path / "out" / f"worklist-{record['run_id']}.csv"
     assert record["output"] == str(written)
@@ -214,6 +214,18 @@ def test_ctrl_c_is_exit_130_in_one_line(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "run", interrupted)
+    monkeypatch.setattr(cli, "rules", interrupted)  # the handler of `rules list`
     assert main(["rules", "list"]) == 130
     assert capsys.readouterr().err.strip() == "l2rules: interrupted; what was under way was rolled back"
+
+
+def test_worklist_table_is_the_old_spelling_of_published(db, capsys):
+    """`--table` names a rules table in `rules history`/`rules diff`; in worklist and impact it is `--published`
+    now, the old spelling kept with a warning."""
+    assert main(["--db", db, "worklist", "--published", "--format", "csv"]) == 0
+    published = capsys.readouterr()
+    assert "deprecated" not in published.err
+    assert main(["--db", db, "worklist", "--table", "--format", "csv"]) == 0
+    old = capsys.readouterr()
+    assert old.out == published.out
+    assert "worklist --table is deprecated" in old.err and "--published" in old.err

@@ -168,7 +168,7 @@ def test_run_killed_mid_bulk_load(db, big_pool, tmp_path):
     assert drills.load_outcome(db, big_pool.name, ROWS) == "nothing"
     assert drills.items_outcome(db) == "no items"
 
-    clean = cli(db, "run", str(big_pool), "--output", out, "--format", "json")  # no --wait: no lock left
+    clean = cli(db, "run", str(big_pool), "--output", out, "--print", "json")  # no --wait: no lock left
     assert clean.returncode == 0, clean.stderr
     result = json.loads(clean.stdout)
     assert result["exposures_new"] == ROWS and result["items_created"] > 0

@@ -27,7 +27,7 @@ READ_COMMANDS = [
     ["rules", "list"], ["rules", "show", "NRS_LAMP"], ["rules", "history", "NRS_MIMF"], ["rules", "versions"],
     ["rules", "diff", "2021-01-01", "today"], ["rules", "check"],
     ["explain", "jw_00002_uncal.fits", "--pool", "pool_018_all_exptypes.csv"],
-    ["impact", "--table", "--from", "2021-01-01", "--to", "today"], ["impact", "--from", "1.16.1", "--to", "3.0.0"],
+    ["impact", "--published", "--from", "2021-01-01", "--to", "today"], ["impact", "--from", "1.16.1", "--to", "3.0.0"],
     ["runs"], ["runs", "--status", "dead"],
 ]
 
@@ -119,7 +119,7 @@ def test_run_in_another_directory_refuses_unless_told_to_create(tmp_path, monkey
     assert f"sqlite:///l2rules.db: {tmp_path / 'l2rules.db'} does not exist" in err
     assert "l2rules run --create" in err and "current directory" in err
     assert not (tmp_path / "l2rules.db").exists()
-    assert main(["run", "--create", str(pool), "--format", "json"]) == 0
+    assert main(["run", "--create", str(pool), "--print", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["items_created"] == 4
     assert main(["run", str(pool)]) == 0  # created once: later runs need no flag
     _dispose("sqlite:///l2rules.db")

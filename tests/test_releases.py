@@ -221,7 +221,7 @@ def test_worklist_on_the_command_line_is_the_pipelines(db, capsys):
     ami = frame[frame["exp_type"] == "NIS_AMI"]
     assert len(ami) and ami["level2b_input"].str.endswith("_rateints.fits").all()  # as the pipeline names them
     assert main(["--db", db, "worklist", pool, "--associations"]) != 0
-    assert "--table" in capsys.readouterr().err
+    assert "--published" in capsys.readouterr().err
 
 
 def test_pools_sharing_stems_are_each_evaluated_after_their_load(db, tmp_path):
@@ -243,7 +243,7 @@ def test_a_pool_without_candidates_is_a_clear_error_not_an_empty_list(db, tmp_pa
 
     pool = tmp_path / "mini.csv"
     pool.write_text("FILENAME,EXP_TYPE\njw1_a_uncal.fits,NRC_IMAGE\njw1_b_uncal.fits,MIR_IMAGE\n")
-    with pytest.raises(L2RulesError, match="no ASN_CANDIDATE, TARGETID column.*--table"):
+    with pytest.raises(L2RulesError, match="no ASN_CANDIDATE, TARGETID column.*--published"):
         worklist(db, pools=[pool])
     assert len(worklist(db, pools=[pool], source="table")) == 2
     # over every loaded pool, such a pool is said (a warning) and its exposures are on no work list

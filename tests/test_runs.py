@@ -90,7 +90,7 @@ def test_redelivery_with_one_changed_exposure_issues_one_new_item(db, tmp_path, 
                                              "jw9_000001_nrca1_uncal.fits|MIR_IMAGE|jw9|001"))
     capsys.readouterr()
     assert main(["--db", db, "run", str(pool), "--output", str(tmp_path / "new-{run_id}.csv"),
-                 "--format", "json"]) == 0
+                 "--print", "json"]) == 0
     record_ = json.loads(capsys.readouterr().out)
     assert (record_["exposures_changed"], record_["items_created"], record_["items_changed"]) == (1, 1, 1)
     written = pd.read_csv(tmp_path / f"new-{record_['run_id']}.csv")
@@ -101,7 +101,7 @@ def test_redelivery_with_one_changed_exposure_issues_one_new_item(db, tmp_path, 
                                    "WHERE filename = 'jw9_000001_nrca1_uncal.fits'")).one()
     assert row.item_run_id == record_["run_id"] and row.item_up_to_date and row.exposure_version == 2
     # The same delivery again changes nothing.
-    assert main(["--db", db, "run", str(pool), "--format", "json"]) == 0
+    assert main(["--db", db, "run", str(pool), "--print", "json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert (again["exposures_changed"], again["items_created"], again["items_withdrawn"]) == (0, 0, 0)
 
@@ -112,7 +112,7 @@ def test_redelivery_without_an_exposure_withdraws_its_item(db, tmp_path, capsys)
     lines = pool.read_text().splitlines()
     gone = [line for line in lines if line.startswith(("jw9_000000_", "jw9_000004_"))]  # NRC_IMAGE, FGS_DARK
     pool.write_text("\n".join(line for line in lines if line not in gone) + "\n")
-    assert main(["--db", db, "run", str(pool), "--format", "json"]) == 0
+    assert main(["--db", db, "run", str(pool), "--print", "json"]) == 0
     second = json.loads(capsys.readouterr().out)
     # Both exposures left the pool; only the NRC_IMAGE one had an item (FGS_DARK is not processed).
     assert (second["exposures_seen"], second["exposures_withdrawn"], second["items_withdrawn"]) == (10, 2, 1)
@@ -120,7 +120,7 @@ def test_redelivery_without_an_exposure_withdraws_its_item(db, tmp_path, capsys)
     (item,) = _items_of(db, "jw9_000000_nrca1_uncal.fits")
     assert item.run_id == first["run_id"] and item.withdrawn_by == second["run_id"] and item.withdrawn_at
     assert "jw9_000000_nrca1_uncal.fits" not in selected(db)
-    assert main(["--db", db, "worklist", "--table", str(pool), "--format", "json"]) == 0
+    assert main(["--db", db, "worklist", "--published", str(pool), "--format", "json"]) == 0
     assert "jw9_000000" not in capsys.readouterr().out
     with get_engine(db).connect() as conn:
         current = set(conn.execute(sa.text("SELECT filename FROM v_current_worklist")).scalars())
@@ -277,7 +277,7 @@ def test_items_lists_the_work_items(db, tmp_path):
 
 def test_cli_run_json_record_and_quiet_default(db, tmp_path, capsys):
     pool = str(write_pool(tmp_path / "p.csv", 6))
-    assert main(["--db", db, "run", pool, "--format", "json"]) == 0
+    assert main(["--db", db, "run", pool, "--print", "json"]) == 0
     out = capsys.readouterr().out
     record_ = json.loads(out)
     assert out.count("\n") == 1  # one JSON object on one line
@@ -313,7 +313,7 @@ def test_cli_exit_codes(db, tmp_path, capsys):
     assert main(["--db", db, "run", pool, "--output", str(tmp_path / "p.csv" / "dir" / "x.csv")]) == 2
     bad = tmp_path / "bad.csv"
     bad.write_text("FILENAME|EXP_TYPE\njw1_a_uncal.fits|\n")
-    assert main(["--db", db, "run", str(bad), "--format", "json"]) == 2
+    assert main(["--db", db, "run", str(bad), "--print", "json"]) == 2
     captured = capsys.readouterr()
     assert "EXP_TYPE is empty" in captured.err
     assert json.loads(captured.out.strip().splitlines()[-1])["status"] == "failed"
@@ -374,10 +374,10 @@ def test_cli_inventory_dir_output_format_and_status_filter(db, tmp_path, capsys)
     write_pool(inbox / "a.csv", 6, prefix="jwa")
     out = tmp_path / "items.out"
     assert main(["--db", db, "run", "--inventory-dir", str(inbox), "--output", str(out),
-                 "--output-format", "json"]) == 0
+                 "--format", "json"]) == 0
     assert len(json.loads(out.read_text())) == 4
-    assert main(["--db", db, "run", "--output-format", "csv"]) == 2  # a format needs --output
-    assert "needs an output path" in capsys.readouterr().err
+    assert main(["--db", db, "run", "--format", "parquet"]) == 2  # a format needs --output
+    assert "there is no --output" in capsys.readouterr().err
     bad = inbox / "b.csv"
     bad.write_text("FILENAME|PROGRAM\njw1_uncal.fits|1\n")
     assert main(["--db", db, "run", "--inventory-dir", str(inbox)]) == 2

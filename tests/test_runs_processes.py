@@ -45,7 +45,7 @@ def test_two_runs_started_together_never_make_an_item_twice(db, tmp_path):
     pool = str(write_pool(tmp_path / "p.csv", 300))
     # Each run holds the lock for two seconds after loading, so the two surely overlap.
     env = {"L2RULES_RUN_HOLD": "loaded", "L2RULES_RUN_HOLD_SECONDS": "2"}
-    procs = [spawn(db, "run", pool, "--format", "json", env=env) for _ in range(2)]
+    procs = [spawn(db, "run", pool, "--print", "json", env=env) for _ in range(2)]
     results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 5], results
@@ -57,7 +57,7 @@ def test_two_runs_started_together_never_make_an_item_twice(db, tmp_path):
 
     # With --wait both succeed, one after the other; the second has nothing left to do.
     pool2 = str(write_pool(tmp_path / "q.csv", 300, prefix="jw8"))
-    procs = [spawn(db, "run", pool2, "--wait", "60", "--format", "json", env=env) for _ in range(2)]
+    procs = [spawn(db, "run", pool2, "--wait", "60", "--print", "json", env=env) for _ in range(2)]
     results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
     assert [code for code, _, _ in results] == [0, 0], results
     made = sorted(json.loads(out)["items_created"] for _, out, _ in results)
@@ -93,7 +93,7 @@ def test_killed_run_then_a_clean_one(db, tmp_path, stage):
     committed = stage in ("committed", "written")
     assert len(item_rows(db)) == (40 if committed else 0)  # all or nothing
 
-    clean = cli(db, "run", pool, "--output", out, "--format", "json")
+    clean = cli(db, "run", pool, "--output", out, "--print", "json")
     assert clean.returncode == 0, clean.stderr
     result = json.loads(clean.stdout)
     assert result["status"] == "succeeded"
@@ -133,7 +133,7 @@ def test_listing_the_runs_shows_a_dead_run_without_writing_and_recover_marks_it(
     assert recovered.returncode == 0 and "marked failed" in recovered.stderr
     after = json.loads(recovered.stdout)[0]
     assert after["status"] == "failed" and "marked failed by `l2rules runs --recover`" in after["error"]
-    clean = cli(db, "run", pool, "--output", str(tmp_path / "out.csv"), "--format", "json")
+    clean = cli(db, "run", pool, "--output", str(tmp_path / "out.csv"), "--print", "json")
     assert json.loads(clean.stdout)["items_reissued"] == 40  # its items still reach an output
     assert_exactly_once(db)
 
@@ -165,7 +165,7 @@ def test_runs_killed_at_random_moments(db, tmp_path):
 def test_sigterm_marks_the_run_failed(db, tmp_path):
     pool = str(write_pool(tmp_path / "p.csv", 30))
     marker = tmp_path / "held"
-    proc = spawn(db, "run", pool, "--format", "json", env=_hold("loaded", marker))
+    proc = spawn(db, "run", pool, "--print", "json", env=_hold("loaded", marker))
     _wait_for(marker, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 143

@@ -1,8 +1,8 @@
 """The reporting views (migration 0018: the stored answers), on SQLite and PostgreSQL.
 
-The README's example queries are run here, from the README itself, through
+The analysts page's example queries (docs/analysts.md) are run here, from the page itself, through
 SQLAlchemy, pandas.read_sql, the sqlite3 module and the psql / sqlite3 command
-line tools, and their results are compared with the output the README prints.
+line tools, and their results are compared with the output the page prints.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from l2rules import catalog, get_engine, load, unmatched, worklist
+from l2rules import catalog, get_engine, load, plans, unmatched, worklist
 from l2rules.worklist import evaluate
 from l2rules.migrate import current_revision, downgrade, upgrade
 from l2rules.runs import run
@@ -31,9 +31,8 @@ BOOLEAN_COLUMNS = {"level2b", "item_up_to_date", "answer_current", "table_level2
 
 
 def readme_examples() -> list[tuple[str, str]]:
-    """(query, psql output) pairs of the README's analysts section."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("### For analysts: the views"):text.index("### `l2rules report`")]
+    """(query, psql output) pairs of the analysts page (docs/analysts.md)."""
+    section = (REPO / "docs" / "analysts.md").read_text()
     pairs = re.findall(r"```sql\n(.*?)```\n\n```text\n(.*?)```", section, flags=re.S)
     assert len(pairs) == 7
     return [(q.strip(), out.rstrip("\n")) for q, out in pairs]
@@ -64,7 +63,7 @@ def normalise(cell: str) -> str:
 
 
 def readme_scenario(db: str, tmp_path) -> None:
-    """What the README's catalog went through: run 1 on pool_0*, run 2 killed, runs 3 and 4 on every pool."""
+    """What the analysts page's catalog went through: run 1 on pool_0*, run 2 killed, runs 3 and 4 on every pool."""
     first = sorted(str(POOLS / name) for name in SAMPLE_POOLS if name.startswith("pool_0"))
     every = [str(POOLS / name) for name in SAMPLE_POOLS]
     assert run(first, db, skip_bad=True)["run_id"] == 1
@@ -105,7 +104,7 @@ def _missing(tool: str) -> None:
 
 
 def test_readme_queries_in_the_command_line_tools(db, backend, tmp_path):
-    """`psql` prints exactly what the README shows; `sqlite3` runs every query."""
+    """`psql` prints exactly what the page shows; `sqlite3` runs every query."""
     readme_scenario(db, tmp_path)
     url = sa.make_url(db)
     for query, printed in readme_examples():
@@ -252,3 +251,21 @@ def test_every_view_and_view_column_is_described_for_psql(postgres):
     downgrade(db, "0018")
     with get_engine(db).connect() as conn:
         assert not any(r.view_text or r.column_text for r in conn.execute(query, {"views": VIEWS}))
+
+
+def test_no_view_is_planned_with_a_per_row_subquery(db, tmp_path):
+    """Every view, and every query of the analysts page, is set-based on both backends (issue 13)."""
+    readme_scenario(db, tmp_path)
+    with get_engine(db).connect() as conn:
+        for view in plans.VIEWS:
+            assert plans.per_row_subplans(conn, f"SELECT * FROM {view}") == [], view
+        for query, _printed in readme_examples():
+            assert plans.per_row_subplans(conn, query.rstrip(";")) == [], query
+
+
+def test_the_plan_check_finds_a_correlated_subquery(db):
+    """The check itself: a count per run in a scalar subquery is named, on both backends."""
+    correlated = "SELECT r.id, (SELECT count(*) FROM work_item w WHERE w.run_id = r.id) AS n FROM run r"
+    with get_engine(db).connect() as conn:
+        assert plans.per_row_subplans(conn, correlated) != []
+        assert plans.per_row_subplans(conn, "SELECT r.id FROM run r") == []

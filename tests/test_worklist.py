@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pandas as pd
 import pytest
 
-from l2rules import catalog, load, unmatched, worklist
+import sqlalchemy as sa
+
+from l2rules import catalog, get_engine, load, unmatched, worklist
 from l2rules.inventory import exposure_stem
 
 from .conftest import POOLS, SAMPLE_POOLS, as_values
@@ -157,17 +160,17 @@ def test_cli_formats(db, pool_path, tmp_path, capsys):
     from l2rules.cli import main
 
     pool = str(pool_path("pool_021_tso.csv"))
-    assert main(["--db", db, "worklist", "--table", pool, "--format", "json"]) == 0
+    assert main(["--db", db, "worklist", "--published", pool, "--format", "json"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert [i["exp_type"] for i in items] == ["MIR_LRS-SLITLESS", "NIS_SOSS", "NRC_TSIMAGE", "NRC_TSGRISM",
                                               "NRS_BRIGHTOBJ"]
     out = tmp_path / "items.parquet"
-    assert main(["--db", db, "worklist", "--table", "--format", "parquet", "--output", str(out)]) == 0
+    assert main(["--db", db, "worklist", "--published", "--format", "parquet", "--output", str(out)]) == 0
     assert pd.read_parquet(out)["level2b_input"].tolist()[0] == "jw_00001_rateints.fits"
-    assert main(["--db", db, "worklist", "--table", "--all", "--format", "csv"]) == 0
+    assert main(["--db", db, "worklist", "--published", "--all", "--format", "csv"]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0].endswith("level2b,rule,reason")
-    assert main(["--db", db, "worklist", "--table", "--format", "parquet"]) == 1
+    assert main(["--db", db, "worklist", "--published", "--format", "parquet"]) == 1
     assert "needs --output" in capsys.readouterr().err
 
 
@@ -204,3 +207,23 @@ def test_streamed_worklist_equals_the_dataframe(db, tmp_path, include_all):
     back = pd.read_parquet(tmp_path / "w.parquet").astype(object)
     back = back.where(back.notna(), None)
     assert back.to_dict("records") == as_values(frame).to_dict("records")
+
+
+def test_many_stored_answers_leave_statistics_for_the_planner(db, tmp_path, monkeypatch):
+    """The views and `run` join level2b_answer: storing many answers analyses it (no autovacuum needed)."""
+    worklist_module = importlib.import_module("l2rules.worklist")  # the package's `worklist` is the function
+    monkeypatch.setattr(worklist_module, "STATISTICS_AFTER", 50)
+    path = tmp_path / "many.csv"
+    path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE|TARGETID\n" + "".join(
+        f"jw7_{i:06d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]|1\n" for i in range(60)))
+    load(path, db, progress=False)
+    engine = get_engine(db)
+    assert worklist_module.evaluate(db)  # (the load, under the inventory's threshold, analysed nothing)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            analysed = conn.execute(sa.text("SELECT last_analyze FROM pg_stat_user_tables "
+                                            "WHERE relname = 'level2b_answer'")).scalar()
+            assert analysed is not None
+        else:
+            stats = conn.execute(sa.text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'level2b_answer'")).scalar()
+            assert stats > 0

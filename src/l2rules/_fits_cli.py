@@ -1,8 +1,8 @@
-"""The command line's FITS input: ``load``'s options for the columns headers lack, and ``pool``.
+"""The command line's FITS input: the options for the pool columns headers lack, and POOL arguments.
 
-Kept out of ``cli`` so that it needs few lines there: ``add`` by the ``load`` parser,
-``group_files`` for every command's POOL arguments, the ``pool`` command's dispatch, and
-``sources`` in the ``load`` command.
+Kept out of ``cli`` so that it needs few lines there: ``add_options`` by the ``load`` and
+``pool`` parsers, ``group_files`` for every command's POOL arguments, ``options`` for the
+``pool`` handler and ``sources`` for the ``load`` one.
 """
 
 from __future__ import annotations
@@ -12,19 +12,8 @@ import argparse
 from .inventory import fits
 
 
-def add(sub, load: argparse.ArgumentParser) -> None:
-    """``load``'s FITS options, and the ``pool`` command."""
-    _options(load)
-    p = sub.add_parser("pool", help="write the pool of FITS files (primary headers) in the pipeline's format, "
-                                    "as asn_make_pool does")
-    p.add_argument("files", nargs="+", metavar="FITS", help="FITS files (.fits, .fits.gz), directories, globs")
-    p.add_argument("--output", "-o", metavar="POOL", help="the pool file to write (default: standard output)")
-    p.add_argument("--skip-bad", action="store_true", help="leave bad files out (named on standard error) "
-                                                           "instead of failing")
-    _options(p)
-
-
-def _options(p: argparse.ArgumentParser) -> None:
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The options of FITS input (``load``, ``pool``): the pool columns primary headers lack."""
     group = p.add_argument_group("FITS input: the pool columns headers lack (as asn_make_pool)")
     group.add_argument("--asn-candidate", metavar="LIST",
                        help="candidates added to each exposure's observation one, e.g. \"[('c1000', 'background')]\"")
@@ -56,20 +45,3 @@ def sources(args: argparse.Namespace) -> list[tuple[str, object, dict]]:
         raise fits.InventoryError(out[0][0], None, None, "not FITS input: --asn-candidate, --dms-note, --is-imprt "
                                                         "and --pntgtype set columns of FITS files' pools")
     return out
-
-
-def pool(args: argparse.Namespace) -> int:
-    """``l2rules pool FITS... --output POOL``."""
-    import sys
-
-    made = fits.make_pool(args.files, options=options(args))
-    errors = made.errors
-    if errors and not args.skip_bad:
-        raise errors[0]
-    for error in errors:
-        print(f"l2rules: skipped {error}", file=sys.stderr)
-    count = made.write(args.output)
-    if args.output:
-        left_out = f" ({len(errors)} bad files left out)" if errors else ""
-        print(f"{count} exposures written to {args.output}{left_out}", file=sys.stderr)
-    return 0

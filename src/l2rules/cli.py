@@ -1,34 +1,66 @@
 """The command line: a thin layer over the library, with the same verbs.
 
+One handler per command, named after the library function it calls (``rules list`` is
+:func:`rules`, which calls :func:`catalog.rules`), registered on its parser with
+``set_defaults(handler=...)``; each command's ``--help`` ends with an example. The file
+reads in three parts: the options several commands share, :func:`build_parser` (every
+command, in the order of ``l2rules --help``), then the handlers in the same order.
+
+``--format`` is always the format of the command's data (table, csv, json; parquet where
+there is an --output); ``run --print`` prints the run record.
+
 Exit codes (for cron): 0 success, 1 unexpected error, 2 bad input, 3 database
 unreachable, without a catalog (only the commands that load pools, ``init`` and
 ``run --create`` create one) or not migrated, 4 drift between the database and
 the seed CSV, 5 another ``l2rules run`` is in progress, 6 a statement cancelled by the
-database (``statement_timeout``, a cancel request), 130 interrupted (Ctrl-C).
+database (``statement_timeout``, a cancel request), 130 interrupted (Ctrl-C), 143 a run
+stopped by SIGTERM (recorded failed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import _fits_cli, _runs_cli, association, catalog, inventory, migrate, outputs
-from .worklist import impact, unmatched, worklist, write_worklist
+import l2rules  # the library API: l2rules.worklist is the function (the package binds it over its module)
+
+from . import _fits_cli, association, catalog, inventory, migrate, outputs
+from ._lazy import pandas as pd
+from .inventory import fits
 from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled
 
 log = logging.getLogger("l2rules")
 EXIT_DRIFT = 4
 EXIT_INTERRUPTED = 130
+#: The formats a command prints to standard output (parquet needs a file: --output).
+PRINTABLE = ("table", "csv", "json")
 
+
+class UsageError(L2RulesError):
+    """Options that cannot go together (exit 2, as argparse's own errors)."""
+
+    exit_code = 2
+
+
+class Terminated(L2RulesError):
+    """The run was stopped by SIGTERM (a workflow engine's timeout, a shutdown): it is recorded as failed."""
+
+    exit_code = 143
+
+
+# --- options several commands share --------------------------------------------------------------
 
 def _formats(parser: argparse.ArgumentParser, printable_only: bool = False) -> None:
-    choices = ("table", "csv", "json") if printable_only else outputs.FORMATS
-    parser.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
+    choices = PRINTABLE if printable_only else outputs.FORMATS
+    parser.add_argument("--format", choices=choices, default="table", help="format of the data (default: table)")
 
 
 def _as_of(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +76,25 @@ def _point(args: argparse.Namespace) -> dict:
     return {"as_of": args.as_of, "version": args.catalog_version, "pipeline": args.pipeline}
 
 
+class _DeprecatedTable(argparse.Action):
+    """``worklist --table`` / ``impact --table``: the old spelling of ``--published`` (``--table`` names a
+    rules table in ``rules history`` and ``rules diff``: one meaning per flag)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"l2rules: warning: {parser.prog.split()[-1]} --table is deprecated and will be removed; "
+              "it is --published now", file=sys.stderr)
+        namespace.published = True
+
+
+def _published(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--published", action="store_true", help=help)
+    parser.add_argument("--table", action=_DeprecatedTable, nargs=0, help=argparse.SUPPRESS)
+
+
+def _skip_bad(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
+
+
 def _global_options(parser: argparse.ArgumentParser, default=None) -> None:
     """--db and -v, on the program and on every (sub)command, so that they may come before or after it."""
     parser.add_argument("--db", metavar="URL", default=default,
@@ -52,13 +103,38 @@ def _global_options(parser: argparse.ArgumentParser, default=None) -> None:
                         help="log more (-vv for SQL)")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped to the terminal as usual; a paragraph with indented lines (the examples of
+    the epilog) kept line for line, as :class:`argparse.RawDescriptionHelpFormatter` keeps them."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join("\n".join(indent + line for line in paragraph.splitlines())
+                           if "\n " in paragraph else super(_HelpFormatter, self)._fill_text(paragraph, width, indent)
+                           for paragraph in text.split("\n\n"))
+
+
 class _CommandParser(argparse.ArgumentParser):
     """A (sub)command's parser: it takes the global options too, with no default of its own
     (argparse.SUPPRESS), so that ``l2rules --db URL worklist`` keeps the URL given before the command."""
 
     def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(**kwargs)
         _global_options(self, default=argparse.SUPPRESS)
+
+
+def _command(sub, name: str, handler, help: str, *examples: str, **kwargs) -> argparse.ArgumentParser:
+    """A command's parser: its handler, and its examples (``l2rules ...`` lines) as the help's epilog."""
+    parser = sub.add_parser(name, help=help, epilog=("Example:" if len(examples) == 1 else "Examples:") + "\n"
+                            + "\n".join(f"  {line}" for line in examples), **kwargs)
+    if handler is not None:  # (a group of commands, `rules`, has none: its actions have)
+        parser.set_defaults(handler=handler)
+    return parser
+
+
+def examples(parser: argparse.ArgumentParser) -> list[str]:
+    """The example command lines of a parser's help (its epilog's ``l2rules ...`` lines)."""
+    return [line.strip() for line in (parser.epilog or "").splitlines() if line.strip().startswith("l2rules ")]
 
 
 def program_version() -> str:
@@ -70,51 +146,181 @@ def program_version() -> str:
         return __version__
 
 
+# --- the commands -------------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="l2rules",
+        prog="l2rules", formatter_class=_HelpFormatter,
         description="The JWST Level 2b rules as a SQL catalog, and the work lists that come from it.",
-        epilog="Database: --db URL, else $L2RULES_DATABASE_URL, else sqlite:///l2rules.db.",
+        epilog="Database: --db URL, else $L2RULES_DATABASE_URL, else sqlite:///l2rules.db. "
+               "Each command's --help has an example.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {program_version()}",
                         help="print the program's version and exit")
     _global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
 
-    sub.add_parser("init", help="create the catalog or upgrade it to the latest revision (safe to rerun)")
+    _command(sub, "init", init, "create the catalog or upgrade it to the latest revision (safe to rerun)",
+             "l2rules --db sqlite:///l2rules.db init")
 
-    rules = sub.add_parser("rules", help="the rules catalog: list, show, history, diff, check, revision")
-    rsub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
-    p = rsub.add_parser("list", help="the rules in force (now, or --as-of DATE / --catalog-version REV)")
+    group = _command(sub, "rules", None, "the rules catalog: list, show, history, diff, check, revision",
+                     "l2rules rules list --instrument MIRI", "l2rules rules diff --from 1.16.1 --to 3.0.0")
+    _rules_commands(group.add_subparsers(dest="rules_command", required=True, metavar="ACTION"))
+
+    p = _command(sub, "load", load, "load pools, CSV files or FITS files (.fits, .fits.gz, directories, globs: "
+                                    "their primary headers) into the catalog database",
+                 "l2rules load samples/pools/pool_002_image_miri.csv samples/pools/pool_003_image_nircam.csv",
+                 "l2rules load raw/jw01234/ --asn-candidate \"[('c1000', 'background')]\"")
+    p.add_argument("pools", nargs="+", metavar="POOL")
+    _skip_bad(p)
+    p.add_argument("--method", choices=inventory.METHODS, default="auto",
+                   help="bulk: the columnar path (fails if the file is not one for it); rows: line by line; "
+                        "auto (default): bulk for files of 8 MB or more, line by line for the rest and for "
+                        "any file the bulk path declines")
+    _fits_cli.add_options(p)  # --asn-candidate... for FITS input
+
+    p = _command(sub, "pool", make_pool, "write the pool of FITS files (primary headers) in the pipeline's "
+                                         "format, as asn_make_pool does",
+                 "l2rules pool raw/jw01234/*.fits --output jw01234_pool.csv")
+    p.add_argument("files", nargs="+", metavar="FITS", help="FITS files (.fits, .fits.gz), directories, globs")
+    p.add_argument("--output", "-o", metavar="POOL", help="the pool file to write (default: standard output)")
+    p.add_argument("--skip-bad", action="store_true", help="leave bad files out (named on standard error) "
+                                                           "instead of failing")
+    _fits_cli.add_options(p)
+
+    p = _command(sub, "worklist", worklist, "the Level 2b work list: what the pipeline does with each exposure "
+                                            "(loads the POOLs first when given)",
+                 "l2rules worklist samples/pools/pool_002_image_miri.csv --all --format csv --output work.csv")
+    p.add_argument("pools", nargs="*", metavar="POOL")
+    p.add_argument("--all", action="store_true", help="every exposure, with level2b true/false and why")
+    _published(p, "the published table's work list alone (one SQL query, streamed)")
+    p.add_argument("--associations", action="store_true",
+                   help="with --published: add the pipeline's Level 2b associations each exposure is the science of")
+    _skip_bad(p)
+    _as_of(p)
+    _formats(p)
+    p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
+
+    p = _command(sub, "impact", impact, "exposures that a rules change moves in or out of the work list",
+                 "l2rules impact --from 1.16.1 --to 3.0.0 --format csv")
+    p.add_argument("--from", dest="from_point", required=True, metavar="A",
+                   help="date, catalog revision or pipeline release (1.16.1)")
+    p.add_argument("--to", dest="to_point", required=True, metavar="B",
+                   help="date, catalog revision or pipeline release (3.0.0)")
+    _published(p, "compare the published table's work lists instead of the pipeline's (asn_type, role, "
+                  "Level 2b input, association)")
+    p.add_argument("pools", nargs="*", metavar="POOL")
+    _formats(p, printable_only=True)
+
+    p = _command(sub, "explain", explain, "why an exposure is or is not the science of a Level 2b association",
+                 "l2rules explain jw_00001_uncal.fits --pool samples/pools/pool_002_image_miri.csv")
+    p.add_argument("filename", metavar="FILENAME", help="the exposure's FILENAME (or its stem)")
+    p.add_argument("--pool", metavar="P", help="a loaded pool's name, or a pool file to load first")
+    _as_of(p)
+    _formats(p, printable_only=True)
+
+    p = _command(sub, "asn", asn, "load POOLs and write their Level 2b associations as the pipeline does",
+                 "l2rules asn samples/pools/pool_002_image_miri.csv --output asn/ --pipeline 1.16.1")
+    p.add_argument("pools", nargs="+", metavar="POOL")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="directory for the *_asn.json files (one subdirectory per pool when several are given)")
+    _skip_bad(p)
+    p.add_argument("--version-id", nargs="?", const=True, default=None, metavar="STAMP",
+                   help="the files' version_id, also in their names, as asn_generate's --version-id (without "
+                        "STAMP: the time, UTC, YYYYMMDDtHHMMSS); default none (null), as asn_generate's")
+    _as_of(p)
+
+    p = _command(sub, "unmatched", unmatched, "loaded exposures whose EXP_TYPE the catalog does not know",
+                 "l2rules unmatched --format csv")
+    _formats(p, printable_only=True)
+    p = _command(sub, "rejections", rejections, "rows that --skip-bad loads refused, with the reason",
+                 "l2rules rejections --format json")
+    _formats(p, printable_only=True)
+
+    p = _command(
+        sub, "run", run, "one scheduled run: load new or changed inventories, make the missing work items, record it",
+        "l2rules run --inventory-dir /data/pools --output out/worklist-{run_id}.csv --print json",
+        "l2rules run samples/pools/pool_002_image_miri.csv --output items.out --format parquet --wait 600",
+        description="One scheduled run, safe from cron: loads the inventories that are new or changed, makes a "
+                    "work item for every exposure the pipeline selects (as `l2rules worklist` answers) that has "
+                    "none yet (or whose answer changed since its item was made, or whose exposure a redelivery "
+                    "changed), withdraws the items of exposures a redelivery left out, and records the run. "
+                    "Quiet unless asked. Exit codes: 0 done (also when there was nothing to do), 2 bad input, "
+                    "3 database unreachable, not created or not migrated, 5 another run is in progress.")
+    p.add_argument("pools", nargs="*", metavar="POOL", help="pool or CSV files to load first")
+    p.add_argument("--inventory-dir", metavar="DIR", help="also load every *.csv file of DIR")
+    p.add_argument("--output", metavar="PATH",
+                   help="write the run's new work items to PATH ('{run_id}' is replaced by the run's id); "
+                        "written only when there are some")
+    p.add_argument("--format", choices=outputs.FORMATS,
+                   help=f"format of --output's work items (default: from its suffix, "
+                        f"{', '.join(outputs.OUTPUT_SUFFIXES)}; else csv)")
+    p.add_argument("--print", dest="print_format", choices=PRINTABLE,
+                   help="print the run record in this format (default: print nothing)")
+    # Before issue 14, --output-format was the data's format (now --format), --format the record's (now --print).
+    p.add_argument("--output-format", dest="old_output_format", choices=outputs.FORMATS, help=argparse.SUPPRESS)
+    _skip_bad(p)
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for a run in progress to end (default: exit 5 at once)")
+    p.add_argument("--create", action="store_true",
+                   help="create the catalog if the SQLite database does not exist yet (default: exit 3, naming it)")
+
+    p = _command(sub, "runs", runs, "the run record: when, on which catalog revision, with what result",
+                 "l2rules runs --last 5 --status failed --format json",
+                 description="The run record; reads only. A run recorded running whose process is gone shows as "
+                             "dead until the next run (or --recover) marks it failed. A run's inputs are a list in "
+                             "JSON, and the paths joined by ';' in CSV and the table.")
+    p.add_argument("--last", type=int, default=20, metavar="N", help="only the last N runs (default 20; 0: all)")
+    p.add_argument("--status", choices=("running", "succeeded", "failed", "dead"))
+    p.add_argument("--recover", action="store_true",
+                   help="first mark dead runs failed in the record (what the next run would do; this writes)")
+    _formats(p, printable_only=True)
+
+    p = _command(sub, "report", report, "a summary of the catalog, the work list and the runs (--html for a page)",
+                 "l2rules report --html out/report.html")
+    p.add_argument("--html", metavar="PATH", help="also write an HTML page with the tables and a chart")
+    return parser
+
+
+def _rules_commands(rsub) -> None:
+    """The ``rules`` actions."""
+    p = _command(rsub, "list", rules, "the rules in force (now, or --as-of DATE / --catalog-version REV)",
+                 "l2rules rules list --instrument MIRI --as-of 2024-06-01 --format csv --output rules.csv")
     p.add_argument("--exp-type", help="only this EXP_TYPE")
     p.add_argument("--instrument", help="only this instrument (NIRCam, MIRI, NIRSpec, NIRISS, FGS)")
     _as_of(p)
     _formats(p)
     p.add_argument("--output", metavar="PATH")
-    p = rsub.add_parser("show", help="the rules and conditions of one EXP_TYPE")
+    p = _command(rsub, "show", conditions, "the rules and conditions of one EXP_TYPE",
+                 "l2rules rules show NRS_FIXEDSLIT --pipeline 1.16.1")
     p.add_argument("exp_type")
     _as_of(p)
     _formats(p, printable_only=True)
-    p = rsub.add_parser("history", help="every state of an EXP_TYPE's rules (or of --table rows), with dates "
-                                         "and references")
+    p = _command(rsub, "history", history, "every state of an EXP_TYPE's rules (or of --table rows), with dates "
+                                           "and references",
+                 "l2rules rules history NRC_GRISM", "l2rules rules history Asn_Lv2Image --table asn_rule")
     p.add_argument("exp_type", metavar="KEY", help="an EXP_TYPE; with --table, the first key column's value "
                                                    "(a rule name, a set name, ...)")
     p.add_argument("--table", default="rule", help="a rules table: rule (the published table, default), asn_rule, "
                                                    "asn_condition, asn_value_set, ... (see `rules tables`)")
     _formats(p, printable_only=True)
-    p = rsub.add_parser("tables", help="the rules tables and their seed files")
+    p = _command(rsub, "tables", tables, "the rules tables and their seed files", "l2rules rules tables")
     _formats(p, printable_only=True)
-    p = rsub.add_parser("releases", help="the jwst pipeline releases the catalog can answer for")
+    p = _command(rsub, "releases", releases, "the jwst pipeline releases the catalog can answer for",
+                 "l2rules rules releases --format csv")
     _formats(p, printable_only=True)
-    p = rsub.add_parser("rows", help="the rows of one rules table in force (now, --as-of, --catalog-version, "
-                                      "--pipeline)")
+    p = _command(rsub, "rows", table_rows, "the rows of one rules table in force (now, --as-of, --catalog-version, "
+                                           "--pipeline)",
+                 "l2rules rules rows asn_condition --pipeline 1.16.1 --format json")
     p.add_argument("table", help="rule, asn_rule, asn_condition, ... (see `rules tables`)")
     _as_of(p)
     _formats(p, printable_only=True)
-    p = rsub.add_parser("versions", help="the catalog versions: revision, effective date, reference, summary")
+    p = _command(rsub, "versions", versions, "the catalog versions: revision, effective date, reference, summary",
+                 "l2rules rules versions")
     _formats(p, printable_only=True)
-    p = rsub.add_parser("diff", help="rows of every rules table added, removed and changed between two points "
-                                      "(dates, revisions or pipeline releases)")
+    p = _command(rsub, "diff", diff_all, "rows of every rules table added, removed and changed between two points "
+                                         "(dates, revisions or pipeline releases)",
+                 "l2rules rules diff --from 1.16.1 --to 3.0.0 --table asn_rule")
     p.add_argument("--from", dest="from_point", metavar="A", help="date, catalog revision or pipeline release")
     p.add_argument("--to", dest="to_point", metavar="B", help="date, catalog revision or pipeline release")
     # The older positional form `rules diff A B`, still accepted (not shown in the help).
@@ -122,183 +328,287 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("to_positional", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--table", action="append", help="only this rules table (repeatable)")
     _formats(p, printable_only=True)
-    p = rsub.add_parser("check", help="exit 4, naming the rows, if the database and any seed file disagree")
+    p = _command(rsub, "check", check_all, "exit 4, naming the rows, if the database and any seed file disagree",
+                 "l2rules rules check --seeds seeds/")
     p.add_argument("--seed", metavar="CSV", help="the published table's seed file (default: seeds/level2b_rules.csv)")
     p.add_argument("--seeds", metavar="DIR", help="directory of the seed files (default: seeds/)")
-    p = rsub.add_parser("revision", help="write an Alembic revision with the seed CSV's changes since the head")
+    p = _command(rsub, "revision", write_revision, "write an Alembic revision with the seed CSV's changes since the "
+                                                   "head",
+                 "l2rules rules revision -m 'MIR_LRS-SLITLESS: Level 2b input' --date 2025-03-01 --ref jwst#9000")
     p.add_argument("-m", "--message", required=True, help="one-line summary of the change")
     p.add_argument("--date", required=True, help="effective date (YYYY-MM-DD)")
     p.add_argument("--ref", required=True, help="reference: jwst PR or issue")
     p.add_argument("--seed", metavar="CSV", help="the published table's seed file (default: seeds/level2b_rules.csv)")
     p.add_argument("--seeds", metavar="DIR", help="directory of the other seed files (default: seeds/)")
 
-    p = sub.add_parser("load", help="load pools, CSV files or FITS files (.fits, .fits.gz, directories, globs: "
-                                    "their primary headers) into the catalog database")
-    p.add_argument("pools", nargs="+", metavar="POOL")
-    p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
-    p.add_argument("--method", choices=inventory.METHODS, default="auto",
-                   help="bulk: the columnar path (fails if the file is not one for it); rows: line by line; "
-                        "auto (default): bulk for files of 8 MB or more, line by line for the rest and for "
-                        "any file the bulk path declines")
-    _fits_cli.add(sub, p)  # --asn-candidate... for FITS input, and the `pool` command
 
-    p = sub.add_parser("worklist", help="the Level 2b work list: what the pipeline does with each exposure "
-                                          "(loads the POOLs first when given)")
-    p.add_argument("pools", nargs="*", metavar="POOL")
-    p.add_argument("--all", action="store_true", help="every exposure, with level2b true/false and why")
-    p.add_argument("--table", action="store_true",
-                   help="the published table's work list alone (one SQL query, streamed)")
-    p.add_argument("--associations", action="store_true",
-                   help="with --table: add the pipeline's Level 2b associations each exposure is the science of")
-    p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
-    _as_of(p)
-    _formats(p)
-    p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
-
-    p = sub.add_parser("impact", help="exposures that a rules change moves in or out of the work list")
-    p.add_argument("--from", dest="from_point", required=True, metavar="A",
-                   help="date, catalog revision or pipeline release (1.16.1)")
-    p.add_argument("--to", dest="to_point", required=True, metavar="B",
-                   help="date, catalog revision or pipeline release (3.0.0)")
-    p.add_argument("--table", action="store_true",
-                   help="compare the published table's work lists instead of the pipeline's (asn_type, role, "
-                        "Level 2b input, association)")
-    p.add_argument("pools", nargs="*", metavar="POOL")
-    _formats(p, printable_only=True)
-
-    p = sub.add_parser("explain", help="why an exposure is or is not the science of a Level 2b association")
-    p.add_argument("filename", metavar="FILENAME", help="the exposure's FILENAME (or its stem)")
-    p.add_argument("--pool", metavar="P", help="a loaded pool's name, or a pool file to load first")
-    _as_of(p)
-    _formats(p, printable_only=True)
-
-    p = sub.add_parser("asn", help="load POOLs and write their Level 2b associations as the pipeline does")
-    p.add_argument("pools", nargs="+", metavar="POOL")
-    p.add_argument("--output", required=True, metavar="DIR",
-                   help="directory for the *_asn.json files (one subdirectory per pool when several are given)")
-    p.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
-    _as_of(p)
-
-    p = sub.add_parser("unmatched", help="loaded exposures whose EXP_TYPE the catalog does not know")
-    _formats(p, printable_only=True)
-    p = sub.add_parser("rejections", help="rows that --skip-bad loads refused, with the reason")
-    _formats(p, printable_only=True)
-    _runs_cli.add_commands(sub)
-    return parser
-
+# --- the handlers: one per command, named after the library function it calls ----------------------
 
 def _print(frame, args, output=None) -> None:
     outputs.write(frame, args.format, output)
 
 
-def run(args: argparse.Namespace) -> int:
-    db = args.db
-    if args.command == "init":
-        before, after = migrate.init(db)
-        engine = get_engine(db)
-        print(f"catalog at {describe(engine)}: revision {after}"
-              + ("" if before == after else f" (was {before or 'empty'})"))
-        return 0
-    if args.command == "rules":
-        return _rules(args, db)
-    _fits_cli.group_files(args)  # FITS files named one by one (a shell's DIR/*.fits) are one pool
-    if args.command == "pool":
-        return _fits_cli.pool(args)
-    if args.command == "load":
-        total = 0
-        for path, source, options in _fits_cli.sources(args):
-            result = inventory.load(source, db, skip_bad=args.skip_bad, method=args.method, **options)
-            total += result.rejected
-            print(f"{path}: {result.loaded} exposures ({result.inserted} new, {result.updated} updated"
-                  + (f", {result.changed} changed" if result.changed is not None else "")
-                  + (", bulk" if result.method == "bulk" else "") + ")"
-                  + (f", {result.duplicates} repeated rows ignored" if result.duplicates else "")
-                  + (f", {result.template_rows} template rows set aside" if result.template_rows else "")
-                  + (f", {result.rejected} rows rejected (see `l2rules rejections`)" if result.rejected else ""))
-        return 0
-    if args.command == "worklist":
-        options = dict(pools=args.pools or None, include_all=args.all, **_point(args), skip_bad=args.skip_bad)
-        if args.associations and not args.table:
-            raise L2RulesError("--associations adds the pipeline's associations to the published table's list "
-                               "(--table); the default work list already is the pipeline's")
-        if args.table and args.format in outputs.STREAMED_FORMATS and not args.associations:
-            count = write_worklist(args.output, db, fmt=args.format, **options)
-        else:
-            frame = worklist(db, associations=args.associations, source="table" if args.table else "pipeline",
-                             **options)
-            _print(frame, args, args.output)
-            count = len(frame)
-        if args.output:
-            print(f"{count} work items written to {args.output}", file=sys.stderr)
-        return 0
-    if args.command == "impact":
-        exposures, counts = impact(db, args.from_point, args.to_point, pools=args.pools or None,
-                                   source="table" if args.table else "pipeline")
-        _print(exposures, args)
-        if args.format == "table":
-            print()
-            _print(counts, args)
-        return 0
-    if args.command == "explain":
-        _print(association.explain(db, args.filename, args.pool, **_point(args)), args)
-        return 0
-    if args.command == "asn":
-        written = association.asn(db, args.pools, args.output, skip_bad=args.skip_bad, **_point(args))
-        print(f"{len(written)} associations written to {args.output}")
-        return 0
-    if args.command == "unmatched":
-        _print(unmatched(db), args)
-        return 0
-    if args.command == "rejections":
-        _print(inventory.rejections(db), args)
-        return 0
-    if args.command in _runs_cli.COMMANDS:
-        return _runs_cli.dispatch(args)
-    raise AssertionError(args.command)
-
-
-def _rules(args: argparse.Namespace, db) -> int:
-    action = args.rules_command
-    if action == "list":
-        _print(catalog.rules(db, **_point(args), exp_type=args.exp_type, instrument=args.instrument),
-               args, args.output)
-    elif action == "show":
-        frame = catalog.rules(db, **_point(args), exp_type=args.exp_type)
-        if frame.empty:
-            raise catalog.CatalogError(f"no rule for exp_type {args.exp_type!r}")
-        _print(frame, args)
-        conds = catalog.conditions(db, **_point(args), exp_type=args.exp_type)
-        if not conds.empty:
-            if args.format == "table":
-                print("\nconditions:")
-            _print(conds, args)
-    elif action == "history":
-        _print(catalog.history(db, args.exp_type, table=args.table), args)
-    elif action == "tables":
-        _print(catalog.tables(), args)
-    elif action == "releases":
-        _print(catalog.releases(db), args)
-    elif action == "rows":
-        _print(catalog.table_rows(db, args.table, **_point(args)), args)
-    elif action == "versions":
-        _print(catalog.versions(db), args)
-    elif action == "diff":
-        _print(catalog.diff_all(db, args.from_point, args.to_point, args.table), args)
-    elif action == "check":
-        drift = catalog.check_all(db, args.seeds, seed=args.seed)
-        if drift.empty:
-            print("the database's rules equal the seed files")
-            return 0
-        outputs.write(drift, "table", stream=sys.stderr)
-        print(f"l2rules: drift: {len(drift)} difference(s) between the database and the seed files", file=sys.stderr)
-        return EXIT_DRIFT
-    elif action == "revision":
-        path = catalog.write_revision(args.message, args.date, args.ref, seed=args.seed, seeds=args.seeds)
-        if path is None:
-            print("the seed files equal the head revision: nothing to write")
-        else:
-            print(f"wrote {path}; apply it with `alembic upgrade head` or `l2rules init`")
+def init(args: argparse.Namespace) -> int:
+    """``init``: :func:`migrate.init`."""
+    before, after = migrate.init(args.db)
+    print(f"catalog at {describe(get_engine(args.db))}: revision {after}"
+          + ("" if before == after else f" (was {before or 'empty'})"))
     return 0
+
+
+def rules(args: argparse.Namespace) -> int:
+    """``rules list``: :func:`catalog.rules`."""
+    _print(catalog.rules(args.db, **_point(args), exp_type=args.exp_type, instrument=args.instrument),
+           args, args.output)
+    return 0
+
+
+def conditions(args: argparse.Namespace) -> int:
+    """``rules show``: :func:`catalog.rules` of one EXP_TYPE, then its :func:`catalog.conditions`."""
+    frame = catalog.rules(args.db, **_point(args), exp_type=args.exp_type)
+    if frame.empty:
+        raise catalog.CatalogError(f"no rule for exp_type {args.exp_type!r}")
+    _print(frame, args)
+    conds = catalog.conditions(args.db, **_point(args), exp_type=args.exp_type)
+    if not conds.empty:
+        if args.format == "table":
+            print("\nconditions:")
+        _print(conds, args)
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    """``rules history``: :func:`catalog.history`."""
+    _print(catalog.history(args.db, args.exp_type, table=args.table), args)
+    return 0
+
+
+def tables(args: argparse.Namespace) -> int:
+    """``rules tables``: :func:`catalog.tables`."""
+    _print(catalog.tables(), args)
+    return 0
+
+
+def releases(args: argparse.Namespace) -> int:
+    """``rules releases``: :func:`catalog.releases`."""
+    _print(catalog.releases(args.db), args)
+    return 0
+
+
+def table_rows(args: argparse.Namespace) -> int:
+    """``rules rows``: :func:`catalog.table_rows`."""
+    _print(catalog.table_rows(args.db, args.table, **_point(args)), args)
+    return 0
+
+
+def versions(args: argparse.Namespace) -> int:
+    """``rules versions``: :func:`catalog.versions`."""
+    _print(catalog.versions(args.db), args)
+    return 0
+
+
+def diff_all(args: argparse.Namespace) -> int:
+    """``rules diff``: :func:`catalog.diff_all` (end points checked by :func:`_end_points`)."""
+    _print(catalog.diff_all(args.db, args.from_point, args.to_point, args.table), args)
+    return 0
+
+
+def check_all(args: argparse.Namespace) -> int:
+    """``rules check``: :func:`catalog.check_all`; exit 4 on drift."""
+    drift = catalog.check_all(args.db, args.seeds, seed=args.seed)
+    if drift.empty:
+        print("the database's rules equal the seed files")
+        return 0
+    outputs.write(drift, "table", stream=sys.stderr)
+    print(f"l2rules: drift: {len(drift)} difference(s) between the database and the seed files", file=sys.stderr)
+    return EXIT_DRIFT
+
+
+def write_revision(args: argparse.Namespace) -> int:
+    """``rules revision``: :func:`catalog.write_revision`."""
+    path = catalog.write_revision(args.message, args.date, args.ref, seed=args.seed, seeds=args.seeds)
+    if path is None:
+        print("the seed files equal the head revision: nothing to write")
+    else:
+        print(f"wrote {path}; apply it with `alembic upgrade head` or `l2rules init`")
+    return 0
+
+
+def load(args: argparse.Namespace) -> int:
+    """``load``: :func:`inventory.load`, for each source."""
+    for path, source, options in _fits_cli.sources(args):
+        result = inventory.load(source, args.db, skip_bad=args.skip_bad, method=args.method, **options)
+        print(f"{path}: {result.loaded} exposures ({result.inserted} new, {result.updated} updated"
+              + (f", {result.changed} changed" if result.changed is not None else "")
+              + (", bulk" if result.method == "bulk" else "") + ")"
+              + (f", {result.duplicates} repeated rows ignored" if result.duplicates else "")
+              + (f", {result.template_rows} template rows set aside" if result.template_rows else "")
+              + (f", {result.rejected} rows rejected (see `l2rules rejections`)" if result.rejected else ""))
+    return 0
+
+
+def make_pool(args: argparse.Namespace) -> int:
+    """``pool``: :func:`inventory.fits.make_pool`, written to --output or standard output."""
+    made = fits.make_pool(args.files, options=_fits_cli.options(args))
+    if made.errors and not args.skip_bad:
+        raise made.errors[0]
+    for error in made.errors:
+        print(f"l2rules: skipped {error}", file=sys.stderr)
+    count = made.write(args.output)
+    if args.output:
+        left_out = f" ({len(made.errors)} bad files left out)" if made.errors else ""
+        print(f"{count} exposures written to {args.output}{left_out}", file=sys.stderr)
+    return 0
+
+
+def worklist(args: argparse.Namespace) -> int:
+    """``worklist``: :func:`l2rules.worklist` (the published table's list as CSV or Parquet:
+    :func:`l2rules.write_worklist`, streamed)."""
+    options = dict(pools=args.pools or None, include_all=args.all, **_point(args), skip_bad=args.skip_bad)
+    if args.associations and not args.published:
+        raise L2RulesError("--associations adds the pipeline's associations to the published table's list "
+                           "(--published); the default work list already is the pipeline's")
+    if args.published and args.format in outputs.STREAMED_FORMATS and not args.associations:
+        count = l2rules.write_worklist(args.output, args.db, fmt=args.format, **options)
+    else:
+        frame = l2rules.worklist(args.db, associations=args.associations,
+                                 source="table" if args.published else "pipeline", **options)
+        _print(frame, args, args.output)
+        count = len(frame)
+    if args.output:
+        print(f"{count} work items written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def impact(args: argparse.Namespace) -> int:
+    """``impact``: :func:`l2rules.impact`."""
+    exposures, counts = l2rules.impact(args.db, args.from_point, args.to_point, pools=args.pools or None,
+                                       source="table" if args.published else "pipeline")
+    _print(exposures, args)
+    if args.format == "table":
+        print()
+        _print(counts, args)
+    return 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    """``explain``: :func:`association.explain`."""
+    _print(association.explain(args.db, args.filename, args.pool, **_point(args)), args)
+    return 0
+
+
+def asn(args: argparse.Namespace) -> int:
+    """``asn``: :func:`association.asn`."""
+    written = association.asn(args.db, args.pools, args.output, skip_bad=args.skip_bad, version_id=args.version_id,
+                              **_point(args))
+    print(f"{len(written)} associations written to {args.output}")
+    return 0
+
+
+def unmatched(args: argparse.Namespace) -> int:
+    """``unmatched``: :func:`l2rules.unmatched`."""
+    _print(l2rules.unmatched(args.db), args)
+    return 0
+
+
+def rejections(args: argparse.Namespace) -> int:
+    """``rejections``: :func:`inventory.rejections`."""
+    _print(inventory.rejections(args.db), args)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """``run``: :func:`runs.run`, the record printed with --print; SIGTERM ends it as a failed run."""
+    from . import runs as runs_lib
+
+    fmt = _run_format(args)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        record = runs_lib.run(args.pools, args.db, inventory_dir=args.inventory_dir, output=args.output,
+                              output_format=fmt, skip_bad=args.skip_bad, wait=args.wait, create=args.create)
+    except Exception as exc:
+        _print_record(getattr(exc, "run_record", None), args.print_format)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _print_record(record, args.print_format)
+    return 0
+
+
+def runs(args: argparse.Namespace) -> int:
+    """``runs``: :func:`runs.runs` (after :func:`runs.recover` with --recover)."""
+    from . import runs as runs_lib
+
+    if args.recover:
+        runs_lib.recover(args.db)
+    frame = runs_lib.runs(args.db, last=args.last or None, status=args.status)
+    if args.format != "json":  # inputs: a list in JSON, the paths joined by ';' in a text cell
+        frame = runs_lib.as_text(frame)
+    if args.format == "table":  # fit a terminal: whole seconds
+        frame = frame.drop(columns=["host", "pid", "reissued_by", "output"])
+        for column in ("started_at", "finished_at"):  # UTC times (NaT: not finished)
+            frame[column] = frame[column].dt.strftime("%Y-%m-%d %H:%M:%S").astype(object)
+    _print(frame, args)
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """``report``: :func:`report.report`."""
+    from . import report as report_lib
+
+    report_lib.report(args.db, html=args.html, stream=sys.stdout)
+    return 0
+
+
+# --- what the handlers share ------------------------------------------------------------------------
+
+def _run_format(args: argparse.Namespace) -> str | None:
+    """``run``'s --format, given the spellings before issue 14.
+
+    --output-format still works, with a warning (it is --format now). --format meant the run
+    record's format (now --print): given without --output, or against --output's suffix, it
+    is refused with the new spelling, instead of being read the new way without a word.
+    """
+    fmt = args.format
+    if args.old_output_format is not None:
+        print("l2rules: warning: run --output-format is deprecated and will be removed; it is --format now (the "
+              "format of --output's work items; the run record is printed by --print)", file=sys.stderr)
+        if fmt is not None and fmt != args.old_output_format:
+            raise UsageError(f"run: --format {fmt} and --output-format {args.old_output_format} disagree; "
+                             "give --format alone")
+        fmt = args.old_output_format
+    if args.format is None:
+        return fmt
+    if args.output is None:
+        hint = f"; to print the run record, --print {fmt}" if fmt in PRINTABLE else ""
+        raise UsageError(f"run: --format is the format of --output's work items and there is no --output{hint}")
+    implied = outputs.OUTPUT_SUFFIXES.get(Path(args.output).suffix.lower())
+    if implied is not None and implied != fmt:
+        raise UsageError(f"run: --format {fmt}, but --output {args.output} is {implied} by its suffix (--format "
+                         f"is the format of --output's work items; the run record is printed by --print {fmt})")
+    return fmt
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess test
+    raise Terminated("stopped by SIGTERM")
+
+
+def _print_record(record: dict | None, fmt: str | None) -> None:
+    """The run record: JSON as the library has it (inputs a list); CSV and the table with the inputs
+    joined as ``runs`` writes them (:func:`runs.joined_inputs`)."""
+    if record is None or fmt is None:
+        return
+    if fmt == "json":
+        print(json.dumps(record))
+        return
+    from .runs import joined_inputs
+
+    record = {**record, "inputs": joined_inputs(record["inputs"])}
+    if fmt == "csv":
+        sys.stdout.write(pd.DataFrame([record]).to_csv(index=False))
+    else:
+        outputs.write(pd.DataFrame({"field": list(record), "value": [("" if v is None else str(v))
+                                                                     for v in record.values()]}), "table")
 
 
 def _end_points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -315,18 +625,25 @@ def _end_points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("rules diff: the following arguments are required: --from, --to")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line, checked as argparse alone cannot (``rules diff``'s end points)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "rules" and args.rules_command == "diff":
+    if args.handler is diff_all:
         _end_points(parser, args)
+    _fits_cli.group_files(args)  # FITS files named one by one (a shell's DIR/*.fits) are one pool
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%d %H:%M:%S")
     if args.verbose >= 2:
         logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
     try:
-        return run(args)
+        return args.handler(args)
     except L2RulesError as exc:
         print(f"l2rules: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -52,6 +52,7 @@ from sqlalchemy.engine import Engine
 from . import outputs, schema
 from .config import DB, DatabaseError, L2RulesError, describe
 from .inventory import STATISTICS_AFTER, InventoryError, keep_statistics, load
+from .inventory.store import phase_bar
 from .migrate import require_migrated
 from .worklist import evaluate, head_revision
 
@@ -70,7 +71,9 @@ RECORD_COLUMNS = [
 ]
 #: The SQL type of each column of :func:`runs` (the ``run`` table's; ``inputs`` there is JSON text, here the
 #: paths space-separated): their dtypes follow (``outputs.typed``).
-RECORD_TYPES = {"run_id": schema.run.c.id.type, **{c.name: c.type for c in schema.run.c if c.name != "id"}}
+#: (``inputs`` stays a list of paths, as in the record: no dtype holds lists)
+RECORD_TYPES = {"run_id": schema.run.c.id.type,
+                **{c.name: c.type for c in schema.run.c if c.name not in ("id", "inputs")}}
 #: Columns of the work items a run writes (``--output``) and :func:`items` returns: the pipeline's answer for the
 #: exposure (as ``l2rules worklist`` gives it) when the item was made.
 ITEM_COLUMNS = ["pool", "source_line", "filename", "exp_type", "exptype", "asn_type", "level2b_input",
@@ -453,7 +456,9 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
     _checkpoint("loaded")
     with engine.connect() as conn:
         revision = head_revision(conn)
-    evaluated = evaluate(engine)
+    # The pipeline's answers: after the loads' bars, a label while they are made (a terminal only)
+    with phase_bar(sys.stderr.isatty() if progress is None else progress, "work list"):
+        evaluated = evaluate(engine)
     if evaluated:
         log.info("run %s: the pipeline's answers of %d pool(s) stored at catalog revision %s", run_id,
                  len(evaluated), revision)
@@ -613,6 +618,9 @@ SHOWN_STATUSES = ("running", "succeeded", "failed", "dead")
 def runs(db: DB = None, last: int | None = None, status: str | None = None) -> pd.DataFrame:
     """The run record, oldest first (only the ``last`` N runs if given); reads only.
 
+    One row per run, the columns of :data:`RECORD_COLUMNS`, as :func:`record` has them:
+    ``inputs`` is the list of the run's input paths (see :func:`as_text` for CSV).
+
     A run recorded ``running`` whose process is gone shows as ``dead`` (only the
     newest ``running`` run can be alive, and only while a run holds the lock); the
     record itself is changed by the next run, or by :func:`recover`.
@@ -638,9 +646,25 @@ def runs(db: DB = None, last: int | None = None, status: str | None = None) -> p
         records = [rec for rec in records if rec["status"] == status]
         if last:
             records = records[-last:]
-    frame = pd.DataFrame(records, columns=RECORD_COLUMNS)
-    frame["inputs"] = frame["inputs"].map(lambda v: " ".join(v) if isinstance(v, list) else v)
-    return outputs.typed(frame, RECORD_TYPES)
+    return outputs.typed(pd.DataFrame(records, columns=RECORD_COLUMNS), RECORD_TYPES)
+
+
+#: How a run's ``inputs`` (a list of paths) is written where a cell holds text (CSV, the terminal table).
+INPUTS_SEPARATOR = ";"
+
+
+def joined_inputs(inputs: list[str] | None) -> str:
+    """A run's ``inputs`` as one text cell: the paths joined by :data:`INPUTS_SEPARATOR` ("" for none).
+
+    The one text form of the list that :func:`runs` and :func:`record` hold (and JSON
+    writes as a list): ``cell.split(";")`` gives the paths back (``[]`` for "").
+    """
+    return INPUTS_SEPARATOR.join(inputs or [])
+
+
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """The run record with ``inputs`` as text (:func:`joined_inputs`), for CSV and the terminal table."""
+    return frame.assign(inputs=frame["inputs"].map(joined_inputs))
 
 
 def items(db: DB = None, run_ids: Iterable[int] | None = None) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from ._lazy import pandas as pd
 from . import schema
 from .catalog import Point, conditions_at, resolve_version, rules_at
 from .config import DB, L2RulesError
-from .inventory import load
+from .inventory import STATISTICS_AFTER, keep_statistics, load
 from .migrate import require_migrated
 from .outputs import query_frame, to_frame, typed, write_result
 
@@ -257,7 +257,7 @@ def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_a
     unreadable = (f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
                   "Level 2b association from it") if missing else None
     if unreadable and strict:
-        raise L2RulesError(unreadable + "; `worklist --table` gives the published table's list")
+        raise L2RulesError(unreadable + "; `worklist --published` gives the published table's list")
     if unreadable:  # one pool of every loaded one: said, and its exposures are on no work list
         log.warning("%s (its exposures are left out)", unreadable)
     answers = {} if unreadable else processing(associations(engine, pool_id, as_of=when))
@@ -328,6 +328,7 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
     with engine.connect() as conn:
         revision = head_revision(conn)
         todo = stale_pools(conn, revision) if pool_ids is None else list(pool_ids)
+    stored = 0
     for pool_id in todo:
         frame = _pool_answers(engine, pool_id, None, include_all=True, strict=False, ids=True)
         frame = frame[ANSWER_COLUMNS].astype(object).where(frame[ANSWER_COLUMNS].notna(), None)
@@ -337,6 +338,9 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
             for start in range(0, len(rows), 10_000):
                 conn.execute(a.insert(), rows[start:start + 10_000])
         log.info("pool %s: %d answers stored at catalog revision %s", pool_id, len(rows), revision)
+        stored += len(rows)
+    if stored >= STATISTICS_AFTER:  # the views and `run` join the answers: plans must know their size
+        keep_statistics(engine, ("level2b_answer",))
     return todo
 
 

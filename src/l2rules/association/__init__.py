@@ -44,7 +44,17 @@ results depend on row order; ``asn_companion.attach`` states the rules l2rules
 follows instead. Other approximations: optional-equal keys compare with the
 science only; the nearest direct image is by EXPSPCIN, then pool order;
 sequence numbers follow reverse creation order (a nod group is created at
-its first nod).
+its first nod); members are listed in pool order (rules with nods: the
+science, the other nods, then the rest), and the association's target is its
+first exposure member's TARGETID. The pipeline adds a companion that precedes
+its science in the pool after the science when it reaches it again by
+reprocessing (``probe_ifu_imprints``, ``probe_wfss_background``,
+``probe_lrs_nod_ta``): there the member order differs, the members do not.
+
+The files (``write_associations``) have every key ``asn_generate`` writes, in
+its order; ``code_version`` names l2rules, ``version_id`` is null unless
+asked for, and ``constraints`` lists l2rules' science conditions that held,
+where the pipeline writes the text of its Python constraint objects.
 """
 
 from __future__ import annotations

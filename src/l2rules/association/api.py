@@ -13,17 +13,25 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .._lazy import pandas as pd
-from .. import schema
+from .. import __version__, schema
 from ..catalog import resolve_version
 from ..config import DB
 from ..inventory import load
 from ..migrate import require_migrated
-from .columns import REQUIRED_POOL_COLUMNS, AssociationError
+from .columns import EMPTY, REQUIRED_POOL_COLUMNS, AssociationError
 from .evaluation import evaluating
 
 DEGRADED_OK = "No known degraded exposures in association."
+#: The EXPOSERR values that do not make an association degraded (as the pipeline reads them).
+_NOT_SET = (None, *EMPTY)
 DEGRADED_NOTOK = ("One or more members have an error associated with them."
                   "\nDetails can be found in the member.exposerr attribute.")
+
+
+#: What ``code_version`` says in the files l2rules writes (the pipeline writes its own version there).
+CODE_VERSION = f"l2rules {__version__}"
+#: A ``version_id`` made of the time, as the pipeline's ``asn_generate --version-id`` makes it (UTC).
+VERSION_ID_FORMAT = "%Y%m%dt%H%M%S"
 
 
 @dataclass
@@ -38,20 +46,56 @@ class Association:
     product: str
     seq: int
     members: list[dict] = field(default_factory=list)
+    #: The science's TARGETID as the pipeline reads it (lower case, ``null`` when empty).
+    target: str | None = None
+    #: The pipeline's rule (``asn_rule`` without its ``candidate_``/``discover_`` prefix) and the
+    #: candidate's type, for ``constraints``.
+    rule_name: str | None = None
+    cand_type: str | None = None
+    #: The catalog point the rules were taken at (None: the head), for ``constraints``.
+    point: str | None = None
+    #: The science conditions that held for the science, with its values, for ``constraints``.
+    conditions: list[str] = field(default_factory=list)
 
     @property
     def filename(self) -> str:
-        return f"jw{self.program}-{self.asn_id}_{self.asn_type}_{self.seq:05d}_asn.json"
+        return self.file_name()
 
-    def as_dict(self) -> dict:
-        degraded = any(member.get("exposerr") for member in self.members)
+    def file_name(self, version_id: str | None = None) -> str:
+        """The pipeline's file name; with a ``version_id``, the stamped name ``asn_generate --version-id``
+        gives."""
+        stamp = f"_{version_id}" if version_id else ""
+        return f"jw{self.program}-{self.asn_id}{stamp}_{self.asn_type}_{self.seq:05d}_asn.json"
+
+    @property
+    def constraints(self) -> str:
+        """What ``constraints`` says: l2rules' equivalent of the pipeline's, one line each.
+
+        The pipeline writes there the text of its Python constraint objects (class, name, source
+        columns, the value its first member matched). l2rules keeps its rules as catalog rows, not as
+        those objects, so it writes those rows instead: the rule and catalog point, each science
+        condition that held (alt 0 and the first alternative that held, from ``asn_condition``, its
+        constraint groups expanded: column, operator, value) with the science's value of the column
+        (lower case, NULL when not set), and the candidate, as the pipeline's last line has it.
+        """
+        at = f"catalog at {self.point}" if self.point else "catalog head"
+        return "\n".join([f"l2rules rule {self.rule_name} ({at})", *self.conditions,
+                          f"asn_candidate: ('{self.asn_id}', '{self.cand_type}')"])
+
+    def as_dict(self, version_id: str | None = None) -> dict:
+        """The file's content, every key the pipeline writes, in its order; members in its order."""
+        degraded = any(member.get("exposerr") not in _NOT_SET for member in self.members)
         return {
-            "asn_type": self.asn_type, "asn_rule": self.asn_rule, "asn_id": self.asn_id,
-            "asn_pool": self.asn_pool, "program": self.program,
+            "asn_type": self.asn_type, "asn_rule": self.asn_rule, "version_id": version_id,
+            "code_version": CODE_VERSION,
             "degraded_status": DEGRADED_NOTOK if degraded else DEGRADED_OK,
+            "program": self.program, "constraints": self.constraints, "asn_id": self.asn_id,
+            "asn_pool": self.asn_pool, "target": self.target,
             "products": [{"name": self.product,
                           "members": [{"expname": member["expname"], "exptype": member["exptype"],
-                                       **({"exposerr": member["exposerr"]} if member.get("exposerr") else {})}
+                                       # the pipeline's level-3 members (WFSS) have no exposerr
+                                       **({"exposerr": member.get("exposerr")}
+                                          if member.get("exposure_id") is not None else {})}
                                       for member in self.members]}],
         }
 
@@ -87,17 +131,54 @@ def associations(db: DB, pool: str | int, *, as_of: str | dt.date | None = None,
             return []
         with evaluating(conn, when) as evaluation:
             rows = conn.execute(evaluation.run(found.id)).mappings().all()
+            conditions = _science_conditions(evaluation)
+    # the pipeline writes EXPOSERR as the pool has it, and null for a pool without the column
+    has_exposerr = "exposerr" in found.columns.split("|")
+    point = (None if when is None else f"jwst {pipeline}" if pipeline else f"version {version}" if version
+             else f"as of {when}")
     made: dict[tuple, Association] = {}
     for row in rows:
         key = (row["asn_id"], row["asn_rule"], row["eid"], row["cand_id"])
         association = made.get(key)
         if association is None:
             association = made[key] = Association(row["asn_id"], row["asn_rule"], row["asn_type"], found.name,
-                                                  row["program"], row["product"], row["seq"])
+                                                  row["program"], row["product"], row["seq"], target=row["target"],
+                                                  rule_name=row["rule_name"], cand_type=row["cand_type"],
+                                                  point=point,
+                                                  conditions=conditions.get((row["eid"], row["rule_name"]), []))
         association.members.append({"expname": row["expname"], "exptype": row["exptype"],
-                                    "exposerr": row["exposerr"], "exposure_id": row["exposure_id"],
-                                    "stem": row["stem"]})
+                                    "exposerr": row["exposerr_text"] if has_exposerr else None,
+                                    "exposure_id": row["exposure_id"], "stem": row["stem"]})
     return list(made.values())
+
+
+def _science_conditions(evaluation) -> dict[tuple[int, str], list[str]]:
+    """Per association made (science exposure, rule): the science conditions that held, each as
+    ``column operator value: the science's value`` (alt 0, then the first alternative that held)."""
+    from . import rules
+
+    made = sa.select(evaluation.pruned.c.eid, evaluation.pruned.c.rule_name).distinct().subquery()
+    condition, science = rules.condition, evaluation.exposures
+    columns = evaluation.condition_columns
+    query = (sa.select(made.c.eid, made.c.rule_name, condition.c.alt, condition.c.column_name,
+                       condition.c.operator, condition.c.value,
+                       rules.accessor(science, condition.c.column_name, columns).label("found"),
+                       rules.condition_ok(science, condition.c, columns).label("ok"))
+             .select_from(made.join(condition, sa.and_(condition.c.rule_name == made.c.rule_name,
+                                                       condition.c.subject == "science"))
+                          .join(science, science.c.eid == made.c.eid))
+             .order_by(made.c.eid, made.c.rule_name, condition.c.alt, condition.c.seq))
+    by_alt: dict[tuple[int, str], dict[int, list]] = {}
+    for row in evaluation.conn.execute(query):
+        by_alt.setdefault((row.eid, row.rule_name), {}).setdefault(row.alt, []).append(row)
+    found = {}
+    for key, alternatives in by_alt.items():
+        held = [alt for alt, conditions in sorted(alternatives.items())
+                if alt > 0 and all(c.ok for c in conditions)][:1]
+        found[key] = [f"{c.column_name} {c.operator}{'' if c.value is None else ' ' + c.value}: "
+                      f"{'NULL' if c.found is None else c.found}"
+                      for alt in [0, *held] for c in alternatives.get(alt, [])]
+    return found
 
 
 def science_of(asns: Iterable[Association]) -> dict[int, list[Association]]:
@@ -125,12 +206,30 @@ def _science_by(asns: Iterable[Association], key: str) -> dict:
 _NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 
 
-def write_associations(asns: Iterable[Association], output: str | Path) -> list[Path]:
+def make_version_id(value: str | bool | None) -> str | None:
+    """The ``version_id`` of the files: None (the pipeline's default, no stamp), the time for True (as
+    ``asn_generate --version-id`` without a value makes it), else ``value`` itself, which must be fit to
+    name files."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return dt.datetime.now(dt.timezone.utc).strftime(VERSION_ID_FORMAT)
+    if not _NAME_PART.fullmatch(str(value)):
+        raise AssociationError(f"--version-id {str(value)[:80]!r}: letters, digits, '_' and '-' only")
+    return str(value)
+
+
+def write_associations(asns: Iterable[Association], output: str | Path, *,
+                       version: str | bool | None = None) -> list[Path]:
     """One ``jw<program>-<candidate>_<asn_type>_<seq>_asn.json`` file per association, in ``output``.
 
+    The files are the pipeline's (``asn_generate``): the same keys in the same order, members in
+    its order; ``code_version`` names l2rules, ``version_id`` is ``version`` (see :func:`make_version_id`;
+    with one, the names carry it as the pipeline's do: ``jw<program>-<candidate>_<version_id>_...``).
     Names are made only from validated parts and written without following symbolic links, so a
     hostile PROGRAM or candidate id in a pool cannot write outside ``output``.
     """
+    stamp = make_version_id(version)
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise AssociationError(f"--output {output}: not a directory")
@@ -142,7 +241,7 @@ def write_associations(asns: Iterable[Association], output: str | Path) -> list[
             if not _NAME_PART.fullmatch(str(value)):
                 raise AssociationError(f"{association.asn_pool}: {what} {str(value)[:80]!r} cannot name an association "
                                        "file (letters, digits, '_' and '-' only)")
-        path = out / association.filename
+        path = out / association.file_name(stamp)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
         try:
             descriptor = os.open(path, flags, 0o644)
@@ -150,14 +249,17 @@ def write_associations(asns: Iterable[Association], output: str | Path) -> list[
             raise AssociationError(f"{path}: cannot write it ({exc.strerror}; a symbolic link is not followed)") \
                 from None
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(json.dumps(association.as_dict(), indent=4) + "\n")
+            handle.write(json.dumps(association.as_dict(stamp), indent=4))  # no final newline, as the pipeline
         paths.append(path)
     return paths
 
 
 def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False,
-        as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None) -> list[Path]:
+        as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
+        version_id: str | bool | None = None) -> list[Path]:
     """Load each pool and write its Level 2b associations to ``output``; returns the files written.
+
+    ``version_id`` is the files' (see :func:`write_associations`): one value for every pool of the run.
 
     With several pools, each gets a directory of its own under ``output`` (named after the pool
     file): the pipeline's names (program, candidate, type, sequence) repeat from pool to pool.
@@ -169,12 +271,13 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     stems = [Path(path).stem for path in pools]
     if len(set(stems)) < len(stems):
         raise AssociationError("two pools have the same file name; write them in separate runs")
+    stamp = make_version_id(version_id)
     written = []
     for path, stem in zip(pools, stems):
         result = load(path, engine, skip_bad=skip_bad)
         target = Path(output) / stem if len(pools) > 1 else Path(output)
         made = associations(engine, result.pool_id, as_of=as_of, version=version, pipeline=pipeline)
-        written += write_associations(made, target)
+        written += write_associations(made, target, version=stamp)
     return written
 
 

@@ -35,6 +35,9 @@ def normalised_exposures(pool_id: int) -> sa.Select:
     base = sa.select(exposure.c.id.label("eid"), exposure.c.source_line.label("row_no"),
                      sa.func.lower(exposure.c.stem).label("stem"),
                      sa.func.lower(sa.func.coalesce(exposure.c.asn_candidate, "")).label("cand_raw"),
+                     # as the pipeline reads them for its files: lower case, an empty value 'null'
+                     *[sa.func.coalesce(sa.func.lower(exposure.c[name]), "null").label(f"{name}_text")
+                       for name in ("exposerr", "targetid")],
                      *[value.label(name) for name, value in values.items()]
                      ).where(exposure.c.pool_id == pool_id, exposure.c.withdrawn_at.is_(None)).cte("xe")
     row = base.c

@@ -179,12 +179,25 @@ def level2b_input_name(member_row, rate_policy, association_tsovisit):
 
 def _exposure_members(associations, members, exposures):
     """The members that are exposures, with their Level 2b input names; each keeps its exposure's id
-    (``mid``) and lower-cased stem."""
+    (``mid``) and lower-cased stem.
+
+    Their order in the file (``mgroup``, then ``mord``, the pool row): as the pipeline adds them, in
+    pool order; but a rule whose sciences are one another's companions (nods) lists, as the pipeline's
+    nod split does, the science first (0), the other nods (1), then the other members (2). WFSS level-3
+    products come last (3). The first exposure member in pool order is the one the pipeline made the
+    association (or the nod group it splits) with: its TARGETID is the association's ``target``.
+    """
     member_row = exposures.alias("xm")
+    nods = (sa.exists().where(rules.companion.c.rule_name == associations.c.rule_name,
+                              rules.companion.c.source == "science")
+            .correlate_except(rules.companion))
+    group = sa.case((sa.not_(nods), 0), (members.c.role == "science", 0), (members.c.source == "science", 1),
+                    else_=2)
     return (sa.select(*association_key(associations), associations.c.asn_id, members.c.mid,
                       level2b_input_name(member_row, associations.c.rate_policy, associations.c.tsovisit)
-                      .label("expname"), members.c.role,
-                      member_row.c.row_no.label("mord"), member_row.c.exposerr, member_row.c.stem)
+                      .label("expname"), members.c.role, group.label("mgroup"),
+                      member_row.c.row_no.label("mord"), member_row.c.exposerr,
+                      member_row.c.exposerr_text, member_row.c.targetid_text, member_row.c.stem)
             .select_from(associations.join(members, keys_equal(association_key(members),
                                                                association_key(associations)))
                          .join(member_row, member_row.c.eid == members.c.mid)))
@@ -205,7 +218,7 @@ def _level3_members(associations, exposures):
     name = ("jw" + zero_padded(associations.c.program, 5) + "-" + associations.c.asn_id + "_t" + target + "_"
             + associations.c.instrume + "_" + optics + suffix)
     return [sa.select(*association_key(associations), associations.c.asn_id, sa.null(), name + extension,
-                      sa.literal(role), sa.literal(1000000 + i), sa.null(), sa.null())
+                      sa.literal(role), sa.literal(3), sa.literal(i), sa.null(), sa.null(), sa.null(), sa.null())
             .select_from(associations.join(direct_row, direct_row.c.eid == associations.c.direct_id))
             for i, (extension, role) in enumerate([("_i2d.fits", "direct_image"), ("_cat.ecsv", "sourcecat"),
                                                    ("_segm.fits", "segmap")])]

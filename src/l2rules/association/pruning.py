@@ -67,10 +67,14 @@ def stage(evaluation: Evaluation) -> sa.Select:
                                     order_by=[pruned.c.cand_ord.desc(), pruned.c.made_at.desc(),
                                               pruned.c.row_no.desc(), pruned.c.rule_name.desc()])
     final = sa.select(pruned, seq.label("seq")).cte("final")
+    # the association's target: the TARGETID of the exposure the pipeline made it with (see members)
+    target = sa.func.first_value(members.c.targetid_text).over(
+        partition_by=list(copy_key(members)), order_by=[sa.case((members.c.mgroup == 3, 1), else_=0), members.c.mord])
     return (sa.select(final.c.asn_id, (final.c.prefix + final.c.rule_name).label("asn_rule"), final.c.rule_name,
                       final.c.asn_type, zero_padded(final.c.program, 5).label("program"), final.c.product,
-                      final.c.seq, final.c.eid, final.c.cand_id, members.c.expname,
-                      members.c.role.label("exptype"), members.c.exposerr,
+                      final.c.seq, final.c.eid, final.c.cand_id, final.c.cand_type,
+                      target.label("target"), members.c.expname,
+                      members.c.role.label("exptype"), members.c.exposerr, members.c.exposerr_text,
                       members.c.mid.label("exposure_id"), members.c.stem)
             .select_from(final.join(members, keys_equal(copy_key(members), copy_key(final))))
-            .order_by(final.c.asn_id, final.c.asn_type, final.c.seq, members.c.role != "science", members.c.mord))
+            .order_by(final.c.asn_id, final.c.asn_type, final.c.seq, members.c.mgroup, members.c.mord))

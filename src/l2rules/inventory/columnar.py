@@ -150,6 +150,8 @@ class _Source:
         except BaseException:
             self.fh.close()
             raise
+        #: The file's size, and the bytes of it read so far (the progress bar's total and count).
+        self.size, self.read = os.fstat(self.fh.fileno()).st_size, self.fh.tell()
 
     def _header(self) -> None:
         def lines() -> Iterator[tuple[int, str]]:  # read one at a time: the stream goes on after the header
@@ -196,6 +198,7 @@ class _Source:
         rest, rows, options = b"", False, None
         while True:
             chunk = self.fh.read(BLOCK)
+            self.read += len(chunk)
             checks.check(chunk)
             data = rest + chunk if rest else chunk
             cut = data.rfind(b"\n") + 1 if chunk else len(data)  # whole lines; at the end, what is left
@@ -277,6 +280,8 @@ class _ArrowSource:
 
     header_line = 1
     plain = False  # values may hold quotes, tabs, any Unicode: ``extra`` is escaped value by value
+
+    size = read = None  # no file: the progress bar counts exposures
 
     def __init__(self, table, name: str, sha256: str):
         self.table, self.name, self.sha256 = table, name, sha256
@@ -610,7 +615,8 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
                         cursor.adbc_ingest("exposure_candidate", candidates, mode="append")
                     result.rows += exposures.num_rows
                     result.inserted += exposures.num_rows
-                    bar.update(exposures.num_rows)
+                    bar.update(exposures.num_rows, source.read)
+                bar.phase("indexes")
                 _finish(conn, result, source, converter, deferred)
             except adbc.Error as exc:
                 # Mostly a stem already in the catalog or repeated (the driver reports a UNIQUE
@@ -716,7 +722,7 @@ def _postgres_batches(engine: sa.Engine, source: _Source | _ArrowSource, convert
 
 
 def _load_postgres(engine: sa.Engine, source: _Source | _ArrowSource, pool_name: str, progress: bool) -> LoadResult:
-    bar = progress_bar(progress, source.name)
+    bar = progress_bar(progress, source.name, source.size)
     result = LoadResult(source.name, method="bulk")
 
     def copy(cursor, table: str, data: tuple) -> None:
@@ -738,7 +744,8 @@ def _load_postgres(engine: sa.Engine, source: _Source | _ArrowSource, pool_name:
                         copy(cursor, "exposure_candidate", candidates)
                     result.rows += n
                     result.inserted += n
-                    bar.update(n)
+                    bar.update(n, source.read)
+            bar.phase("indexes")
             _finish(conn, result, source, converter, deferred)
     except (sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError) as exc:  # SQLAlchemy's, or COPY's own
         error = getattr(exc, "orig", exc)
@@ -867,7 +874,7 @@ def main(argv: list[str] | None = None) -> int:
             source = _ArrowSource(table, args[4], args[5])
         else:
             source = _Source(Path(path))
-        bar = progress_bar("--progress" in args, source.name)
+        bar = progress_bar("--progress" in args, source.name, source.size)
         try:
             result = _write_sqlite(database, source, pool_name, bar)
         finally:

@@ -130,6 +130,23 @@ class SourceTable:
     sha256: str | None = None
     #: Fields of given line numbers, read again (to compare a repeated exposure with its first row).
     reread: Callable[[set[int]], dict[int, list[str]]] | None = None
+    #: A file's size in bytes, and the bytes of it read so far (for a progress bar); None for other sources.
+    size: int | None = None
+    bytes_read: Callable[[], int] | None = None
+
+
+class _CountingDigest:
+    """A SHA-256 that also counts the bytes it was given: the bytes of the file read so far."""
+
+    def __init__(self):
+        self.hash, self.count = hashlib.sha256(), 0
+
+    def update(self, data: bytes) -> None:
+        self.hash.update(data)
+        self.count += len(data)
+
+    def hexdigest(self) -> str:
+        return self.hash.hexdigest()
 
 
 def _decoded_lines(path: Path, digest) -> Iterator[tuple[int, str | _NotUtf8]]:
@@ -233,7 +250,7 @@ def read_file(path: str | Path) -> SourceTable:
     path = Path(path)
     if not path.is_file():
         raise InventoryError(str(path), None, None, "no such file")
-    digest = hashlib.sha256()
+    digest = _CountingDigest()
     lines = _decoded_lines(path, digest)
     found = find_header(lines)
     if found is None:
@@ -289,7 +306,8 @@ def read_file(path: str | Path) -> SourceTable:
                 break
         return found
 
-    table = SourceTable(str(path), header, header_line, rows(), reread=reread)
+    table = SourceTable(str(path), header, header_line, rows(), reread=reread, size=path.stat().st_size,
+                        bytes_read=lambda: digest.count)
     return table
 
 

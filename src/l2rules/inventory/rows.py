@@ -158,6 +158,7 @@ def read_rows(table: SourceTable, converter: RowConverter, writer: "RowWriter", 
                bar) -> None:
     """Convert the source's rows and hand them to the writer, batch by batch."""
     pool_id = result.pool_id
+    read = table.bytes_read or (lambda: None)
     for number, fields in table.rows:
         result.rows += 1
         try:
@@ -178,8 +179,8 @@ def read_rows(table: SourceTable, converter: RowConverter, writer: "RowWriter", 
             continue
         writer.add(number, fields, *converted)
         if len(writer.batch) >= BATCH:
-            bar.update(writer.flush())
-    bar.update(writer.flush())
+            bar.update(writer.flush(), read())
+    bar.update(writer.flush(), read())
 
 
 def fast_sqlite_binding(sqlite3) -> None:
@@ -406,15 +407,19 @@ def load_rows(engine: sa.Engine, table: SourceTable, pool_name: str, *, skip_bad
         pool_id = upsert_pool(conn, pool_name, table.source, converter.names)
         result.pool_id = pool_id
         writer = RowWriter(conn, converter, result, skip_bad)
-        bar = progress_bar(progress, table.source)
-        with gc_paused():  # rows make no reference cycles
-            read_rows(table, converter, writer, result, skip_bad, bar)
-        bar.close()
-        writer.finish()
-        result.rejected = len(result.rejections) - result.template_rows
-        # Errors found at batch time come later in the list than they occur in the source.
-        result.rejections.sort(key=lambda e: e.line or 0)
-        finish_load(conn, pool_id, table.source, table.sha256, result.rejections)
+        bar = progress_bar(progress, table.source, table.size)
+        try:
+            with gc_paused():  # rows make no reference cycles
+                read_rows(table, converter, writer, result, skip_bad, bar)
+            bar.phase("indexes")
+            writer.finish()
+            result.rejected = len(result.rejections) - result.template_rows
+            # Errors found at batch time come later in the list than they occur in the source.
+            result.rejections.sort(key=lambda e: e.line or 0)
+            bar.phase("withdrawals and counts")
+            finish_load(conn, pool_id, table.source, table.sha256, result.rejections)
+        finally:
+            bar.close()
     if engine.dialect.name == "sqlite" and result.loaded >= TRUNCATE_WAL_AFTER:
         truncate_wal(engine)
     return result

@@ -194,11 +194,49 @@ def truncate_wal(engine: sa.Engine) -> None:
             cursor.close()
 
 
-def progress_bar(show: bool, label: str):
-    """A progress bar on standard error, counting exposures (disabled unless ``show``)."""
+class Progress:
+    """A load's progress bar on standard error (nothing at all unless ``show``).
+
+    With the file's size (``size``), it counts the bytes read of it, so that it has a total
+    and an estimate of the time left; without (a DataFrame, FITS headers) it counts
+    exposures. After the rows, :meth:`phase` names the work under way (``indexes``, ...),
+    for the seconds the bar stands full.
+    """
+
+    def __init__(self, show: bool, label: str, size: int | None = None):
+        from tqdm import tqdm
+
+        self.size = size
+        options = dict(unit="B", unit_scale=True, unit_divisor=1024) if size is not None else dict(unit=" exposures")
+        self.bar = tqdm(desc=os.path.basename(label), total=size, disable=not show, file=sys.stderr, **options)
+
+    def update(self, exposures: int, read: int | None = None) -> None:
+        """``exposures`` more written; ``read``: the bytes of the file read so far (when it has a size)."""
+        if self.size is None:
+            self.bar.update(exposures)
+        elif read is not None and read > self.bar.n:
+            self.bar.update(min(read, self.size) - self.bar.n)
+
+    def phase(self, name: str) -> None:
+        """The work after the rows, shown after the bar (``file: 100%|...| 12.0M/12.0M ..., indexes``)."""
+        if self.size is not None:
+            self.bar.update(self.size - self.bar.n)  # every byte read: the rows are done
+        self.bar.set_postfix_str(name, refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress_bar(show: bool, label: str, size: int | None = None) -> Progress:
+    """A load's :class:`Progress` (disabled unless ``show``): bytes of ``size`` if given, else exposures."""
+    return Progress(show, label, size)
+
+
+def phase_bar(show: bool, label: str):
+    """A label and the time spent, on standard error while a phase without a count runs (the work list)."""
     from tqdm import tqdm
 
-    return tqdm(desc=os.path.basename(label), unit=" exposures", disable=not show, file=sys.stderr)
+    return tqdm(desc=label, total=None, bar_format="{desc}: {elapsed}", disable=not show, file=sys.stderr)
 
 
 def rejections(db: DB = None) -> pd.DataFrame:
