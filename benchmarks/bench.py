@@ -302,7 +302,7 @@ def _l2rules(path: str, url: str, to_file: bool = False):
     try:
         t = time.perf_counter()
         if to_file:
-            work = l2rules.write_worklist(out, url, pools=[path])
+            work = l2rules.write_worklist(url, out, pools=[path])
         else:
             work = len(l2rules.worklist(url, pools=[path], source="table"))
         seconds = time.perf_counter() - t

@@ -71,11 +71,11 @@ def main() -> int:
     db.unlink(missing_ok=True)
     l2rules.init(f"sqlite:///{db}")
     start = time.perf_counter()
-    result = l2rules.load(directory, f"sqlite:///{db}", progress=False)
+    result = l2rules.load(f"sqlite:///{db}", directory, progress=False)
     print(f"l2rules.load(directory) into SQLite, headers read again: {time.perf_counter() - start:.2f} s "
           f"({result.inserted} new)")
     start = time.perf_counter()
-    result = l2rules.load(directory, f"sqlite:///{db}", progress=False)
+    result = l2rules.load(f"sqlite:///{db}", directory, progress=False)
     print(f"the same again (a reload: {result.updated} updated, {result.changed} changed): "
           f"{time.perf_counter() - start:.2f} s")
     if not args.workdir:

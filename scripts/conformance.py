@@ -41,7 +41,7 @@ from l2rules.config import get_engine  # noqa: E402
 def compare(pool: Path, ref_dir: Path, engine, skip_bad: bool = False) -> dict:
     name = pool.stem
     t0 = time.perf_counter()
-    result = inventory.load(pool, engine, progress=False, skip_bad=skip_bad)
+    result = inventory.load(engine, pool, progress=False, skip_bad=skip_bad)
     asns = association.associations(engine, result.pool_id)
     elapsed = time.perf_counter() - t0
     ref, made = conformance.reference_associations(ref_dir / f"{name}.json"), conformance.made_associations(asns)
@@ -62,7 +62,7 @@ def releases(pools_dir: Path, fixtures: Path, engine) -> bool:
     as_of = catalog.releases(engine).set_index("version")["rules_as_of"]
     totals = {d.name: dict(exposures=0, exposures_agree=0, associations=0, associations_exact=0, made=0) for d in dirs}
     for pool in sorted(pools_dir.glob("*.csv")):
-        pool_id = inventory.load(pool, engine, progress=False).pool_id  # evaluated right after its load
+        pool_id = inventory.load(engine, pool, progress=False).pool_id  # evaluated right after its load
         made_at: dict = {}
         for d in dirs:
             if not (d / f"{pool.stem}.json").is_file():

@@ -26,7 +26,7 @@ REFS = DATA / "reference"
 
 @pytest.mark.parametrize("pool", POOLS, ids=[p.stem for p in POOLS])
 def test_associations_equal_the_pipelines(db, pool):
-    result = inventory.load(pool, db, progress=False)
+    result = inventory.load(db, pool, progress=False)
     made = conformance.made_associations(association.associations(db, result.pool_id))
     ref = conformance.reference_associations(REFS / f"{pool.stem}.json")
     assert made - ref == Counter() and ref - made == Counter()
@@ -42,7 +42,7 @@ UNREPRESENTABLE = {"probe_lrs_two_ta_first": "two leading TA confirms: the pipel
                                   if p.stem in UNREPRESENTABLE else p for p in PROBES], ids=[p.stem for p in PROBES])
 def test_probe_associations_equal_the_pipelines(db, pool):
     """Order-dependent corners: TA confirms, imprint pruning, WFSS background images, doubly flagged."""
-    result = inventory.load(pool, db, progress=False)
+    result = inventory.load(db, pool, progress=False)
     made = conformance.made_associations(association.associations(db, result.pool_id))
     ref = conformance.reference_associations(pool.with_suffix(".json"))
     assert made - ref == Counter() and ref - made == Counter()
@@ -50,7 +50,7 @@ def test_probe_associations_equal_the_pipelines(db, pool):
 
 @pytest.mark.parametrize("pool", POOLS, ids=[p.stem for p in POOLS])
 def test_selected_exposures_equal_the_pipelines(db, pool):
-    result = inventory.load(pool, db, progress=False)
+    result = inventory.load(db, pool, progress=False)
     asns = association.associations(db, result.pool_id)
     rows, differing = conformance.exposure_disagreements(asns, REFS / f"{pool.stem}.per_exposure.csv")
     assert rows > 0 and differing == []
@@ -58,7 +58,7 @@ def test_selected_exposures_equal_the_pipelines(db, pool):
 
 def test_members_carry_their_exposure_ids(db):
     """Members name the exposure they are (level-3 products none); science_of keys on it."""
-    result = inventory.load(POOL_DIR / "pool_019_niriss_wfss.csv", db, progress=False)
+    result = inventory.load(db, POOL_DIR / "pool_019_niriss_wfss.csv", progress=False)
     asns = association.associations(db, result.pool_id)
     e = schema.exposure
     with get_engine(db).connect() as conn:
@@ -76,7 +76,7 @@ def test_members_carry_their_exposure_ids(db):
 
 def test_explain_selected_and_not(db):
     pool = POOL_DIR / "pool_018_all_exptypes.csv"
-    inventory.load(pool, db, progress=False)
+    inventory.load(db, pool, progress=False)
     frame = association.explain(db, "jw_00063_uncal.fits", "pool_018_all_exptypes.csv")
     image = frame[frame["rule"] == "Asn_Lv2Image"].iloc[0]
     assert bool(image["selected"]) and "_image2_" in image["reason"]
@@ -90,7 +90,7 @@ def test_explain_selected_and_not(db):
 
 
 def test_explain_names_the_first_failing_condition(db):
-    inventory.load(POOL_DIR / "pool_010_spec_nirspec_lv2bkg.csv", db, progress=False)
+    inventory.load(db, POOL_DIR / "pool_010_spec_nirspec_lv2bkg.csv", progress=False)
     frame = association.explain(db, "jw_00001_uncal.fits")
     fss = frame[(frame["rule"] == "Asn_Lv2NRSFSS")].iloc[0]
     assert not fss["selected"] and fss["reason"].startswith("fails sci_type eq science")
@@ -105,7 +105,7 @@ def test_pool_without_candidates_makes_nothing(db, tmp_path):
     pool = tmp_path / "nocand.csv"
     pool.write_text("FILENAME|PROGRAM|EXP_TYPE|TARGETID|INSTRUME|DETECTOR|FILTER|PNTGTYPE\n"
                     "jw_77001_uncal.fits|77|NRC_IMAGE|1|NIRCAM|NRCA1|F200W|science\n")
-    result = inventory.load(pool, db, progress=False)
+    result = inventory.load(db, pool, progress=False)
     assert association.associations(db, result.pool_id) == []
     frame = association.explain(db, "jw_77001_uncal.fits")
     assert "asn_candidate" in frame["reason"].iloc[0].lower()
@@ -135,7 +135,7 @@ def test_file_names_equal_the_pipelines(db, pool):
     """Each association file has the pipeline's name (program, candidate, type, sequence number)."""
     listing = REFS if pool.parent == POOL_DIR else pool.parent
     expected = dict(line.split() for line in (listing / f"{pool.stem}.asn_files.txt").read_text().splitlines())
-    result = inventory.load(pool, db, progress=False)
+    result = inventory.load(db, pool, progress=False)
     made = {a.filename: a.product for a in association.associations(db, result.pool_id)}
     assert made == expected
 
@@ -252,7 +252,7 @@ def test_cli_starts_without_pandas():
 
 def test_explain_shows_the_published_tables_verdict_first(db):
     """Where the pipeline goes beyond the table: the table's row, then the pipeline's rule that overrides it."""
-    inventory.load(POOL_DIR / "pool_010_spec_nirspec_lv2bkg.csv", db, progress=False)
+    inventory.load(db, POOL_DIR / "pool_010_spec_nirspec_lv2bkg.csv", progress=False)
     autowave = association.explain(db, "jw_00011_uncal.fits")
     first = autowave.iloc[0]
     assert first["rule"] == "published table: NRS_AUTOWAVE" and bool(first["selected"])

@@ -50,8 +50,8 @@ def stored(db: str, ids: bool = True) -> dict[str, list[tuple]]:
 
 def assert_same_load(path, db: str, twin_db: str) -> tuple:
     """``path`` (a file or a DataFrame) loaded by the row loader into ``db`` and on the bulk path into ``twin_db``."""
-    by_rows = load(path, db, method="rows")
-    by_bulk = load(path, twin_db, method="bulk")
+    by_rows = load(db, path, method="rows")
+    by_bulk = load(twin_db, path, method="bulk")
     assert by_bulk.method == "bulk" and by_rows.method == "rows"
     assert (by_bulk.rows, by_bulk.inserted, by_bulk.template_rows) == \
         (by_rows.rows, by_rows.inserted, by_rows.template_rows)
@@ -153,18 +153,18 @@ def test_bulk_declines_what_it_cannot_take_exactly(db, twin_db, tmp_path, case, 
     path = tmp_path / f"{case.replace(' ', '_')}.csv"
     path.write_bytes(text.encode("utf-8"))
     with pytest.raises(L2RulesError, match="the bulk path declines this file") as declined:
-        load(path, db, method="bulk")
+        load(db, path, method="bulk")
     assert any(word in str(declined.value) for word in reason.split("|")), str(declined.value)
     assert stored(db)["exposure"] == [] and stored(db)["pool"] == []  # one transaction: nothing written
     # auto: the row loader takes the file, with the same outcome as asked for directly
     try:
-        expected = load(path, twin_db, method="rows")
+        expected = load(twin_db, path, method="rows")
     except InventoryError as exc:
         with pytest.raises(InventoryError) as raised:
-            load(path, db, method="auto")
+            load(db, path, method="auto")
         assert str(raised.value) == str(exc)  # the line and the column, named as the row loader names them
     else:
-        result = load(path, db, method="auto")
+        result = load(db, path, method="auto")
         assert (result.method, result.inserted, result.duplicates) == ("rows", expected.inserted, expected.duplicates)
         assert result.declined and any(word in result.declined for word in reason.split("|"))
         assert stored(db, ids=False) == stored(twin_db, ids=False)
@@ -223,9 +223,9 @@ def test_real_file_forms_load_as_the_plain_file_on_both_paths(db, twin_db, tmp_p
 def test_reload_declines_then_updates_in_place(db, bulk_for_any_size):
     """Exposures already in the catalog: the bulk path rolls back and the row loader updates them."""
     path = POOLS / "pool_002_image_miri.csv"
-    first = load(path, db, method="bulk")
+    first = load(db, path, method="bulk")
     before = stored(db)
-    again = load(path, db)
+    again = load(db, path)
     assert (first.method, first.inserted) == ("bulk", 8)
     assert (again.method, again.inserted, again.updated) == ("rows", 0, 8)
     assert again.declined == columnar.REPEATED
@@ -233,7 +233,7 @@ def test_reload_declines_then_updates_in_place(db, bulk_for_any_size):
 
 
 def test_small_files_take_the_row_loader_under_auto(db):
-    result = load(POOLS / "pool_002_image_miri.csv", db)
+    result = load(db, POOLS / "pool_002_image_miri.csv")
     assert result.method == "rows" and "under" in result.declined
 
 
@@ -314,18 +314,18 @@ def test_each_unnamed_dataframe_is_its_own_pool(db):
     items = worklist(db, source="table", inventory=second)
     assert items["filename"].tolist() == ["jw8_c_uncal.fits"]
     assert worklist(db, source="table", inventory=first)["filename"].tolist() == ["jw8_a_uncal.fits"]
-    again = load(first, db)
+    again = load(db, first)
     assert (again.inserted, again.updated) == (0, 1)
     with get_engine(db).connect() as conn:
         pools = conn.execute(sa.select(schema.pool.c.name, schema.pool.c.n_exposures)
                              .order_by(schema.pool.c.id)).all()
     assert len(pools) == 2 and all(name.startswith("dataframe-") for name, _n in pools)
     assert [n for _name, n in pools] == [1, 1]
-    assert load(second, db, name="analyst").pool_id not in {again.pool_id}
+    assert load(db, second, name="analyst").pool_id not in {again.pool_id}
 
 
 def test_large_dataframes_take_the_bulk_path(db, bulk_for_any_size):
-    result = load(frame(), db)
+    result = load(db, frame())
     assert (result.method, result.inserted, result.declined) == ("bulk", 3, None)
 
 
@@ -334,11 +334,11 @@ def test_dataframe_with_a_control_character_is_refused_on_both_paths(db, tmp_pat
     bad.loc[3, "TARGNAME"] = "a\x00b"
     for method in ("rows", "auto"):
         with pytest.raises(InventoryError) as info:
-            load(bad, db, name="bad", method=method)
+            load(db, bad, name="bad", method=method)
         assert str(info.value).startswith("bad:5: column TARGNAME (character "), str(info.value)
         assert "control character U+0000" in str(info.value)
     assert stored(db)["exposure"] == []
-    result = load(bad, db, name="bad", skip_bad=True)
+    result = load(db, bad, name="bad", skip_bad=True)
     assert (result.inserted, result.rejected) == (2, 1)
     assert "a\u2400b" in stored(db)["rejection"][-1][4]
 
@@ -349,7 +349,7 @@ def test_dataframe_column_of_mixed_types_is_refused_by_name(db):
     mixed = pd.DataFrame({"FILENAME": ["jw9_a_uncal.fits", "jw9_b_uncal.fits"], "EXP_TYPE": ["NRC_IMAGE"] * 2,
                           "PROGRAM": [1234, "x"]})
     with pytest.raises(InventoryError, match=r"^mixed: column PROGRAM: values Arrow cannot read as one type"):
-        load(mixed, db, name="mixed")
+        load(db, mixed, name="mixed")
 
 
 def test_a_bulk_load_into_a_locked_sqlite_catalog_is_one_line_exit_3(tmp_path, monkeypatch, capsys):

@@ -31,6 +31,17 @@ def test_every_verb_of_the_library_is_a_method():
             assert callable(getattr(Catalog, name, None)), f"Catalog has no {name}()"
 
 
+def test_db_is_the_first_parameter_of_every_verb():
+    """One position for ``db`` everywhere: ``load(db, source)``, ``run(db, pools)``, ``worklist(db, ...)``."""
+    for module, names in VERBS.items():
+        for name in [*names, *(["load_many"] if module is inventory else [])]:
+            assert list(inspect.signature(getattr(module, name)).parameters)[0] == "db", f"{module.__name__}.{name}"
+    for name in l2rules.__all__:
+        function = getattr(l2rules, name)
+        if inspect.isfunction(function) and "db" in inspect.signature(function).parameters:
+            assert list(inspect.signature(function).parameters)[0] == "db", name
+
+
 def test_the_package_exports_catalog():
     assert "Catalog" in l2rules.__all__ and l2rules.Catalog is Catalog
 

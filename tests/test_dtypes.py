@@ -33,7 +33,7 @@ def _catalog(db: str, tmp_path) -> str:
         inputs.mkdir()
         shutil.copy(DATA / "corpus" / "csv_too_many_fields.csv", inputs / "bad.csv")
         write_pool(inputs / "synthetic.csv", 14)
-    run([*(POOLS / name for name in SOURCES), inputs / "synthetic.csv", inputs / "bad.csv"], db, skip_bad=True)
+    run(db, [*(POOLS / name for name in SOURCES), inputs / "synthetic.csv", inputs / "bad.csv"], skip_bad=True)
     return db
 
 

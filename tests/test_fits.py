@@ -72,10 +72,10 @@ def comparable(frame):
 def test_fits_files_give_the_pools_worklist_and_associations(db, tmp_path, pool):
     files = fits_from_pool(pool, tmp_path / pool.removesuffix(".csv"))
     # First the pool file's answers (an exposure is its FILENAME stem: the FITS load takes them over).
-    from_pool = load(POOLS / pool, db)
+    from_pool = load(db, POOLS / pool)
     expected = worklist(db, pools=[POOLS / pool])
     expected_asns = conformance.made_associations(association.associations(db, from_pool.pool_id))
-    from_fits = load(tmp_path / pool.removesuffix(".csv"), db)
+    from_fits = load(db, tmp_path / pool.removesuffix(".csv"))
     assert from_fits.loaded == len(files) and from_fits.rejected == 0 and from_fits.pool_id != from_pool.pool_id
     made = worklist(db, pools=[tmp_path / pool.removesuffix(".csv")])
     expected = expected[expected["exp_type"].str.lower() != "exp_type"]  # the template leftover: no file
@@ -98,7 +98,7 @@ def test_every_keyword_is_kept_and_the_non_header_columns_are_mkpools(db, tmp_pa
     assert a["asn_candidate"] == "[('o004', 'observation'), ('c1000', 'background')]"
     assert (a["targetid"], b["targetid"]) == ("1", "2")
     assert pool.columns == sorted(pool.columns) and {"simple", "bitpix", "dithptin", "mostilno"} <= set(pool.columns)
-    result = load(tmp_path, db)
+    result = load(db, tmp_path)
     assert result.inserted == 2
     with get_engine(db).connect() as conn:
         extra = conn.execute(sa.text("select extra from exposure where stem = 'jw1_a'")).scalar_one()
@@ -127,7 +127,7 @@ def test_each_bad_file_is_one_line_naming_it_and_the_load_stores_nothing(db, tmp
     before = state(db)
     for name, (keyword, words) in cases.items():
         with pytest.raises(InventoryError) as caught:
-            load([tmp_path / "good_uncal.fits", tmp_path / name], db)
+            load(db, [tmp_path / "good_uncal.fits", tmp_path / name])
         message = str(caught.value)
         assert "\n" not in message and str(tmp_path / name) in message and words in message, message
         if keyword:
@@ -137,7 +137,7 @@ def test_each_bad_file_is_one_line_naming_it_and_the_load_stores_nothing(db, tmp
 
 def test_skip_bad_keeps_each_bad_file_as_a_rejection(db, tmp_path):
     cases = bad_files(tmp_path)
-    result = load(tmp_path, db, skip_bad=True)
+    result = load(db, tmp_path, skip_bad=True)
     assert (result.inserted, result.rejected) == (1, len(cases))
     stored = inventory.rejections(db)
     assert len(stored) == len(cases)
@@ -149,7 +149,7 @@ def test_skip_bad_keeps_each_bad_file_as_a_rejection(db, tmp_path):
     # A load again after the files are mended replaces the rejections.
     for name in cases:
         (tmp_path / name).unlink()
-    assert load(tmp_path, db, skip_bad=True).rejected == 0
+    assert load(db, tmp_path, skip_bad=True).rejected == 0
     assert len(inventory.rejections(db)) == 0
 
 
@@ -162,7 +162,7 @@ def test_reloading_a_directory_with_one_file_changed_updates_one_exposure(db, tm
     write_fits(files[0].with_suffix(".tmp"), {**{k: v for k, v in first.items() if k not in
                                                  ("SIMPLE", "BITPIX", "NAXIS", "EXTEND")}, "FILTER": "F770W"})
     files[0].with_suffix(".tmp").replace(files[0])
-    result = load(directory, db)
+    result = load(db, directory)
     # Every file's row is written again (updated); the changed one alone is a new version.
     assert (result.inserted, result.updated, result.changed) == (0, len(files), 1)
     assert main(["--db", db, "load", str(directory)]) == 0
@@ -206,7 +206,7 @@ def test_pool_command_writes_the_pipelines_format(tmp_path, capsys):
 def test_a_directory_its_glob_and_its_files_are_one_source_and_pool(db, tmp_path, monkeypatch):
     files = fits_from_pool("pool_002_image_miri.csv", tmp_path / "miri")
     monkeypatch.chdir(tmp_path)
-    results = [load(s, db) for s in ("miri/", "miri/*.fits", [f"miri/{f.name}" for f in files])]
+    results = [load(db, s) for s in ("miri/", "miri/*.fits", [f"miri/{f.name}" for f in files])]
     assert [r.source for r in results] == ["miri"] * 3
     assert len({r.pool_id for r in results}) == 1 and results[0].inserted == len(files)
 
@@ -251,11 +251,11 @@ def test_two_files_of_one_exposure(db, tmp_path):
     cards = {"FILENAME": "jw1_a_uncal.fits", "EXP_TYPE": "MIR_IMAGE"}
     write_fits(tmp_path / "a.fits", cards)
     write_fits(tmp_path / "copy.fits.gz", cards, compress=True)
-    assert (load(tmp_path, db).inserted, load(tmp_path, db).duplicates) == (1, 1)  # a copy: one exposure
+    assert (load(db, tmp_path).inserted, load(db, tmp_path).duplicates) == (1, 1)  # a copy: one exposure
     write_fits(tmp_path / "b.fits", {**cards, "FILTER": "F770W"})
     with pytest.raises(InventoryError, match=r"b\.fits: FILENAME: duplicate exposure jw1_a_uncal\.fits \(also in "
                                              r".*a\.fits\) with different header values"):
-        load(tmp_path, db)
+        load(db, tmp_path)
 
 
 def test_pool_command_bad_files(tmp_path, capsys):
@@ -284,14 +284,14 @@ def test_worklist_and_asn_take_a_shells_list_of_files_as_one_pool(db, tmp_path, 
 def test_options_and_paths_that_do_not_fit(db, tmp_path):
     files = fits_from_pool("pool_002_image_miri.csv", tmp_path / "miri")
     with pytest.raises(inventory.L2RulesError, match="bulk path"):
-        load(files[0], db, method="bulk")
+        load(db, files[0], method="bulk")
     with pytest.raises(inventory.L2RulesError, match="not FITS files"):
-        load(POOLS / "pool_002_image_miri.csv", db, fits_options=l2fits.Options(dms_note="x"))
+        load(db, POOLS / "pool_002_image_miri.csv", fits_options=l2fits.Options(dms_note="x"))
     with pytest.raises(InventoryError, match="no FITS file"):
-        load(tmp_path / "nothing" / "*.fits", db)
+        load(db, tmp_path / "nothing" / "*.fits")
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(InventoryError, match="no FITS file"):
-        load(tmp_path / "empty_dir", db)
+        load(db, tmp_path / "empty_dir")
     with pytest.raises(inventory.L2RulesError, match="--asn-candidate"):
         l2fits.Options(asn_candidate="[('c1000'").candidates()
     assert main(["--db", db, "load", str(POOLS / "pool_002_image_miri.csv"), "--is-imprt", "t"]) == 2
@@ -306,7 +306,7 @@ def test_a_scheduled_run_reads_a_directory_of_fits_files(db, tmp_path):
     # what the pool file itself gives, in a catalog of its own
     expected = len(worklist(f"sqlite:///{tmp_path / 'other.db'}", pools=[POOLS / "pool_002_image_miri.csv"],
                             source="table"))
-    first = run([directory], db)
+    first = run(db, [directory])
     assert first["status"] == "succeeded" and first["items_created"] == expected > 0
-    again = run([directory], db)
+    again = run(db, [directory])
     assert again["status"] == "succeeded" and again["items_created"] == 0 and again["exposures_seen"] == expected

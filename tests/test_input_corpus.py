@@ -204,7 +204,7 @@ def _one_line(message: str) -> None:
 
 def _refused(case: Bad, source, db: str, method: str) -> str:
     with pytest.raises(InventoryError) as info:
-        load(source, db, name="frame" if case.frame else "corpus", method=method)
+        load(db, source, name="frame" if case.frame else "corpus", method=method)
     message = str(info.value)
     _one_line(message)
     assert message.startswith(_where(case, source)), message
@@ -218,7 +218,7 @@ def _declined(case: Bad, source, db: str) -> None:
         _refused(case, source, db, "bulk")
         return
     with pytest.raises(L2RulesError, match="the bulk path declines this (file|DataFrame)") as info:
-        load(source, db, name="frame" if case.frame else "corpus", method="bulk")
+        load(db, source, name="frame" if case.frame else "corpus", method="bulk")
     assert not isinstance(info.value, InventoryError)
     _one_line(str(info.value))
 
@@ -242,7 +242,7 @@ def test_bad_input_is_named_and_changes_nothing(db, tmp_path, monkeypatch, case)
     base.write_text(BASE)
     for catalog in ("empty", "loaded"):
         if catalog == "loaded":
-            load(base, db, name="frame" if case.frame else "corpus")
+            load(db, base, name="frame" if case.frame else "corpus")
         before = catalog_state(db)
         by_rows = _refused(case, source, db, "rows")
         assert catalog_state(db) == before, f"rows, {catalog} catalog"
@@ -260,7 +260,7 @@ def test_skip_bad_keeps_the_good_rows_and_each_bad_one(db, tmp_path, monkeypatch
     source = _source(case, tmp_path)
     if method == "auto":
         monkeypatch.setattr(columnar, "BULK_MIN_BYTES", 0)
-    result = load(source, db, name="frame" if case.frame else "corpus", skip_bad=True, method=method)
+    result = load(db, source, name="frame" if case.frame else "corpus", skip_bad=True, method=method)
     inserted, rejected = case.skip
     assert (result.method, result.inserted, result.rejected) == ("rows", inserted, len(rejected))
     with get_engine(db).connect() as conn:
@@ -391,7 +391,7 @@ def test_odd_input_loads_the_same_on_both_paths_and_backends(both_backends, tmp_
         with monkeypatch.context() as patch:
             if method == "auto":
                 patch.setattr(columnar, "BULK_MIN_BYTES", 0)
-            result = load(source, url, name="odd", method=method)
+            result = load(url, source, name="odd", method=method)
         results.append((result.inserted, result.rejected))
     assert results == [(len(case.expected), 0)] * 4
     loads = [stored(url, ids=False) for url in both_backends]

@@ -36,7 +36,7 @@ def state(url: str) -> dict[str, list]:
 @pytest.mark.parametrize("name", SAMPLE_POOLS)
 def test_every_sample_pool_loads_every_column(db, name):
     header, rows = read_pool(POOLS / name)
-    result = load(POOLS / name, db)
+    result = load(db, POOLS / name)
     template = [r for r in rows if r["exp_type"].lower() == "exp_type"]
     exposures = {r["filename"]: r for r in rows if r["exp_type"].lower() != "exp_type"}
     assert result.template_rows == len(template)
@@ -56,8 +56,8 @@ def test_every_sample_pool_loads_every_column(db, name):
 
 
 def test_reload_updates_in_place(db, pool_path):
-    first = load(pool_path("pool_002_image_miri.csv"), db)
-    again = load(pool_path("pool_002_image_miri.csv"), db)
+    first = load(db, pool_path("pool_002_image_miri.csv"))
+    again = load(db, pool_path("pool_002_image_miri.csv"))
     assert first.inserted == 8 and again.inserted == 0 and again.updated == 8
     assert len(inventory.exposures(db)) == 8
 
@@ -69,7 +69,7 @@ def test_flags_and_candidates(db, tmp_path):
         "jw1_a_uncal.fits|nrc_coron|T|f|NULL||[('o001', 'observation'), ('c1000', 'background')]|x1\n"
         "jw1_b_uncal.fits|NRC_CORON|False|true|n|True|1000|\n"
     )
-    load(path, db)
+    load(db, path)
     stored = as_values(inventory.exposures(db)).set_index("stem")
     a, b = stored.loc["jw1_a"], stored.loc["jw1_b"]
     assert (bool(a.is_psf), bool(a.bkgdtarg), a.is_imprt, a.tsovisit) == (True, False, None, None)
@@ -86,10 +86,10 @@ def test_flags_and_candidates(db, tmp_path):
 def test_dataframe_and_comma_csv(db, tmp_path):
     frame = pd.DataFrame({"filename": ["jw2_a_uncal.fits", "jw2_b_uncal.fits"], "exp_type": ["MIR_IMAGE", "nis_soss"],
                           "program": ["1234", None]})
-    assert load(frame, db, name="analyst").inserted == 2
+    assert load(db, frame, name="analyst").inserted == 2
     path = tmp_path / "plain.csv"
     path.write_text('filename,exp_type,targname\njw3_a_uncal.fits,NRS_IFU,"NGC 1, core"\n')
-    assert load(path, db).inserted == 1
+    assert load(db, path).inserted == 1
     stored = as_values(inventory.exposures(db)).set_index("stem")
     assert stored.loc["jw2_b", "program"] is None
     assert stored.loc["jw3_a", "targname"] == "NGC 1, core"
@@ -98,7 +98,7 @@ def test_dataframe_and_comma_csv(db, tmp_path):
 def test_identical_repeated_rows_are_collapsed(db, tmp_path):
     path = tmp_path / "dup.csv"
     path.write_text("FILENAME|EXP_TYPE\njw4_a_uncal.fits|NRC_IMAGE\njw4_a_uncal.fits|NRC_IMAGE\n")
-    result = load(path, db)
+    result = load(db, path)
     assert (result.inserted, result.duplicates) == (1, 1)
 
 
@@ -133,12 +133,12 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_is_named_and_changes_nothing(db, tmp_path, pool_path, case):
     content, line, column, reason = BAD_INPUTS[case]
-    load(pool_path("pool_021_tso.csv"), db)
+    load(db, pool_path("pool_021_tso.csv"))
     before = state(db)
     path = tmp_path / f"{case}.csv"
     path.write_bytes(content)
     with pytest.raises(InventoryError) as info:
-        load(path, db)
+        load(db, path)
     message = str(info.value)
     where = f"{path}:{line}" if line else str(path)
     assert message.startswith(where + (f": column {column}: " if column else ": ")), message
@@ -164,7 +164,7 @@ def test_skip_bad_keeps_rejected_rows_with_reason(db, tmp_path):
                     "jw5_b_uncal.fits|NRC_IMAGE\n"
                     "jw5_c_uncal.fits|NRC_IMAGE|not a list\n"
                     "jw5_d_uncal.fits|MIR_IMAGE|\n")
-    result = load(path, db, skip_bad=True)
+    result = load(db, path, skip_bad=True)
     assert (result.inserted, result.rejected) == (2, 2)
     rejected = inventory.rejections(db)
     assert rejected["line"].tolist() == [3, 4]
@@ -172,7 +172,7 @@ def test_skip_bad_keeps_rejected_rows_with_reason(db, tmp_path):
     assert rejected["raw"].tolist()[0] == "jw5_b_uncal.fits|NRC_IMAGE"
     # Loading the fixed file again replaces the source's rejections.
     path.write_text("FILENAME|EXP_TYPE\njw5_b_uncal.fits|NRC_IMAGE\n")
-    load(path, db, skip_bad=True)
+    load(db, path, skip_bad=True)
     assert inventory.rejections(db).empty
 
 
@@ -184,7 +184,7 @@ def test_control_characters_are_kept_visibly_under_skip_bad(db, tmp_path):
                      b"jw6_a_uncal.fits|NRC_IMAGE|NGC\t1\n"
                      b"jw6_b_uncal.fits|NRC_IMAGE|x\x00y\n"
                      b"jw6_c\x01_uncal.fits|NRC_IMAGE|z\n")
-    result = load(path, db, skip_bad=True)
+    result = load(db, path, skip_bad=True)
     assert (result.inserted, result.rejected) == (1, 2)
     assert inventory.exposures(db)["targname"].tolist() == ["NGC\t1"]
     rejected = inventory.rejections(db)
@@ -200,11 +200,11 @@ def test_error_lines_cut_long_values(db, tmp_path):
     path = tmp_path / "long.csv"
     path.write_text(f"FILENAME|EXP_TYPE|ASN_CANDIDATE\njw7_a_uncal.fits|NRC_IMAGE|{candidate}\n")
     with pytest.raises(InventoryError) as info:
-        load(path, db)
+        load(db, path)
     message = str(info.value)
     assert f"cannot read ASN_CANDIDATE {candidate[:79] + chr(0x2026)!r}: expected" in message
     assert len(message) < len(str(path)) + 250 and "\n" not in message
-    load(path, db, skip_bad=True)
+    load(db, path, skip_bad=True)
     assert inventory.rejections(db)["raw"].tolist() == [f"jw7_a_uncal.fits|NRC_IMAGE|{candidate}"]
 
 
@@ -240,7 +240,7 @@ def test_a_large_load_leaves_statistics_for_the_planner(db, tmp_path, monkeypatc
     path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\n" + "".join(
         f"jw7_{i:06d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n" for i in range(60)))
     engine = get_engine(db)
-    load(path, db, progress=False)
+    load(db, path, progress=False)
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             analysed = conn.execute(sa.text("SELECT last_analyze FROM pg_stat_user_tables "
@@ -256,7 +256,7 @@ def test_cr_only_line_ends_are_named_as_such(db, tmp_path):
     path = tmp_path / "mac.csv"
     path.write_bytes(b"FILENAME|EXP_TYPE\rjw1_a_uncal.fits|NRC_IMAGE\rjw1_b_uncal.fits|NRC_IMAGE\r")
     with pytest.raises(InventoryError, match=r"mac.csv:1: lines end with a CR alone \(classic Mac OS\)") as info:
-        load(path, db, progress=False)
+        load(db, path, progress=False)
     assert "\n" not in str(info.value)
     with get_engine(db).connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM exposure")).scalar() == 0
@@ -267,8 +267,8 @@ def test_skip_bad_keeps_a_row_that_is_not_utf8_and_loads_the_rest(db, tmp_path):
     path.write_bytes(b"FILENAME|EXP_TYPE\njw1_a_uncal.fits|NRC_IMAGE\njw1_\xff_uncal.fits|NRC_IMAGE\n"
                      b"jw1_c_uncal.fits|NRC_IMAGE\n")
     with pytest.raises(InventoryError, match=r"latin1.csv:3: column FILENAME \(character 5\): bytes that are not"):
-        load(path, db, progress=False)
-    result = load(path, db, progress=False, skip_bad=True)
+        load(db, path, progress=False)
+    result = load(db, path, progress=False, skip_bad=True)
     assert (result.inserted, result.rejected) == (2, 1)
     rejected = inventory.rejections(db)
     assert rejected[["line", "column"]].values.tolist() == [[3, "FILENAME (character 5)"]]
@@ -281,5 +281,5 @@ def test_an_exposure_may_name_at_most_a_thousand_candidates(db, tmp_path):
     path = tmp_path / "many.csv"
     path.write_text(f"FILENAME|EXP_TYPE|ASN_CANDIDATE\njw1_a_uncal.fits|NRC_IMAGE|{many}\n")
     with pytest.raises(InventoryError, match=rf"many.csv:2: column ASN_CANDIDATE: {MAX_CANDIDATES + 1} candidates"):
-        load(path, db, progress=False)
+        load(db, path, progress=False)
     assert len(parse_candidates(many.replace("('c0000', 'background'), ", ""))) == MAX_CANDIDATES

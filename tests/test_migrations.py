@@ -45,7 +45,7 @@ def test_replay_reproduces_seed(empty_db):
 def test_round_trip_upgrade_downgrade_upgrade(empty_db):
     migrate.upgrade(empty_db)
     first = _snapshot(empty_db)
-    run([POOLS / "pool_021_tso.csv"], empty_db)  # a pool, exposures, a run and its work items: dropped below
+    run(empty_db, [POOLS / "pool_021_tso.csv"])  # a pool, exposures, a run and its work items: dropped below
     assert migrate.downgrade(empty_db, "base", drop_data=True) is None
     with get_engine(empty_db).connect() as conn:
         tables = set(sa.inspect(conn).get_table_names()) - {"alembic_version"}
@@ -76,7 +76,7 @@ def _rows(url: str) -> dict[str, int]:
 
 def test_downgrade_refuses_to_drop_runs_and_exposures(db):
     """Past 0008 (runs, work items) and 0003 (pools, exposures) a downgrade drops data: refused unless asked."""
-    record = run([POOLS / "pool_021_tso.csv"], db)
+    record = run(db, [POOLS / "pool_021_tso.csv"])
     before = _rows(db)
     assert before["run"] == 1 and before["work_item"] == record["items_created"] == 5
     head = catalog.versions(db)["revision"].iloc[-1]  # the catalog version the run's items were made at
@@ -110,7 +110,7 @@ def _alembic(db: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_alembic_downgrade_refuses_without_drop_data(db):
-    run([POOLS / "pool_021_tso.csv"], db)
+    run(db, [POOLS / "pool_021_tso.csv"])
     _dispose(db)
     refused = _alembic(db, "downgrade", "base")
     assert refused.returncode != 0
@@ -221,7 +221,7 @@ def test_0018_steps_down_and_up_with_items_and_answers(db, tmp_path):
     from .runs_helpers import assert_exactly_once, write_pool
 
     pool = write_pool(tmp_path / "p.csv", 6)
-    record = run([pool], db)
+    record = run(db, [pool])
     assert migrate.downgrade(db, "0017") == "0017"
     engine = get_engine(db)
     with engine.connect() as conn:
@@ -235,5 +235,5 @@ def test_0018_steps_down_and_up_with_items_and_answers(db, tmp_path):
     assert {rule for _, rule in items} == {"candidate_Asn_Lv2Image", "candidate_Asn_MIRLRSTAConfirm"}
     assert old_view == 4  # 0010's view: the published table's work list
     assert migrate.upgrade(db) == migrate.head_revision()
-    assert run([pool], db)["items_created"] == 0  # the items kept their answer
+    assert run(db, [pool])["items_created"] == 0  # the items kept their answer
     assert_exactly_once(db)

@@ -30,7 +30,7 @@ def bars(monkeypatch):
 def test_row_load_counts_the_bytes_of_the_file_then_names_its_phases(db, tmp_path, bars, capsys):
     pool = write_pool(tmp_path / "p.csv", 3000)
     size = pool.stat().st_size
-    load(pool, db, method="rows", progress=True)
+    load(db, pool, method="rows", progress=True)
     (bar,) = bars
     assert bar.total == size and bar.n == size and bar.unit == "B"
     err = capsys.readouterr().err
@@ -40,16 +40,16 @@ def test_row_load_counts_the_bytes_of_the_file_then_names_its_phases(db, tmp_pat
 @pytest.mark.parametrize("progress", [False, None])  # None: shown only when standard error is a terminal
 def test_no_progress_without_a_terminal(db, tmp_path, capfd, progress):
     pool = write_pool(tmp_path / "p.csv", 300)
-    load(pool, db, progress=progress)
-    load(write_pool(tmp_path / "b.csv", 300, prefix="jwb"), db, method="bulk", progress=progress)
-    run([write_pool(tmp_path / "q.csv", 30, prefix="jwq")], db, progress=progress)
+    load(db, pool, progress=progress)
+    load(db, write_pool(tmp_path / "b.csv", 300, prefix="jwb"), method="bulk", progress=progress)
+    run(db, [write_pool(tmp_path / "q.csv", 30, prefix="jwq")], progress=progress)
     assert capfd.readouterr().err == ""
 
 
 def test_bulk_load_counts_the_bytes_of_the_file_then_names_its_phase(db, tmp_path, capfd):
     # (on SQLite the bar is the writer process's: its standard error is this one's)
     pool = write_pool(tmp_path / "p.csv", 3000)
-    result = load(pool, db, method="bulk", progress=True)
+    result = load(db, pool, method="bulk", progress=True)
     assert result.method == "bulk"
     err = capfd.readouterr().err
     size = pool.stat().st_size
@@ -59,7 +59,7 @@ def test_bulk_load_counts_the_bytes_of_the_file_then_names_its_phase(db, tmp_pat
 
 
 def test_a_run_names_the_work_list_phase(db, tmp_path, capsys):
-    run([write_pool(tmp_path / "p.csv", 30)], db, progress=True)
+    run(db, [write_pool(tmp_path / "p.csv", 30)], progress=True)
     err = capsys.readouterr().err
     assert "p.csv" in err and "indexes" in err and "work list" in err
 

@@ -38,7 +38,7 @@ def _agreement(db: str, releases) -> dict[str, list]:
     differing: dict[str, list] = {release: [] for release in releases}
     for pool in sorted(POOLS.glob("*.csv")):
         # evaluated right after its load: sample pools share FILENAME stems, a later load takes them over
-        pool_id = inventory.load(pool, db, progress=False).pool_id
+        pool_id = inventory.load(db, pool, progress=False).pool_id
         made_at: dict = {}
         for release in releases:
             name = STANDS_FOR.get(release, release)
@@ -154,7 +154,7 @@ def test_association_rule_change_round_trips_through_a_revision(backend, empty_d
     assert _run([*l2rules, "rules", "check"], work, env).returncode == 0
     assert catalog.versions(empty_db)["summary"].iloc[-1] == 'AMI """back""" to _rate\\'
 
-    pool = inventory.load(POOLS / "pool_018_all_exptypes.csv", empty_db, progress=False).pool_id
+    pool = inventory.load(empty_db, POOLS / "pool_018_all_exptypes.csv", progress=False).pool_id
     names = {m["expname"] for a in association.associations(empty_db, pool) for m in a.members}
     earlier = {m["expname"] for a in association.associations(empty_db, pool, as_of="2026-10-31") for m in a.members}
     assert "jw_00061_rate.fits" in names and "jw_00061_rateints.fits" in earlier
@@ -247,7 +247,7 @@ def test_a_pool_without_candidates_is_a_clear_error_not_an_empty_list(db, tmp_pa
         worklist(db, pools=[pool])
     assert len(worklist(db, pools=[pool], source="table")) == 2
     # over every loaded pool, such a pool is said (a warning) and its exposures are on no work list
-    inventory.load(POOLS / "pool_002_image_miri.csv", db, progress=False)
+    inventory.load(db, POOLS / "pool_002_image_miri.csv", progress=False)
     every = worklist(db, include_all=True)
     mini = every[every["pool"] == "mini.csv"]
     assert len(mini) == 2 and not mini["level2b"].any()

@@ -20,7 +20,7 @@ from .conftest import POOLS, SAMPLE_POOLS, as_values
 
 @pytest.fixture
 def reported(db):
-    run([POOLS / name for name in SAMPLE_POOLS], db, skip_bad=True)
+    run(db, [POOLS / name for name in SAMPLE_POOLS], skip_bad=True)
     return db
 
 
@@ -91,11 +91,11 @@ def test_failed_runs_are_highlighted_and_pending_items_counted(db, tmp_path):
     from .runs_helpers import write_pool
 
     pool = write_pool(tmp_path / "p.csv", 6)
-    load(pool, db)
+    load(db, pool)
     bad = tmp_path / "bad.csv"
     bad.write_text("FILENAME|PROGRAM\njw1_uncal.fits|1\n")
     with pytest.raises(Exception):
-        run([bad], db)
+        run(db, [bad])
     evaluate(db)  # answered, not issued: the work list's items are pending
     data = tables(db)
     summary = data["summary"].iloc[0]

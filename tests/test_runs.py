@@ -24,7 +24,7 @@ from .runs_helpers import (assert_exactly_once, bump_rules, head_catalog_revisio
 
 def test_first_run_then_idempotent_rerun(db):
     pools = [POOLS / name for name in SAMPLE_POOLS]
-    first = run(pools, db, skip_bad=True)
+    first = run(db, pools, skip_bad=True)
     assert first["status"] == "succeeded" and first["error"] is None
     assert first["items_created"] == len(selected(db)) > 0
     assert first["catalog_revision"] == head_catalog_revision(db)
@@ -32,7 +32,7 @@ def test_first_run_then_idempotent_rerun(db):
     assert_exactly_once(db)
     before = item_rows(db)
 
-    again = run(pools, db, skip_bad=True)
+    again = run(db, pools, skip_bad=True)
     assert again["status"] == "succeeded"
     assert again["items_created"] == 0 and again["exposures_new"] == 0 and again["exposures_changed"] == 0
     assert again["exposures_seen"] == first["exposures_seen"]  # unchanged files are counted, not reloaded
@@ -43,7 +43,7 @@ def test_first_run_then_idempotent_rerun(db):
 def test_work_items_are_the_worklist_answer(db):
     """One answer: a run's items carry what `worklist` gives each exposure (member types, asn_type, input,
     association, rule), on every sample pool; the published table's verdict is not what decides."""
-    run([POOLS / name for name in SAMPLE_POOLS], db, skip_bad=True)
+    run(db, [POOLS / name for name in SAMPLE_POOLS], skip_bad=True)
     columns = ["pool", "filename", "exp_type", "exptype", "asn_type", "level2b_input", "association", "asn_rule"]
     made = items(db)[columns].sort_values(["pool", "filename"]).reset_index(drop=True)
     answer = worklist(db)[columns].sort_values(["pool", "filename"]).reset_index(drop=True)
@@ -54,7 +54,7 @@ def test_work_items_are_the_worklist_answer(db):
 
 def test_new_and_changed_exposures_are_counted_and_get_items(db, tmp_path):
     pool = write_pool(tmp_path / "p.csv", 12)
-    first = run([pool], db)
+    first = run(db, [pool])
     assert (first["exposures_seen"], first["exposures_new"], first["items_created"]) == (12, 12, 8)
     assert first["exposures_unmatched"] == 2  # the NRC_FUTURE rows
     assert (first["exposures_changed"], first["items_changed"], first["items_withdrawn"]) == (0, 0, 0)
@@ -64,7 +64,7 @@ def test_new_and_changed_exposures_are_counted_and_get_items(db, tmp_path):
     text = pool.read_text().replace("jw9_000000_nrca1_uncal.fits|NRC_IMAGE|jw9|000",
                                     "jw9_000000_nrca1_uncal.fits|NRC_IMAGE|jw9|999")
     pool.write_text(text)
-    second = run([pool], db)
+    second = run(db, [pool])
     assert (second["exposures_seen"], second["exposures_new"], second["exposures_changed"]) == (14, 2, 1)
     # jw9_000012 (NRC_IMAGE) and jw9_000013 (MIR_IMAGE), and the changed jw9_000000 again
     assert (second["items_created"], second["items_changed"], second["exposures_withdrawn"]) == (3, 1, 0)
@@ -72,7 +72,7 @@ def test_new_and_changed_exposures_are_counted_and_get_items(db, tmp_path):
     assert [(r.catalog_revision, r.exposure_version, r.run_id) for r in mine] == \
         [(head_catalog_revision(db), 1, first["run_id"]), (head_catalog_revision(db), 2, second["run_id"])]
     assert_exactly_once(db)
-    assert run([pool], db)["items_created"] == 0
+    assert run(db, [pool])["items_created"] == 0
 
 
 def _items_of(db: str, filename: str) -> list:
@@ -108,7 +108,7 @@ def test_redelivery_with_one_changed_exposure_issues_one_new_item(db, tmp_path, 
 
 def test_redelivery_without_an_exposure_withdraws_its_item(db, tmp_path, capsys):
     pool = write_pool(tmp_path / "p.csv", 12)
-    first = run([pool], db)
+    first = run(db, [pool])
     lines = pool.read_text().splitlines()
     gone = [line for line in lines if line.startswith(("jw9_000000_", "jw9_000004_"))]  # NRC_IMAGE, FGS_DARK
     pool.write_text("\n".join(line for line in lines if line not in gone) + "\n")
@@ -136,9 +136,9 @@ def test_redelivery_without_an_exposure_withdraws_its_item(db, tmp_path, capsys)
     table = capsys.readouterr().out.splitlines()
     assert "items_withdrawn" in table[0] and "items_changed" in table[0]
     # Nothing more to withdraw; and when the exposure comes back, it is a new version with a new item.
-    assert run([pool], db)["items_withdrawn"] == 0
+    assert run(db, [pool])["items_withdrawn"] == 0
     write_pool(pool, 12)
-    back = run([pool], db)
+    back = run(db, [pool])
     assert (back["items_created"], back["items_changed"], back["exposures_withdrawn"]) == (1, 1, 0)
     assert [(i.exposure_version, i.withdrawn_by) for i in _items_of(db, "jw9_000000_nrca1_uncal.fits")] == \
         [(1, second["run_id"]), (2, None)]
@@ -149,11 +149,11 @@ def test_exposures_loaded_by_hand_are_withdrawn_by_the_next_run(db, tmp_path):
     from l2rules import load
 
     pool = write_pool(tmp_path / "p.csv", 6)
-    run([pool], db)
+    run(db, [pool])
     write_pool(pool, 5)  # jw9_000005 (NRC_FUTURE, unmatched) and nothing else left out
     pool.write_text(pool.read_text().replace(pool_line("jw9", 3) + "\n", ""))
-    load(pool, db)  # `l2rules load`, outside a run
-    result = run(None, db)
+    load(db, pool)  # `l2rules load`, outside a run
+    result = run(db, None)
     assert (result["items_withdrawn"], result["items_created"]) == (1, 0)
     assert [i.withdrawn_by for i in _items_of(db, "jw9_000003_nrca1_uncal.fits")] == [result["run_id"]]
     assert_exactly_once(db)
@@ -162,18 +162,18 @@ def test_exposures_loaded_by_hand_are_withdrawn_by_the_next_run(db, tmp_path):
 def test_a_run_without_inputs_makes_the_items_of_loaded_exposures(db, tmp_path):
     from l2rules import load
 
-    load(write_pool(tmp_path / "p.csv", 6), db)
-    result = run(None, db)
+    load(db, write_pool(tmp_path / "p.csv", 6))
+    result = run(db, None)
     assert result["inputs"] == [] and result["items_created"] == 4
-    assert run(None, db)["items_created"] == 0
+    assert run(db, None)["items_created"] == 0
 
 
 def test_rules_change_makes_new_items_only_where_the_item_would_differ(db, tmp_path):
-    run([write_pool(tmp_path / "p.csv", 12)], db)
+    run(db, [write_pool(tmp_path / "p.csv", 12)])
     old = item_rows(db)
     bump_rules(db, "T001", "asn_rule", {"name": "Asn_Lv2Image"}, {"asn_type": "wfs-image2", "note": "test"})
     bump_rules(db, "T002", "asn_value_set", {"set_name": "IMAGE2_SCIENCE", "value": "mir_image"})
-    result = run(None, db)
+    result = run(db, None)
     assert result["catalog_revision"] == "T002"
     new = [r for r in item_rows(db) if r not in old]
     # The NRC_IMAGE and NIS_IMAGE exposures get a new item (asn_type changed); the MIR_IMAGE ones left the
@@ -182,16 +182,16 @@ def test_rules_change_makes_new_items_only_where_the_item_would_differ(db, tmp_p
     assert {(r.catalog_revision, r.asn_type) for r in new} == {("T002", "wfs-image2")}
     assert result["items_created"] == 4
     assert "jw9_000001_nrca1_uncal.fits" not in selected(db)
-    assert run(None, db)["items_created"] == 0
+    assert run(db, None)["items_created"] == 0
     # A rule change that does not change the items (a note) makes nothing.
     bump_rules(db, "T003", "asn_rule", {"name": "Asn_Lv2Image"}, {"note": "only a note"})
-    assert run(None, db)["items_created"] == 0
+    assert run(db, None)["items_created"] == 0
 
 
 def test_output_written_atomically_with_run_id_and_only_when_there_are_items(db, tmp_path):
     pool = write_pool(tmp_path / "p.csv", 6)
     out = tmp_path / "items-{run_id}.json"
-    first = run([pool], db, output=out)
+    first = run(db, [pool], output=out)
     written = tmp_path / f"items-{first['run_id']}.json"
     assert first["output"] == str(written)
     rows = json.loads(written.read_text())
@@ -199,11 +199,11 @@ def test_output_written_atomically_with_run_id_and_only_when_there_are_items(db,
     assert {"pool", "filename", "level2b_input", "asn_type", "work_item_id", "catalog_revision"} <= set(rows[0])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
-    second = run([pool], db, output=out)
+    second = run(db, [pool], output=out)
     assert second["output"] is None
     assert not (tmp_path / f"items-{second['run_id']}.json").exists()
 
-    third = run([write_pool(tmp_path / "q.csv", 3, prefix="jw8")], db, output=tmp_path / "q.parquet")
+    third = run(db, [write_pool(tmp_path / "q.csv", 3, prefix="jw8")], output=tmp_path / "q.parquet")
     assert len(pd.read_parquet(tmp_path / "q.parquet")) == third["items_created"] == 3
 
 
@@ -211,14 +211,14 @@ def test_failed_run_is_recorded_with_its_error(db, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("FILENAME|PROGRAM\njw1_uncal.fits|1\n")
     with pytest.raises(Exception) as info:
-        run([bad], db)
+        run(db, [bad])
     assert info.value.exit_code == 2
     failed = info.value.run_record
     assert failed["status"] == "failed" and "missing required column EXP_TYPE" in failed["error"]
     assert failed["finished_at"] is not None
     assert record(db, failed["run_id"]) == failed
     # Runs after it are unaffected.
-    assert run([write_pool(tmp_path / "p.csv", 6)], db)["status"] == "succeeded"
+    assert run(db, [write_pool(tmp_path / "p.csv", 6)])["status"] == "succeeded"
 
 
 def test_stale_running_row_is_recovered_by_the_next_run(db, tmp_path):
@@ -228,22 +228,22 @@ def test_stale_running_row_is_recovered_by_the_next_run(db, tmp_path):
             started_at=sa.func.current_timestamp(), status="running", inputs="[]", host="gone", pid=1,
             exposures_seen=0, exposures_new=0, exposures_changed=0, items_created=0, exposures_unmatched=0,
             rows_rejected=0, items_reissued=0).returning(schema.run.c.id)).scalar_one()
-    result = run([write_pool(tmp_path / "p.csv", 6)], db)
+    result = run(db, [write_pool(tmp_path / "p.csv", 6)])
     assert result["status"] == "succeeded"
     old = record(db, dead)
     assert old["status"] == "failed" and "killed or crashed" in old["error"] and old["finished_at"]
 
 
 def test_items_of_a_run_that_died_after_committing_are_reissued(db, tmp_path):
-    first = run([write_pool(tmp_path / "p.csv", 6)], db)
+    first = run(db, [write_pool(tmp_path / "p.csv", 6)])
     # As if its process had died after committing the items, before writing the output.
     with get_engine(db).begin() as conn:
         conn.execute(schema.run.update().where(schema.run.c.id == first["run_id"]).values(status="running"))
-    second = run(None, db, output=tmp_path / "out.csv")
+    second = run(db, None, output=tmp_path / "out.csv")
     assert second["items_created"] == 0 and second["items_reissued"] == 4
     assert len(pd.read_csv(tmp_path / "out.csv")) == 4
     assert record(db, first["run_id"])["reissued_by"] == second["run_id"]
-    third = run(None, db, output=tmp_path / "again.csv")
+    third = run(db, None, output=tmp_path / "again.csv")
     assert third["items_reissued"] == 0 and not (tmp_path / "again.csv").exists()
 
 
@@ -253,21 +253,21 @@ def test_run_in_progress_fails_at_once_or_waits(db, tmp_path):
     lock.acquire()
     try:
         with pytest.raises(RunInProgress) as info:
-            run([pool], db)
+            run(db, [pool])
         assert info.value.exit_code == 5 and "another run is in progress" in str(info.value)
         assert runs(db).empty  # a refused run leaves no record
         with pytest.raises(RunInProgress, match="waited 0.5 s"):
-            run([pool], db, wait=0.5)
+            run(db, [pool], wait=0.5)
         threading.Timer(0.5, lock.release).start()
         started = time.monotonic()
-        assert run([pool], db, wait=30)["status"] == "succeeded"
+        assert run(db, [pool], wait=30)["status"] == "succeeded"
         assert time.monotonic() - started >= 0.4
     finally:
         lock.release()
 
 
 def test_items_lists_the_work_items(db, tmp_path):
-    result = run([write_pool(tmp_path / "p.csv", 6)], db)
+    result = run(db, [write_pool(tmp_path / "p.csv", 6)])
     frame = items(db, [result["run_id"]])
     assert len(frame) == 4 and set(frame["catalog_revision"]) == {head_catalog_revision(db)}
     assert frame["level2b_input"].str.endswith("_rate.fits").all()
@@ -354,7 +354,7 @@ def test_inventory_dir(db, tmp_path):
     write_pool(folder / "a.csv", 6, prefix="jwa")
     write_pool(folder / "b.csv", 6, prefix="jwb")
     (folder / "notes.txt").write_text("not a pool")
-    result = run(None, db, inventory_dir=folder)
+    result = run(db, None, inventory_dir=folder)
     assert [p.rsplit("/", 1)[-1] for p in result["inputs"]] == ["a.csv", "b.csv"]
     assert result["items_created"] == 8
 
@@ -362,9 +362,9 @@ def test_inventory_dir(db, tmp_path):
 def test_rerun_on_a_large_catalog_stays_fast(db, tmp_path):
     """A rerun with nothing to do is one indexed pass: a bad plan (work list re-evaluated per item) took minutes."""
     pool = write_pool(tmp_path / "big.csv", 30000)
-    assert run([pool], db)["items_created"] == 20000
+    assert run(db, [pool])["items_created"] == 20000
     started = time.monotonic()
-    assert run(None, db)["items_created"] == 0
+    assert run(db, None)["items_created"] == 0
     assert time.monotonic() - started < 15
 
 
@@ -399,9 +399,9 @@ def test_reloading_an_unchanged_pool_keeps_every_version(db, tmp_path, name):
         path.write_text("FILENAME|EXP_TYPE|IS_PSF|ZETA|ALPHA\n" + "".join(
             f"jw5_{i:03d}_uncal.fits|NRC_IMAGE|{'T' if i % 2 else 'null'}|z{i}|{'null' if i % 3 else i}\n"
             for i in range(9)))
-    first = load(path, db, method="bulk")
+    first = load(db, path, method="bulk")
     assert first.method == "bulk" and first.inserted > 0
-    again = load(path, db, method="rows")
+    again = load(db, path, method="rows")
     assert again.updated == first.inserted
     with get_engine(db).connect() as conn:
         versions = conn.execute(sa.text("SELECT version, count(*) FROM exposure GROUP BY version")).all()
@@ -413,7 +413,7 @@ def test_reloading_an_unchanged_pool_keeps_every_version(db, tmp_path, name):
     # And a changed extra value is a new version.
     if name == "extra_columns.csv":
         path.write_text(path.read_text().replace("|z4|", "|z4-corrected|"))
-        load(path, db, method="rows")
+        load(db, path, method="rows")
         with get_engine(db).connect() as conn:
             assert conn.execute(sa.text("SELECT stem FROM exposure WHERE version = 2")).scalars().all() == ["jw5_004"]
 
@@ -421,12 +421,12 @@ def test_reloading_an_unchanged_pool_keeps_every_version(db, tmp_path, name):
 def test_a_bulk_load_of_a_redelivery_withdraws_what_it_lacks(db, tmp_path):
     """The bulk path takes a redelivery whose exposures are all new; the ones it replaced are withdrawn."""
     pool = write_pool(tmp_path / "p.csv", 6)
-    first = run([pool], db)
+    first = run(db, [pool])
     write_pool(pool, 6, start=100)  # the same pool name, other exposures
     from l2rules import load
 
-    assert load(pool, db, method="bulk").method == "bulk"
-    second = run(None, db)
+    assert load(db, pool, method="bulk").method == "bulk"
+    second = run(db, None)
     assert (second["items_withdrawn"], second["items_created"]) == (first["items_created"], 4)
     with get_engine(db).connect() as conn:
         left = conn.execute(sa.text("SELECT count(*) FROM exposure WHERE withdrawn_at IS NOT NULL AND version = 2"))

@@ -66,7 +66,7 @@ def readme_scenario(db: str, tmp_path) -> None:
     """What the analysts page's catalog went through: run 1 on pool_0*, run 2 killed, runs 3 and 4 on every pool."""
     first = sorted(str(POOLS / name) for name in SAMPLE_POOLS if name.startswith("pool_0"))
     every = [str(POOLS / name) for name in SAMPLE_POOLS]
-    assert run(first, db, skip_bad=True)["run_id"] == 1
+    assert run(db, first, skip_bad=True)["run_id"] == 1
     marker = tmp_path / "held"
     killed = spawn(db, "run", *sorted(set(every) - set(first)), "--skip-bad",
                    env={"L2RULES_RUN_HOLD": "items", "L2RULES_RUN_HOLD_FILE": str(marker)})
@@ -76,8 +76,8 @@ def readme_scenario(db: str, tmp_path) -> None:
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert run(every, db, skip_bad=True)["run_id"] == 3
-    assert run(every, db, skip_bad=True)["items_created"] == 0
+    assert run(db, every, skip_bad=True)["run_id"] == 3
+    assert run(db, every, skip_bad=True)["items_created"] == 0
 
 
 def test_readme_queries_give_the_readme_output(db, backend, tmp_path):
@@ -130,7 +130,7 @@ def test_readme_queries_in_the_command_line_tools(db, backend, tmp_path):
 
 def _sample_catalog(db: str, tmp_path) -> None:
     for name in SAMPLE_POOLS:
-        load(POOLS / name, db, skip_bad=True)
+        load(db, POOLS / name, skip_bad=True)
     lamp = tmp_path / "lamp.csv"
     lamp.write_text("FILENAME|EXP_TYPE|LAMP|OPMODE|GRATING|IS_PSF|BKGDTARG|IS_IMPRT|TSOVISIT\n"
                     "jw7_a_uncal.fits|NRS_LAMP|LINE1|FIXEDSLIT|G140H|F|F|F|F\n"
@@ -142,7 +142,7 @@ def _sample_catalog(db: str, tmp_path) -> None:
                     "jw7_g_uncal.fits|NRS_IFU|null|null|null|T|F|T|F\n"
                     "jw7_h_uncal.fits|NRC_CORON|null|null|null|T|T|T|T\n"
                     "jw7_i_uncal.fits|NRC_FUTURE|null|null|null|F|F|F|F\n")
-    load(lamp, db)
+    load(db, lamp)
 
 
 def test_exposure_status_is_the_stored_worklist_all(db, tmp_path):
@@ -191,12 +191,12 @@ def test_counts_unmatched_and_rules_views_agree_with_the_library(db, tmp_path):
 
 def test_current_worklist_shows_which_items_runs_made(db, tmp_path):
     pool = write_pool(tmp_path / "p.csv", 12)
-    load(pool, db)
+    load(db, pool)
     query = sa.text("SELECT filename, work_item_id, item_revision, item_up_to_date, answer_current "
                     "FROM v_current_worklist ORDER BY filename")
     with get_engine(db).connect() as conn:
         assert conn.execute(query).all() == []  # loaded, not evaluated yet: the next run does it
-    made = run(None, db)
+    made = run(db, None)
     head = head_catalog_revision(db)
     with get_engine(db).connect() as conn:
         after = conn.execute(query).all()
@@ -207,7 +207,7 @@ def test_current_worklist_shows_which_items_runs_made(db, tmp_path):
         behind = conn.execute(query).all()
         revisions = set(conn.execute(sa.text("SELECT catalog_revision FROM v_current_worklist")).scalars())
     assert revisions == {"T001"} and not any(r.answer_current for r in behind)  # said until a run answers again
-    run(None, db)
+    run(db, None)
     with get_engine(db).connect() as conn:
         now = conn.execute(query).all()
         asn_types = set(conn.execute(sa.text("SELECT asn_type FROM v_current_worklist")).scalars())

@@ -129,7 +129,7 @@ def test_nrs_lamp_conditions(db, tmp_path):
 
 def test_as_of_changes_the_work_list(db, pool_path):
     pool = pool_path("pool_018_all_exptypes.csv")
-    load(pool, db)
+    load(db, pool)
     now = set(worklist(db, source="table")["exp_type"])
     then = set(worklist(db, source="table", as_of="2019-01-01")["exp_type"])
     assert "NRC_GRISM" not in now
@@ -200,10 +200,10 @@ def test_streamed_worklist_equals_the_dataframe(db, tmp_path, include_all):
     pools = [POOLS / "pool_021_tso.csv", POOLS / "pool_010_spec_nirspec_lv2bkg.csv"]
     frame = worklist(db, source="table", pools=pools, include_all=include_all)
     assert len(frame) > 0
-    count = write_worklist(tmp_path / "w.csv", db, include_all=include_all)
+    count = write_worklist(db, tmp_path / "w.csv", include_all=include_all)
     assert count == len(frame)
     assert (tmp_path / "w.csv").read_text() == render(frame, "csv")
-    write_worklist(tmp_path / "w.parquet", db, fmt="parquet", include_all=include_all)
+    write_worklist(db, tmp_path / "w.parquet", fmt="parquet", include_all=include_all)
     back = pd.read_parquet(tmp_path / "w.parquet").astype(object)
     back = back.where(back.notna(), None)
     assert back.to_dict("records") == as_values(frame).to_dict("records")
@@ -216,7 +216,7 @@ def test_many_stored_answers_leave_statistics_for_the_planner(db, tmp_path, monk
     path = tmp_path / "many.csv"
     path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE|TARGETID\n" + "".join(
         f"jw7_{i:06d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]|1\n" for i in range(60)))
-    load(path, db, progress=False)
+    load(db, path, progress=False)
     engine = get_engine(db)
     assert worklist_module.evaluate(db)  # (the load, under the inventory's threshold, analysed nothing)
     with engine.connect() as conn:

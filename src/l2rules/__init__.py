@@ -1,8 +1,8 @@
 """l2rules: a SQL-backed catalog of the JWST Level 2b processing rules and their work lists.
 
 The library first; the ``l2rules`` command is a thin layer over these functions,
-each of which takes ``db`` (a URL, an Engine, or None for the configured default)
-and returns pandas DataFrames. ``Catalog(db)`` opens a database once and offers the
+each of which takes ``db`` first (a URL, an Engine, or None for the configured default:
+``l2rules.load(None, "pool.csv")``) and returns pandas DataFrames. ``Catalog(db)`` opens a database once and offers the
 same verbs as methods.
 """
 

@@ -437,7 +437,7 @@ def write_revision(args: argparse.Namespace) -> int:
 def load(args: argparse.Namespace) -> int:
     """``load``: :func:`inventory.load`, for each source."""
     for path, source, options in _fits_cli.sources(args):
-        result = inventory.load(source, args.db, skip_bad=args.skip_bad, method=args.method, **options)
+        result = inventory.load(args.db, source, skip_bad=args.skip_bad, method=args.method, **options)
         print(f"{path}: {result.loaded} exposures ({result.inserted} new, {result.updated} updated"
               + (f", {result.changed} changed" if result.changed is not None else "")
               + (", bulk" if result.method == "bulk" else "") + ")"
@@ -469,7 +469,7 @@ def worklist(args: argparse.Namespace) -> int:
         raise L2RulesError("--associations adds the pipeline's associations to the published table's list "
                            "(--published); the default work list already is the pipeline's")
     if args.published and args.format in outputs.STREAMED_FORMATS and not args.associations:
-        count = l2rules.write_worklist(args.output, args.db, fmt=args.format, **options)
+        count = l2rules.write_worklist(args.db, args.output, fmt=args.format, **options)
     else:
         frame = l2rules.worklist(args.db, associations=args.associations,
                                  source="table" if args.published else "pipeline", **options)
@@ -524,7 +524,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = _run_format(args)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        record = runs_lib.run(args.pools, args.db, inventory_dir=args.inventory_dir, output=args.output,
+        record = runs_lib.run(args.db, args.pools, inventory_dir=args.inventory_dir, output=args.output,
                               output_format=fmt, skip_bad=args.skip_bad, wait=args.wait, create=args.create)
     except Exception as exc:
         _print_record(getattr(exc, "run_record", None), args.print_format)

@@ -108,7 +108,7 @@ class Catalog:
     # -- inventories --------------------------------------------------------------------------
     def load(self, source: str | Path | pd.DataFrame | list[str | Path], **options: Any) -> inventory.LoadResult:
         """Load a pool file, CSV file, DataFrame or FITS files in one transaction (see ``l2rules.load``)."""
-        return inventory.load(source, self.engine, **options)
+        return inventory.load(self.engine, source, **options)
 
     def exposures(self, pool: str | None = None) -> pd.DataFrame:
         """The loaded exposures (of one pool)."""
@@ -125,7 +125,7 @@ class Catalog:
 
     def write_worklist(self, output: str | Path | None = None, **options: Any) -> int:
         """Write the work list to ``output`` (stdout when None); returns the number of work items."""
-        return work_list.write_worklist(output, self.engine, **options)
+        return work_list.write_worklist(self.engine, output, **options)
 
     def evaluate(self, pool_ids: Iterable[int] | None = None) -> list[int]:
         """Store the pipeline's answer for every pool whose answers are missing or behind."""
@@ -157,7 +157,7 @@ class Catalog:
         """One scheduled run (see ``l2rules.runs.run``); returns its record."""
         from . import runs  # imports pandas: only when asked (the CLI starts without it)
 
-        return runs.run(pools, self.engine, **options)
+        return runs.run(self.engine, pools, **options)
 
     def runs(self, last: int | None = None, status: str | None = None) -> pd.DataFrame:
         """The run record, newest first."""

@@ -233,7 +233,7 @@ def _check_output(output: str | None) -> None:
         raise InventoryError(output, None, None, f"output directory {parent} is not writable")
 
 
-def run(pools: Iterable[str | Path] | None = None, db: DB = None, *, inventory_dir: str | Path | None = None,
+def run(db: DB = None, pools: Iterable[str | Path] | None = None, *, inventory_dir: str | Path | None = None,
         output: str | Path | None = None, output_format: str | None = None, skip_bad: bool = False,
         wait: float = 0.0, progress: bool | None = None, create: bool = False) -> dict:
     """One scheduled run; returns its record (see :data:`RECORD_COLUMNS`).
@@ -349,7 +349,7 @@ def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bo
             log.info("%s: unchanged since its last load, skipped", path)
             inputs.append(item)
             continue
-        result = load(path, engine, skip_bad=skip_bad, progress=progress)
+        result = load(engine, path, skip_bad=skip_bad, progress=progress)
         item.pool_id = result.pool_id
         changed = withdrawn = 0
         if before:

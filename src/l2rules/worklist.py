@@ -164,9 +164,9 @@ def _selected(engine: sa.Engine, pools, inventory, skip_bad: bool, as_of, versio
     """Load the given pools (or DataFrame) first; the pools and the catalog version the work list covers."""
     pool_ids: list[int] | None = None
     if pools is not None or inventory is not None:
-        pool_ids = [load(path, engine, skip_bad=skip_bad).pool_id for path in (pools or [])]
+        pool_ids = [load(engine, path, skip_bad=skip_bad).pool_id for path in (pools or [])]
         if inventory is not None:
-            pool_ids.append(load(inventory, engine, skip_bad=skip_bad).pool_id)
+            pool_ids.append(load(engine, inventory, skip_bad=skip_bad).pool_id)
     return pool_ids, resolve_version(engine, as_of, version, pipeline)
 
 
@@ -194,7 +194,7 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
         if pools is not None or inventory is not None:
             # loaded lazily: each pool evaluated right after its load, as `asn` does (pools may share stems)
             sources = [*(pools or []), *([inventory] if inventory is not None else [])]
-            pool_ids = (load(item, engine, skip_bad=skip_bad).pool_id for item in sources)
+            pool_ids = (load(engine, item, skip_bad=skip_bad).pool_id for item in sources)
         return _pipeline_worklist(engine, pool_ids, resolve_version(engine, as_of, version, pipeline), include_all)
     pool_ids, seq = _selected(engine, pools, inventory, skip_bad, as_of, version, pipeline)
     query = worklist_query(seq, pool_ids, include_all)
@@ -206,7 +206,7 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
     return frame
 
 
-def write_worklist(output: str | Path | None = None, db: DB = None, *, fmt: str = "csv",
+def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str = "csv",
                    pools: Iterable[str | Path] | None = None, include_all: bool = False,
                    as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
                    skip_bad: bool = False, stream=None) -> int:
@@ -405,7 +405,7 @@ def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path
         return pipeline_impact(db, from_point, to_point, pools=pools)  # typed there
 
     engine = require_migrated(db, create=bool(pools))
-    pool_ids = [load(path, engine).pool_id for path in pools] if pools else None
+    pool_ids = [load(engine, path).pool_id for path in pools] if pools else None
     frames = []
     for point in (from_point, to_point):
         query = worklist_query(resolve_point(engine, point), pool_ids, include_all=True)

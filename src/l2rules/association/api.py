@@ -274,7 +274,7 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     stamp = make_version_id(version_id)
     written = []
     for path, stem in zip(pools, stems):
-        result = load(path, engine, skip_bad=skip_bad)
+        result = load(engine, path, skip_bad=skip_bad)
         target = Path(output) / stem if len(pools) > 1 else Path(output)
         made = associations(engine, result.pool_id, as_of=as_of, version=version, pipeline=pipeline)
         written += write_associations(made, target, version=stamp)
@@ -302,7 +302,7 @@ def impact(db: DB, from_point: str, to_point: str, *,
     engine = require_migrated(db, create=bool(pools))
     points = [resolve_point(engine, point) for point in (from_point, to_point)]
     if pools:
-        pool_ids = (load(path, engine).pool_id for path in pools)
+        pool_ids = (load(engine, path).pool_id for path in pools)
     else:
         with engine.connect() as conn:
             pool_ids = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())

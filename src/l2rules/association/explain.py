@@ -39,7 +39,7 @@ def explain(db: DB, filename: str, pool: str | None = None, *, as_of: str | dt.d
     loads = pool is not None and Path(pool).is_file()
     engine = require_migrated(db, create=loads)
     if loads:
-        pool = load(pool, engine).pool_id
+        pool = load(engine, pool).pool_id
     when = resolve_version(engine, as_of, version, pipeline)
     stem = exposure_stem(filename).lower()
     exposure = schema.exposure

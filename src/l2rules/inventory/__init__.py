@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 METHODS = ("auto", "bulk", "rows")
 
 
-def load(source: str | Path | pd.DataFrame | list[str | Path], db: DB = None, *, name: str | None = None,
+def load(db: DB, source: str | Path | pd.DataFrame | list[str | Path], *, name: str | None = None,
          skip_bad: bool = False, progress: bool | None = None, method: str = "auto",
          fits_options: "fits.Options | None" = None) -> LoadResult:
     """Load one pool file, CSV file, DataFrame or set of FITS files into the catalog database, in one transaction.
@@ -123,7 +123,7 @@ def _load(engine, source, name, skip_bad, progress, method, fits_options) -> Loa
 
 
 
-def load_many(sources: Iterable[str | Path], db: DB = None, **options) -> list[LoadResult]:
+def load_many(db: DB, sources: Iterable[str | Path], **options) -> list[LoadResult]:
     """:func:`load` for each source, in turn (a transaction each)."""
-    return [load(s, db, **options) for s in sources]
+    return [load(db, s, **options) for s in sources]
 
