@@ -32,8 +32,8 @@ sys.path.insert(0, str(HERE / "src"))
 
 import sqlalchemy as sa  # noqa: E402
 
-from l2rules.inventory import columnar  # noqa: E402
 from l2rules.config import L2RulesError, get_engine  # noqa: E402
+from l2rules.inventory import columnar  # noqa: E402
 from l2rules.migrate import upgrade  # noqa: E402
 
 HEADER = "FILENAME|EXP_TYPE|ASN_CANDIDATE\n"

@@ -18,7 +18,8 @@ from l2rules import association, conformance, inventory, migrate, schema
 from l2rules.cli import main
 from l2rules.config import get_engine
 
-from .conftest import DATA, POOLS as POOL_DIR
+from .conftest import DATA
+from .conftest import POOLS as POOL_DIR
 
 POOLS = sorted(POOL_DIR.glob("*.csv"))
 REFS = DATA / "reference"

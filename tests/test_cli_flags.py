@@ -15,7 +15,6 @@ from l2rules.runs import INPUTS_SEPARATOR, joined_inputs, record, runs
 
 from .runs_helpers import write_pool
 
-
 # A run's inputs: a list in the library and in JSON; the paths joined by ';' in CSV and the table.
 
 def _two_pools(tmp_path):

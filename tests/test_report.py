@@ -8,11 +8,10 @@ import re
 import pandas as pd
 import pytest
 
-from l2rules import catalog, unmatched, worklist
+from l2rules import catalog, load, unmatched, worklist
 from l2rules.cli import main
 from l2rules.report import report, tables
 from l2rules.runs import run
-from l2rules import load
 from l2rules.worklist import evaluate
 
 from .conftest import POOLS, SAMPLE_POOLS, as_values

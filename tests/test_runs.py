@@ -18,8 +18,15 @@ from l2rules.cli import main
 from l2rules.runs import RunInProgress, RunLock, items, record, run, runs
 
 from .conftest import POOLS, SAMPLE_POOLS
-from .runs_helpers import (assert_exactly_once, bump_rules, head_catalog_revision, item_rows, pool_line, selected,
-                           write_pool)
+from .runs_helpers import (
+    assert_exactly_once,
+    bump_rules,
+    head_catalog_revision,
+    item_rows,
+    pool_line,
+    selected,
+    write_pool,
+)
 
 
 def test_first_run_then_idempotent_rerun(db):

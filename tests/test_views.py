@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from l2rules import catalog, get_engine, load, plans, unmatched, worklist
-from l2rules.worklist import evaluate
 from l2rules.migrate import current_revision, downgrade, upgrade
 from l2rules.runs import run
+from l2rules.worklist import evaluate
 
 from .conftest import IN_CI, POOLS, REPO, SAMPLE_POOLS, as_values
 from .runs_helpers import bump_rules, head_catalog_revision, spawn, write_pool

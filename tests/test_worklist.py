@@ -7,7 +7,6 @@ import json
 
 import pandas as pd
 import pytest
-
 import sqlalchemy as sa
 
 from l2rules import catalog, get_engine, load, unmatched, worklist

@@ -10,8 +10,8 @@ __version__ = "0.1.0"  # first: modules of the package read it as they load
 
 from .catalog import check as check_rules
 from .catalog import conditions, diff, history, read_seed, rules, versions
-from .database import Catalog
 from .config import L2RulesError, database_url, get_engine
+from .database import Catalog
 from .inventory import LoadResult, exposures, load, rejections
 from .migrate import upgrade as init
 from .worklist import impact, unmatched, worklist, write_worklist

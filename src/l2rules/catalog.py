@@ -15,8 +15,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ._lazy import pandas as pd
 from . import schema
+from ._lazy import pandas as pd
 from ._revision_template import TEMPLATE
 from .config import DB, L2RulesError, project_file
 from .migrate import alembic_config, require_migrated, upgrade

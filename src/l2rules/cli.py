@@ -34,8 +34,8 @@ import l2rules  # the library API: l2rules.worklist is the function (the package
 
 from . import _fits_cli, association, catalog, inventory, migrate, outputs
 from ._lazy import pandas as pd
-from .inventory import fits
 from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled
+from .inventory import fits
 
 log = logging.getLogger("l2rules")
 EXIT_DRIFT = 4

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
+from . import association as association_api
 from . import catalog as rules_catalog
 from . import inventory, migrate
-from . import association as association_api
 from .config import DB, describe, get_engine
 
 # by its full name: the package's attribute `worklist` is the function, not the module

@@ -15,8 +15,16 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .config import (DB, DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled,
-                     project_file)
+from .config import (
+    DB,
+    DatabaseError,
+    L2RulesError,
+    StatementCancelled,
+    describe,
+    get_engine,
+    is_cancelled,
+    project_file,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config

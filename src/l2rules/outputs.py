@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from ._lazy import pandas as pd
 from .config import L2RulesError
 
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection inside the block (restored as it was after it).

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ._lazy import pandas as pd
 from . import schema
+from ._lazy import pandas as pd
 from .catalog import Point, conditions_at, resolve_version, rules_at
 from .config import DB, L2RulesError
 from .inventory import STATISTICS_AFTER, keep_statistics, load

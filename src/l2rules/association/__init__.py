@@ -59,8 +59,19 @@ where the pipeline writes the text of its Python constraint objects.
 
 from __future__ import annotations
 
-from .api import (DEGRADED_NOTOK, DEGRADED_OK, IMPACT_COLUMNS, Association, associations, asn, impact,
-                  processing, science_by_stem, science_of, write_associations)
+from .api import (
+                  DEGRADED_NOTOK,
+                  DEGRADED_OK,
+                  IMPACT_COLUMNS,
+                  Association,
+                  asn,
+                  associations,
+                  impact,
+                  processing,
+                  science_by_stem,
+                  science_of,
+                  write_associations,
+)
 from .columns import ACCESSIBLE, DERIVED_COLUMNS, EMPTY, POOL_COLUMNS, REQUIRED_POOL_COLUMNS, AssociationError
 from .explain import EXPLAIN_COLUMNS, explain
 

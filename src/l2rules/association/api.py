@@ -12,8 +12,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .._lazy import pandas as pd
 from .. import __version__, schema
+from .._lazy import pandas as pd
 from ..catalog import resolve_version
 from ..config import DB
 from ..inventory import load

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from .._lazy import pandas as pd
 from .. import schema
+from .._lazy import pandas as pd
 from ..catalog import resolve_version
 from ..config import DB
 from ..inventory import exposure_stem, load

@@ -23,14 +23,25 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from .._lazy import loaded, pandas as pd
+from .._lazy import loaded
+from .._lazy import pandas as pd
 from ..config import DB, L2RulesError
 from ..migrate import require_migrated
-from .poolformat import (
-    FLAG_FALSE, FLAG_NULL, NULLS, REQUIRED_COLUMNS, InventoryError, TemplateRow, exposure_stem, parse_candidates,
-    frame_table, read_arrow, read_file, table_digest,
-)
 from . import fits
+from .poolformat import (
+    FLAG_FALSE,
+    FLAG_NULL,
+    NULLS,
+    REQUIRED_COLUMNS,
+    InventoryError,
+    TemplateRow,
+    exposure_stem,
+    frame_table,
+    parse_candidates,
+    read_arrow,
+    read_file,
+    table_digest,
+)
 from .rows import load_rows
 from .store import STATISTICS_AFTER, LoadResult, exposures, keep_statistics, rejections
 

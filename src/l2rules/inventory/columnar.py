@@ -46,12 +46,31 @@ import sqlalchemy as sa
 from .. import schema
 from ..config import DatabaseError, L2RulesError, sqlite_busy_ms
 from .poolformat import (
-    BOM, CONTROL, MAX_CANDIDATE, MAX_EXP_TYPE, MAX_FILENAME, NULL_FORMS, REQUIRED_COLUMNS, TemplateRow, column_names,
-    find_header, flag, line_body, parse_candidates, split_header,
+    BOM,
+    CONTROL,
+    MAX_CANDIDATE,
+    MAX_EXP_TYPE,
+    MAX_FILENAME,
+    NULL_FORMS,
+    REQUIRED_COLUMNS,
+    TemplateRow,
+    column_names,
+    find_header,
+    flag,
+    line_body,
+    parse_candidates,
+    split_header,
 )
 from .store import (
-    INSERT_COLUMNS, PG_NEW_IDS, TRUNCATE_WAL_AFTER, DeferredIndexes, LoadResult, finish_load, progress_bar,
-    truncate_wal, upsert_pool,
+    INSERT_COLUMNS,
+    PG_NEW_IDS,
+    TRUNCATE_WAL_AFTER,
+    DeferredIndexes,
+    LoadResult,
+    finish_load,
+    progress_bar,
+    truncate_wal,
+    upsert_pool,
 )
 
 #: Bytes a file may hold for this path: printable ASCII but the double quote, and line ends (LF, CRLF).

@@ -17,12 +17,36 @@ import sqlalchemy as sa
 from .. import schema
 from ..outputs import gc_paused
 from .poolformat import (
-    MAX_CANDIDATE, MAX_EXP_TYPE, MAX_FILENAME, NULL_FORMS, NULLS, REQUIRED_COLUMNS, InventoryError, SourceTable,
-    TemplateRow, column_names, echo, exposure_stem, flag, parse_candidates, too_long,
+    MAX_CANDIDATE,
+    MAX_EXP_TYPE,
+    MAX_FILENAME,
+    NULL_FORMS,
+    NULLS,
+    REQUIRED_COLUMNS,
+    InventoryError,
+    SourceTable,
+    TemplateRow,
+    column_names,
+    echo,
+    exposure_stem,
+    flag,
+    parse_candidates,
+    too_long,
 )
 from .store import (
-    CANDIDATE_COLUMNS, EXPOSURE_COLUMNS, INSERT_COLUMNS, PG_NEW_IDS, TEXT_COLUMNS, TRUNCATE_WAL_AFTER,
-    VERSIONED_COLUMNS, VERSIONED_POSITIONS, DeferredIndexes, LoadResult, finish_load, progress_bar, truncate_wal,
+    CANDIDATE_COLUMNS,
+    EXPOSURE_COLUMNS,
+    INSERT_COLUMNS,
+    PG_NEW_IDS,
+    TEXT_COLUMNS,
+    TRUNCATE_WAL_AFTER,
+    VERSIONED_COLUMNS,
+    VERSIONED_POSITIONS,
+    DeferredIndexes,
+    LoadResult,
+    finish_load,
+    progress_bar,
+    truncate_wal,
     upsert_pool,
 )
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from .._lazy import pandas as pd
 from .. import schema
+from .._lazy import pandas as pd
 from ..config import DB
 from ..migrate import require_migrated
 from ..outputs import query_frame
