@@ -241,14 +241,18 @@ def test_a_large_load_leaves_statistics_for_the_planner(db, tmp_path, monkeypatc
         f"jw7_{i:06d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n" for i in range(60)))
     engine = get_engine(db)
     load(db, path, progress=False)
+    assert analysed(engine, "exposure")
+
+
+def analysed(engine: sa.Engine, table: str) -> bool:
+    """Whether the planner has statistics of ``table`` (PostgreSQL: ANALYZE ran; SQLite: sqlite_stat1 rows)."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
-            analysed = conn.execute(sa.text("SELECT last_analyze FROM pg_stat_user_tables "
-                                            "WHERE relname = 'exposure'")).scalar()
-            assert analysed is not None
-        else:
-            stats = conn.execute(sa.text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'exposure'")).scalar()
-            assert stats > 0
+            return conn.execute(sa.text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = :t"),
+                                {"t": table}).scalar() is not None
+        if not conn.execute(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")).scalar():
+            return False
+        return conn.execute(sa.text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = :t"), {"t": table}).scalar() > 0
 
 
 def test_cr_only_line_ends_are_named_as_such(db, tmp_path):

@@ -7,13 +7,12 @@ import json
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from l2rules import catalog, get_engine, load, unmatched, worklist
 from l2rules.inventory import exposure_stem
 
 from .conftest import POOLS, SAMPLE_POOLS, as_values
-from .test_inventory import read_pool
+from .test_inventory import analysed, read_pool
 
 SET = lambda v: v is not None and v.strip().lower() not in ("", "null", "--", "n", "f", "false", "n/a")  # noqa: E731
 
@@ -217,12 +216,6 @@ def test_many_stored_answers_leave_statistics_for_the_planner(db, tmp_path, monk
         f"jw7_{i:06d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]|1\n" for i in range(60)))
     load(db, path, progress=False)
     engine = get_engine(db)
-    assert worklist_module.evaluate(db)  # (the load, under the inventory's threshold, analysed nothing)
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            analysed = conn.execute(sa.text("SELECT last_analyze FROM pg_stat_user_tables "
-                                            "WHERE relname = 'level2b_answer'")).scalar()
-            assert analysed is not None
-        else:
-            stats = conn.execute(sa.text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'level2b_answer'")).scalar()
-            assert stats > 0
+    assert not analysed(engine, "level2b_answer")  # the load, under the inventory's threshold, analysed nothing
+    assert worklist_module.evaluate(db)
+    assert analysed(engine, "level2b_answer")
