@@ -632,11 +632,30 @@ def main(argv: list[str] | None = None) -> int:
                 print("\nincremental batch (median of %d):" % args.repeats)
                 print("\n".join(lines))
         print("\n" + targets(results, incremental, args.incremental))
+        plans_ok = plan_check(dbs.kept)
         if args.json:
             args.json.write_text(json.dumps({f"{r}|{n}": v for (r, n), v in results.items()}, indent=1))
     finally:
         dbs.cleanup()
-    return 0
+    return 0 if plans_ok else 1
+
+
+def plan_check(catalogs: dict[str, str]) -> bool:
+    """Every reporting view planned on the benchmark's own catalogs (the largest size): a part evaluated once
+    per row (a correlated subquery) is named and fails the benchmark (exit 1)."""
+    import l2rules
+    from l2rules import plans
+
+    found = []
+    for name, url in sorted(catalogs.items()):
+        with l2rules.get_engine(url).connect() as conn:
+            for view in plans.VIEWS:
+                found += [f"{name} {view}: {part}" for part in plans.per_row_subplans(conn, f"SELECT * FROM {view}")]
+    print("\nplan check (%s): %s" % (", ".join(sorted(catalogs)) or "no catalog kept",
+                                     "no per-row subplan in any view" if not found else "NOT MET"))
+    for line in found:
+        print("  " + line)
+    return not found
 
 
 def _missing(module: str) -> bool:
