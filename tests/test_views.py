@@ -269,3 +269,13 @@ def test_the_plan_check_finds_a_correlated_subquery(db):
     with get_engine(db).connect() as conn:
         assert plans.per_row_subplans(conn, correlated) != []
         assert plans.per_row_subplans(conn, "SELECT r.id FROM run r") == []
+
+
+def test_watching_names_the_statements_planned_per_row(db):
+    """plans.watching plans what a command executes (scripts/plan_probe.py lists them for every command)."""
+    engine = get_engine(db)
+    with plans.watching(engine) as found:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT r.id, (SELECT count(*) FROM work_item w WHERE w.run_id = r.id) FROM run r"))
+            conn.execute(sa.text("SELECT count(*) FROM v_runs"))
+    assert list(found) == ["SELECT r.id, (SELECT count(*) FROM work_item w WHERE w.run_id = r.id) FROM run r"]

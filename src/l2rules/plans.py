@@ -9,6 +9,11 @@ the plans it times.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import re
+from collections.abc import Iterator
+
 import sqlalchemy as sa
 
 #: The reporting views (migrations 0018 and 0020), each to be planned without per-row work.
@@ -27,6 +32,36 @@ def per_row_subplans(conn: sa.Connection, statement: str | sa.Executable) -> lis
         return found
     rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all()
     return [row[-1] for row in rows if str(row[-1]).startswith("CORRELATED")]
+
+
+_PLANNED = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", re.I)
+
+
+@contextlib.contextmanager
+def watching(engine: sa.Engine) -> Iterator[collections.Counter]:
+    """Every statement ``engine`` executes meanwhile is planned first (EXPLAIN, on the same connection,
+    with its parameters, so temporary tables are there); yields a Counter of the statements (their first
+    200 characters) planned with per-row subplans, and how often each ran."""
+    found: collections.Counter = collections.Counter()
+
+    def explain(conn, cursor, statement, parameters, context, executemany):
+        if executemany or not _PLANNED.match(statement):
+            return
+        if conn.dialect.name == "postgresql":
+            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+            parts: list[str] = []
+            _walk(cursor.fetchone()[0][0]["Plan"], parts)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            parts = [row[-1] for row in cursor.fetchall() if str(row[-1]).startswith("CORRELATED")]
+        if parts:
+            found[" ".join(statement.split())[:200]] += 1
+
+    sa.event.listen(engine, "before_cursor_execute", explain)
+    try:
+        yield found
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", explain)
 
 
 def _walk(node: dict, found: list[str]) -> None:

@@ -1,0 +1,52 @@
+"""Which statements of l2rules' commands are planned with a part evaluated once per row.
+
+Runs what an operator and an analyst do on a new catalog of the sample pools (two runs, the run
+record, the report, unmatched, rejections, impact, explain, the published list with associations,
+asn), planning every statement first (``l2rules.plans.watching``), and prints those whose plan
+holds a correlated subquery, with how often each ran. The views are held to none by the tests;
+this lists the rest, the work left for issue 13.
+
+    .venv/bin/python scripts/plan_probe.py                       # a SQLite file in a new directory
+    .venv/bin/python scripts/plan_probe.py --db postgresql://postgres@127.0.0.1:5432/probe   # an empty one
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+from pathlib import Path
+
+from l2rules import Catalog, plans
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", help="an empty database URL (default: a new SQLite file)")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="l2rules-plans-"))
+    catalog = Catalog(args.db or f"sqlite:///{work / 'probe.db'}")
+    catalog.init()
+    pools = sorted(str(p) for p in (REPO / "samples" / "pools").glob("*.csv"))
+    with plans.watching(catalog.engine) as found:
+        catalog.run(pools[:6], skip_bad=True)
+        catalog.run(pools, skip_bad=True)
+        catalog.runs()
+        catalog.report(stream=io.StringIO())
+        catalog.unmatched()
+        catalog.rejections()
+        catalog.impact("1.16.1", "3.0.0")
+        catalog.explain("jw_00001_uncal.fits")
+        catalog.worklist(source="table", associations=True)
+        catalog.asn(pools[6:7], work / "asn")
+    for statement, count in found.most_common():
+        print(f"{count:>4}  {statement}")
+    print(f"{len(found)} statements planned with a per-row subplan ({catalog.engine.dialect.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
