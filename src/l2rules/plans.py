@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -25,13 +25,17 @@ def per_row_subplans(conn: sa.Connection, statement: str | sa.Executable) -> lis
     sql = statement if isinstance(statement, str) else str(
         statement.compile(conn, compile_kwargs={"literal_binds": True}))
     if conn.dialect.name == "postgresql":
-        # psycopg reads % as a placeholder; the statement has none
-        plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql.replace("%", "%%")).scalar_one()
+        sql = sql.replace("%", "%%")  # psycopg reads % as a placeholder; the statement has none
+    return _per_row(conn.dialect.name, lambda explain: conn.exec_driver_sql(explain + sql).all())
+
+
+def _per_row(dialect: str, explained: Callable[[str], list]) -> list[str]:
+    """The per-row parts of the plan that ``explained(prefix)`` gives (the rows of ``prefix + statement``)."""
+    if dialect == "postgresql":
         found: list[str] = []
-        _walk(plan[0]["Plan"], found)
+        _walk(explained("EXPLAIN (FORMAT JSON) ")[0][0][0]["Plan"], found)
         return found
-    rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all()
-    return [row[-1] for row in rows if str(row[-1]).startswith("CORRELATED")]
+    return [row[-1] for row in explained("EXPLAIN QUERY PLAN ") if str(row[-1]).startswith("CORRELATED")]
 
 
 _PLANNED = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", re.I)
@@ -47,14 +51,12 @@ def watching(engine: sa.Engine) -> Iterator[collections.Counter]:
     def explain(conn, cursor, statement, parameters, context, executemany):
         if executemany or not _PLANNED.match(statement):
             return
-        if conn.dialect.name == "postgresql":
-            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
-            parts: list[str] = []
-            _walk(cursor.fetchone()[0][0]["Plan"], parts)
-        else:
-            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-            parts = [row[-1] for row in cursor.fetchall() if str(row[-1]).startswith("CORRELATED")]
-        if parts:
+
+        def explained(prefix: str) -> list:
+            cursor.execute(prefix + statement, parameters)
+            return cursor.fetchall()
+
+        if _per_row(conn.dialect.name, explained):
             found[" ".join(statement.split())[:200]] += 1
 
     sa.event.listen(engine, "before_cursor_execute", explain)

@@ -69,9 +69,8 @@ RECORD_COLUMNS = [
     "items_changed", "items_withdrawn", "exposures_unmatched", "rows_rejected", "items_reissued", "reissued_by",
     "output", "error", "host", "pid",
 ]
-#: The SQL type of each column of :func:`runs` (the ``run`` table's; ``inputs`` there is JSON text, here the
-#: paths space-separated): their dtypes follow (``outputs.typed``).
-#: (``inputs`` stays a list of paths, as in the record: no dtype holds lists)
+#: The SQL type of each column of :func:`runs` (the ``run`` table's), which their dtypes follow
+#: (``outputs.typed``); ``inputs`` is left out: it stays the record's list of paths (no dtype holds lists).
 RECORD_TYPES = {"run_id": schema.run.c.id.type,
                 **{c.name: c.type for c in schema.run.c if c.name not in ("id", "inputs")}}
 #: Columns of the work items a run writes (``--output``) and :func:`items` returns: the pipeline's answer for the
