@@ -309,9 +309,10 @@ def in_force(table: sa.Table | sa.FromClause, when: Point | dt.date | None) -> s
             same_day = sa.and_(same_day, version.c.seq <= point.seq)
         return sa.or_(version.c.effective_date < day, same_day)
 
-    started = sa.exists().where(start.c.revision == table.c.valid_from, reached(start))
-    ended = sa.exists().where(end.c.revision == table.c.valid_to, reached(end))
-    return sa.and_(started, sa.not_(ended))
+    # the versions reached, one uncorrelated list each (a correlated EXISTS was planned once per rule row)
+    started = table.c.valid_from.in_(sa.select(start.c.revision).where(reached(start)))
+    ended = table.c.valid_to.in_(sa.select(end.c.revision).where(reached(end)))
+    return sa.and_(started, sa.or_(table.c.valid_to.is_(None), sa.not_(ended)))
 
 
 def rules_at(when: Point | None = None) -> sa.Subquery:

@@ -95,8 +95,8 @@ def worklist_query(when: Point | None = None, pool_ids: list[int] | None = None,
     e, p = schema.exposure, schema.pool
     r = rules_at(when)
 
-    def has_rule(special: str) -> sa.Exists:
-        return sa.exists().where(r.c.exp_type == e.c.exp_type, r.c.special == special)
+    def has_rule(special: str) -> sa.ColumnElement[bool]:  # uncorrelated: one list per special, not a lookup per row
+        return e.c.exp_type.in_(sa.select(r.c.exp_type).where(r.c.special == special))
 
     special = sa.case(*((sa.and_(e.c[flag] == sa.true(), has_rule(name)), name) for flag, name in FLAG_SPECIALS),
                       else_="")
@@ -260,7 +260,7 @@ def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_a
         raise L2RulesError(unreadable + "; `worklist --published` gives the published table's list")
     if unreadable:  # one pool of every loaded one: said, and its exposures are on no work list
         log.warning("%s (its exposures are left out)", unreadable)
-    answers = {} if unreadable else processing(associations(engine, pool_id, as_of=when))
+    answers = {} if unreadable else processing(associations(engine, pool_id, as_of=when, conditions=False))
     rows = []
     for item in table.to_dict("records"):
         member_types, science = answers.get(item["exposure_id"], (set(), set()))
@@ -309,10 +309,16 @@ def stale_pools(conn: sa.Connection, revision: str) -> list[int]:
     """The pools with a current exposure whose stored answer is missing, for another version of it or at
     another catalog revision than ``revision``."""
     e, a = schema.exposure, schema.level2b_answer
-    behind = sa.exists().where(a.c.exposure_id == e.c.id, a.c.exposure_version == e.c.version,
-                               a.c.catalog_revision == revision)
-    return list(conn.execute(sa.select(e.c.pool_id).where(e.c.withdrawn_at.is_(None), ~behind).distinct()
+    answered = sa.and_(a.c.exposure_id == e.c.id, a.c.exposure_version == e.c.version, a.c.catalog_revision == revision)
+    return list(conn.execute(sa.select(e.c.pool_id).select_from(e.outerjoin(a, answered))  # an anti-join
+                             .where(e.c.withdrawn_at.is_(None), a.c.exposure_id.is_(None)).distinct()
                              .order_by(e.c.pool_id)).scalars())
+
+
+def without_rule(e: sa.Table) -> sa.ColumnElement[bool]:
+    """The exposure's EXP_TYPE has no rule in the published table (one list of the rules' types, not a
+    lookup per exposure)."""
+    return sa.or_(e.c.exp_type.is_(None), e.c.exp_type.not_in(sa.select(schema.rule.c.exp_type)))
 
 
 def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
@@ -373,12 +379,12 @@ def _with_associations(engine, frame: pd.DataFrame, when: dt.date | None = None)
 def unmatched(db: DB = None) -> pd.DataFrame:
     """Exposures whose EXP_TYPE has no rule in the catalog, per pool and exp_type, with counts."""
     engine = require_migrated(db)
-    e, p, r = schema.exposure, schema.pool, schema.rule
+    e, p = schema.exposure, schema.pool
     query = (
         sa.select(p.c.name.label("pool"), e.c.exp_type, sa.func.count().label("exposures"),
                   sa.func.min(e.c.filename).label("example"))
         .join(p, p.c.id == e.c.pool_id)
-        .where(~sa.exists().where(r.c.exp_type == e.c.exp_type), e.c.withdrawn_at.is_(None))
+        .where(without_rule(e), e.c.withdrawn_at.is_(None))
         .group_by(p.c.name, e.c.exp_type)
         .order_by(p.c.name, e.c.exp_type)
     )

@@ -26,9 +26,9 @@ of the evaluation, which keeps every statement small enough for the planners:
    with derived columns (member type, TSO, optical mode), and their ``candidate_members`` - an
    exposure belongs to every candidate whose id occurs in its ASN_CANDIDATE text, as in the
    pipeline;
-2. ``science``: the rules whose science conditions an exposure meets (``applicable``,
-   ``science_rules``, evaluated once per exposure), then per candidate (``science``);
-3. ``companions``: companions per science (``companion_kinds``, ``eligible_companions``),
+2. ``science``: the rules whose science conditions an exposure meets (``science_rules``,
+   one expression per rule, evaluated once per exposure), then per candidate (``science``);
+3. ``companions``: companions per science (``eligible_companions``),
    eligible by their own conditions, ``matched`` on the grouping keys, attached as the pipeline's
    processing order allows, overlapping nods left out (``pairs``); WFSS direct images;
 4. ``members``: ``associations`` (WFSS ones need a direct image), their ``members`` after

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from . import rules
+from .columns import ACCESSIBLE
+from .science import _union_all
 from .sql import as_integer, contains
 
 if TYPE_CHECKING:
@@ -18,19 +20,20 @@ if TYPE_CHECKING:
 def stage(evaluation: Evaluation) -> None:
     """``companion_kinds``, ``eligible_companions``, ``matched`` and ``pairs``."""
     exposures, science = evaluation.exposures, evaluation.science
-    companion, condition, rule = rules.companion, rules.condition, rules.rule
-    # eligible by their own conditions (only for rules that have some science)
-    used = companion.c.rule_name.in_(sa.select(evaluation.science_rules.c.rule_name).distinct())
-    typed = sa.or_(companion.c.exp_type_set.is_(None), rules.in_set(companion.c.exp_type_set, exposures.c.exp_type))
-    kinds = evaluation.companion_kinds = evaluation.stage(
-        sa.select(exposures.c.eid, companion.c.rule_name, companion.c.kind)
-        .select_from(exposures.join(companion, sa.and_(companion.c.source == "pool", used, typed))), "kinds")
-    evaluated = (sa.select(exposures.c.eid, kinds.c.rule_name, kinds.c.kind, condition.c.alt,
-                           rules.condition_ok(exposures, condition.c, evaluation.condition_columns).label("ok"))
-                 .select_from(kinds.join(exposures, exposures.c.eid == kinds.c.eid)
-                              .join(condition, sa.and_(condition.c.rule_name == kinds.c.rule_name,
-                                                       condition.c.subject == kinds.c.kind)))).cte("ce")
-    eligible = rules.holding(evaluated, evaluated.c.eid, evaluated.c.rule_name, evaluated.c.kind).subquery()
+    companion, rule, conn = rules.companion, rules.rule, evaluation.conn
+    # eligible by their own conditions (only for rules that have some science), tested on each exposure
+    # as one expression per (rule, kind): see rules.compiled_conditions
+    used = set(conn.execute(sa.select(evaluation.science_rules.c.rule_name).distinct()).scalars())
+    compiled = rules.compiled_conditions(conn, exposures)
+    sets = rules.value_sets(conn)
+    kinds = conn.execute(sa.select(companion.c.rule_name, companion.c.kind, companion.c.exp_type_set)
+                         .where(companion.c.source == "pool").order_by(companion.c.rule_name, companion.c.kind)).all()
+    takes = [sa.select(exposures.c.eid, sa.literal(name, sa.String).label("rule_name"),
+                       sa.literal(kind, sa.String).label("kind")).where(
+                 sa.true() if exp_type_set is None else rules.set_member(sets, exp_type_set, exposures.c.exp_type),
+                 compiled[(name, kind)])
+             for name, kind, exp_type_set in kinds if name in used and (name, kind) in compiled]
+    eligible = _union_all(exposures, takes, "rule_name", "kind").subquery()
     candidate_members = evaluation.candidate_members
     eligible_companions = evaluation.eligible_companions = evaluation.stage(sa.union(
         sa.select(candidate_members.c.eid, candidate_members.c.cand_id, eligible.c.rule_name, eligible.c.kind)
@@ -40,24 +43,26 @@ def stage(evaluation: Evaluation) -> None:
     ), "cpool", ("cand_id", "rule_name"))
     # matched with the science on the grouping keys
     science_row, other_row = exposures.alias("xs"), exposures.alias("xo")
-    key = rules.companion_key
-    key_checks = (sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, eligible_companions.c.kind,
-                            eligible_companions.c.eid.label("oid"),
-                            _key_ok(science_row, other_row, key.c, evaluation.key_columns).label("ok"))
-                  .select_from(science.join(eligible_companions,
-                                            sa.and_(eligible_companions.c.cand_id == science.c.cand_id,
-                                                    eligible_companions.c.rule_name == science.c.rule_name,
-                                                    eligible_companions.c.eid != science.c.eid))
-                               .join(science_row, science_row.c.eid == science.c.eid)
-                               .join(other_row, other_row.c.eid == eligible_companions.c.eid)
-                               .join(key, sa.and_(key.c.rule_name == science.c.rule_name,
-                                                  key.c.kind == eligible_companions.c.kind)))).cte("pk")
+    # one expression per (rule, kind) of its keys, as for the conditions; a kind without keys matches none
+    keys: dict[tuple[str, str], list] = {}
+    for key in conn.execute(sa.select(rules.companion_key).order_by(rules.companion_key.c.rule_name,
+                                                                    rules.companion_key.c.kind)):
+        keys.setdefault((key.rule_name, key.kind), []).append(
+            _key_holds(science_row, other_row, key.column_name, key.match))
+    pairs = [sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, eligible_companions.c.kind,
+                       eligible_companions.c.eid.label("oid"))
+             .select_from(science.join(eligible_companions,
+                                       sa.and_(eligible_companions.c.cand_id == science.c.cand_id,
+                                               eligible_companions.c.rule_name == science.c.rule_name,
+                                               eligible_companions.c.eid != science.c.eid))
+                          .join(science_row, science_row.c.eid == science.c.eid)
+                          .join(other_row, other_row.c.eid == eligible_companions.c.eid))
+             .where(science.c.rule_name == name, eligible_companions.c.kind == kind, *tests)
+             for (name, kind), tests in keys.items()]
     matched = evaluation.matched = evaluation.stage(
-        sa.select(key_checks.c.eid, key_checks.c.cand_id, key_checks.c.rule_name, key_checks.c.kind,
-                  key_checks.c.oid)
-        .group_by(key_checks.c.eid, key_checks.c.cand_id, key_checks.c.rule_name, key_checks.c.kind,
-                  key_checks.c.oid)
-        .having(sa.func.min(key_checks.c.ok) == 1), "matched")
+        sa.union(*pairs) if len(pairs) > 1 else pairs[0].distinct() if pairs else
+        sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, sa.literal("", sa.String).label("kind"),
+                  science.c.eid.label("oid")).where(sa.false()), "matched")
     # attached as the pipeline's processing order allows
     first_row = exposures.alias("xf")
     # the first science of each rule in each candidate (for companions that attach in pool order)
@@ -129,19 +134,22 @@ def direct_images(evaluation: Evaluation) -> sa.CTE:
     return sa.select(ranked).where(ranked.c.rk == 1).cte("chosen")
 
 
-def _key_ok(science_row, other_row, key, columns):
-    """A grouping key (columns of ``companion_key``) holds between a science and a companion: 1 or 0."""
-    science_value = rules.accessor(science_row, key.column_name, columns)
-    other_value = rules.accessor(other_row, key.column_name, columns)
-    holds = sa.case(
-        (key.match == "eq", sa.func.coalesce(science_value == other_value, sa.false())),
-        (key.match == "opt_eq", sa.or_(science_value.is_(None), other_value.is_(None), science_value == other_value)),
-        (key.match == "ne", sa.or_(science_value.is_(None), other_value.is_(None), science_value != other_value)),
-        (key.match == "same", science_value.is_not_distinct_from(other_value)),
-        (key.match == "lacks", sa.and_(science_value.is_not(None), other_value.is_not(None),
-                                       sa.not_(contains(other_value, science_value)))),
-        else_=sa.false())
-    return sa.case((holds, 1), else_=0)
+def _key_holds(science_row, other_row, column_name: str, match: str) -> sa.ColumnElement[bool]:
+    """A grouping key holds between a science and a companion: true or false, never null."""
+    science_value = science_row.c[column_name] if column_name in ACCESSIBLE else sa.null()
+    other_value = other_row.c[column_name] if column_name in ACCESSIBLE else sa.null()
+    if match == "eq":
+        return sa.func.coalesce(science_value == other_value, sa.false())
+    if match == "opt_eq":
+        return sa.or_(science_value.is_(None), other_value.is_(None), science_value == other_value)
+    if match == "ne":
+        return sa.or_(science_value.is_(None), other_value.is_(None), science_value != other_value)
+    if match == "same":
+        return science_value.is_not_distinct_from(other_value)
+    if match == "lacks":
+        return sa.and_(science_value.is_not(None), other_value.is_not(None),
+                       sa.not_(contains(other_value, science_value)))
+    return sa.false()
 
 
 def _overlap(science_row, other_row, policy):

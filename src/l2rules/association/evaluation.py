@@ -29,22 +29,17 @@ class Evaluation:
             conn.execute(sa.text("SET LOCAL jit = off"))
         #: The accessible columns the rules' conditions, and their companion keys, name (rules.named_columns).
         self.condition_columns: list[str] = []
-        self.key_columns: list[str] = []
         # 1. exposures.stage
         #: The pool's exposures: values normalised, derived columns (``xe``).
         self.exposures: sa.Table | None = None
         #: (exposure, candidate) for every candidate whose id occurs in the exposure's ASN_CANDIDATE (``x``).
         self.candidate_members: sa.Table | None = None
         # 2. science.stage
-        #: (exposure, rule) where the rule takes the exposure's type as science (``applicable``).
-        self.applicable: sa.Table | None = None
         #: (exposure, rule) where the rule's science conditions hold (``sci_rule``).
         self.science_rules: sa.Table | None = None
         #: (exposure, candidate, rule): the science of each candidate and rule (``sci``).
         self.science: sa.Table | None = None
         # 3. companions.stage
-        #: (exposure, rule, kind) for companions of the exposure's type (``kinds``).
-        self.companion_kinds: sa.Table | None = None
         #: (exposure, candidate, rule, kind): companions eligible by their own conditions (``cpool``).
         self.eligible_companions: sa.Table | None = None
         #: (science, candidate, rule, kind, companion) matched on the grouping keys (``matched``).
@@ -99,7 +94,6 @@ class Evaluation:
     def run(self, pool_id: int) -> sa.Select:
         """Every stage for one pool, in order; returns the final SELECT (one row per member)."""
         self.condition_columns = rules.named_columns(self.conn, rules.condition)
-        self.key_columns = rules.named_columns(self.conn, rules.companion_key)
         exposures.stage(self, pool_id)
         science.stage(self)
         companions.stage(self)

@@ -41,8 +41,7 @@ def normalised_exposures(pool_id: int) -> sa.Select:
                      *[value.label(name) for name, value in values.items()]
                      ).where(exposure.c.pool_id == pool_id, exposure.c.withdrawn_at.is_(None)).cte("xe")
     row = base.c
-    mapped = sa.select(rules.member_type.c.member_type).where(
-        rules.member_type.c.exp_type == row.exp_type).scalar_subquery()
+    mapped = rules.member_type.c.member_type  # joined below: one in force per exp_type
     member_type = sa.case(
         (sa.and_(row.pntgtype.is_not(None), row.pntgtype != "science"), row.pntgtype),
         (mapped.is_not(None), mapped),
@@ -62,7 +61,7 @@ def normalised_exposures(pool_id: int) -> sa.Select:
         joined(row.exp_type, row.detector).label("exp_detector"),
         joined(row.exp_type, row.pupil).label("exp_pupil"),
         joined(row.dms_note, row.exp_type).label("dms_note_exp"),
-    ).cte("xd")
+    ).select_from(base.outerjoin(rules.member_type, rules.member_type.c.exp_type == row.exp_type)).cte("xd")
     return sa.select(derived, sa.case((derived.c.member_type == "psf", "science"),
                                       else_=derived.c.member_type).label("sci_type"))
 

@@ -76,8 +76,11 @@ def parameter_value(conn: sa.Connection, name: str) -> str | None:
     return conn.execute(sa.select(parameter.c.value).where(parameter.c.name == name)).scalar()
 
 
-def in_set(set_name, expr) -> sa.Exists:
-    return sa.exists().where(value_set.c.set_name == set_name, value_set.c.value == expr).correlate_except(value_set)
+def in_set(set_name, expr) -> sa.ColumnElement[bool]:
+    """``expr`` is a value of the set (false, not null, when it is null). Not a correlated EXISTS: the
+    uncorrelated IN is built once per statement (a hash, an ephemeral index), not probed per exposure."""
+    pairs = sa.select(value_set.c.set_name, value_set.c.value)
+    return sa.func.coalesce(sa.tuple_(set_name, expr).in_(pairs), sa.false())
 
 
 def accessor(row, name_column, columns=ACCESSIBLE):
@@ -110,8 +113,7 @@ def path_test(row, kind):
 def condition_holds(row, cond, columns):
     """A condition row ``cond`` (columns of ``condition``) evaluated on an exposure row: boolean SQL."""
     value = accessor(row, cond.column_name, columns)
-    member = (sa.exists().where(value_set.c.set_name == cond.value, value_set.c.value == value)
-              .correlate_except(value_set))
+    member = in_set(cond.value, value)
     return sa.case(
         (cond.operator == "present", value.is_not(None)),
         (cond.operator == "absent", value.is_(None)),
@@ -126,18 +128,84 @@ def condition_holds(row, cond, columns):
         else_=sa.false())
 
 
+_PATH_COLUMNS = ("slit_class", "opmode", "grating", "filter", "pupil", "lamp", "detector")
+
+
+def compiled_conditions(conn: sa.Connection, row, subjects: tuple[str, ...] | None = None
+                        ) -> dict[tuple[str, str], sa.ColumnElement[bool]]:
+    """Per (rule, subject): all its conditions as one boolean expression over ``row``'s columns, the
+    catalog's values written in (alternative 0 and, when there are others, one of them whole).
+
+    What :func:`condition_holds` gives, all conditions of a key together, for a whole pool at once: the conditions,
+    value sets and optical paths in force are small and read once here, so the database tests each
+    exposure against plain columns and constants - no join with the conditions, no lookup per
+    condition (100,000 exposures: 16 s -> ~1 s on SQLite). ``explain`` keeps the row-per-condition
+    form, which names the condition that failed. ``subjects``: those only (None: every subject).
+    """
+    sets = value_sets(conn)
+    paths: dict[str, list] = {}
+    for path in conn.execute(sa.select(optical_path)).mappings():
+        paths.setdefault(path["path_kind"], []).append(path)
+    query = sa.select(condition).order_by(condition.c.rule_name, condition.c.subject, condition.c.alt,
+                                          condition.c.seq)
+    if subjects is not None:
+        query = query.where(condition.c.subject.in_(subjects))
+    alternatives: dict[tuple[str, str], dict[int, list]] = {}
+    for cond in conn.execute(query):
+        test = _holds(row, cond.operator, cond.column_name, cond.value, sets, paths)
+        alternatives.setdefault((cond.rule_name, cond.subject), {}).setdefault(cond.alt, []).append(test)
+    compiled = {}
+    for key, by_alt in alternatives.items():
+        common = sa.and_(sa.true(), *by_alt.get(0, []))
+        others = [sa.and_(*tests) for alt, tests in sorted(by_alt.items()) if alt > 0]
+        compiled[key] = sa.and_(common, sa.or_(*others)) if others else common
+    return compiled
+
+
+def value_sets(conn: sa.Connection) -> dict[str, list[str]]:
+    """The value sets in force, by name."""
+    sets: dict[str, list[str]] = {}
+    for name, value in conn.execute(sa.select(value_set.c.set_name, value_set.c.value)):
+        sets.setdefault(name, []).append(value)
+    return sets
+
+
+def set_member(sets: dict[str, list[str]], set_name: str, expr) -> sa.ColumnElement[bool]:
+    """``expr`` is one of the values of the set (false when it is null)."""
+    values = sets.get(set_name, [])
+    return sa.func.coalesce(expr.in_(values), sa.false()) if values else sa.false()
+
+
+def _holds(row, operator: str, column_name: str, value: str | None, sets, paths) -> sa.ColumnElement[bool]:
+    """One condition on ``row``, true or false (never null), as :func:`condition_holds` reads it."""
+    got = row.c[column_name] if column_name in ACCESSIBLE else sa.null()
+    literal = sa.literal(value, sa.String)
+    if operator == "present":
+        return got.is_not(None)
+    if operator == "absent":
+        return got.is_(None)
+    if operator == "eq":
+        return sa.func.coalesce(got == literal, sa.false())
+    if operator == "ne":
+        return sa.or_(got.is_(None), sa.func.coalesce(got != literal, sa.false()))
+    if operator in ("in_set", "not_in_set"):
+        member = set_member(sets, value, got)
+        return member if operator == "in_set" else sa.not_(member)
+    if operator == "like":
+        return sa.func.coalesce(got.like(literal), sa.false())
+    if operator == "not_like":
+        return sa.or_(got.is_(None), sa.func.coalesce(got.not_like(literal), sa.false()))
+    if operator in ("path", "not_path"):
+        def matches(allowed: bool):  # some path row of that kind whose every named column is the row's
+            return sa.or_(sa.false(), *(
+                sa.and_(sa.true(), *(sa.func.coalesce(row.c[column] == path[column], sa.false())
+                                     for column in _PATH_COLUMNS if path[column] is not None))
+                for path in paths.get(value, []) if bool(path["allowed"]) == allowed))
+
+        held = sa.and_(matches(True), sa.not_(matches(False)))
+        return held if operator == "path" else sa.not_(held)
+    return sa.false()
+
+
 def condition_ok(row, cond, columns):
     return sa.case((condition_holds(row, cond, columns), 1), else_=0)
-
-
-def holding(evaluated, *keys) -> sa.Select:
-    """The ``keys`` whose conditions hold: all of alt 0, and all of some alternative when there are any.
-
-    ``evaluated`` has one row per (keys, alt, condition) with ``ok`` 1 or 0.
-    """
-    per_alt = (sa.select(*keys, evaluated.c.alt, sa.func.min(evaluated.c.ok).label("ok"))
-               .group_by(*keys, evaluated.c.alt).subquery())
-    key_columns = [per_alt.c[key.name] for key in keys]
-    common = sa.func.min(sa.case((per_alt.c.alt == 0, per_alt.c.ok), else_=1))
-    some_alternative = sa.func.coalesce(sa.func.max(sa.case((per_alt.c.alt > 0, per_alt.c.ok), else_=None)), 1)
-    return sa.select(*key_columns).group_by(*key_columns).having(sa.and_(common == 1, some_alternative == 1))

@@ -16,23 +16,25 @@ if TYPE_CHECKING:
 
 
 def stage(evaluation: Evaluation) -> None:
-    """``applicable``, ``science_rules`` and ``science``: some alternative of the rule's science conditions holds."""
-    exposures, rule, condition = evaluation.exposures, rules.rule, rules.condition
-    # (the (exposure, rule) pairs are staged first: joined with the conditions at once, planners
-    #  would test the exposure type set once per condition instead of once per rule)
-    applicable = evaluation.applicable = evaluation.stage(
-        sa.select(exposures.c.eid, rule.c.name.label("rule_name")).select_from(
-            exposures.join(rule, sa.or_(rule.c.science_set.is_(None),
-                                        rules.in_set(rule.c.science_set, exposures.c.exp_type)))), "applicable")
-    evaluated = (sa.select(exposures.c.eid, applicable.c.rule_name, condition.c.alt,
-                           rules.condition_ok(exposures, condition.c, evaluation.condition_columns).label("ok"))
-                 .select_from(applicable.join(exposures, exposures.c.eid == applicable.c.eid)
-                              .join(condition, sa.and_(condition.c.rule_name == applicable.c.rule_name,
-                                                       condition.c.subject == "science")))
-                 ).cte("cv")
-    science_rules = evaluation.science_rules = evaluation.stage(
-        rules.holding(evaluated, evaluated.c.eid, evaluated.c.rule_name), "sci_rule")
+    """``science_rules`` and ``science``: the rule takes the exposure's type, and some alternative of its
+    science conditions holds (a rule without science conditions takes none)."""
+    exposures, rule, conn = evaluation.exposures, rules.rule, evaluation.conn
+    compiled = rules.compiled_conditions(conn, exposures, ("science",))
+    sets = rules.value_sets(conn)
+    takes = [sa.select(exposures.c.eid, sa.literal(name, sa.String).label("rule_name")).where(
+                 sa.true() if science_set is None else rules.set_member(sets, science_set, exposures.c.exp_type),
+                 compiled[(name, "science")])
+             for name, science_set in conn.execute(sa.select(rule.c.name, rule.c.science_set).order_by(rule.c.name))
+             if (name, "science") in compiled]
+    science_rules = evaluation.science_rules = evaluation.stage(_union_all(exposures, takes, "rule_name"), "sci_rule")
     candidate_members = evaluation.candidate_members
     evaluation.science = evaluation.stage(
         sa.select(candidate_members.c.eid, candidate_members.c.cand_id, science_rules.c.rule_name)
         .join(science_rules, science_rules.c.eid == candidate_members.c.eid), "sci", ("cand_id", "rule_name"))
+
+
+def _union_all(exposures, selects: list[sa.Select], *names: str) -> sa.Select | sa.CompoundSelect:
+    """The rows of every select (``names``: their columns after ``eid``; none when there is no select)."""
+    if not selects:
+        return sa.select(exposures.c.eid, *(sa.literal("", sa.String).label(n) for n in names)).where(sa.false())
+    return selects[0] if len(selects) == 1 else sa.union_all(*selects)
