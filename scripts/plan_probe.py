@@ -24,6 +24,24 @@ from l2rules import Catalog, plans
 REPO = Path(__file__).resolve().parents[1]
 
 
+def every_command(catalog: Catalog, work: Path) -> None:
+    """What an operator and an analyst do with the sample pools, each command once or twice (tests/test_views.py
+    runs it too, watching the plans)."""
+    pools = sorted(str(p) for p in (REPO / "samples" / "pools").glob("*.csv"))
+    catalog.run(pools[:6], skip_bad=True)
+    catalog.run(pools, skip_bad=True)
+    catalog.runs()
+    catalog.report(stream=io.StringIO())
+    catalog.unmatched()
+    catalog.rejections()
+    catalog.impact("1.16.1", "3.0.0")
+    catalog.impact("1.16.1", "3.0.0", source="table")
+    catalog.explain("jw_00001_uncal.fits")
+    catalog.worklist(source="table", associations=True)
+    catalog.worklist()
+    catalog.asn(pools[6:7], work / "asn")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", help="an empty database URL (default: a new SQLite file)")
@@ -32,18 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="l2rules-plans-"))
     catalog = Catalog(args.db or f"sqlite:///{work / 'probe.db'}")
     catalog.init()
-    pools = sorted(str(p) for p in (REPO / "samples" / "pools").glob("*.csv"))
     with plans.watching(catalog.engine, over_data=not args.all) as found:
-        catalog.run(pools[:6], skip_bad=True)
-        catalog.run(pools, skip_bad=True)
-        catalog.runs()
-        catalog.report(stream=io.StringIO())
-        catalog.unmatched()
-        catalog.rejections()
-        catalog.impact("1.16.1", "3.0.0")
-        catalog.explain("jw_00001_uncal.fits")
-        catalog.worklist(source="table", associations=True)
-        catalog.asn(pools[6:7], work / "asn")
+        every_command(catalog, work)
     for statement, count in found.most_common():
         print(f"{count:>4}  {statement}")
     what = "a per-row subplan" if args.all else "a per-row subplan over data"

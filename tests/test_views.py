@@ -7,6 +7,7 @@ line tools, and their results are compared with the output the page prints.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import signal
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from l2rules import catalog, get_engine, load, plans, unmatched, worklist
+from l2rules import Catalog, catalog, get_engine, load, plans, unmatched, worklist
 from l2rules.migrate import current_revision, downgrade, upgrade
 from l2rules.runs import run
 from l2rules.worklist import evaluate
@@ -261,6 +262,31 @@ def test_no_view_is_planned_with_a_per_row_subquery(db, tmp_path):
             assert plans.per_row_subplans(conn, f"SELECT * FROM {view}") == [], view
         for query, _printed in readme_examples():
             assert plans.per_row_subplans(conn, query.rstrip(";")) == [], query
+
+
+def test_no_command_is_planned_per_row_over_data(db, tmp_path):
+    """Every statement of every command (run twice, runs, report, unmatched, rejections, impact, explain, the
+    work lists, asn: scripts/plan_probe.py) is set-based over the exposures, items, answers and the
+    association stages' tables, on both backends; what is left per row only looks up the rules (issue 13)."""
+    spec = importlib.util.spec_from_file_location("plan_probe", REPO / "scripts" / "plan_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    catalog = Catalog(db)
+    catalog.init()
+    with plans.watching(catalog.engine, over_data=True) as over_data, plans.watching(catalog.engine) as any_part:
+        probe.every_command(catalog, tmp_path)
+    assert dict(over_data) == {}
+    assert any_part, "the probe planned nothing: it watched no statement"  # the lookups in the rules
+
+
+def test_the_plan_check_tells_lookups_in_the_rules_from_work_over_data(db):
+    """A correlated subquery over the rules is a lookup; over work items it is per-row work over data."""
+    over_rules = "SELECT e.id, (SELECT count(*) FROM rule r WHERE r.exp_type = e.exp_type) AS n FROM exposure e"
+    over_items = "SELECT e.id, (SELECT max(w.id) FROM work_item w WHERE w.exposure_id = e.id) AS n FROM exposure e"
+    with get_engine(db).connect() as conn:
+        lookups, work = plans.per_row_subplans(conn, over_rules), plans.per_row_subplans(conn, over_items)
+    assert lookups and not any(part.over_data for part in lookups), lookups
+    assert work and all(part.over_data for part in work) and "work_item" in str(work[0]), work
 
 
 def test_the_plan_check_finds_a_correlated_subquery(db):

@@ -63,9 +63,10 @@ def _per_row(dialect: str, sql: str, explained: Callable[[str], list]) -> list[S
         _walk(plan, found, set(re.findall(r"hashed (SubPlan \d+)", json.dumps(plan))))
         return found
     # SQLite: rows (id, parent, _, detail); a correlated subquery's tables are in the rows under it, named
-    # by their alias, which the statement maps back to the table (``table AS alias``)
+    # by their alias, which the statement maps back to the table (``table AS alias``, ``table alias``)
     rows = explained("EXPLAIN QUERY PLAN ")
-    aliases = {alias.lower(): table.lower() for table, alias in re.findall(r"(\w+) AS (\w+)", sql)}
+    aliases = {alias.lower(): table.lower()
+               for table, alias in re.findall(r"(?:\bFROM|\bJOIN|,)\s+(\w+)\s+(?:AS\s+)?(\w+)", sql, flags=re.I)}
     children = collections.defaultdict(list)
     for row in rows:
         children[row[1]].append(row)

@@ -27,21 +27,21 @@ def stage(evaluation: Evaluation) -> None:
     joins = (sa.select(pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name, pairs.c.oid)
              .select_from(pairs.join(joiner, joiner.c.eid == pairs.c.oid))
              .where(pairs.c.source == "pool", pairs.c.role == "own", pairs.c.sci_row < joiner.c.row_no)).cte("joins")
+    # (the tests "is there such a row" are anti-joins throughout: outer joins kept where nothing matched,
+    #  planned set-based on both backends, where a correlated NOT EXISTS was a lookup per row)
     other_join = joins.alias("j2")
-    by_unjoined = sa.select(joins).where(sa.not_(sa.exists().where(
-        other_join.c.oid == joins.c.eid, other_join.c.cand_id == joins.c.cand_id,
-        other_join.c.rule_name == joins.c.rule_name
-    ).correlate_except(other_join))).cte("joins_kept")
-    joined_earlier = (sa.exists().where(by_unjoined.c.cand_id == science.c.cand_id,
-                                        by_unjoined.c.rule_name == science.c.rule_name,
-                                        by_unjoined.c.oid == science.c.eid)
-                      .correlate_except(by_unjoined))
+    by_unjoined = (sa.select(joins).select_from(joins.outerjoin(other_join, keys_equal(
+        (other_join.c.oid, other_join.c.cand_id, other_join.c.rule_name), association_key(joins))))
+        .where(other_join.c.oid.is_(None))).cte("joins_kept")
+    joined_earlier = (sa.select(by_unjoined.c.oid.label("eid"), by_unjoined.c.cand_id, by_unjoined.c.rule_name)
+                      .distinct().cte("joined_earlier"))
     associations = evaluation.associations = evaluation.stage(
         sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, rule.c.asn_type, rule.c.wfss,
                   rule.c.rate_policy, direct.c.oid.label("direct_id"))
         .select_from(science.join(rule, rule.c.name == science.c.rule_name)
-                     .outerjoin(direct, keys_equal(association_key(direct), association_key(science))))
-        .where(sa.or_(rule.c.wfss.is_(None), direct.c.oid.is_not(None)), sa.not_(joined_earlier)), "asn0")
+                     .outerjoin(direct, keys_equal(association_key(direct), association_key(science)))
+                     .outerjoin(joined_earlier, keys_equal(association_key(joined_earlier), association_key(science))))
+        .where(sa.or_(rule.c.wfss.is_(None), direct.c.oid.is_not(None)), joined_earlier.c.eid.is_(None)), "asn0")
     companion_row = exposures.alias("xo")
     all_members = evaluation.all_members = evaluation.stage(sa.union(
         sa.select(associations.c.eid, associations.c.cand_id, associations.c.rule_name,
@@ -71,11 +71,11 @@ def _kept_by_policy(evaluation: Evaluation, associations: sa.Table, members: sa.
     candidate_members, policy = evaluation.candidate_members, rules.candidate_policy
     policy_row, own_policy_row = policy.alias("cp"), policy.alias("cp2")
     member_row, science_row = evaluation.exposures.alias("xa"), evaluation.exposures.alias("xc")
-    # (nested EXISTS name what they correlate: SQLAlchemy only correlates one level up by itself)
-    has_background = (sa.exists().where(keys_equal(association_key(members), association_key(associations)),
-                                        member_row.c.eid == members.c.mid,
-                                        member_row.c.member_type == "background")
-                      .correlate_except(members, member_row))
+    # the associations with a background member, joined (not looked up per association)
+    with_background = (sa.select(*association_key(members)).distinct()
+                       .select_from(members.join(member_row, member_row.c.eid == members.c.mid))
+                       .where(member_row.c.member_type == "background")).cte("with_background")
+    has_background = with_background.c.eid.is_not(None)
     own_row = (sa.exists().where(own_policy_row.c.candidate_type == candidate_members.c.cand_type,
                                  own_policy_row.c.rule_name == associations.c.rule_name)
                .correlate_except(own_policy_row))
@@ -97,7 +97,9 @@ def _kept_by_policy(evaluation: Evaluation, associations: sa.Table, members: sa.
                                            sa.and_(candidate_members.c.eid == associations.c.eid,
                                                    candidate_members.c.cand_id == associations.c.cand_id))
                          .join(science_row, science_row.c.eid == associations.c.eid)
-                         .outerjoin(group, keys_equal(association_key(group), association_key(associations))))
+                         .outerjoin(group, keys_equal(association_key(group), association_key(associations)))
+                         .outerjoin(with_background,
+                                    keys_equal(association_key(with_background), association_key(associations))))
             .where(kept))
 
 
@@ -132,20 +134,20 @@ def _imprints_pruned(evaluation: Evaluation, members: sa.Table) -> sa.Select:
                              .join(background, keys_equal(key(background), key(members))))
                 .where(members.c.role == "imprint",
                        sa.case((imprint_row.c.bkgdtarg == "t", 1), else_=0) == background.c.bkg)).cte("examined")
-    target_science = science_set.alias("s1")
-    on_target = sa.exists().where(keys_equal(key(target_science), key(examined)),
-                                  target_science.c.targetid == examined.c.targetid
-                                  ).correlate_except(target_science)
-    flagged = sa.select(examined, sa.case((on_target, 1), else_=0).label("on_target")).cte("examined_t")
+    targets = sa.select(*key(science_set), science_set.c.targetid).distinct().cte("s1")
+    flagged = (sa.select(examined, sa.case((targets.c.eid.is_not(None), 1), else_=0).label("on_target"))
+               .select_from(examined.outerjoin(targets, sa.and_(keys_equal(key(targets), key(examined)),
+                                                                targets.c.targetid == examined.c.targetid)))
+               ).cte("examined_t")
     any_on_target = (sa.select(*key(flagged), sa.func.max(flagged.c.on_target).label("any"))
                      .group_by(*key(flagged))).cte("any_on_target")
     kept_by_target = (sa.select(flagged).join(any_on_target, keys_equal(key(any_on_target), key(flagged)))
                       .where(sa.or_(any_on_target.c.any == 0, flagged.c.on_target == 1))).cte("kept1")
-    dither_science = science_set.alias("s2")
-    on_dither = sa.exists().where(keys_equal(key(dither_science), key(kept_by_target)),
-                                  dither_science.c.dithptin == kept_by_target.c.dithptin
-                                  ).correlate_except(dither_science)
-    dithered = sa.select(kept_by_target, sa.case((on_dither, 1), else_=0).label("on_dither")).cte("kept1_d")
+    dithers = sa.select(*key(science_set), science_set.c.dithptin).distinct().cte("s2")
+    dithered = (sa.select(kept_by_target, sa.case((dithers.c.eid.is_not(None), 1), else_=0).label("on_dither"))
+                .select_from(kept_by_target.outerjoin(dithers, sa.and_(
+                    keys_equal(key(dithers), key(kept_by_target)), dithers.c.dithptin == kept_by_target.c.dithptin)))
+                ).cte("kept1_d")
     per_association = (sa.select(*key(dithered), sa.func.count().label("n_imprints"),
                                  sa.func.max(dithered.c.on_dither).label("any"))
                        .group_by(*key(dithered))).cte("kept1_n")
@@ -156,11 +158,13 @@ def _imprints_pruned(evaluation: Evaluation, members: sa.Table) -> sa.Select:
                                     dithered.c.on_dither == 1))).cte("kept2")
     kept = kept_by_dither.alias("k2")
     drops = evaluation.imprint_drops = evaluation.stage(
-        sa.select(*key(examined), examined.c.mid).where(sa.not_(sa.exists().where(
-            keys_equal(key(kept), key(examined)), kept.c.mid == examined.c.mid).correlate_except(kept))),
-        "imprint_drop")
-    return sa.select(members).where(sa.not_(sa.exists().where(keys_equal(key(drops), key(members)),
-                                                              drops.c.mid == members.c.mid)))
+        sa.select(*key(examined), examined.c.mid)
+        .select_from(examined.outerjoin(kept, sa.and_(keys_equal(key(kept), key(examined)),
+                                                      kept.c.mid == examined.c.mid)))
+        .where(kept.c.mid.is_(None)), "imprint_drop")
+    return (sa.select(members).select_from(members.outerjoin(drops, sa.and_(keys_equal(key(drops), key(members)),
+                                                                            drops.c.mid == members.c.mid)))
+            .where(drops.c.mid.is_(None)))
 
 
 def level2b_input_name(member_row, rate_policy, association_tsovisit):

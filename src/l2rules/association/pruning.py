@@ -45,24 +45,41 @@ def stage(evaluation: Evaluation) -> sa.Select:
                     sa.or_(common.c.b_asn_id > common.c.a_asn_id,
                            sa.and_(common.c.b_asn_id == common.c.a_asn_id, rule_wins)))
              ).cte("loser")
-    deduplicated = evaluation.deduplicated = evaluation.stage(sa.select(associations).where(sa.not_(sa.exists().where(
-        keys_equal((loser.c.a_eid, loser.c.a_cand_id, loser.c.a_rule_name, loser.c.a_asn_id),
-                   copy_key(associations))))), "asn3", ("product",))
+    # (anti-joins: outer joins kept where nothing matched, set-based where a NOT EXISTS was a lookup per row)
+    losers = sa.select(loser.c.a_eid, loser.c.a_cand_id, loser.c.a_rule_name, loser.c.a_asn_id).distinct().cte("losers")
+    deduplicated = evaluation.deduplicated = evaluation.stage(
+        sa.select(associations).select_from(associations.outerjoin(losers, keys_equal(
+            (losers.c.a_eid, losers.c.a_cand_id, losers.c.a_rule_name, losers.c.a_asn_id), copy_key(associations))))
+        .where(losers.c.a_eid.is_(None)), "asn3", ("product",))
     # same product, fewer members, no exposure in both with different roles: the smaller goes
     smaller, bigger = deduplicated.alias("p"), deduplicated.alias("q")
     smaller_count, bigger_count = counts.alias("cp"), counts.alias("cq")
     smaller_member, bigger_member = members.alias("mp"), members.alias("mq")
-    conflict = sa.exists().where(keys_equal(copy_key(smaller_member), copy_key(smaller)),
-                                 keys_equal(copy_key(bigger_member), copy_key(bigger)),
-                                 smaller_member.c.mid == bigger_member.c.mid,
-                                 smaller_member.c.role != bigger_member.c.role
-                                 ).correlate_except(smaller_member, bigger_member)
-    has_bigger = sa.exists().where(bigger.c.product == smaller.c.product,
-                                   keys_equal(copy_key(smaller_count), copy_key(smaller)),
-                                   keys_equal(copy_key(bigger_count), copy_key(bigger)),
-                                   bigger_count.c.n > smaller_count.c.n, sa.not_(conflict)
-                                   ).correlate_except(bigger, smaller_count, bigger_count)
-    pruned = evaluation.pruned = evaluation.stage(sa.select(smaller).where(sa.not_(has_bigger)), "asn4")
+    # the (smaller, bigger) pairs of a product, then those sharing an exposure in different roles
+    pairs = (sa.select(*(column.label("p_" + column.name) for column in copy_key(smaller)),
+                       *(column.label("q_" + column.name) for column in copy_key(bigger)))
+             .select_from(smaller.join(bigger, bigger.c.product == smaller.c.product)
+                          .join(smaller_count, keys_equal(copy_key(smaller_count), copy_key(smaller)))
+                          .join(bigger_count, keys_equal(copy_key(bigger_count), copy_key(bigger))))
+             .where(bigger_count.c.n > smaller_count.c.n)).cte("bigger_pairs")
+
+    def half(prefix):  # the smaller ("p_") or the bigger ("q_") association of a pair
+        return tuple(pairs.c[prefix + name] for name in ("eid", "cand_id", "rule_name", "asn_id"))
+
+    conflicts = (sa.select(*pairs.c).distinct()
+                 .select_from(pairs.join(smaller_member, keys_equal(copy_key(smaller_member), half("p_")))
+                              .join(bigger_member, sa.and_(keys_equal(copy_key(bigger_member), half("q_")),
+                                                           bigger_member.c.mid == smaller_member.c.mid)))
+                 .where(smaller_member.c.role != bigger_member.c.role)).cte("conflicts")
+    conflicting = conflicts.alias("c")
+    beaten = (sa.select(*half("p_")).distinct()
+              .select_from(pairs.outerjoin(conflicting, keys_equal(
+                  tuple(conflicting.c[c.name] for c in pairs.c), tuple(pairs.c))))
+              .where(conflicting.c.p_eid.is_(None))).cte("beaten")
+    pruned = evaluation.pruned = evaluation.stage(
+        sa.select(smaller).select_from(smaller.outerjoin(beaten, keys_equal(
+            (beaten.c.p_eid, beaten.c.p_cand_id, beaten.c.p_rule_name, beaten.c.p_asn_id), copy_key(smaller))))
+        .where(beaten.c.p_eid.is_(None)), "asn4")
     seq = sa.func.row_number().over(partition_by=[pruned.c.asn_id, pruned.c.asn_type],
                                     order_by=[pruned.c.cand_ord.desc(), pruned.c.made_at.desc(),
                                               pruned.c.row_no.desc(), pruned.c.rule_name.desc()])

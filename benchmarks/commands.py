@@ -1,0 +1,200 @@
+"""Every command at scale: the time and peak memory of each on one catalog, per size and backend.
+
+For each size (``--rows``) and backend (SQLite, and PostgreSQL when reachable) a new catalog is made
+and these steps run on it in order, each in a process of its own (peak RSS from ``wait4``):
+
+- ``run``: the first run of a synthetic pool (bench.py's generator): load, the pipeline's answers,
+  the work items;
+- ``worklist``: the published table's work list of the loaded catalog, as a DataFrame (the query every
+  target below is measured against);
+- ``rerun``: a run with a second pool of ``--incremental`` new exposures;
+- ``report``: the HTML report, to a file;
+- ``views``: each query of the analysts' page (docs/analysts.md), every row fetched;
+- ``runs``, ``unmatched``, ``rejections``: the run record and the lists;
+- ``impact``: the published table's changes between jwst 1.16.1 and the head, over every pool;
+- ``asn``: the association files of the first pool.
+
+It prints a table (seconds, peak RSS), the targets of issue 13 met / NOT MET, and writes a PNG of
+time against size per command (``--plot``, with matplotlib).
+
+    .venv/bin/python benchmarks/commands.py --rows 100000 --rows 1000000 --plot benchmarks/commands.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (the pool generator, the machine line, PostgreSQL databases)
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = ("run", "worklist", "rerun", "report", "views", "runs", "unmatched", "rejections", "impact", "asn")
+#: Every command within this many times the work list's time on the same backend, at 1M exposures.
+WITHIN = 3.0
+
+
+def analysts_queries() -> list[str]:
+    text = (REPO / "docs" / "analysts.md").read_text()
+    return [q.strip().rstrip(";") for q in re.findall(r"```sql\n(.*?)```", text, flags=re.S)]
+
+
+def step(name: str, url: str, pool: str, extra: str, work: str) -> dict:
+    """One step in this process: what it did (a count), timed."""
+    import io
+
+    import sqlalchemy as sa
+
+    from l2rules import Catalog
+
+    catalog = Catalog(url)
+    started = time.perf_counter()
+    if name == "run":
+        done = catalog.run([pool])["items_created"]
+    elif name == "worklist":
+        done = len(catalog.worklist(source="table"))
+    elif name == "rerun":
+        done = catalog.run([extra])["items_created"]
+    elif name == "report":
+        catalog.report(stream=io.StringIO(), html=Path(work) / "report.html")
+        done = (Path(work) / "report.html").stat().st_size
+    elif name == "views":
+        done = 0
+        with catalog.engine.connect() as conn:
+            for query in analysts_queries():
+                done += len(conn.execute(sa.text(query)).all())
+    elif name == "runs":
+        done = len(catalog.runs())
+    elif name == "unmatched":
+        done = len(catalog.unmatched())
+    elif name == "rejections":
+        done = len(catalog.rejections())
+    elif name == "impact":
+        exposures, _counts = catalog.impact("1.16.1", "3.0.0", source="table")
+        done = len(exposures)
+    elif name == "asn":
+        done = len(catalog.asn([pool], Path(work) / "asn"))
+    else:
+        raise ValueError(name)
+    return {"seconds": time.perf_counter() - started, "done": done}
+
+
+def child(name: str, url: str, pool: Path, extra: Path, work: Path) -> dict:
+    cmd = [sys.executable, __file__, "--step", name, url, str(pool), str(extra), str(work)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    out = proc.stdout.read()
+    proc.stdout.close()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    rss = usage.ru_maxrss / 1024
+    if os.waitstatus_to_exitcode(status) != 0:
+        return {"failed": True, "rss_mb": rss}
+    return {**json.loads(out.decode().strip().splitlines()[-1]), "rss_mb": rss}
+
+
+def targets(results: dict) -> list[str]:
+    lines = []
+    for (rows, backend), steps in sorted(results.items()):
+        base = steps.get("worklist", {}).get("seconds")
+        if rows != 1_000_000 or not base:
+            continue
+        for name, r in steps.items():
+            if name in ("worklist", "rerun") or r.get("failed"):
+                continue
+            ratio = r["seconds"] / base
+            lines.append(f"  {'met    ' if ratio <= WITHIN else 'NOT MET'}  {rows:,} {backend:<10} {name:<10} "
+                         f"{r['seconds']:8.1f} s = {ratio:5.1f} x the work list ({base:.1f} s; target <= {WITHIN})")
+    for (rows, backend), steps in sorted(results.items()):
+        r = steps.get("rerun")
+        if r and not r.get("failed") and rows == max(k[0] for k in results):
+            lines.append(f"  {'met    ' if r['seconds'] <= 1 else 'NOT MET'}  rerun with new exposures into "
+                         f"{rows:,} ({backend}): {r['seconds']:.2f} s (target <= 1 s)")
+    return lines
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends = sorted({b for _r, b in results})
+    fig, axes = plt.subplots(1, len(backends), figsize=(6 * len(backends), 4.5), squeeze=False)
+    for ax, backend in zip(axes[0], backends):
+        sizes = sorted(r for r, b in results if b == backend)
+        for name in STEPS:
+            points = [(rows, results[(rows, backend)][name]["seconds"]) for rows in sizes
+                      if not results[(rows, backend)].get(name, {"failed": True}).get("failed")]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=name)
+        ax.set(xscale="log", yscale="log", xlabel="exposures", ylabel="seconds", title=backend)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize="small", loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, action="append", help="pool size (repeatable; default 100,000)")
+    parser.add_argument("--incremental", type=int, default=10_000, help="new exposures of the rerun")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset, in this order")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "l2rules-bench")
+    parser.add_argument("--plot", type=Path, help="write the PNG of time against size here")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--step", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.step:
+        print(json.dumps(step(*args.step)))
+        return 0
+    steps = [s for s in args.steps.split(",") if s]
+    backends = args.backends.split(",")
+    if "postgresql" in backends and not bench.pg_available():
+        print(f"# PostgreSQL not reachable at {bench.PG_URL}: left out", file=sys.stderr)
+        backends.remove("postgresql")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"# machine: {bench.machine()}", flush=True)
+    results: dict = {}
+    for rows in sorted(args.rows or [100_000]):
+        pool = bench.pool_file(args.workdir, rows, 2026)
+        extra = bench.pool_file(args.workdir, args.incremental, 2027, first_program=50000)
+        for backend in backends:
+            work = Path(tempfile.mkdtemp(dir=args.workdir))
+            url = f"sqlite:///{work / 'catalog.db'}" if backend == "sqlite" else bench.pg_create()
+            try:
+                import l2rules
+
+                l2rules.init(url)
+                for name in steps:
+                    r = child(name, url, pool, extra, work)
+                    results.setdefault((rows, backend), {})[name] = r
+                    print(f"# {rows:,} {backend} {name}: " + ("failed" if r.get("failed") else
+                          f"{r['seconds']:.2f} s, {r['rss_mb']:.0f} MB"), file=sys.stderr, flush=True)
+            finally:
+                if backend == "postgresql":
+                    bench.pg_drop(url)
+    print(f"{'exposures':>12} {'backend':<10} " + " ".join(f"{s:>11}" for s in steps))
+    for (rows, backend), by_step in sorted(results.items()):
+        cells = ["failed" if by_step[s].get("failed") else f"{by_step[s]['seconds']:.1f}s" for s in steps]
+        memory = ["-" if by_step[s].get("failed") else f"{by_step[s]['rss_mb']:.0f}MB" for s in steps]
+        print(f"{rows:>12,} {backend:<10} " + " ".join(f"{c:>11}" for c in cells))
+        print(f"{'':>12} {'peak RSS':<10} " + " ".join(f"{m:>11}" for m in memory))
+    print("\ntargets:")
+    print("\n".join(targets(results)) or "  (none at these sizes: the targets are at 1,000,000 exposures)")
+    if args.plot:
+        plot(results, args.plot)
+        print(f"\nplot: {args.plot}")
+    if args.json:
+        args.json.write_text(json.dumps({f"{r}|{b}": v for (r, b), v in results.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
