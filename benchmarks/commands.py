@@ -14,8 +14,9 @@ and these steps run on it in order, each in a process of its own (peak RSS from 
 - ``impact``: the published table's changes between jwst 1.16.1 and the head, over every pool;
 - ``asn``: the association files of the first pool.
 
-It prints a table (seconds, peak RSS), the targets of issue 13 met / NOT MET, and writes a PNG of
-time against size per command (``--plot``, with matplotlib).
+It prints a table (seconds, peak RSS), the targets of issue 13 met / NOT MET, the plan check (every
+statement each step executes is planned first, on that catalog; one with a per-row subplan over data
+is named and the exit status is 1), and writes a PNG of time against size per command (``--plot``).
 
     .venv/bin/python benchmarks/commands.py --rows 100000 --rows 1000000 --plot benchmarks/commands.png
 """
@@ -47,14 +48,22 @@ def analysts_queries() -> list[str]:
 
 
 def step(name: str, url: str, pool: str, extra: str, work: str) -> dict:
-    """One step in this process: what it did (a count), timed."""
+    """One step in this process: what it did (a count), timed, and the statements it executed that were
+    planned with a per-row subplan over data (each statement planned before it runs, on this catalog's
+    statistics)."""
+    from l2rules import Catalog, plans
+
+    catalog = Catalog(url)
+    with plans.watching(catalog.engine, over_data=True) as per_row:  # planned first: EXPLAIN, not timed apart
+        result = _timed(name, catalog, pool, extra, work)
+    return {**result, "per_row": sorted(per_row)}
+
+
+def _timed(name: str, catalog, pool: str, extra: str, work: str) -> dict:
     import io
 
     import sqlalchemy as sa
 
-    from l2rules import Catalog
-
-    catalog = Catalog(url)
     started = time.perf_counter()
     if name == "run":
         done = catalog.run([pool])["items_created"]
@@ -188,12 +197,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'':>12} {'peak RSS':<10} " + " ".join(f"{m:>11}" for m in memory))
     print("\ntargets:")
     print("\n".join(targets(results)) or "  (none at these sizes: the targets are at 1,000,000 exposures)")
+    per_row = sorted({(rows, backend, name, statement) for (rows, backend), by_step in results.items()
+                      for name, r in by_step.items() for statement in r.get("per_row", [])})
+    print("\nplan check (every statement of every step, planned on its catalog): "
+          + ("NOT MET" if per_row else "no per-row subplan over data"))
+    for rows, backend, name, statement in per_row:
+        print(f"  {rows:,} {backend} {name}: {statement}")
     if args.plot:
         plot(results, args.plot)
         print(f"\nplot: {args.plot}")
     if args.json:
         args.json.write_text(json.dumps({f"{r}|{b}": v for (r, b), v in results.items()}, indent=1))
-    return 0
+    return 1 if per_row else 0
 
 
 if __name__ == "__main__":

@@ -371,20 +371,23 @@ def _insert(conn: sa.Connection):
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def _needed(revision: str) -> tuple[sa.Select, sa.ColumnElement, sa.ColumnElement, sa.ColumnElement]:
-    """The exposures the pipeline selects (their stored answers at ``revision``) joined with their latest work
-    item; and the 'needs a new item', 'the exposure changed since its item' and 'stale' tests."""
+def _needed(revision: str, pool_ids: list[int]) -> tuple[sa.Select, sa.ColumnElement, sa.ColumnElement,
+                                                         sa.ColumnElement]:
+    """The exposures of ``pool_ids`` the pipeline selects (their stored answers at ``revision``) joined with
+    their latest work item; and the 'needs a new item', 'the exposure changed since its item' and 'stale' tests."""
     e, a, p, wi = schema.exposure, schema.level2b_answer, schema.pool, schema.work_item
     wl = (sa.select(p.c.name.label("pool"), e.c.source_line, e.c.exp_type, e.c.id.label("exposure_id"),
                     e.c.version.label("exposure_version"), *(a.c[name] for name in ANSWER_FIELDS))
           .join_from(a, e, e.c.id == a.c.exposure_id).join(p, p.c.id == e.c.pool_id)
           .where(a.c.level2b == sa.true(), a.c.catalog_revision == revision, a.c.exposure_version == e.c.version,
-                 e.c.withdrawn_at.is_(None))
+                 e.c.withdrawn_at.is_(None), e.c.pool_id.in_(pool_ids))
           .subquery("wl"))
     li, w2 = wi.alias("li"), wi.alias("w2")
-    # Each exposure's latest item, for all exposures at once (a join, not a lookup per work-list row:
+    # Each exposure's latest item, for the pools' exposures at once (a join, not a lookup per work-list row:
     # that ran once per exposure, 11 minutes for 200,000 on a server without statistics)
-    latest = sa.select(w2.c.exposure_id, sa.func.max(w2.c.id).label("id")).group_by(w2.c.exposure_id).subquery("latest")
+    latest = (sa.select(w2.c.exposure_id, sa.func.max(w2.c.id).label("id"))
+              .where(w2.c.exposure_id.in_(sa.select(e.c.id).where(e.c.pool_id.in_(pool_ids))))
+              .group_by(w2.c.exposure_id).subquery("latest"))
     same = sa.and_(*(li.c[name].is_not_distinct_from(wl.c[name]) for name in ANSWER_FIELDS))
     # A new version of the exposure (a redelivery changed it, or it came back after a withdrawal; see
     # inventory.py) needs a new item whatever the rules give: the data to process are not the same.
@@ -408,10 +411,26 @@ class Made:
     stale: int  # items that differ from what the rules give, at the same revision and exposure version
 
 
+def items_pending(conn: sa.Connection, revision: str) -> list[int]:
+    """The pools whose answers at ``revision`` are newer than their work items (migration 0021): the
+    pools a run makes items for, not every pool of the catalog."""
+    p = schema.pool
+    return list(conn.execute(
+        sa.select(p.c.id).where(p.c.answers_revision == revision,
+                                sa.or_(p.c.items_load.is_distinct_from(p.c.answers_load),
+                                       p.c.items_revision.is_distinct_from(p.c.answers_revision)))
+        .order_by(p.c.id)).scalars())
+
+
 def make_items(conn: sa.Connection, run_id: int, revision: str) -> Made:
-    """Insert the work items the catalog lacks, in one statement, and withdraw those of withdrawn exposures."""
-    wi, e = schema.work_item, schema.exposure
-    base, needs, changed, stale = _needed(revision)
+    """Insert the work items the catalog lacks, in one statement, and withdraw those of withdrawn exposures:
+    for the pools whose answers changed since their items were made (:func:`items_pending`), which are
+    then marked up to date, in the same transaction."""
+    wi, e, p = schema.work_item, schema.exposure, schema.pool
+    pool_ids = items_pending(conn, revision)
+    if not pool_ids:
+        return Made(0, 0, 0, 0)
+    base, needs, changed, stale = _needed(revision, pool_ids)
     wl = base.selected_columns
     now = _now()
     n_changed = conn.execute(base.with_only_columns(sa.func.count()).where(changed)).scalar_one()
@@ -429,12 +448,15 @@ def make_items(conn: sa.Connection, run_id: int, revision: str) -> Made:
     # exposure were superseded by it, not withdrawn.
     w2 = wi.alias("w2")
     latest_of_withdrawn = (sa.select(sa.func.max(w2.c.id))
-                           .where(w2.c.exposure_id.in_(sa.select(e.c.id).where(e.c.withdrawn_at.is_not(None))))
+                           .where(w2.c.exposure_id.in_(sa.select(e.c.id).where(e.c.withdrawn_at.is_not(None),
+                                                                               e.c.pool_id.in_(pool_ids))))
                            .group_by(w2.c.exposure_id))
     withdrawn = conn.execute(
         wi.update().where(wi.c.withdrawn_at.is_(None), wi.c.id.in_(latest_of_withdrawn))
         .values(withdrawn_at=now, withdrawn_by=run_id)).rowcount
     n_stale = conn.execute(base.with_only_columns(sa.func.count()).where(stale)).scalar_one()
+    conn.execute(p.update().where(p.c.id.in_(pool_ids))
+                 .values(items_load=p.c.answers_load, items_revision=p.c.answers_revision))
     return Made(made, n_changed, withdrawn, n_stale)
 
 

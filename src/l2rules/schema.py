@@ -135,6 +135,13 @@ pool = sa.Table(
     sa.Column("n_exposures", sa.Integer, nullable=False),
     sa.Column("columns", sa.Text, nullable=False),
     sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+    # Migration 0021: every load adds one to load_serial; the pool's stored answers and work items record the
+    # load and the catalog revision they are of, and a run evaluates and makes items for the pools behind.
+    sa.Column("load_serial", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("answers_load", sa.Integer, nullable=True),
+    sa.Column("answers_revision", sa.String(32), nullable=True),
+    sa.Column("items_load", sa.Integer, nullable=True),
+    sa.Column("items_revision", sa.String(32), nullable=True),
 )
 
 #: Every loaded exposure, identified by its FILENAME stem. Every pool column is kept.

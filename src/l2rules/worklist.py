@@ -306,13 +306,14 @@ def head_revision(conn: sa.Connection) -> str:
 
 
 def stale_pools(conn: sa.Connection, revision: str) -> list[int]:
-    """The pools with a current exposure whose stored answer is missing, for another version of it or at
-    another catalog revision than ``revision``."""
-    e, a = schema.exposure, schema.level2b_answer
-    answered = sa.and_(a.c.exposure_id == e.c.id, a.c.exposure_version == e.c.version, a.c.catalog_revision == revision)
-    return list(conn.execute(sa.select(e.c.pool_id).select_from(e.outerjoin(a, answered))  # an anti-join
-                             .where(e.c.withdrawn_at.is_(None), a.c.exposure_id.is_(None)).distinct()
-                             .order_by(e.c.pool_id)).scalars())
+    """The pools whose stored answers are not of their latest load at catalog revision ``revision``
+    (migration 0021: every load adds one to the pool's ``load_serial``; :func:`evaluate` records it with the
+    answers). One row per pool read, not a pass over every exposure of the catalog."""
+    p = schema.pool
+    return list(conn.execute(
+        sa.select(p.c.id).where(sa.or_(p.c.answers_load.is_distinct_from(p.c.load_serial),
+                                       p.c.answers_revision.is_distinct_from(revision)))
+        .order_by(p.c.id)).scalars())
 
 
 def without_rule(e: sa.Table) -> sa.ColumnElement[bool]:
@@ -335,7 +336,11 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
         revision = head_revision(conn)
         todo = stale_pools(conn, revision) if pool_ids is None else list(pool_ids)
     stored = 0
+    p = schema.pool
     for pool_id in todo:
+        # the state the answers are of: read before they are computed (a load meanwhile leaves the pool stale)
+        with engine.connect() as conn:
+            load = conn.execute(sa.select(p.c.load_serial).where(p.c.id == pool_id)).scalar_one()
         frame = _pool_answers(engine, pool_id, None, include_all=True, strict=False, ids=True)
         frame = frame[ANSWER_COLUMNS].astype(object).where(frame[ANSWER_COLUMNS].notna(), None)
         rows = [{**row, "catalog_revision": revision} for row in frame.to_dict("records")]
@@ -343,6 +348,7 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
             conn.execute(a.delete().where(a.c.exposure_id.in_(sa.select(e.c.id).where(e.c.pool_id == pool_id))))
             for start in range(0, len(rows), 10_000):
                 conn.execute(a.insert(), rows[start:start + 10_000])
+            conn.execute(p.update().where(p.c.id == pool_id).values(answers_load=load, answers_revision=revision))
         log.info("pool %s: %d answers stored at catalog revision %s", pool_id, len(rows), revision)
         stored += len(rows)
     if stored >= STATISTICS_AFTER:  # the views and `run` join the answers: plans must know their size

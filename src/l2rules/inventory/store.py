@@ -111,8 +111,10 @@ def upsert_pool(conn: sa.Connection, name: str, source: str, columns: list[str])
     values = {"source": source, "columns": "|".join(columns), "loaded_at": now}
     pool_id = conn.execute(sa.select(p.c.id).where(p.c.name == name)).scalar()
     if pool_id is None:
-        return conn.execute(p.insert().values(name=name, n_exposures=0, **values).returning(p.c.id)).scalar_one()
-    conn.execute(p.update().where(p.c.id == pool_id).values(**values))
+        return conn.execute(p.insert().values(name=name, n_exposures=0, load_serial=1, **values)
+                            .returning(p.c.id)).scalar_one()
+    # (load_serial: what a run compares its stored answers and items with; see migration 0021)
+    conn.execute(p.update().where(p.c.id == pool_id).values(load_serial=p.c.load_serial + 1, **values))
     # A pool delivered again is its new state: its exposures are marked withdrawn by this load until the
     # delivery holds them (the writer clears the mark); finish_load settles the ones left marked.
     e = schema.exposure
