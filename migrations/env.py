@@ -41,10 +41,14 @@ def run_migrations_online() -> None:
         _run(connection)
 
 
+_steps: list[str] = []
+
+
 def _applied(ctx, step, heads, run_args) -> None:
     """After each step, in the transaction: the drills' hold point (``L2RULES_MIGRATE_HOLD``)."""
     from l2rules.migrate import hold_after
 
+    _steps.append(step.up_revision_id)
     hold_after(step.up_revision_id if step.is_upgrade else (step.down_revision_ids or ("base",))[0])
 
 
@@ -53,7 +57,16 @@ def _run(connection) -> None:
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
                       on_version_apply=_applied)
     with context.begin_transaction():
+        _steps.clear()
         context.run_migrations()
+        if _steps:
+            # A migration may rewrite many rows: the catalog's statistics are its own job, not
+            # autovacuum's (issue 13); in the same transaction, so a failed upgrade changes nothing.
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("ANALYZE")
+            else:
+                connection.exec_driver_sql("PRAGMA analysis_limit = 1000")
+                connection.exec_driver_sql("ANALYZE")
 
 
 if context.is_offline_mode():

@@ -138,3 +138,25 @@ def test_text_outputs_of_typed_frames():
     assert '"at": "2026-01-02T03:04:05.500000+00:00"' in render(frame, "json")
     assert '"n": null,\n  "ok": null,\n  "at": null,\n  "kind": null,\n  "text": null' in render(frame, "json")
     assert "2026-01-02T03:04:05.500000+00:00" in render(frame, "table")
+
+
+def test_a_frame_typed_chunk_by_chunk_equals_one_typed_whole(monkeypatch):
+    """to_frame types each chunk of rows as it comes (the peak memory of a 1M-row work list); the frame is the
+    one typing all its rows at once gives, categories included, also when a chunk has no value of a column."""
+    from l2rules import outputs
+
+    engine = sa.create_engine("sqlite://")
+    values = [(None, 1, "x", 1), (None, None, None, 0), ("NRC_IMAGE", 3, "y", None), ("MIR_IMAGE", 4, None, 1),
+              (None, 5, "z", 0), ("MIR_IMAGE", 6, "x", 1), (None, None, None, None)]
+    types = {"exp_type": sa.String(), "n": sa.Integer(), "pool": sa.String(), "level2b": sa.Boolean()}
+    whole = outputs.typed(pd.DataFrame(values, columns=list(types), dtype=object), types)
+    monkeypatch.setattr(outputs, "_CHUNK", 2)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (exp_type TEXT, n INTEGER, pool TEXT, level2b BOOLEAN)")
+        conn.exec_driver_sql("INSERT INTO t VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(values)),
+                             tuple(v for row in values for v in row))
+        chunked = outputs.to_frame(conn.execute(sa.text("SELECT * FROM t")), None, types)
+        empty = outputs.to_frame(conn.execute(sa.text("SELECT * FROM t WHERE 0")), None, types)
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert list(chunked["exp_type"].cat.categories) == ["MIR_IMAGE", "NRC_IMAGE"]
+    assert list(empty.dtypes.astype(str)) == ["category", "Int64", "string", "boolean"] and len(empty) == 0

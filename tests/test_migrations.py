@@ -237,3 +237,31 @@ def test_0018_steps_down_and_up_with_items_and_answers(db, tmp_path):
     assert migrate.upgrade(db) == migrate.head_revision()
     assert run(db, [pool])["items_created"] == 0  # the items kept their answer
     assert_exactly_once(db)
+
+
+def test_an_upgrade_leaves_the_catalog_analysed(db):
+    """A migration may rewrite many rows: the upgrade analyses the catalog in its transaction, so plans do not
+    wait on autovacuum (issue 13), through l2rules and through Alembic's own CLI alike."""
+    from .test_inventory import analysed
+
+    run(db, [POOLS / "pool_002_image_miri.csv"])  # fewer rows than a load analyses after
+    engine = get_engine(db)
+
+    def forget() -> None:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_stat_reset()"))
+            else:
+                conn.execute(sa.text("DELETE FROM sqlite_stat1"))
+
+    for upgrade in (lambda: migrate.upgrade(db), lambda: command.upgrade(migrate.alembic_config(engine), "head")):
+        migrate.downgrade(db, "0020")
+        forget()
+        assert not analysed(engine, "exposure")
+        upgrade()
+        assert migrate.current_revision(engine) == ScriptDirectory.from_config(
+            migrate.alembic_config(engine)).get_current_head()
+        assert analysed(engine, "exposure") and analysed(engine, "work_item")
+    forget()
+    migrate.upgrade(db)  # at head already: nothing migrated, nothing analysed
+    assert not analysed(engine, "exposure")
