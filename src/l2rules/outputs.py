@@ -270,7 +270,10 @@ def query_frame(conn: sa.Connection, query: sa.Select, columns: list[str] | None
                 types: dict | None = None) -> pd.DataFrame:
     """The rows of ``query`` as a typed DataFrame (:func:`to_frame`, then :func:`typed` by the query's
     column types; ``types`` overrides some)."""
-    return to_frame(conn.execute(query), columns, {**column_types(query), **(types or {})})
+    # stream_results: a server-side cursor on PostgreSQL, so the rows come chunk by chunk as the frame is made
+    # (psycopg's client cursor held all of a 1M-row work list first: 624 MB at the peak, 356 MB on SQLite)
+    return to_frame(conn.execute(query.execution_options(stream_results=True)), columns,
+                    {**column_types(query), **(types or {})})
 
 
 def _fill_columns(result: sa.engine.Result, picks: list[int], values: list[list], shared: list[dict | None]) -> None:

@@ -100,8 +100,14 @@ def watching(engine: sa.Engine, *, over_data: bool = False) -> Iterator[collecti
             return
 
         def explained(prefix: str) -> list:
-            cursor.execute(prefix + statement, parameters)
-            return cursor.fetchall()
+            # a cursor of its own on the same connection (the same transaction, its temporary tables): the
+            # statement's may be a server-side one (stream_results), which cannot declare an EXPLAIN
+            plain = cursor.connection.cursor()
+            try:
+                plain.execute(prefix + statement, parameters)
+                return plain.fetchall()
+            finally:
+                plain.close()
 
         parts = _per_row(conn.dialect.name, statement, explained)
         if any(part.over_data for part in parts) if over_data else parts:

@@ -40,7 +40,7 @@ def stage(evaluation: Evaluation) -> None:
         .join(eligible, eligible.c.eid == candidate_members.c.eid),
         sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, companion.c.kind)
         .join(companion, sa.and_(companion.c.rule_name == science.c.rule_name, companion.c.source == "science")),
-    ), "cpool", ("cand_id", "rule_name"))
+    ), "cpool", ("cand_id", "rule_name"), ("rule_name", "kind", "cand_id"))  # the second: one select per (rule, kind)
     # matched with the science on the grouping keys
     science_row, other_row = exposures.alias("xs"), exposures.alias("xo")
     # one expression per (rule, kind) of its keys, as for the conditions; a kind without keys matches none

@@ -30,7 +30,8 @@ def stage(evaluation: Evaluation) -> None:
     candidate_members = evaluation.candidate_members
     evaluation.science = evaluation.stage(
         sa.select(candidate_members.c.eid, candidate_members.c.cand_id, science_rules.c.rule_name)
-        .join(science_rules, science_rules.c.eid == candidate_members.c.eid), "sci", ("cand_id", "rule_name"))
+        .join(science_rules, science_rules.c.eid == candidate_members.c.eid), "sci",
+        ("cand_id", "rule_name"), ("rule_name", "cand_id"))
 
 
 def _union_all(exposures, selects: list[sa.Select], *names: str) -> sa.Select | sa.CompoundSelect:
