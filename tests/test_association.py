@@ -309,3 +309,32 @@ def test_asn_does_not_follow_a_planted_symlink_nor_write_into_a_file(db, tmp_pat
     a_file.write_text("x")
     assert main(["--db", db, "asn", str(pool), "--output", str(a_file)]) == 2
     assert "not a directory" in capsys.readouterr().err and a_file.read_text() == "x"
+
+
+def test_an_exposure_belongs_to_every_candidate_whose_id_its_text_holds(db, tmp_path):
+    """As in the pipeline, a candidate's members are the exposures whose ASN_CANDIDATE text holds its id: 'o001'
+    occurs in "('o0012', ...)" too. Membership is computed from the ids parsed at load (one substring test per
+    pair of distinct ids, issue 13); it is the text test on every exposure and candidate of the pool."""
+    from l2rules.association import exposures
+    from l2rules.association.evaluation import evaluating
+
+    path = tmp_path / "ids.csv"
+    texts = ["[('o001', 'observation')]", "[('o0012', 'observation'), ('c1000', 'background')]",
+             "[('c10001', 'mosaic')]", "[('a3001', 'discovered'), ('o001', 'observation')]", ""]
+    path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\n" + "".join(
+        f"jw1_{i:05d}_uncal.fits|NRC_IMAGE|{text}\n" for i, text in enumerate(texts)))
+    pool_id = l2rules.load(db, path, progress=False).pool_id
+    engine = get_engine(db)
+    e, c = schema.exposure, schema.exposure_candidate
+    with engine.begin() as conn:
+        ids = set(conn.execute(sa.select(c.c.cand_id).join(e, e.c.id == c.c.exposure_id)
+                               .where(e.c.pool_id == pool_id)).scalars())
+        raw = dict(conn.execute(sa.select(e.c.id, e.c.asn_candidate).where(e.c.pool_id == pool_id)).all())
+        expected = {(eid, cand) for eid, text in raw.items() for cand in ids if cand in (text or "").lower()}
+        with evaluating(conn, None) as evaluation:
+            exposures.stage(evaluation, pool_id)
+            members = evaluation.candidate_members
+            found = set(conn.execute(sa.select(members.c.eid, members.c.cand_id)).all())
+    assert found == expected
+    by_id = {cand for eid, cand in found if raw[eid] == texts[1]}
+    assert by_id == {"o001", "o0012", "c1000"}  # o001 by substring, as the pipeline reads the text
