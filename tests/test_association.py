@@ -313,14 +313,15 @@ def test_asn_does_not_follow_a_planted_symlink_nor_write_into_a_file(db, tmp_pat
 
 def test_an_exposure_belongs_to_every_candidate_whose_id_its_text_holds(db, tmp_path):
     """As in the pipeline, a candidate's members are the exposures whose ASN_CANDIDATE text holds its id: 'o001'
-    occurs in "('o0012', ...)" too. Membership is computed from the ids parsed at load (one substring test per
-    pair of distinct ids, issue 13); it is the text test on every exposure and candidate of the pool."""
+    occurs in "('o0012', ...)" too. Membership is tested once per distinct text (issue 13), not per exposure:
+    it is the text test on every exposure and candidate of the pool, malformed texts included."""
     from l2rules.association import exposures
     from l2rules.association.evaluation import evaluating
 
     path = tmp_path / "ids.csv"
     texts = ["[('o001', 'observation')]", "[('o0012', 'observation'), ('c1000', 'background')]",
-             "[('c10001', 'mosaic')]", "[('a3001', 'discovered'), ('o001', 'observation')]", ""]
+             "[('c10001', 'mosaic')]", "[('a3001', 'discovered'), ('o001', 'observation')]", "",
+             "[('o001', 'observation')]", "('c1000', 'background')"]  # a repeated text; a bare pair
     path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\n" + "".join(
         f"jw1_{i:05d}_uncal.fits|NRC_IMAGE|{text}\n" for i, text in enumerate(texts)))
     pool_id = l2rules.load(db, path, progress=False).pool_id
@@ -338,3 +339,20 @@ def test_an_exposure_belongs_to_every_candidate_whose_id_its_text_holds(db, tmp_
     assert found == expected
     by_id = {cand for eid, cand in found if raw[eid] == texts[1]}
     assert by_id == {"o001", "o0012", "c1000"}  # o001 by substring, as the pipeline reads the text
+
+
+def test_a_condition_or_key_on_a_column_no_exposure_has_is_a_null_value(db):
+    """A catalog row naming a column outside the accessible ones reads NULL, as the row-per-condition form reads
+    it: 'eq' never holds (SQLAlchemy would make ``null() == null()`` an ``IS NULL``, true), 'ne' always does."""
+    from l2rules.association.companions import _key_holds
+    from l2rules.association.rules import _holds
+
+    expected_keys = {"eq": False, "opt_eq": True, "ne": True, "same": True, "lacks": False}
+    expected_conditions = {"present": False, "absent": True, "eq": False, "ne": True, "like": False,
+                           "not_like": True, "in_set": False, "not_in_set": True}
+    with get_engine(db).connect() as conn:
+        for match, holds in expected_keys.items():
+            assert bool(conn.execute(sa.select(_key_holds(None, None, "no_such_column", match))).scalar()) is holds
+        for operator, holds in expected_conditions.items():
+            test = _holds(None, operator, "no_such_column", "x", {"x": ["a"]}, {})
+            assert bool(conn.execute(sa.select(test)).scalar()) is holds, operator

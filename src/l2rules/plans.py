@@ -27,7 +27,7 @@ VIEWS = ("v_current_rules", "v_exposure_status", "v_current_worklist", "v_exposu
 #: Tables (and the subquery names l2rules gives them) sized by the rules, not by the archive: the published
 #: table and its conditions, the catalog versions, the association rules and their per-evaluation copies.
 _RULES = re.compile(r"(rule|rules|rule_history|rule_condition|conditions|catalog_version|valid_(from|to)_version"
-                    r"|asn_(?!tmp_)\w+|asn_tmp_rules_\w+|cp2?)$")
+                    r"|asn_(?!tmp_)\w+|asn_tmp_rules_\w+)$")
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ def _per_row(dialect: str, sql: str, explained: Callable[[str], list]) -> list[S
     # SQLite: rows (id, parent, _, detail); a correlated subquery's tables are in the rows under it, named
     # by their alias, which the statement maps back to the table (``table AS alias``, ``table alias``)
     rows = explained("EXPLAIN QUERY PLAN ")
-    aliases = {alias.lower(): table.lower()
-               for table, alias in re.findall(r"(?:\bFROM|\bJOIN|,)\s+(\w+)\s+(?:AS\s+)?(\w+)", sql, flags=re.I)}
+    aliases = {alias.lower(): table.lower() for table, alias in re.findall(
+        r"(?:\bFROM|\bJOIN|,)\s+(\w+)\s+(?:AS\s+)?(?!(?:JOIN|ON|WHERE|LEFT|RIGHT|INNER|OUTER|CROSS|FULL|GROUP|ORDER"
+        r"|LIMIT|UNION|HAVING|WINDOW)\b)(\w+)", sql, flags=re.I)}
     children = collections.defaultdict(list)
     for row in rows:
         children[row[1]].append(row)
@@ -74,7 +75,7 @@ def _per_row(dialect: str, sql: str, explained: Callable[[str], list]) -> list[S
     def tables(node_id: int) -> list[str]:
         names = []
         for child in children[node_id]:
-            read = re.match(r"(?:SCAN|SEARCH) (\w+)", child[-1])
+            read = re.match(r"(?:SCAN|SEARCH)(?: TABLE)? (\w+)", child[-1])  # SQLite before 3.36 says TABLE
             if read:
                 names.append(aliases.get(read.group(1).lower(), read.group(1).lower()))
             names += tables(child[0])

@@ -411,15 +411,15 @@ class Made:
     stale: int  # items that differ from what the rules give, at the same revision and exposure version
 
 
-def items_pending(conn: sa.Connection, revision: str) -> list[int]:
-    """The pools whose answers at ``revision`` are newer than their work items (migration 0021): the
-    pools a run makes items for, not every pool of the catalog."""
+def items_pending(conn: sa.Connection, revision: str) -> dict[int, int | None]:
+    """The pools whose answers at ``revision`` are newer than their work items (migration 0021), each with
+    the load its answers are of: the pools a run makes items for, not every pool of the catalog."""
     p = schema.pool
-    return list(conn.execute(
-        sa.select(p.c.id).where(p.c.answers_revision == revision,
-                                sa.or_(p.c.items_load.is_distinct_from(p.c.answers_load),
-                                       p.c.items_revision.is_distinct_from(p.c.answers_revision)))
-        .order_by(p.c.id)).scalars())
+    return dict(conn.execute(
+        sa.select(p.c.id, p.c.answers_load).where(p.c.answers_revision == revision,
+                                                  sa.or_(p.c.items_load.is_distinct_from(p.c.answers_load),
+                                                         p.c.items_revision.is_distinct_from(p.c.answers_revision)))
+        .order_by(p.c.id)).all())
 
 
 def make_items(conn: sa.Connection, run_id: int, revision: str) -> Made:
@@ -427,7 +427,8 @@ def make_items(conn: sa.Connection, run_id: int, revision: str) -> Made:
     for the pools whose answers changed since their items were made (:func:`items_pending`), which are
     then marked up to date, in the same transaction."""
     wi, e, p = schema.work_item, schema.exposure, schema.pool
-    pool_ids = items_pending(conn, revision)
+    pending = items_pending(conn, revision)
+    pool_ids = list(pending)
     if not pool_ids:
         return Made(0, 0, 0, 0)
     base, needs, changed, stale = _needed(revision, pool_ids)
@@ -455,8 +456,10 @@ def make_items(conn: sa.Connection, run_id: int, revision: str) -> Made:
         wi.update().where(wi.c.withdrawn_at.is_(None), wi.c.id.in_(latest_of_withdrawn))
         .values(withdrawn_at=now, withdrawn_by=run_id)).rowcount
     n_stale = conn.execute(base.with_only_columns(sa.func.count()).where(stale)).scalar_one()
-    conn.execute(p.update().where(p.c.id.in_(pool_ids))
-                 .values(items_load=p.c.answers_load, items_revision=p.c.answers_revision))
+    # the answers read above, not the pool row as it is now: answers stored meanwhile (an `evaluate` outside
+    # a run) leave the pool pending for the next run
+    for pool_id, answers_load in pending.items():
+        conn.execute(p.update().where(p.c.id == pool_id).values(items_load=answers_load, items_revision=revision))
     return Made(made, n_changed, withdrawn, n_stale)
 
 

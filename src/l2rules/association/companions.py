@@ -136,8 +136,11 @@ def direct_images(evaluation: Evaluation) -> sa.CTE:
 
 def _key_holds(science_row, other_row, column_name: str, match: str) -> sa.ColumnElement[bool]:
     """A grouping key holds between a science and a companion: true or false, never null."""
-    science_value = science_row.c[column_name] if column_name in ACCESSIBLE else sa.null()
-    other_value = other_row.c[column_name] if column_name in ACCESSIBLE else sa.null()
+    # a column no exposure has is NULL on both sides (a typed NULL: SQLAlchemy reads ``null() == null()`` as
+    # ``NULL IS NULL``, true, where the catalog's row form compared two NULLs: not true)
+    missing = sa.cast(sa.null(), sa.String)
+    science_value = science_row.c[column_name] if column_name in ACCESSIBLE else missing
+    other_value = other_row.c[column_name] if column_name in ACCESSIBLE else missing
     if match == "eq":
         return sa.func.coalesce(science_value == other_value, sa.false())
     if match == "opt_eq":

@@ -18,25 +18,20 @@ if TYPE_CHECKING:
 def stage(evaluation: Evaluation, pool_id: int) -> None:
     """``exposures`` and ``candidate_members``: an exposure belongs to every candidate whose id occurs
     in its ASN_CANDIDATE text, as in the pipeline."""
-    evaluation.exposures = evaluation.stage(normalised_exposures(pool_id), "xe", ("eid",))
+    exposures = evaluation.exposures = evaluation.stage(normalised_exposures(pool_id), "xe", ("eid",))
     candidates = _candidates(pool_id)
-    # The text holds the candidate ids its exposure names (exposure_candidate, parsed at load) and the quotes,
-    # commas and types between them, so an id occurs in it where it occurs in one of those ids: tested
-    # once per pair of distinct ids, then joined, not once per pair of exposure and candidate (22 s for 1M).
-    e, written = schema.exposure, schema.exposure_candidate
-    named = (sa.select(written.c.exposure_id.label("eid"), written.c.cand_id.label("written"))
-             .join(e, e.c.id == written.c.exposure_id)
-             .where(e.c.pool_id == pool_id, e.c.withdrawn_at.is_(None))).cte("named")
-    ids = sa.select(named.c.written).distinct().subquery("ids")
-    # (staged: as a CTE, the planners tested each exposure's ids again)
-    occurs = evaluation.stage(sa.select(ids.c.written, candidates.c.cand_id.label("found"))
-                              .join(candidates, contains(sa.func.lower(ids.c.written), candidates.c.cand_id)),
-                              "occurs", ("written",))
-    belongs = (sa.select(named.c.eid, occurs.c.found).distinct()
-               .join_from(named, occurs, occurs.c.written == named.c.written)).cte("belongs")
+    # The text test on each distinct text, not on each exposure: a program's exposures share a few
+    # ASN_CANDIDATE texts (a substring test per exposure and candidate took 22 s for 1M exposures)
+    texts = sa.select(exposures.c.cand_raw).distinct().subquery("texts")
+    occurs = evaluation.stage(sa.select(texts.c.cand_raw, candidates.c.cand_id, candidates.c.cand_type,
+                                        candidates.c.cand_ord)
+                              .join(candidates, contains(texts.c.cand_raw, candidates.c.cand_id)),
+                              # (SQLite joins through an index; PostgreSQL hashes, and would refuse a
+                              #  B-tree entry for a text of hundreds of candidates)
+                              "occurs", *([("cand_raw",)] if evaluation.conn.dialect.name == "sqlite" else []))
     evaluation.candidate_members = evaluation.stage(
-        sa.select(belongs.c.eid, candidates.c.cand_id, candidates.c.cand_type, candidates.c.cand_ord)
-        .join_from(belongs, candidates, candidates.c.cand_id == belongs.c.found), "x")
+        sa.select(exposures.c.eid, occurs.c.cand_id, occurs.c.cand_type, occurs.c.cand_ord)
+        .join_from(exposures, occurs, occurs.c.cand_raw == exposures.c.cand_raw), "x")
 
 
 def normalised_exposures(pool_id: int) -> sa.Select:

@@ -178,7 +178,7 @@ def set_member(sets: dict[str, list[str]], set_name: str, expr) -> sa.ColumnElem
 
 def _holds(row, operator: str, column_name: str, value: str | None, sets, paths) -> sa.ColumnElement[bool]:
     """One condition on ``row``, true or false (never null), as :func:`condition_holds` reads it."""
-    got = row.c[column_name] if column_name in ACCESSIBLE else sa.null()
+    got = row.c[column_name] if column_name in ACCESSIBLE else sa.cast(sa.null(), sa.String)  # typed: see _key_holds
     literal = sa.literal(value, sa.String)
     if operator == "present":
         return got.is_not(None)
