@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from l2rules import catalog, get_engine, load, unmatched, worklist
 from l2rules.inventory import exposure_stem
@@ -219,3 +220,44 @@ def test_many_stored_answers_leave_statistics_for_the_planner(db, tmp_path, monk
     assert not analysed(engine, "level2b_answer")  # the load, under the inventory's threshold, analysed nothing
     assert worklist_module.evaluate(db)
     assert analysed(engine, "level2b_answer")
+
+
+def _answers_from_the_association_files(engine, pool_id) -> dict:
+    """Per exposure: the answer as the association files read (``processing``), joined as the work list
+    joins it: distinct values sorted, ';'-joined; and the count of associations it is the science of."""
+    from l2rules.association import associations, processing
+
+    def joined(values) -> str | None:
+        return ";".join(sorted(set(values))) or None
+
+    found = {}
+    for exposure_id, (member_types, science) in processing(associations(engine, pool_id)).items():
+        found[exposure_id] = (joined(member_types), joined(s[0] for s in science), joined(s[1] for s in science),
+                              joined(s[2] for s in science), joined(s[3] for s in science), len(science))
+    return found
+
+
+@pytest.mark.parametrize("name", [*SAMPLE_POOLS, "probes/probe_ifu_imprints.csv",
+                                  "probes/probe_wfss_background.csv"])
+def test_the_answers_made_in_sql_are_the_association_files(db, name):
+    """Each exposure's answer (member types, asn_types, inputs, files, rules; the count in the reason) is made
+    in SQL (association.answers): it is what the association files themselves say of the exposure."""
+    from .conftest import DATA
+
+    path = POOLS / name if (POOLS / name).exists() else DATA / name
+    pool_id = load(db, path, progress=False).pool_id
+    engine = get_engine(db)
+    expected = _answers_from_the_association_files(engine, pool_id)
+    frame = worklist(db, pools=[path], include_all=True)
+    with engine.connect() as conn:
+        ids = dict(conn.execute(sa.text("SELECT filename, id FROM exposure WHERE pool_id = :p"), {"p": pool_id}).all())
+    assert frame["level2b"].any()
+    for row in as_values(frame).to_dict("records"):
+        want = expected.get(ids[row["filename"]], (None,) * 5 + (0,))
+        got = (row["exptype"], row["asn_type"], row["level2b_input"], row["association"], row["asn_rule"])
+        assert got == want[:5], row["filename"]
+        assert row["level2b"] == (want[5] > 0)
+        if want[5]:
+            assert row["reason"].startswith(f"science of {want[5]} Level 2b association(s)")
+        elif want[0]:
+            assert row["reason"].startswith(f"a {want[0].replace(';', '/')} member of other associations")

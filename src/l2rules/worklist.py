@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -241,19 +242,28 @@ def _pipeline_worklist(engine: sa.Engine, pool_ids: Iterable[int] | None, when: 
 
 
 def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_all: bool,
-                  strict: bool = True, ids: bool = False) -> pd.DataFrame:
-    """One pool's exposures with the pipeline's answer and the published table's. ``ids`` adds each
-    exposure's ``exposure_id`` and ``exposure_version`` (what :func:`evaluate` stores them under)."""
-    from .association import REQUIRED_POOL_COLUMNS, associations, processing
+                  strict: bool = True) -> pd.DataFrame:
+    """One pool's exposures with the pipeline's answer and the published table's."""
+    with engine.begin() as conn, answers_of(conn, pool_id, when, include_all, strict) as query:
+        return query_frame(conn, query, PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS)
+
+
+@contextmanager
+def answers_of(conn: sa.Connection, pool_id: int, when: Point | None, include_all: bool,
+               strict: bool = True) -> Iterator[sa.Select]:
+    """The SELECT of one pool's exposures with the pipeline's answer and the published table's beside it,
+    in pool order, valid while the evaluation it reads is open (its temporary tables, on ``conn``).
+
+    Besides the work list's columns: each exposure's ``exposure_id`` and ``exposure_version`` (what
+    :func:`evaluate` stores the answers under). A pool without the columns the pipeline needs raises
+    (``strict``) or gives every exposure as not selected, with that reason (said once, a warning).
+    """
+    from .association import REQUIRED_POOL_COLUMNS
+    from .association.evaluation import evaluating
 
     e, p = schema.exposure, schema.pool
-    with engine.connect() as conn:
-        plan_without_jit(conn)
-        table = to_frame(conn.execute(worklist_query(when, [pool_id], include_all=True)
-                                      .add_columns(e.c.id.label("exposure_id"), e.c.version.label("version"))
-                                      .execution_options(stream_results=True)),
-                         [*ALL_COLUMNS, "exposure_id", "version"])
-        name, columns = conn.execute(sa.select(p.c.name, p.c.columns).where(p.c.id == pool_id)).one()
+    plan_without_jit(conn)
+    name, columns = conn.execute(sa.select(p.c.name, p.c.columns).where(p.c.id == pool_id)).one()
     missing = [c for c in REQUIRED_POOL_COLUMNS if c not in columns.split("|")]
     unreadable = (f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
                   "Level 2b association from it") if missing else None
@@ -261,32 +271,53 @@ def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_a
         raise L2RulesError(unreadable + "; `worklist --published` gives the published table's list")
     if unreadable:  # one pool of every loaded one: said, and its exposures are on no work list
         log.warning("%s (its exposures are left out)", unreadable)
-    answers = {} if unreadable else processing(associations(engine, pool_id, as_of=when, conditions=False))
-    rows = []
-    for item in _records(table):
-        member_types, science = answers.get(item["exposure_id"], (set(), set()))
-        found = sorted(science)
+    table = (worklist_query(when, [pool_id], include_all=True)
+             .add_columns(e.c.id.label("exposure_id"), e.c.version.label("exposure_version"))
+             .order_by(None).subquery("published"))
+    with evaluating(conn, when) as evaluation:
+        if unreadable:
+            answers = None
+        else:
+            evaluation.run(pool_id)
+            answers = evaluation.answer()
+        yield _answer_select(table, answers, include_all, unreadable)
 
-        def joined(i: int) -> str | None:
-            return ";".join(sorted({entry[i] for entry in found})) or None
 
-        selected = bool(found)
-        if not (selected or include_all):
-            continue
-        row = dict(pool=item["pool"], source_line=item["source_line"], filename=item["filename"],
-                   exp_type=item["exp_type"], exptype=";".join(sorted(member_types)) or None,
-                   asn_type=joined(0), level2b_input=joined(1), association=joined(2), asn_rule=joined(3),
-                   program=item["program"], obs_num=item["obs_num"], table_level2b=bool(item["level2b"]),
-                   table_asn_type=item["asn_type"], table_rule=item["rule"] if item["exptype"] is not None else None)
-        if include_all:
-            reason = unreadable.split(": ", 1)[1] if unreadable else _pipeline_reason(selected, found, member_types,
-                                                                                        item)
-            row.update(level2b=selected, reason=reason, table_reason=item["reason"])
-        if ids:
-            row.update(exposure_id=item["exposure_id"], exposure_version=item["version"])
-        rows.append(row)
-    columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
-    return pd.DataFrame(rows, columns=[*columns, "exposure_id", "exposure_version"] if ids else columns)
+def _answer_select(table: sa.Subquery, answers: sa.Table | None, include_all: bool,
+                   unreadable: str | None) -> sa.Select:
+    """The published table's work list (``table``, every exposure) joined with the pipeline's answers."""
+    from .association.answers import JOINED
+
+    if answers is None:  # no association: an empty answer of the same shape
+        answers = (sa.select(sa.literal(None, sa.Integer).label("exposure_id"),
+                             *(sa.literal(None, sa.Text).label(name) for name in JOINED),
+                             sa.literal(0).label("science_of")).where(sa.false()).subquery("answers"))
+    selected = answers.c.science_of > 0
+    processed = table.c.level2b == sa.true()
+    said = sa.case((processed, "; the published table says processed (" + table.c.rule
+                    + "): `l2rules explain` names the condition"), else_="")
+    reason = sa.case(
+        (selected, "science of " + sa.cast(answers.c.science_of, sa.Text) + " Level 2b association(s)"
+         + sa.case((processed, ""), else_="; the published table alone would not select it")),
+        (answers.c.exptype.is_not(None), "a " + sa.func.replace(answers.c.exptype, ";", "/")
+         + " member of other associations, the science of none" + said),
+        else_="the science of no Level 2b association" + said)
+    if unreadable:
+        reason = sa.literal(unreadable.split(": ", 1)[1])
+    columns = [table.c.pool, table.c.source_line, table.c.filename, table.c.exp_type, answers.c.exptype,
+               answers.c.asn_type, answers.c.level2b_input, answers.c.association, answers.c.asn_rule,
+               table.c.program, table.c.obs_num]
+    if include_all:
+        columns += [sa.case((selected, sa.true()), else_=sa.false()).label("level2b"), reason.label("reason")]
+    columns += [sa.case((processed, sa.true()), else_=sa.false()).label("table_level2b"),
+                table.c.asn_type.label("table_asn_type"),
+                sa.case((table.c.exptype.is_not(None), table.c.rule)).label("table_rule")]
+    if include_all:
+        columns += [table.c.reason.label("table_reason")]
+    query = (sa.select(*columns, table.c.exposure_id, table.c.exposure_version)
+             .select_from(table.outerjoin(answers, answers.c.exposure_id == table.c.exposure_id))
+             .order_by(table.c.pool, table.c.source_line))
+    return query if include_all else query.where(selected)
 
 
 # --- stored answers: what the views and `run` read ----------------------------------------------------
@@ -339,41 +370,23 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
     stored = 0
     p = schema.pool
     for pool_id in todo:
-        # the state the answers are of: read before they are computed (a load meanwhile leaves the pool stale)
-        with engine.connect() as conn:
-            load = conn.execute(sa.select(p.c.load_serial).where(p.c.id == pool_id)).scalar_one()
-        frame = _pool_answers(engine, pool_id, None, include_all=True, strict=False, ids=True)
-        frame = frame[ANSWER_COLUMNS].astype(object).where(frame[ANSWER_COLUMNS].notna(), None)
-        rows = [{**row, "catalog_revision": revision} for row in _records(frame)]
         with engine.begin() as conn:
+            # the state the answers are of, read in their transaction: a load meanwhile leaves the pool stale
+            load = conn.execute(sa.select(p.c.load_serial).where(p.c.id == pool_id)).scalar_one()
             conn.execute(a.delete().where(a.c.exposure_id.in_(sa.select(e.c.id).where(e.c.pool_id == pool_id))))
-            for start in range(0, len(rows), 10_000):
-                conn.execute(a.insert(), rows[start:start + 10_000])
+            with answers_of(conn, pool_id, None, include_all=True, strict=False) as query:
+                found = query.order_by(None).subquery("found")
+                count = conn.execute(a.insert().from_select(
+                    [*ANSWER_COLUMNS, "catalog_revision"],
+                    sa.select(*(found.c[name] for name in ANSWER_COLUMNS),
+                              sa.literal(revision).label("catalog_revision")))
+                    .execution_options(preserve_rowcount=True)).rowcount  # (psycopg: -1 without)
             conn.execute(p.update().where(p.c.id == pool_id).values(answers_load=load, answers_revision=revision))
-        log.info("pool %s: %d answers stored at catalog revision %s", pool_id, len(rows), revision)
-        stored += len(rows)
+        log.info("pool %s: %d answers stored at catalog revision %s", pool_id, count, revision)
+        stored += count
     if stored >= STATISTICS_AFTER:  # the views and `run` join the answers: plans must know their size
         keep_statistics(engine, ("level2b_answer",))
     return todo
-
-
-def _records(frame: pd.DataFrame) -> Iterator[dict]:
-    """The rows of an object frame as dicts of its own values (``to_dict("records")`` boxed each of them
-    again: 15 s of a 1M-exposure run)."""
-    names = list(frame.columns)
-    for values in zip(*(frame[name].tolist() for name in names)):
-        yield dict(zip(names, values))
-
-
-def _pipeline_reason(selected: bool, science: list, exptypes: set, item: dict) -> str:
-    if selected:
-        text = f"science of {len(science)} Level 2b association(s)"
-        return text + ("" if item["level2b"] else "; the published table alone would not select it")
-    text = ("a " + "/".join(sorted(exptypes)) + " member of other associations, the science of none"
-            if exptypes else "the science of no Level 2b association")
-    if item["level2b"]:
-        text += f"; the published table says processed ({item['rule']}): `l2rules explain` names the condition"
-    return text
 
 
 def _with_associations(engine, frame: pd.DataFrame, when: dt.date | None = None) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from . import rules
 from .columns import ACCESSIBLE
 from .science import _union_all
-from .sql import as_integer, contains
+from .sql import as_integer, contains, row_number
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
@@ -77,8 +77,8 @@ def stage(evaluation: Evaluation) -> None:
                       sa.and_(attach == "leading", other_row.c.row_no < science_row.c.row_no, is_first),
                       attach == "first")
     # 'first': a companion goes to the earliest science it suits, and each science keeps its first one
-    owner = sa.func.row_number().over(partition_by=[matched.c.cand_id, matched.c.rule_name, matched.c.kind,
-                                                    matched.c.oid], order_by=science_row.c.row_no)
+    owner = row_number().over(partition_by=[matched.c.cand_id, matched.c.rule_name, matched.c.kind, matched.c.oid],
+                              order_by=science_row.c.row_no)
     attachable = (sa.select(matched, companion.c.role, companion.c.source, companion.c.attach, rule.c.wfss,
                             science_row.c.row_no.label("sci_row"), other_row.c.row_no.label("row"),
                             owner.label("owner"))
@@ -93,8 +93,8 @@ def stage(evaluation: Evaluation) -> None:
                                           sa.not_(_overlap(science_row, other_row, rule.c.nod_overlap))))
                   ).subquery()
     owned = sa.select(attachable).where(sa.or_(attachable.c.attach != "first", attachable.c.owner == 1)).subquery()
-    rank = sa.func.row_number().over(partition_by=[owned.c.eid, owned.c.cand_id, owned.c.rule_name, owned.c.kind],
-                                     order_by=owned.c.row)
+    rank = row_number().over(partition_by=[owned.c.eid, owned.c.cand_id, owned.c.rule_name, owned.c.kind],
+                             order_by=owned.c.row)
     ranked = sa.select(owned, rank.label("rank")).subquery()
     evaluation.pairs = evaluation.stage(
         sa.select(*[column for column in ranked.c if column.name not in ("attach", "rank", "owner", "row")])
@@ -126,8 +126,8 @@ def direct_images(evaluation: Evaluation) -> sa.CTE:
          sa.case((other_row.c.filename.contains("long"), 0), else_=1) * 1000000 + other_row.c.row_no),
         (distance > 0, distance), else_=1000000 + other_row.c.row_no)
     ranked = (sa.select(pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name, pairs.c.oid,
-                        sa.func.row_number().over(partition_by=[pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name],
-                                                  order_by=order).label("rk"))
+                        row_number().over(partition_by=[pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name],
+                                          order_by=order).label("rk"))
               .select_from(pairs.join(science_row, science_row.c.eid == pairs.c.eid)
                            .join(other_row, other_row.c.eid == pairs.c.oid))
               .where(pairs.c.role == "direct_image")).cte("direct")

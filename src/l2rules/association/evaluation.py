@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from . import companions, exposures, members, pruning, rules, science
+from . import answers, companions, exposures, members, pruning, rules, science
 
 
 class Evaluation:
@@ -68,6 +68,11 @@ class Evaluation:
         self.deduplicated: sa.Table | None = None
         #: Without the smaller associations of a product (``asn4``): the associations made.
         self.pruned: sa.Table | None = None
+        #: Those with their sequence numbers (``asn5``).
+        self.sequenced: sa.Table | None = None
+        # 6. answers.stage (only where asked for: the work list and the stored answers)
+        #: Per exposure that is a member of an association: its answer (``answers``).
+        self.answers: sa.Table | None = None
 
     def stage(self, select: sa.Select | sa.CompoundSelect, name: str, *indexes: tuple[str, ...]) -> sa.Table:
         """``select`` materialised in the temporary table ``asn_tmp_<name>``, with an index on each tuple of
@@ -99,6 +104,10 @@ class Evaluation:
         companions.stage(self)
         members.stage(self)
         return pruning.stage(self)
+
+    def answer(self) -> sa.Table:
+        """After :meth:`run`: each member exposure's answer (``answers``, stage 6)."""
+        return answers.stage(self)
 
     def close(self) -> None:
         for table in reversed(self._created):

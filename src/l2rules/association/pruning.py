@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from . import rules
-from .sql import copy_key, keys_equal, zero_padded
+from .sql import copy_key, keys_equal, row_number, zero_padded
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
 
 
 def stage(evaluation: Evaluation) -> sa.Select:
-    """``member_counts``, ``deduplicated`` and ``pruned``; returns the final SELECT (one row per member)."""
+    """``member_counts``, ``deduplicated``, ``pruned`` and ``sequenced``; returns the final SELECT (one row per
+    member)."""
     associations, members = evaluation.with_copies, evaluation.named_members
     counts = evaluation.member_counts = evaluation.stage(
         sa.select(*copy_key(members), sa.func.count().label("n")).group_by(*copy_key(members)), "counts",
@@ -80,10 +81,11 @@ def stage(evaluation: Evaluation) -> sa.Select:
         sa.select(smaller).select_from(smaller.outerjoin(beaten, keys_equal(
             (beaten.c.p_eid, beaten.c.p_cand_id, beaten.c.p_rule_name, beaten.c.p_asn_id), copy_key(smaller))))
         .where(beaten.c.p_eid.is_(None)), "asn4")
-    seq = sa.func.row_number().over(partition_by=[pruned.c.asn_id, pruned.c.asn_type],
+    seq = row_number().over(partition_by=[pruned.c.asn_id, pruned.c.asn_type],
                                     order_by=[pruned.c.cand_ord.desc(), pruned.c.made_at.desc(),
                                               pruned.c.row_no.desc(), pruned.c.rule_name.desc()])
-    final = sa.select(pruned, seq.label("seq")).cte("final")
+    final = evaluation.sequenced = evaluation.stage(sa.select(pruned, seq.label("seq")), "asn5",
+                                                    ("eid", "cand_id", "rule_name", "asn_id"))
     # the association's target: the TARGETID of the exposure the pipeline made it with (see members)
     target = sa.func.first_value(members.c.targetid_text).over(
         partition_by=list(copy_key(members)), order_by=[sa.case((members.c.mgroup == 3, 1), else_=0), members.c.mord])

@@ -44,6 +44,11 @@ def zero_padded(expr, width: int):
                    else_=expr)
 
 
+def row_number() -> sa.FunctionElement:
+    """ROW_NUMBER() typed as an integer (untyped, a staged column of it was text: '10' before '9')."""
+    return sa.func.row_number(type_=sa.Integer)
+
+
 def as_integer(expr):
     digits = sa.and_(expr.is_not(None), expr != "", sa.func.ltrim(expr, "0123456789") == "")
     return sa.case((digits, sa.cast(expr, sa.Integer)), else_=None)
