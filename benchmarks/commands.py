@@ -158,12 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "l2rules-bench")
     parser.add_argument("--plot", type=Path, help="write the PNG of time against size here")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--asn-up-to", type=int, default=1_000_000,
+                        help="the asn step only at sizes up to this (the issue times asn on 100,000 exposures)")
+    parser.add_argument("--with-results", type=Path, action="append", default=[],
+                        help="a --json file of an earlier run, shown with this one's (table, targets, plot)")
     parser.add_argument("--step", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step:
         print(json.dumps(step(*args.step)))
         return 0
     steps = [s for s in args.steps.split(",") if s]
+
     backends = args.backends.split(",")
     if "postgresql" in backends and not bench.pg_available():
         print(f"# PostgreSQL not reachable at {bench.PG_URL}: left out", file=sys.stderr)
@@ -171,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"# machine: {bench.machine()}", flush=True)
     results: dict = {}
+    for path in args.with_results:
+        for key, value in json.loads(path.read_text()).items():
+            rows, backend = key.split("|")
+            results[(int(rows), backend)] = value
     for rows in sorted(args.rows or [100_000]):
         pool = bench.pool_file(args.workdir, rows, 2026)
         extra = bench.pool_file(args.workdir, args.incremental, 2027, first_program=50000)
@@ -182,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 l2rules.init(url)
                 for name in steps:
+                    if name == "asn" and rows > args.asn_up_to:
+                        continue
                     r = child(name, url, pool, extra, work)
                     results.setdefault((rows, backend), {})[name] = r
                     print(f"# {rows:,} {backend} {name}: " + ("failed" if r.get("failed") else
@@ -189,10 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 if backend == "postgresql":
                     bench.pg_drop(url)
-    print(f"{'exposures':>12} {'backend':<10} " + " ".join(f"{s:>11}" for s in steps))
+    shown = [s for s in STEPS if any(s in by_step for by_step in results.values())]  # earlier runs' too
+    print(f"{'exposures':>12} {'backend':<10} " + " ".join(f"{s:>11}" for s in shown))
     for (rows, backend), by_step in sorted(results.items()):
-        cells = ["failed" if by_step[s].get("failed") else f"{by_step[s]['seconds']:.1f}s" for s in steps]
-        memory = ["-" if by_step[s].get("failed") else f"{by_step[s]['rss_mb']:.0f}MB" for s in steps]
+        cells = ["-" if s not in by_step else "failed" if by_step[s].get("failed") else f"{by_step[s]['seconds']:.1f}s"
+                 for s in shown]
+        memory = ["-" if s not in by_step or by_step[s].get("failed") else f"{by_step[s]['rss_mb']:.0f}MB"
+                  for s in shown]
         print(f"{rows:>12,} {backend:<10} " + " ".join(f"{c:>11}" for c in cells))
         print(f"{'':>12} {'peak RSS':<10} " + " ".join(f"{m:>11}" for m in memory))
     print("\ntargets:")
