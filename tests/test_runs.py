@@ -440,3 +440,46 @@ def test_a_bulk_load_of_a_redelivery_withdraws_what_it_lacks(db, tmp_path):
         assert left.scalar_one() == 6
         assert conn.execute(sa.text("SELECT n_exposures FROM pool")).scalar_one() == 6
     assert_exactly_once(db)
+
+
+def test_answers_stored_while_items_are_made_leave_the_pool_pending(postgres, tmp_path):
+    """`evaluate` outside a run may store a pool's answers while a run makes its items (PostgreSQL; on
+    SQLite the run's write lock makes it wait): the run marks the items as of the answers it read, so the
+    next run makes the items of the newer answers. Marked from the pool row as it was at the end, they
+    were never made."""
+    import importlib
+
+    from sqlalchemy import event
+
+    from l2rules import load
+
+    db = postgres.migrated()
+    runs_module = importlib.import_module("l2rules.runs")
+    pool = write_pool(tmp_path / "p.csv", 6)
+    assert run(db, [pool])["status"] == "succeeded"
+    engine = get_engine(db)
+    line = "jw9_000001_nrca1_uncal.fits|MIR_IMAGE|jw9|"
+
+    def redeliver(version: int) -> None:
+        pool.write_text(pool.read_text().replace(f"{line}{version - 1:03d}", f"{line}{version:03d}"))
+        load(db, pool, progress=False)
+        runs_module.evaluate(db)
+
+    redeliver(1)
+    run_id = runs_module._start(engine, [])
+    with engine.begin() as conn:
+        done = []
+
+        def after_the_items(conn, statement, *args):  # another process stores newer answers meanwhile
+            if not done and getattr(statement, "table", None) is schema.work_item and statement.is_insert:
+                done.append(statement)
+                redeliver(2)
+
+        event.listen(conn, "after_execute", after_the_items)
+        made = runs_module.make_items(conn, run_id, runs_module.head_revision(conn))
+        conn.execute(schema.run.update().where(schema.run.c.id == run_id).values(status="succeeded"))
+    assert made.created == 1  # of the second delivery
+    with engine.connect() as conn:
+        assert list(runs_module.items_pending(conn, runs_module.head_revision(conn))) == [1]
+    assert run(db, [])["items_created"] == 1  # of the third
+    assert [i.exposure_version for i in _items_of(db, "jw9_000001_nrca1_uncal.fits")] == [1, 2, 3]

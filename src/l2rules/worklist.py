@@ -350,8 +350,8 @@ def stale_pools(conn: sa.Connection, revision: str) -> list[int]:
 
 def without_rule(e: sa.Table) -> sa.ColumnElement[bool]:
     """The exposure's EXP_TYPE has no rule in the published table (one list of the rules' types, not a
-    lookup per exposure)."""
-    return sa.or_(e.c.exp_type.is_(None), e.c.exp_type.not_in(sa.select(schema.rule.c.exp_type)))
+    lookup per exposure; both columns are NOT NULL, so NOT IN is never unknown)."""
+    return e.c.exp_type.not_in(sa.select(schema.rule.c.exp_type))
 
 
 def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:

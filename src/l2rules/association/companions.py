@@ -10,8 +10,7 @@ import sqlalchemy as sa
 
 from . import rules
 from .columns import ACCESSIBLE
-from .science import _union_all
-from .sql import as_integer, contains, row_number
+from .sql import as_integer, contains, row_number, union_all
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
@@ -24,8 +23,7 @@ def stage(evaluation: Evaluation) -> None:
     # eligible by their own conditions (only for rules that have some science), tested on each exposure
     # as one expression per (rule, kind): see rules.compiled_conditions
     used = set(conn.execute(sa.select(evaluation.science_rules.c.rule_name).distinct()).scalars())
-    compiled = rules.compiled_conditions(conn, exposures)
-    sets = rules.value_sets(conn)
+    compiled, sets = evaluation.compiled, evaluation.value_sets
     kinds = conn.execute(sa.select(companion.c.rule_name, companion.c.kind, companion.c.exp_type_set)
                          .where(companion.c.source == "pool").order_by(companion.c.rule_name, companion.c.kind)).all()
     takes = [sa.select(exposures.c.eid, sa.literal(name, sa.String).label("rule_name"),
@@ -33,7 +31,7 @@ def stage(evaluation: Evaluation) -> None:
                  sa.true() if exp_type_set is None else rules.set_member(sets, exp_type_set, exposures.c.exp_type),
                  compiled[(name, kind)])
              for name, kind, exp_type_set in kinds if name in used and (name, kind) in compiled]
-    eligible = _union_all(exposures, takes, "rule_name", "kind").subquery()
+    eligible = union_all(exposures, takes, "rule_name", "kind").subquery()
     candidate_members = evaluation.candidate_members
     eligible_companions = evaluation.eligible_companions = evaluation.stage(sa.union(
         sa.select(candidate_members.c.eid, candidate_members.c.cand_id, eligible.c.rule_name, eligible.c.kind)

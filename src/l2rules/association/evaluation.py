@@ -33,6 +33,10 @@ class Evaluation:
             conn.execute(sa.text("SET LOCAL jit = off"))
         #: The accessible columns the rules' conditions, and their companion keys, name (rules.named_columns).
         self.condition_columns: list[str] = []
+        #: The value sets in force, by name, read once (rules.value_sets).
+        self.value_sets: dict[str, list[str]] = {}
+        #: Per (rule, subject): its conditions as one expression over ``exposures`` (rules.compiled_conditions).
+        self.compiled: dict[tuple[str, str], sa.ColumnElement[bool]] = {}
         # 1. exposures.stage
         #: The pool's exposures: values normalised, derived columns (``xe``).
         self.exposures: sa.Table | None = None
@@ -107,6 +111,9 @@ class Evaluation:
         """Every stage for one pool, in order; returns the final SELECT (one row per member)."""
         self.condition_columns = rules.named_columns(self.conn, rules.condition)
         exposures.stage(self, pool_id)
+        # the rules read once for the science and companion stages: they are small, the pool is not
+        self.value_sets = rules.value_sets(self.conn)
+        self.compiled = rules.compiled_conditions(self.conn, self.exposures, self.value_sets)
         science.stage(self)
         companions.stage(self)
         members.stage(self)

@@ -131,7 +131,7 @@ def condition_holds(row, cond, columns):
 _PATH_COLUMNS = ("slit_class", "opmode", "grating", "filter", "pupil", "lamp", "detector")
 
 
-def compiled_conditions(conn: sa.Connection, row, subjects: tuple[str, ...] | None = None
+def compiled_conditions(conn: sa.Connection, row, sets: dict[str, list[str]]
                         ) -> dict[tuple[str, str], sa.ColumnElement[bool]]:
     """Per (rule, subject): all its conditions as one boolean expression over ``row``'s columns, the
     catalog's values written in (alternative 0 and, when there are others, one of them whole).
@@ -140,16 +140,13 @@ def compiled_conditions(conn: sa.Connection, row, subjects: tuple[str, ...] | No
     value sets and optical paths in force are small and read once here, so the database tests each
     exposure against plain columns and constants - no join with the conditions, no lookup per
     condition (100,000 exposures: 16 s -> ~1 s on SQLite). ``explain`` keeps the row-per-condition
-    form, which names the condition that failed. ``subjects``: those only (None: every subject).
+    form, which names the condition that failed. ``sets``: the value sets in force (:func:`value_sets`).
     """
-    sets = value_sets(conn)
     paths: dict[str, list] = {}
     for path in conn.execute(sa.select(optical_path)).mappings():
         paths.setdefault(path["path_kind"], []).append(path)
     query = sa.select(condition).order_by(condition.c.rule_name, condition.c.subject, condition.c.alt,
                                           condition.c.seq)
-    if subjects is not None:
-        query = query.where(condition.c.subject.in_(subjects))
     alternatives: dict[tuple[str, str], dict[int, list]] = {}
     for cond in conn.execute(query):
         test = _holds(row, cond.operator, cond.column_name, cond.value, sets, paths)

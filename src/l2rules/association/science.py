@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from . import rules
+from .sql import union_all
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
@@ -19,23 +20,16 @@ def stage(evaluation: Evaluation) -> None:
     """``science_rules`` and ``science``: the rule takes the exposure's type, and some alternative of its
     science conditions holds (a rule without science conditions takes none)."""
     exposures, rule, conn = evaluation.exposures, rules.rule, evaluation.conn
-    compiled = rules.compiled_conditions(conn, exposures, ("science",))
-    sets = rules.value_sets(conn)
+    compiled, sets = evaluation.compiled, evaluation.value_sets
     takes = [sa.select(exposures.c.eid, sa.literal(name, sa.String).label("rule_name")).where(
                  sa.true() if science_set is None else rules.set_member(sets, science_set, exposures.c.exp_type),
                  compiled[(name, "science")])
              for name, science_set in conn.execute(sa.select(rule.c.name, rule.c.science_set).order_by(rule.c.name))
              if (name, "science") in compiled]
-    science_rules = evaluation.science_rules = evaluation.stage(_union_all(exposures, takes, "rule_name"), "sci_rule")
+    science_rules = evaluation.science_rules = evaluation.stage(union_all(exposures, takes, "rule_name"), "sci_rule")
     candidate_members = evaluation.candidate_members
     evaluation.science = evaluation.stage(
         sa.select(candidate_members.c.eid, candidate_members.c.cand_id, science_rules.c.rule_name)
         .join(science_rules, science_rules.c.eid == candidate_members.c.eid), "sci",
         ("cand_id", "rule_name"), ("rule_name", "cand_id"))
 
-
-def _union_all(exposures, selects: list[sa.Select], *names: str) -> sa.Select | sa.CompoundSelect:
-    """The rows of every select (``names``: their columns after ``eid``; none when there is no select)."""
-    if not selects:
-        return sa.select(exposures.c.eid, *(sa.literal("", sa.String).label(n) for n in names)).where(sa.false())
-    return selects[0] if len(selects) == 1 else sa.union_all(*selects)

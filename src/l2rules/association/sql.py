@@ -49,6 +49,14 @@ def row_number() -> sa.FunctionElement:
     return sa.func.row_number(type_=sa.Integer)
 
 
+def union_all(exposures, selects: list[sa.Select], *names: str) -> sa.Select | sa.CompoundSelect:
+    """The rows of every select, each one row per exposure (``eid``) and ``names``; a select of no row of that
+    shape when there is none."""
+    if not selects:
+        return sa.select(exposures.c.eid, *(sa.literal("", sa.String).label(n) for n in names)).where(sa.false())
+    return selects[0] if len(selects) == 1 else sa.union_all(*selects)
+
+
 def as_integer(expr):
     digits = sa.and_(expr.is_not(None), expr != "", sa.func.ltrim(expr, "0123456789") == "")
     return sa.case((digits, sa.cast(expr, sa.Integer)), else_=None)
