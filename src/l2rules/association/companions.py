@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from . import rules
 from .columns import ACCESSIBLE
-from .sql import as_integer, contains, row_number, union_all
+from .sql import as_integer, contains, joined_text, row_number, union_all
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
@@ -45,18 +45,32 @@ def stage(evaluation: Evaluation) -> None:
     keys: dict[tuple[str, str], list] = {}
     for key in conn.execute(sa.select(rules.companion_key).order_by(rules.companion_key.c.rule_name,
                                                                     rules.companion_key.c.kind)):
-        keys.setdefault((key.rule_name, key.kind), []).append(
-            _key_holds(science_row, other_row, key.column_name, key.match))
-    pairs = [sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, eligible_companions.c.kind,
-                       eligible_companions.c.eid.label("oid"))
-             .select_from(science.join(eligible_companions,
-                                       sa.and_(eligible_companions.c.cand_id == science.c.cand_id,
-                                               eligible_companions.c.rule_name == science.c.rule_name,
-                                               eligible_companions.c.eid != science.c.eid))
-                          .join(science_row, science_row.c.eid == science.c.eid)
-                          .join(other_row, other_row.c.eid == eligible_companions.c.eid))
-             .where(science.c.rule_name == name, eligible_companions.c.kind == kind, *tests)
-             for (name, kind), tests in keys.items()]
+        keys.setdefault((key.rule_name, key.kind), []).append((key.column_name, key.match))
+    # The 'eq' keys of a kind are joined on, not tested on every pair of a candidate: their values, joined
+    # in one text, index the eligible companions (``keyed``), which each science looks up by its own
+    # (the pairs of a 1M-exposure pool's candidates were 20 s of its run on SQLite)
+    equal = {kind: [column for column, match in columns if match == "eq"] for kind, columns in keys.items()}
+    keyed = _keyed(evaluation, eligible_companions, exposures.alias("xk"),
+                   {kind: columns for kind, columns in equal.items() if columns})
+    pairs = []
+    for (name, kind), columns in keys.items():
+        if any(column not in ACCESSIBLE for column in equal[(name, kind)]):
+            continue  # an 'eq' key on a column no exposure has never holds
+        tests = [_key_holds(science_row, other_row, column, match) for column, match in columns if match != "eq"]
+        if equal[(name, kind)]:
+            companions = keyed
+            on = [keyed.c.key == key_text(science_row, equal[(name, kind)])]
+        else:
+            companions, on = eligible_companions, []
+        pairs.append(sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, companions.c.kind,
+                               companions.c.eid.label("oid"))
+                     .select_from(science.join(science_row, science_row.c.eid == science.c.eid)
+                                  .join(companions, sa.and_(companions.c.cand_id == science.c.cand_id,
+                                                            companions.c.rule_name == science.c.rule_name,
+                                                            companions.c.kind == kind, *on,
+                                                            companions.c.eid != science.c.eid))
+                                  .join(other_row, other_row.c.eid == companions.c.eid))
+                     .where(science.c.rule_name == name, *tests))
     matched = evaluation.matched = evaluation.stage(
         sa.union(*pairs) if len(pairs) > 1 else pairs[0].distinct() if pairs else
         sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, sa.literal("", sa.String).label("kind"),
@@ -130,6 +144,31 @@ def direct_images(evaluation: Evaluation) -> sa.CTE:
                            .join(other_row, other_row.c.eid == pairs.c.oid))
               .where(pairs.c.role == "direct_image")).cte("direct")
     return sa.select(ranked).where(ranked.c.rk == 1).cte("chosen")
+
+
+def key_text(row, columns: list[str]) -> sa.ColumnElement[str]:
+    """The values of ``columns`` of an exposure row joined in one text; NULL when one is (as 'eq' never
+    holds for a NULL: no companion is keyed under it, no science looks one up with it)."""
+    return joined_text(*(row.c[column] for column in columns))
+
+
+def _keyed(evaluation: Evaluation, eligible: sa.Table, companion_row, equal: dict[tuple[str, str], list[str]]
+           ) -> sa.Table | None:
+    """The eligible companions of each (rule, kind) with 'eq' keys, with the text of their values (``key``)."""
+    selects = [sa.select(eligible.c.eid, eligible.c.cand_id, eligible.c.rule_name, eligible.c.kind,
+                         key_text(companion_row, columns).label("key"))
+               .join(companion_row, companion_row.c.eid == eligible.c.eid)
+               .where(eligible.c.rule_name == name, eligible.c.kind == kind,
+                      key_text(companion_row, columns).is_not(None))
+               for (name, kind), columns in equal.items() if all(column in ACCESSIBLE for column in columns)]
+    if not selects:
+        return None
+    # (SQLite looks them up through the index; PostgreSQL hashes, and a B-tree entry has a size limit that
+    #  a long value could pass)
+    return evaluation.stage(sa.union_all(*selects) if len(selects) > 1 else selects[0], "cpool_keyed",
+                            # (the key first: led by the rule, SQLite scanned it as the outer table)
+                            *([("key", "cand_id")] if evaluation.conn.dialect.name == "sqlite"
+                              else []))
 
 
 def _key_holds(science_row, other_row, column_name: str, match: str) -> sa.ColumnElement[bool]:

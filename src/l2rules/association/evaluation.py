@@ -35,6 +35,8 @@ class Evaluation:
         self.condition_columns: list[str] = []
         #: The value sets in force, by name, read once (rules.value_sets).
         self.value_sets: dict[str, list[str]] = {}
+        #: The optical paths in force, by kind, read once (rules.optical_paths).
+        self.optical_paths: dict[str, list] = {}
         #: Per (rule, subject): its conditions as one expression over ``exposures`` (rules.compiled_conditions).
         self.compiled: dict[tuple[str, str], sa.ColumnElement[bool]] = {}
         # 1. exposures.stage
@@ -110,10 +112,11 @@ class Evaluation:
     def run(self, pool_id: int) -> sa.Select:
         """Every stage for one pool, in order; returns the final SELECT (one row per member)."""
         self.condition_columns = rules.named_columns(self.conn, rules.condition)
-        exposures.stage(self, pool_id)
-        # the rules read once for the science and companion stages: they are small, the pool is not
+        # the rules read once and written into the statements as constants: they are small, the pool is not
         self.value_sets = rules.value_sets(self.conn)
-        self.compiled = rules.compiled_conditions(self.conn, self.exposures, self.value_sets)
+        self.optical_paths = rules.optical_paths(self.conn)
+        exposures.stage(self, pool_id)
+        self.compiled = rules.compiled_conditions(self.conn, self.exposures, self.value_sets, self.optical_paths)
         science.stage(self)
         companions.stage(self)
         members.stage(self)

@@ -61,7 +61,8 @@ def stage(evaluation: Evaluation) -> None:
         sa.select(kept, sa.literal("discover_"), sa.literal("a3001")).where(kept.c.wfss == "parallel"),
     ), "asn2")
     evaluation.named_members = evaluation.stage(
-        sa.union_all(_exposure_members(with_copies, members, exposures), *_level3_members(with_copies, exposures)),
+        sa.union_all(_exposure_members(evaluation, with_copies, members, exposures),
+                     *_level3_members(with_copies, exposures)),
         "members", ("eid", "cand_id", "rule_name", "asn_id"), ("expname", "role"))
 
 
@@ -167,13 +168,16 @@ def _imprints_pruned(evaluation: Evaluation, members: sa.Table) -> sa.Select:
             .where(drops.c.mid.is_(None)))
 
 
-def level2b_input_name(member_row, rate_policy, association_tsovisit):
+def level2b_input_name(evaluation: Evaluation, member_row, rate_policy, association_tsovisit):
     """``_rate`` or ``_rateints`` in place of ``_uncal``, as the pipeline names Level 2b inputs."""
-    coronagraphic = sa.and_(rules.in_set("CORON", member_row.c.exp_type), rate_policy != "rate",
+    sets = evaluation.value_sets
+    coronagraphic = sa.and_(rules.set_member(sets, "CORON", member_row.c.exp_type), rate_policy != "rate",
                             sa.not_(sa.and_(member_row.c.subarray == "full",
-                                            rules.path_test(member_row, "nrc_coron_no_occulter"))))
-    integrations = sa.and_(member_row.c.pntgtype == "science", sa.not_(rules.in_set("ACQ", member_row.c.exp_type)),
-                           sa.or_(coronagraphic, rules.in_set("RATEINTS_ALWAYS", member_row.c.exp_type),
+                                            rules.path_holds(member_row, "nrc_coron_no_occulter",
+                                                             evaluation.optical_paths))))
+    integrations = sa.and_(member_row.c.pntgtype == "science",
+                           sa.not_(rules.set_member(sets, "ACQ", member_row.c.exp_type)),
+                           sa.or_(coronagraphic, rules.set_member(sets, "RATEINTS_ALWAYS", member_row.c.exp_type),
                                   member_row.c.tsovisit == "t", association_tsovisit == "t"))
     filename = member_row.c.filename
     return sa.case((filename.like("%\\_uncal.%", escape="\\"),
@@ -181,7 +185,7 @@ def level2b_input_name(member_row, rate_policy, association_tsovisit):
                    else_=filename)
 
 
-def _exposure_members(associations, members, exposures):
+def _exposure_members(evaluation: Evaluation, associations, members, exposures):
     """The members that are exposures, with their Level 2b input names; each keeps its exposure's id
     (``mid``) and lower-cased stem.
 
@@ -192,13 +196,14 @@ def _exposure_members(associations, members, exposures):
     association (or the nod group it splits) with: its TARGETID is the association's ``target``.
     """
     member_row = exposures.alias("xm")
-    nods = (sa.exists().where(rules.companion.c.rule_name == associations.c.rule_name,
-                              rules.companion.c.source == "science")
-            .correlate_except(rules.companion))
+    with_nods = evaluation.conn.execute(sa.select(rules.companion.c.rule_name).distinct()
+                                        .where(rules.companion.c.source == "science")).scalars().all()
+    nods = associations.c.rule_name.in_(with_nods) if with_nods else sa.false()
     group = sa.case((sa.not_(nods), 0), (members.c.role == "science", 0), (members.c.source == "science", 1),
                     else_=2)
     return (sa.select(*association_key(associations), associations.c.asn_id, members.c.mid,
-                      level2b_input_name(member_row, associations.c.rate_policy, associations.c.tsovisit)
+                      level2b_input_name(evaluation, member_row, associations.c.rate_policy,
+                                         associations.c.tsovisit)
                       .label("expname"), members.c.role, group.label("mgroup"),
                       member_row.c.row_no.label("mord"), member_row.c.exposerr,
                       member_row.c.exposerr_text, member_row.c.targetid_text, member_row.c.stem)

@@ -131,7 +131,27 @@ def condition_holds(row, cond, columns):
 _PATH_COLUMNS = ("slit_class", "opmode", "grating", "filter", "pupil", "lamp", "detector")
 
 
-def compiled_conditions(conn: sa.Connection, row, sets: dict[str, list[str]]
+def optical_paths(conn: sa.Connection) -> dict[str, list]:
+    """The optical paths in force, by kind (each a mapping of ``optical_path``'s columns)."""
+    paths: dict[str, list] = {}
+    for path in conn.execute(sa.select(optical_path)).mappings():
+        paths.setdefault(path["path_kind"], []).append(path)
+    return paths
+
+
+def path_holds(row, kind: str, paths: dict[str, list]) -> sa.ColumnElement[bool]:
+    """:func:`path_test` with the paths in force written in: some allowed path of ``kind`` whose every named
+    column is the row's, and no excluding one (constants, not a lookup per row)."""
+    def matches(allowed: bool):
+        return sa.or_(sa.false(), *(
+            sa.and_(sa.true(), *(sa.func.coalesce(row.c[column] == path[column], sa.false())
+                                 for column in _PATH_COLUMNS if path[column] is not None))
+            for path in paths.get(kind, []) if bool(path["allowed"]) == allowed))
+
+    return sa.and_(matches(True), sa.not_(matches(False)))
+
+
+def compiled_conditions(conn: sa.Connection, row, sets: dict[str, list[str]], paths: dict[str, list]
                         ) -> dict[tuple[str, str], sa.ColumnElement[bool]]:
     """Per (rule, subject): all its conditions as one boolean expression over ``row``'s columns, the
     catalog's values written in (alternative 0 and, when there are others, one of them whole).
@@ -140,11 +160,9 @@ def compiled_conditions(conn: sa.Connection, row, sets: dict[str, list[str]]
     value sets and optical paths in force are small and read once here, so the database tests each
     exposure against plain columns and constants - no join with the conditions, no lookup per
     condition (100,000 exposures: 16 s -> ~1 s on SQLite). ``explain`` keeps the row-per-condition
-    form, which names the condition that failed. ``sets``: the value sets in force (:func:`value_sets`).
+    form, which names the condition that failed. ``sets`` and ``paths``: the value sets and optical paths
+    in force (:func:`value_sets`, :func:`optical_paths`).
     """
-    paths: dict[str, list] = {}
-    for path in conn.execute(sa.select(optical_path)).mappings():
-        paths.setdefault(path["path_kind"], []).append(path)
     query = sa.select(condition).order_by(condition.c.rule_name, condition.c.subject, condition.c.alt,
                                           condition.c.seq)
     alternatives: dict[tuple[str, str], dict[int, list]] = {}
@@ -193,13 +211,7 @@ def _holds(row, operator: str, column_name: str, value: str | None, sets, paths)
     if operator == "not_like":
         return sa.or_(got.is_(None), sa.func.coalesce(got.not_like(literal), sa.false()))
     if operator in ("path", "not_path"):
-        def matches(allowed: bool):  # some path row of that kind whose every named column is the row's
-            return sa.or_(sa.false(), *(
-                sa.and_(sa.true(), *(sa.func.coalesce(row.c[column] == path[column], sa.false())
-                                     for column in _PATH_COLUMNS if path[column] is not None))
-                for path in paths.get(value, []) if bool(path["allowed"]) == allowed))
-
-        held = sa.and_(matches(True), sa.not_(matches(False)))
+        held = path_holds(row, value, paths)
         return held if operator == "path" else sa.not_(held)
     return sa.false()
 
