@@ -35,7 +35,10 @@ of the evaluation, which keeps every statement small enough for the planners:
    imprint pruning, the candidate policy (``kept``), the discovery pass's copies
    (``with_copies``), member names (``named_members``: ``_rate``/``_rateints``, WFSS level-3
    products);
-5. ``pruning``: duplicate pruning (``deduplicated``, ``pruned``), sequence numbers.
+5. ``pruning``: duplicate pruning (``deduplicated``, ``pruned``), sequence numbers (``sequenced``);
+6. ``answers`` (for the work list and the stored answers only): each member exposure's answer -
+   its member types and, for the associations it is the science of, their asn_types, its Level 2b
+   inputs, the files and rules, each sorted and ';'-joined.
 
 ``explain`` reads the stages of one evaluation; ``api`` holds the public functions.
 
