@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -380,3 +381,24 @@ def test_a_bulk_load_into_a_locked_sqlite_catalog_is_one_line_exit_3(tmp_path, m
         holder.wait()
     monkeypatch.delenv("L2RULES_SQLITE_BUSY_MS")
     assert main(["--db", url, "load", "--method", "bulk", str(pool)]) == 0
+
+
+def test_values_are_stored_stripped_on_every_path(db, twin_db, tmp_path):
+    """Every load stores its values stripped: the association stages normalise values without a trim
+    (lower case, not-set spellings to NULL), relying on this. The bulk path declines a padded file (the
+    row loader strips it) and strips a DataFrame's values itself."""
+    path = tmp_path / "spaced.csv"
+    path.write_text("FILENAME|EXP_TYPE|DETECTOR|FILTER|ASN_CANDIDATE|TARGETID\n"
+                    "jw5_a_uncal.fits | NRC_IMAGE |  NRCA1\t| F200W |[('o001', 'observation')]| 1 \n"
+                    "jw5_b_uncal.fits|NRC_IMAGE|\tnrca1 |  n/a  |[('o001', 'observation')]|1\n")
+    with pytest.raises(L2RulesError, match="declines"):
+        load(twin_db, path, method="bulk")
+    load(db, path)
+    frame = pd.read_csv(path, sep="|", dtype=str, keep_default_na=False)
+    frame["FILENAME"] = frame["FILENAME"].str.replace("jw5", "jw6")
+    assert load(twin_db, frame, method="bulk").method == "bulk"
+    for url in (db, twin_db):
+        with get_engine(url).connect() as conn:
+            e = schema.exposure
+            rows = conn.execute(sa.select(e.c.exp_type, e.c.detector, e.c.filter, e.c.targetid).order_by(e.c.id)).all()
+        assert [tuple(r) for r in rows] == [("NRC_IMAGE", "NRCA1", "F200W", "1"), ("NRC_IMAGE", "nrca1", "n/a", "1")]
