@@ -28,10 +28,11 @@ def stage(evaluation: Evaluation) -> None:
                          .where(companion.c.source == "pool").order_by(companion.c.rule_name, companion.c.kind)).all()
     takes = [sa.select(exposures.c.eid, sa.literal(name, sa.String).label("rule_name"),
                        sa.literal(kind, sa.String).label("kind")).where(
-                 sa.true() if exp_type_set is None else rules.set_member(sets, exp_type_set, exposures.c.exp_type),
+                 rules.in_set_where(sets, exp_type_set, exposures.c.exp_type),
                  compiled[(name, kind)])
              for name, kind, exp_type_set in kinds if name in used and (name, kind) in compiled]
-    eligible = union_all(exposures, takes, "rule_name", "kind").subquery()
+    # staged: as a subquery joined with the candidates, SQLite ran every select per exposure (10 minutes)
+    eligible = evaluation.stage(union_all(exposures, takes, "rule_name", "kind"), "celig")
     candidate_members = evaluation.candidate_members
     eligible_companions = evaluation.eligible_companions = evaluation.stage(sa.union(
         sa.select(candidate_members.c.eid, candidate_members.c.cand_id, eligible.c.rule_name, eligible.c.kind)
@@ -91,26 +92,31 @@ def stage(evaluation: Evaluation) -> None:
     # 'first': a companion goes to the earliest science it suits, and each science keeps its first one
     owner = row_number().over(partition_by=[matched.c.cand_id, matched.c.rule_name, matched.c.kind, matched.c.oid],
                               order_by=science_row.c.row_no)
-    attachable = (sa.select(matched, companion.c.role, companion.c.source, companion.c.attach, rule.c.wfss,
-                            science_row.c.row_no.label("sci_row"), other_row.c.row_no.label("row"),
-                            owner.label("owner"))
-                  .select_from(matched.join(companion, sa.and_(companion.c.rule_name == matched.c.rule_name,
-                                                               companion.c.kind == matched.c.kind))
-                               .join(rule, rule.c.name == matched.c.rule_name)
-                               .join(science_row, science_row.c.eid == matched.c.eid)
-                               .join(other_row, other_row.c.eid == matched.c.oid)
-                               .join(first, sa.and_(first.c.cand_id == matched.c.cand_id,
-                                                    first.c.rule_name == matched.c.rule_name)))
-                  .where(attached, sa.or_(companion.c.source != "science",
-                                          sa.not_(_overlap(science_row, other_row, rule.c.nod_overlap))))
-                  ).subquery()
-    owned = sa.select(attachable).where(sa.or_(attachable.c.attach != "first", attachable.c.owner == 1)).subquery()
+
+    def attachable(first_only: bool) -> sa.Select:
+        # the windows only for the kinds that attach 'first': a sort of every pair was most of this stage
+        return (sa.select(matched, companion.c.role, companion.c.source, rule.c.wfss,
+                          science_row.c.row_no.label("sci_row"),
+                          *([other_row.c.row_no.label("row"), owner.label("owner")] if first_only else []))
+                .select_from(matched.join(companion, sa.and_(companion.c.rule_name == matched.c.rule_name,
+                                                             companion.c.kind == matched.c.kind))
+                             .join(rule, rule.c.name == matched.c.rule_name)
+                             .join(science_row, science_row.c.eid == matched.c.eid)
+                             .join(other_row, other_row.c.eid == matched.c.oid)
+                             .join(first, sa.and_(first.c.cand_id == matched.c.cand_id,
+                                                  first.c.rule_name == matched.c.rule_name)))
+                .where(attach == "first" if first_only else attach != "first",
+                       attached, sa.or_(companion.c.source != "science",
+                                        sa.not_(_overlap(science_row, other_row, rule.c.nod_overlap)))))
+
+    owned = attachable(True).subquery()
+    owned = sa.select(owned).where(owned.c.owner == 1).subquery()
     rank = row_number().over(partition_by=[owned.c.eid, owned.c.cand_id, owned.c.rule_name, owned.c.kind],
                              order_by=owned.c.row)
     ranked = sa.select(owned, rank.label("rank")).subquery()
-    evaluation.pairs = evaluation.stage(
-        sa.select(*[column for column in ranked.c if column.name not in ("attach", "rank", "owner", "row")])
-        .where(sa.or_(ranked.c.attach != "first", ranked.c.rank == 1)), "pairs")
+    firsts = (sa.select(*[column for column in ranked.c if column.name not in ("rank", "owner", "row")])
+              .where(ranked.c.rank == 1))
+    evaluation.pairs = evaluation.stage(sa.union_all(attachable(False), firsts), "pairs")
 
 
 def nod_groups(evaluation: Evaluation) -> sa.Subquery:

@@ -21,8 +21,9 @@ def stage(evaluation: Evaluation, pool_id: int) -> None:
     # the values normalised once, in a table of their own: the derived columns read them several times each
     # (in one statement the planner inlines each normalisation at every use: 12 s -> x s for 1M exposures)
     values = evaluation.stage(normalised_values(pool_id), "xv")
+    # (exp_type: each rule's science, and each companion kind, is looked up by its types, not a scan each)
     exposures = evaluation.exposures = evaluation.stage(with_derived_columns(values, evaluation.value_sets), "xe",
-                                                        ("eid",))
+                                                        ("eid",), ("exp_type",))
     candidates = _candidates(pool_id)
     # The text test on each distinct text, not on each exposure: a program's exposures share a few
     # ASN_CANDIDATE texts (a substring test per exposure and candidate took 22 s for 1M exposures)

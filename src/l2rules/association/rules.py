@@ -191,6 +191,15 @@ def set_member(sets: dict[str, list[str]], set_name: str, expr) -> sa.ColumnElem
     return sa.func.coalesce(expr.in_(values), sa.false()) if values else sa.false()
 
 
+def in_set_where(sets: dict[str, list[str]], set_name: str | None, expr) -> sa.ColumnElement[bool]:
+    """:func:`set_member` for a WHERE clause (true when ``set_name`` is None: no set, no test), where a NULL
+    filters as false does: the plain IN, which the database can answer from an index."""
+    if set_name is None:
+        return sa.true()
+    values = sets.get(set_name, [])
+    return expr.in_(values) if values else sa.false()
+
+
 def _holds(row, operator: str, column_name: str, value: str | None, sets, paths) -> sa.ColumnElement[bool]:
     """One condition on ``row``, true or false (never null), as :func:`condition_holds` reads it."""
     got = row.c[column_name] if column_name in ACCESSIBLE else sa.cast(sa.null(), sa.String)  # typed: see _key_holds

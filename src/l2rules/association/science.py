@@ -22,7 +22,7 @@ def stage(evaluation: Evaluation) -> None:
     exposures, rule, conn = evaluation.exposures, rules.rule, evaluation.conn
     compiled, sets = evaluation.compiled, evaluation.value_sets
     takes = [sa.select(exposures.c.eid, sa.literal(name, sa.String).label("rule_name")).where(
-                 sa.true() if science_set is None else rules.set_member(sets, science_set, exposures.c.exp_type),
+                 rules.in_set_where(sets, science_set, exposures.c.exp_type),
                  compiled[(name, "science")])
              for name, science_set in conn.execute(sa.select(rule.c.name, rule.c.science_set).order_by(rule.c.name))
              if (name, "science") in compiled]
