@@ -257,10 +257,34 @@ def test_answers_joined_from_ranked_values_are_the_association_files(db, name, m
     _answers_are_the_association_files(db, name)
 
 
+def test_answers_of_a_pool_without_program_are_the_association_files(db, tmp_path):
+    """Without PROGRAM a WFSS parallel association is still made, its file named 'jwNone-...' as the
+    association files name it: the exposure stays on the work list (its file name is not NULL)."""
+    path = tmp_path / "no_program.csv"
+    path.write_text("FILENAME|EXP_TYPE|INSTRUME|ASN_CANDIDATE|TARGETID|PNTGTYPE|PROGRAM|DETECTOR\n"
+                    "jw_00001_uncal.fits|NIS_WFSS|NIRISS|[('c1000', 'direct_image')]|1|science|null|nis\n"
+                    "jw_00002_uncal.fits|NIS_IMAGE|NIRISS|[('c1000', 'direct_image')]|1|science|null|nis\n")
+    _answers_are_the_association_files(db, path)
+    assert "jwNone-c1000_spec2_00001_asn.json" in worklist(db)["association"].iloc[0]
+
+
+def test_candidate_order_past_32_bit_line_numbers(db):
+    """The candidates' order is line * 1000 + position: past 2,147,483 lines a 32-bit product overflowed on
+    PostgreSQL (a 10M-exposure pool); the associations are those of the same pool in lower lines."""
+    from l2rules.association import associations
+
+    pool_id = load(db, POOLS / "jw00632_dups.csv", progress=False).pool_id
+    before = [a.as_dict() for a in associations(db, pool_id)]
+    with get_engine(db).begin() as conn:
+        conn.execute(sa.text("UPDATE exposure SET source_line = source_line + 3000000 WHERE pool_id = :p"),
+                     {"p": pool_id})
+    assert [a.as_dict() for a in associations(db, pool_id)] == before and before
+
+
 def _answers_are_the_association_files(db, name):
     from .conftest import DATA
 
-    path = POOLS / name if (POOLS / name).exists() else DATA / name
+    path = name if not isinstance(name, str) else POOLS / name if (POOLS / name).exists() else DATA / name
     pool_id = load(db, path, progress=False).pool_id
     engine = get_engine(db)
     expected = _answers_from_the_association_files(engine, pool_id)

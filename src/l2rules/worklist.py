@@ -354,12 +354,19 @@ def without_rule(e: sa.Table) -> sa.ColumnElement[bool]:
     return e.c.exp_type.not_in(sa.select(schema.rule.c.exp_type))
 
 
+#: One pool's answers as made, before they are stored (a temporary table, per connection).
+_FOUND = sa.Table("asn_tmp_found_answers", sa.MetaData(),
+                  *(sa.Column(column.name, column.type) for column in schema.level2b_answer.c
+                    if column.name in ANSWER_COLUMNS), prefixes=["TEMPORARY"])
+
+
 def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
     """Store the pipeline's answer at the head revision (``level2b_answer``) for every exposure of the
     pools whose answers are missing or behind (or of ``pool_ids``); returns the pools evaluated.
 
     The same rows ``worklist(include_all=True)`` gives; each pool's answers replace its old ones in one
-    transaction. A pool without the columns the pipeline needs is said once (a warning) and its
+    short transaction, after they are made (the catalog is not locked while they are). A pool without the
+    columns the pipeline needs is said once (a warning) and its
     exposures are stored as not selected, with that reason.
     """
     engine = require_migrated(db)
@@ -370,18 +377,31 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
     stored = 0
     p = schema.pool
     for pool_id in todo:
-        with engine.begin() as conn:
-            # the state the answers are of, read in their transaction: a load meanwhile leaves the pool stale
-            load = conn.execute(sa.select(p.c.load_serial).where(p.c.id == pool_id)).scalar_one()
-            conn.execute(a.delete().where(a.c.exposure_id.in_(sa.select(e.c.id).where(e.c.pool_id == pool_id))))
-            with answers_of(conn, pool_id, None, include_all=True, strict=False) as query:
-                found = query.order_by(None).subquery("found")
-                count = conn.execute(a.insert().from_select(
-                    [*ANSWER_COLUMNS, "catalog_revision"],
-                    sa.select(*(found.c[name] for name in ANSWER_COLUMNS),
-                              sa.literal(revision).label("catalog_revision")))
-                    .execution_options(preserve_rowcount=True)).rowcount  # (psycopg: -1 without)
-            conn.execute(p.update().where(p.c.id == pool_id).values(answers_load=load, answers_revision=revision))
+        # Made in one transaction into a temporary table (no lock on the catalog meanwhile: loads and runs
+        # go on), then stored in a short second one. The state they are of is read first: a load
+        # meanwhile leaves the pool stale for the next run.
+        with engine.connect() as conn:
+            try:
+                with conn.begin():
+                    load = conn.execute(sa.select(p.c.load_serial).where(p.c.id == pool_id)).scalar_one()
+                    _FOUND.create(conn)
+                    with answers_of(conn, pool_id, None, include_all=True, strict=False) as query:
+                        found = query.order_by(None).subquery("found")
+                        conn.execute(_FOUND.insert().from_select(ANSWER_COLUMNS,
+                                                                 sa.select(*(found.c[n] for n in ANSWER_COLUMNS))))
+                with conn.begin():
+                    conn.execute(a.delete().where(a.c.exposure_id.in_(sa.select(e.c.id)
+                                                                      .where(e.c.pool_id == pool_id))))
+                    count = conn.execute(a.insert().from_select(
+                        [*ANSWER_COLUMNS, "catalog_revision"],
+                        sa.select(*(_FOUND.c[n] for n in ANSWER_COLUMNS),
+                                  sa.literal(revision).label("catalog_revision")))
+                        .execution_options(preserve_rowcount=True)).rowcount  # (psycopg: -1 without)
+                    conn.execute(p.update().where(p.c.id == pool_id)
+                                 .values(answers_load=load, answers_revision=revision))
+            finally:
+                with conn.begin():
+                    _FOUND.drop(conn, checkfirst=True)
         log.info("pool %s: %d answers stored at catalog revision %s", pool_id, count, revision)
         stored += count
     if stored >= STATISTICS_AFTER:  # the views and `run` join the answers: plans must know their size

@@ -28,7 +28,9 @@ FROM_LEAST_AND_GREATEST = 2
 
 def association_file(association) -> sa.ColumnElement[str]:
     """The association's file name, as ``Association.file_name()`` makes it (no version id)."""
-    return ("jw" + zero_padded(association.c.program, 5) + "-" + association.c.asn_id + "_"
+    # (a pool without PROGRAM: the file is named 'jwNone-...', as Python formats the missing value)
+    program = sa.func.coalesce(zero_padded(association.c.program, 5), "None")
+    return ("jw" + program + "-" + association.c.asn_id + "_"
             + association.c.asn_type + "_" + zero_padded(sa.cast(association.c.seq, sa.Text), 5) + "_asn.json")
 
 

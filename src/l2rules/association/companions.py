@@ -139,13 +139,14 @@ def direct_images(evaluation: Evaluation) -> sa.CTE:
     pairs = evaluation.pairs
     science_row, other_row = evaluation.exposures.alias("xs"), evaluation.exposures.alias("xo")
     distance = as_integer(other_row.c.expspcin) - as_integer(science_row.c.expspcin)
-    order = sa.case(
-        (pairs.c.wfss == "parallel",
-         sa.case((other_row.c.filename.contains("long"), 0), else_=1) * 1000000 + other_row.c.row_no),
-        (distance > 0, distance), else_=1000000 + other_row.c.row_no)
+    # two keys, not one number (row + 1,000,000 put a later row of a larger pool before a nearer one)
+    first_key = sa.case((pairs.c.wfss == "parallel", sa.case((other_row.c.filename.contains("long"), 0), else_=1)),
+                        (distance > 0, 0), else_=1)
+    second_key = sa.case((pairs.c.wfss == "parallel", other_row.c.row_no), (distance > 0, distance),
+                         else_=other_row.c.row_no)
     ranked = (sa.select(pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name, pairs.c.oid,
                         row_number().over(partition_by=[pairs.c.eid, pairs.c.cand_id, pairs.c.rule_name],
-                                          order_by=order).label("rk"))
+                                          order_by=[first_key, second_key]).label("rk"))
               .select_from(pairs.join(science_row, science_row.c.eid == pairs.c.eid)
                            .join(other_row, other_row.c.eid == pairs.c.oid))
               .where(pairs.c.role == "direct_image")).cte("direct")
