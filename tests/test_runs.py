@@ -483,3 +483,39 @@ def test_answers_stored_while_items_are_made_leave_the_pool_pending(postgres, tm
         assert list(runs_module.items_pending(conn, runs_module.head_revision(conn))) == [1]
     assert run(db, [])["items_created"] == 1  # of the third
     assert [i.exposure_version for i in _items_of(db, "jw9_000001_nrca1_uncal.fits")] == [1, 2, 3]
+
+
+def test_the_catalog_takes_writes_while_answers_are_made(tmp_path, sqlite_template):
+    """`evaluate` makes a pool's answers before it takes the write lock (SQLite): a load or a run of another
+    process is not kept waiting (and failed with "database is locked") while they are made."""
+    import importlib
+    import shutil
+    import sqlite3
+
+    from sqlalchemy import event
+
+    shutil.copy(sqlite_template, tmp_path / "catalog.db")
+    db = f"sqlite:///{tmp_path / 'catalog.db'}"
+    runs_module = importlib.import_module("l2rules.runs")
+    load_result = __import__("l2rules").load(db, write_pool(tmp_path / "p.csv", 6), progress=False)
+    engine = get_engine(db)
+    wrote = []
+
+    def meanwhile(conn, cursor, statement, *args):  # another process writes while the answers are made
+        if not wrote and "asn_tmp_found_answers" in statement and statement.lstrip().upper().startswith("INSERT"):
+            other = sqlite3.connect(tmp_path / "catalog.db", timeout=0.2)
+            try:
+                other.execute("UPDATE pool SET source = source WHERE id = ?", (load_result.pool_id,))
+                other.commit()
+                wrote.append(True)
+            finally:
+                other.close()
+
+    event.listen(engine, "after_cursor_execute", meanwhile)
+    try:
+        assert runs_module.evaluate(db) == [load_result.pool_id]
+    finally:
+        event.remove(engine, "after_cursor_execute", meanwhile)
+    assert wrote == [True]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer")).scalar() == 6
