@@ -167,6 +167,35 @@ def test_asn_files_equal_the_pipelines(db, pool, tmp_path):
         assert f"('{doc['asn_id']}', '" in doc["constraints"]
 
 
+@pytest.mark.parametrize("pool", [POOL_DIR / "pool_018_all_exptypes.csv", POOL_DIR / "pool_019_niriss_wfss.csv"],
+                         ids=["pool_018", "pool_019"])
+def test_streamed_associations_carry_their_own_sciences_conditions(db, pool, monkeypatch):
+    """``iter_associations`` streams the members and, beside them, each science's held conditions (two
+    cursors merged on the science exposure): each association gets its own science's conditions,
+    whatever the chunks the rows come in, and ``asn`` writes its files from that stream."""
+    from l2rules.association import api
+
+    result = inventory.load(db, pool, progress=False)
+    whole = association.associations(db, result.pool_id)
+    exposure = schema.exposure
+    with get_engine(db).connect() as conn:
+        exposures = {row.id: row._mapping for row in conn.execute(
+            sa.select(exposure).where(exposure.c.pool_id == result.pool_id))}
+    checked = 0
+    for made in whole:  # each condition line is "column operator value: the science's value (lower case)"
+        science = exposures[next(m["exposure_id"] for m in made.members if m["exptype"] == "science")]
+        assert made.conditions, made.filename
+        for line in made.conditions:
+            column = line.split(" ", 1)[0]
+            if column in exposure.c and isinstance(exposure.c[column].type, sa.Text) and science[column]:
+                assert line.endswith(f": {str(science[column]).lower()}"), (made.filename, line)
+                checked += 1
+    assert checked > 2 * len(whole)
+    monkeypatch.setattr(api, "STREAMED_ROWS", 1)  # a chunk boundary between every two rows
+    streamed = list(association.iter_associations(db, result.pool_id))
+    assert sorted((a.filename, a.conditions) for a in streamed) == sorted((a.filename, a.conditions) for a in whole)
+
+
 def test_asn_version_id_names_the_files_as_the_pipeline(db, tmp_path):
     """--version-id STAMP: in each file and its name (jw<program>-<candidate>_<stamp>_<type>_<seq>_asn.json);
     without a value, the time (UTC, YYYYMMDDtHHMMSS), as asn_generate's --version-id."""

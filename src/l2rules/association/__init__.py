@@ -70,6 +70,7 @@ from .api import (
                   asn,
                   associations,
                   impact,
+                  iter_associations,
                   processing,
                   science_by_stem,
                   science_of,
@@ -81,5 +82,5 @@ from .explain import EXPLAIN_COLUMNS, explain
 __all__ = [
     "ACCESSIBLE", "DEGRADED_NOTOK", "DEGRADED_OK", "DERIVED_COLUMNS", "EMPTY", "EXPLAIN_COLUMNS", "IMPACT_COLUMNS",
     "POOL_COLUMNS", "REQUIRED_POOL_COLUMNS", "Association", "AssociationError", "asn", "associations", "explain",
-    "impact", "processing", "science_by_stem", "science_of", "write_associations",
+    "impact", "iter_associations", "processing", "science_by_stem", "science_of", "write_associations",
 ]

@@ -6,8 +6,9 @@ import datetime as dt
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -118,44 +119,71 @@ def missing_columns(pool: sa.Row) -> list[str]:
 
 def associations(db: DB, pool: str | int, *, as_of: str | dt.date | None = None, version: str | None = None,
                  pipeline: str | None = None, conditions: bool = True) -> list[Association]:
-    """The Level 2b associations the pipeline makes of one loaded pool (by name or id).
+    """The Level 2b associations the pipeline makes of one loaded pool (by name or id), ordered by
+    candidate id, asn_type and sequence (as the files' names sort).
 
     By the head rules, or those in force on date ``as_of``, at catalog ``version``, or of jwst release
     ``pipeline`` (``"1.16.1"``). ``conditions=False`` leaves each association's ``conditions`` (the
     science conditions that held, for its file's constraints) empty: a third of the time of a large pool.
     """
+    made = iter_associations(db, pool, as_of=as_of, version=version, pipeline=pipeline, conditions=conditions)
+    return sorted(made, key=lambda association: (association.asn_id, association.asn_type, association.seq))
+
+
+#: Rows fetched at a time by :func:`iter_associations` (a server-side cursor on PostgreSQL).
+STREAMED_ROWS = 10_000
+
+
+def iter_associations(db: DB, pool: str | int, *, as_of: str | dt.date | None = None,
+                      version: str | None = None, pipeline: str | None = None,
+                      conditions: bool = True) -> Iterator[Association]:
+    """:func:`associations` one at a time, as the database gives them (by science exposure), so that a
+    pool's files are written with flat memory: the rows are streamed, and an association is made when
+    its last member has come. The evaluation's transaction stays open until the iterator is exhausted
+    or closed."""
     engine = require_migrated(db)
     when = resolve_version(engine, as_of, version, pipeline)
+    point = (None if when is None else f"jwst {pipeline}" if pipeline else f"version {version}" if version
+             else f"as of {when}")
+    streamed = {"stream_results": True, "yield_per": STREAMED_ROWS}
     with engine.begin() as conn:
         found = pool_row(conn, pool)
         if missing_columns(found):
-            return []
+            return
+        # the pipeline writes EXPOSERR as the pool has it, and null for a pool without the column
+        has_exposerr = "exposerr" in found.columns.split("|")
         with evaluating(conn, when) as evaluation:
-            rows = conn.execute(evaluation.run(found.id)).mappings().all()
-            held = _science_conditions(evaluation) if conditions else {}
-    # the pipeline writes EXPOSERR as the pool has it, and null for a pool without the column
-    has_exposerr = "exposerr" in found.columns.split("|")
-    point = (None if when is None else f"jwst {pipeline}" if pipeline else f"version {version}" if version
-             else f"as of {when}")
-    made: dict[tuple, Association] = {}
-    for row in rows:
-        key = (row["asn_id"], row["asn_rule"], row["eid"], row["cand_id"])
-        association = made.get(key)
-        if association is None:
-            association = made[key] = Association(row["asn_id"], row["asn_rule"], row["asn_type"], found.name,
-                                                  row["program"], row["product"], row["seq"], target=row["target"],
-                                                  rule_name=row["rule_name"], cand_type=row["cand_type"],
-                                                  point=point,
-                                                  conditions=held.get((row["eid"], row["rule_name"]), []))
-        association.members.append({"expname": row["expname"], "exptype": row["exptype"],
-                                    "exposerr": row["exposerr_text"] if has_exposerr else None,
-                                    "exposure_id": row["exposure_id"], "stem": row["stem"]})
-    return list(made.values())
+            final = evaluation.run(found.id)
+            member = evaluation.named_members
+            # by science exposure first: the held conditions come in the same order, beside them; an
+            # association's members are together (its candidate id, asn_type and sequence are its file's name)
+            by_science = [final.selected_columns[name] for name in ("eid", "asn_id", "asn_type", "seq", "asn_rule",
+                                                                      "cand_id")]
+            rows = conn.execute(final.order_by(None).order_by(*by_science, member.c.mgroup, member.c.mord),
+                                execution_options=streamed)
+            held = _science_conditions(evaluation, streamed) if conditions else iter(())
+            pending = next(held, None)  # (science exposure, its held conditions by rule)
+            for (eid, asn_id, asn_rule, _cand_id), members in groupby(
+                    rows.mappings(), key=lambda r: (r["eid"], r["asn_id"], r["asn_rule"], r["cand_id"])):
+                while pending is not None and pending[0] < eid:
+                    pending = next(held, None)
+                held_of = pending[1] if pending is not None and pending[0] == eid else {}
+                first = next(members)
+                association = Association(asn_id, asn_rule, first["asn_type"], found.name, first["program"],
+                                          first["product"], first["seq"], target=first["target"],
+                                          rule_name=first["rule_name"], cand_type=first["cand_type"], point=point,
+                                          conditions=held_of.get(first["rule_name"], []))
+                for row in (first, *members):
+                    association.members.append({"expname": row["expname"], "exptype": row["exptype"],
+                                                "exposerr": row["exposerr_text"] if has_exposerr else None,
+                                                "exposure_id": row["exposure_id"], "stem": row["stem"]})
+                yield association
 
 
-def _science_conditions(evaluation) -> dict[tuple[int, str], list[str]]:
-    """Per association made (science exposure, rule): the science conditions that held, each as
-    ``column operator value: the science's value`` (alt 0, then the first alternative that held)."""
+def _science_conditions(evaluation, streamed: dict) -> Iterator[tuple[int, dict[str, list[str]]]]:
+    """Per science exposure of some association made, in exposure order: for each rule it is the science
+    of, the science conditions that held, each as ``column operator value: the science's value`` (alt 0,
+    then the first alternative that held)."""
     from . import rules
 
     made = sa.select(evaluation.pruned.c.eid, evaluation.pruned.c.rule_name).distinct().subquery()
@@ -169,17 +197,18 @@ def _science_conditions(evaluation) -> dict[tuple[int, str], list[str]]:
                                                        condition.c.subject == "science"))
                           .join(science, science.c.eid == made.c.eid))
              .order_by(made.c.eid, made.c.rule_name, condition.c.alt, condition.c.seq))
-    by_alt: dict[tuple[int, str], dict[int, list]] = {}
-    for row in evaluation.conn.execute(query):
-        by_alt.setdefault((row.eid, row.rule_name), {}).setdefault(row.alt, []).append(row)
-    found = {}
-    for key, alternatives in by_alt.items():
-        held = [alt for alt, conditions in sorted(alternatives.items())
-                if alt > 0 and all(c.ok for c in conditions)][:1]
-        found[key] = [f"{c.column_name} {c.operator}{'' if c.value is None else ' ' + c.value}: "
-                      f"{'NULL' if c.found is None else c.found}"
-                      for alt in [0, *held] for c in alternatives.get(alt, [])]
-    return found
+    for eid, of_science in groupby(evaluation.conn.execute(query, execution_options=streamed), key=lambda r: r.eid):
+        found = {}
+        for rule_name, of_rule in groupby(of_science, key=lambda r: r.rule_name):
+            alternatives: dict[int, list] = {}
+            for row in of_rule:
+                alternatives.setdefault(row.alt, []).append(row)
+            held = [alt for alt, conditions in sorted(alternatives.items())
+                    if alt > 0 and all(c.ok for c in conditions)][:1]
+            found[rule_name] = [f"{c.column_name} {c.operator}{'' if c.value is None else ' ' + c.value}: "
+                                f"{'NULL' if c.found is None else c.found}"
+                                for alt in [0, *held] for c in alternatives.get(alt, [])]
+        yield eid, found
 
 
 def science_of(asns: Iterable[Association]) -> dict[int, list[Association]]:
@@ -277,8 +306,8 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     for path, stem in zip(pools, stems):
         result = load(engine, path, skip_bad=skip_bad)
         target = Path(output) / stem if len(pools) > 1 else Path(output)
-        made = associations(engine, result.pool_id, as_of=as_of, version=version, pipeline=pipeline)
-        written += write_associations(made, target, version=stamp)
+        made = iter_associations(engine, result.pool_id, as_of=as_of, version=version, pipeline=pipeline)
+        written += sorted(write_associations(made, target, version=stamp))  # as the files' names sort
     return written
 
 
