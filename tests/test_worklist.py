@@ -155,6 +155,34 @@ def test_impact_between_versions(db, pool_path):
         ["NRS_MIMF", "asn_type changes", "wfs-image2", "image2"]]
 
 
+@pytest.mark.parametrize("points", [("2019-01-01", "2026-12-01"), ("2026-01-01", "2026-02-01"),
+                                    ("2017-08-01", "2026-12-01")])
+def test_impact_is_the_two_work_lists_compared(db, points):
+    """``impact(source="table")`` joins the two work lists in SQL; here they are compared in pandas, row by
+    row, on every sample pool: the same changes of the same exposures, in the same order."""
+    from l2rules import impact
+
+    for pool in SAMPLE_POOLS:
+        load(db, POOLS / pool, progress=False)
+    before, after = (worklist(db, source="table", include_all=True, as_of=point) for point in points)
+    both = before.merge(after, on=["pool", "source_line", "filename", "exp_type"], suffixes=("_from", "_to"))
+    expected = []
+    for row in both.itertuples():
+        kept = row.level2b_from and row.level2b_to
+        change = ("enters" if row.level2b_to and not row.level2b_from else
+                  "leaves" if row.level2b_from and not row.level2b_to else
+                  "asn_type changes" if kept and not pd.isna(row.asn_type_from) and not pd.isna(row.asn_type_to)
+                  and row.asn_type_from != row.asn_type_to else
+                  "role changes" if kept and (None if pd.isna(row.exptype_from) else row.exptype_from)
+                  != (None if pd.isna(row.exptype_to) else row.exptype_to) else None)
+        if change:
+            expected.append([change, row.pool, row.filename, row.exp_type, row.reason_from, row.reason_to])
+    exposures, counts = impact(db, *points, source="table")
+    assert expected, "these points change some exposure"
+    assert exposures[["change", "pool", "filename", "exp_type", "reason_from", "reason_to"]].values.tolist() == expected
+    assert counts["exposures"].sum() == len(expected)
+
+
 def test_cli_formats(db, pool_path, tmp_path, capsys):
     from l2rules.cli import main
 

@@ -26,7 +26,7 @@ from .catalog import Point, conditions_at, resolve_version, rules_at
 from .config import DB, L2RulesError
 from .inventory import STATISTICS_AFTER, keep_statistics, load
 from .migrate import require_migrated
-from .outputs import query_frame, to_frame, typed, write_result
+from .outputs import query_frame, typed, write_result
 
 log = logging.getLogger(__name__)
 
@@ -440,6 +440,46 @@ def unmatched(db: DB = None) -> pd.DataFrame:
         return query_frame(conn, query, ["pool", "exp_type", "exposures", "example"])
 
 
+#: ``impact(source="table")``'s exposures: each change, with both sides.
+IMPACT_TABLE_COLUMNS = ["change", "instrument", "pool", "filename", "exp_type", "exptype_from", "exptype_to",
+                        "asn_type_from", "asn_type_to", "reason_from", "reason_to"]
+#: The instrument of an EXP_TYPE, by its first three letters.
+INSTRUMENTS = {"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec", "NIS": "NIRISS", "FGS": "FGS"}
+
+
+def impact_query(from_point: Point | None, to_point: Point | None, pool_ids: list[int] | None = None) -> sa.Select:
+    """The published table's work list at two catalog points, side by side, as one SELECT: the exposures
+    that enter or leave it, or change asn_type or role (``IMPACT_TABLE_COLUMNS``), in pool and line order.
+
+    Computed in the database (the two work lists are joined on the exposure), so comparing the work lists
+    of an archive takes no more memory than its changes.
+    """
+    e = schema.exposure
+    before, after = (worklist_query(point, pool_ids, include_all=True).add_columns(e.c.id.label("exposure_id"))
+                     .order_by(None).subquery(name) for point, name in ((from_point, "before"), (to_point, "after")))
+    kept = sa.and_(before.c.level2b == sa.true(), after.c.level2b == sa.true())
+    change = sa.case(
+        (sa.and_(after.c.level2b == sa.true(), before.c.level2b != sa.true()), "enters"),
+        (sa.and_(after.c.level2b != sa.true(), before.c.level2b == sa.true()), "leaves"),
+        # a first-version rule records no asn_type: only a change between two recorded values counts
+        (sa.and_(kept, before.c.asn_type.is_not(None), after.c.asn_type.is_not(None),
+                 before.c.asn_type != after.c.asn_type), "asn_type changes"),
+        (sa.and_(kept, before.c.exptype.is_distinct_from(after.c.exptype)), "role changes"),
+    ).label("change")
+    instrument = sa.case(*((sa.func.substr(before.c.exp_type, 1, 3) == prefix, name)
+                           for prefix, name in INSTRUMENTS.items()), else_="other").label("instrument")
+    compared = (sa.select(change, instrument, before.c.pool, before.c.filename, before.c.exp_type,
+                          before.c.exptype.label("exptype_from"), after.c.exptype.label("exptype_to"),
+                          before.c.asn_type.label("asn_type_from"), after.c.asn_type.label("asn_type_to"),
+                          before.c.reason.label("reason_from"), after.c.reason.label("reason_to"),
+                          before.c.source_line)
+                .join_from(before, after, after.c.exposure_id == before.c.exposure_id)
+                .subquery("compared"))
+    return (sa.select(*(compared.c[name] for name in IMPACT_TABLE_COLUMNS))
+            .where(compared.c.change.is_not(None))
+            .order_by(compared.c.pool, compared.c.source_line))
+
+
 def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path] | None = None,
            source: str = "pipeline") -> tuple[pd.DataFrame, pd.DataFrame]:
     """What changing the rules from one catalog point (pipeline release, revision or date) to another
@@ -460,37 +500,10 @@ def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path
 
     engine = require_migrated(db, create=bool(pools))
     pool_ids = [load(engine, path).pool_id for path in pools] if pools else None
-    frames = []
-    for point in (from_point, to_point):
-        query = worklist_query(resolve_point(engine, point), pool_ids, include_all=True)
-        with engine.connect() as conn:
-            plan_without_jit(conn)
-            frames.append(to_frame(conn.execute(query.execution_options(stream_results=True)), ALL_COLUMNS))
-    keys = ["pool", "source_line", "filename", "exp_type"]
-    both = frames[0].merge(frames[1], on=keys, suffixes=("_from", "_to"))
-    both["level2b_from"] = both["level2b_from"].astype(bool)
-    both["level2b_to"] = both["level2b_to"].astype(bool)
-
-    def differs(col: str) -> pd.Series:
-        a, b = both[f"{col}_from"], both[f"{col}_to"]
-        return ~((a == b) | (a.isna() & b.isna()))
-
-    change = pd.Series("", index=both.index, dtype=object)
-    change[both["level2b_to"] & ~both["level2b_from"]] = "enters"
-    change[~both["level2b_to"] & both["level2b_from"]] = "leaves"
-    kept = both["level2b_to"] & both["level2b_from"]
-    # A first-version rule records no asn_type: only a change between two recorded values counts.
-    recorded = both["asn_type_from"].notna() & both["asn_type_to"].notna()
-    asn_changed = kept & recorded & differs("asn_type")
-    change[asn_changed] = "asn_type changes"
-    change[kept & ~asn_changed & differs("exptype")] = "role changes"
-    both["change"] = change
-    changed = both[change != ""]
-    instrument = changed["exp_type"].str[:3].map({"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec",
-                                                   "NIS": "NIRISS", "FGS": "FGS"}).fillna("other")
-    exposures = changed.assign(instrument=instrument)[
-        ["change", "instrument", "pool", "filename", "exp_type", "exptype_from", "exptype_to",
-         "asn_type_from", "asn_type_to", "reason_from", "reason_to"]].reset_index(drop=True)
+    query = impact_query(*(resolve_point(engine, point) for point in (from_point, to_point)), pool_ids)
+    with engine.connect() as conn:
+        plan_without_jit(conn)
+        exposures = query_frame(conn, query, IMPACT_TABLE_COLUMNS)
     counts = (exposures.groupby(["instrument", "change"]).size().rename("exposures").reset_index()
               if len(exposures) else pd.DataFrame(columns=["instrument", "change", "exposures"]))
     return typed(exposures, COLUMN_TYPES), typed(counts, COLUMN_TYPES)
