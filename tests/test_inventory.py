@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -242,6 +243,41 @@ def test_a_large_load_leaves_statistics_for_the_planner(db, tmp_path, monkeypatc
     engine = get_engine(db)
     load(db, path, progress=False)
     assert analysed(engine, "exposure")
+
+
+def test_statistics_are_made_again_when_stale_as_autovacuum_judges(db, tmp_path, monkeypatch):
+    """A small change into a big analysed table leaves its statistics (a rerun into 10M need not sample
+    10M rows again); a change of more than a tenth of its rows, or small ones adding up to that, does not."""
+    import time
+
+    import l2rules.inventory as inventory_package
+    from l2rules.inventory import keep_statistics
+
+    monkeypatch.setattr(inventory_package, "STATISTICS_AFTER", 500)
+
+    def pool(name: str, rows: int) -> Path:
+        path = tmp_path / f"{name}.csv"
+        path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\n" + "".join(
+            f"jw7_{name}_{i:06d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n" for i in range(rows)))
+        return path
+
+    engine = get_engine(db)
+    load(db, pool("big", 600), progress=False)
+    assert analysed(engine, "exposure")
+    assert keep_statistics(engine, ("exposure",), 10) == []
+    assert keep_statistics(engine, ("exposure",), 100) == ["exposure"]
+    for number in range(8):  # 80 rows in small loads, none analysing by itself
+        load(db, pool(f"small{number}", 10), progress=False)
+    if engine.dialect.name == "postgresql":  # the server counts them once the loading sessions report
+        engine.dispose()
+        with engine.connect() as conn:
+            for _ in range(100):
+                if conn.execute(sa.text("SELECT n_mod_since_analyze FROM pg_stat_user_tables "
+                                        "WHERE relname = 'exposure'")).scalar() >= 80:
+                    break
+                time.sleep(0.2)
+    assert keep_statistics(engine, ("exposure",), 1) == ["exposure"]
+    assert keep_statistics(engine, ("exposure",), 1) == []
 
 
 def analysed(engine: sa.Engine, table: str) -> bool:

@@ -507,7 +507,7 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
         _checkpoint("items")
     _checkpoint("committed")
     if made.created + made.changed + made.withdrawn >= STATISTICS_AFTER:
-        keep_statistics(engine, ("work_item", "run"))
+        keep_statistics(engine, ("work_item", "run"), made.created + made.changed + made.withdrawn)
     if made.stale:
         log.warning("%d work items differ from what the rules of catalog revision %s give, which were edited "
                     "without a new revision: the key (exposure, revision, exposure version) allows no second "

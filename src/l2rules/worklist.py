@@ -405,7 +405,7 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
         log.info("pool %s: %d answers stored at catalog revision %s", pool_id, count, revision)
         stored += count
     if stored >= STATISTICS_AFTER:  # the views and `run` join the answers: plans must know their size
-        keep_statistics(engine, ("level2b_answer",))
+        keep_statistics(engine, ("level2b_answer",), stored)
     return todo
 
 

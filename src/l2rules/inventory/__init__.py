@@ -76,8 +76,9 @@ def load(db: DB, source: str | Path | pd.DataFrame | list[str | Path], *, name: 
         raise L2RulesError(f"unknown load method {method!r}; choose one of {', '.join(METHODS)}")
     engine = require_migrated(db, create=True)
     result = _load(engine, source, name, skip_bad, progress, method, fits_options)
-    if result.inserted + result.updated >= STATISTICS_AFTER:
-        keep_statistics(engine, ("pool", "exposure", "exposure_candidate", "load_rejection"))
+    changed = result.inserted + result.updated
+    if changed >= STATISTICS_AFTER:
+        keep_statistics(engine, ("pool", "exposure", "exposure_candidate", "load_rejection"), changed)
     return result
 
 
