@@ -12,7 +12,10 @@ and these steps run on it in order, each in a process of its own (peak RSS from 
 - ``views``: each query of the analysts' page (docs/analysts.md), every row fetched;
 - ``runs``, ``unmatched``, ``rejections``: the run record and the lists;
 - ``impact``: the published table's changes between jwst 1.16.1 and the head, over every pool;
-- ``asn``: the association files of the first pool.
+- ``asn``: the association files of the first pool; beside it, the peer: jwst's own generator
+  (``asn_generate`` with its Level 2b rules, from a side environment with jwst: ``--jwst-python``) on
+  the same pool, at the sizes up to ``--jwst-up-to``, each given ``--jwst-timeout`` seconds (a size it
+  cannot finish is said so, and bigger ones are not tried).
 
 It prints a table (seconds, peak RSS), the targets of issue 13 met / NOT MET, the plan check (every
 statement each step executes is planned first, on that catalog, and the time spent planning is taken
@@ -41,6 +44,10 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = ("run", "worklist", "rerun", "report", "views", "runs", "unmatched", "rejections", "impact", "asn")
 #: Every command within this many times the work list's time on the same backend, at 1M exposures.
 WITHIN = 3.0
+#: asn linear: a pool N times the size takes at most this times N the time (bench.py's allowance).
+LINEAR = 1.05
+#: Flat memory: a pool 10 times the size peaks at most this times the memory (bench.py's allowance).
+FLAT = 1.5
 
 
 def analysts_queries() -> list[str]:
@@ -123,6 +130,31 @@ def child(name: str, url: str, pool: Path, extra: Path, work: Path) -> dict:
     return {**json.loads(out.decode().strip().splitlines()[-1]), "rss_mb": rss}
 
 
+def jwst_asn(python: Path, pool: Path, work: Path, timeout: float) -> dict:
+    """jwst's ``asn_generate`` with its Level 2b rules on ``pool``, in a process of its own (as the pipeline's
+    operators run it): seconds, peak RSS, the files written; ``timeout`` seconds at most."""
+    rules = subprocess.run([str(python), "-c", "import jwst.associations.lib as m, pathlib; "
+                            "print(pathlib.Path(m.__file__).parent / 'rules_level2b.py')"],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    out = Path(tempfile.mkdtemp(prefix="jwst-asn-", dir=work))
+    started = time.perf_counter()
+    proc = subprocess.Popen([str(python.parent / "asn_generate"), "-r", rules, "--ignore-default", "-p", str(out),
+                             str(pool)], cwd=out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() - started > timeout:
+            proc.kill()
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            return {"failed": True, "timeout_s": timeout, "rss_mb": usage.ru_maxrss / 1024}
+        time.sleep(0.2)
+    seconds, rss = time.perf_counter() - started, usage.ru_maxrss / 1024
+    if os.waitstatus_to_exitcode(status) != 0:
+        return {"failed": True, "rss_mb": rss}
+    return {"seconds": seconds, "rss_mb": rss, "done": len(list(out.glob("*_asn.json")))}
+
+
 def targets(results: dict) -> list[str]:
     lines = []
     for (rows, backend), steps in sorted(results.items()):
@@ -140,6 +172,29 @@ def targets(results: dict) -> list[str]:
         if r and not r.get("failed") and rows == max(k[0] for k in results):
             lines.append(f"  {'met    ' if r['seconds'] <= 1 else 'NOT MET'}  rerun with new exposures into "
                          f"{rows:,} ({backend}): {r['seconds']:.2f} s (target <= 1 s)")
+    for backend in sorted({b for _r, b in results if b != "jwst"}):
+        timed = sorted((rows, steps["asn"]) for (rows, b), steps in results.items()
+                       if b == backend and not steps.get("asn", {"failed": True}).get("failed"))
+        for (small, a), (large, b) in zip(timed, timed[1:]):
+            growth, size = b["seconds"] / a["seconds"], large / small
+            lines.append(f"  {'met    ' if growth <= LINEAR * size else 'NOT MET'}  asn linear ({backend}): "
+                         f"{small:,} -> {large:,} exposures ({size:.0f} x) took {growth:.1f} x the time "
+                         f"(target <= {LINEAR * size:.1f} x)")
+            memory = b["rss_mb"] / a["rss_mb"]
+            lines.append(f"  {'met    ' if memory <= FLAT else 'NOT MET'}  asn memory flat writing its files "
+                         f"({backend}): {a['rss_mb']:,.0f} MB -> {b['rss_mb']:,.0f} MB = {memory:.2f} x "
+                         f"(target <= {FLAT} x)")
+    for (rows, backend), steps in sorted(results.items()):
+        if backend != "jwst":
+            continue
+        peer = steps["asn"]
+        ours = {b: results[(rows, b)]["asn"] for (r, b) in results if r == rows and b != "jwst"
+                and not results[(r, b)].get("asn", {"failed": True}).get("failed")}
+        said = (f"did not finish in {peer['timeout_s']:.0f} s" if "timeout_s" in peer
+                else "failed" if peer.get("failed")
+                else f"{peer['seconds']:.1f} s, {peer['rss_mb']:,.0f} MB, {peer['done']:,} files")
+        lines.append(f"  peer     {rows:,} jwst asn_generate: {said}; l2rules asn: " + ", ".join(
+            f"{b} {r['seconds']:.1f} s, {r['rss_mb']:,.0f} MB" for b, r in sorted(ours.items())))
     return lines
 
 
@@ -149,7 +204,9 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    backends = sorted({b for _r, b in results})
+    backends = sorted({b for _r, b in results if b != "jwst"})
+    peer = sorted((rows, r["asn"]["seconds"]) for (rows, b), r in results.items()
+                  if b == "jwst" and not r["asn"].get("failed"))
     fig, axes = plt.subplots(1, len(backends), figsize=(6 * len(backends), 4.5), squeeze=False)
     for ax, backend in zip(axes[0], backends):
         sizes = sorted(r for r, b in results if b == backend)
@@ -158,6 +215,8 @@ def plot(results: dict, path: Path) -> None:
                       if not results[(rows, backend)].get(name, {"failed": True}).get("failed")]
             if points:
                 ax.plot(*zip(*points), marker="o", label=name)
+        if peer:
+            ax.plot(*zip(*peer), marker="x", linestyle="--", color="black", label="asn (jwst asn_generate)")
         ax.set(xscale="log", yscale="log", xlabel="exposures", ylabel="seconds", title=backend)
         ax.grid(True, which="both", alpha=0.3)
     axes[0][-1].legend(fontsize="small", loc="upper left")
@@ -178,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the asn step only at sizes up to this (the issue times asn on 100,000 exposures)")
     parser.add_argument("--with-results", type=Path, action="append", default=[],
                         help="a --json file of an earlier run, shown with this one's (table, targets, plot)")
+    parser.add_argument("--jwst-python", type=Path,
+                        default=Path(os.environ.get("JWST_PYTHON", "/tmp/jwstenv/bin/python")),
+                        help="the Python of a side environment with jwst, for the asn peer (default $JWST_PYTHON or "
+                             "%(default)s; left out when missing)")
+    parser.add_argument("--jwst-up-to", type=int, default=100_000, help="the asn peer only at sizes up to this")
+    parser.add_argument("--jwst-timeout", type=float, default=3600, help="seconds the asn peer is given per size")
     parser.add_argument("--step", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step:
@@ -196,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in json.loads(path.read_text()).items():
             rows, backend = key.split("|")
             results[(int(rows), backend)] = value
+    peer_ok = True
     for rows in sorted(args.rows or [100_000]):
         pool = bench.pool_file(args.workdir, rows, 2026)
         extra = bench.pool_file(args.workdir, args.incremental, 2027, first_program=50000)
@@ -216,6 +282,16 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 if backend == "postgresql":
                     bench.pg_drop(url)
+        if "asn" in steps and rows <= min(args.jwst_up_to, args.asn_up_to) and peer_ok:
+            if not args.jwst_python.exists():
+                print(f"# no jwst environment at {args.jwst_python} (--jwst-python): the asn peer left out",
+                      file=sys.stderr)
+                peer_ok = False
+                continue
+            r = results[(rows, "jwst")] = {"asn": jwst_asn(args.jwst_python, pool, args.workdir, args.jwst_timeout)}
+            peer_ok = not r["asn"].get("failed")  # a size it cannot finish: not the bigger ones
+            print(f"# {rows:,} jwst asn_generate: " + ("failed" if r["asn"].get("failed") else
+                  f"{r['asn']['seconds']:.2f} s, {r['asn']['rss_mb']:.0f} MB"), file=sys.stderr, flush=True)
     shown = [s for s in STEPS if any(s in by_step for by_step in results.values())]  # earlier runs' too
     print(f"{'exposures':>12} {'backend':<10} " + " ".join(f"{s:>11}" for s in shown))
     for (rows, backend), by_step in sorted(results.items()):

@@ -60,3 +60,48 @@ def test_benchmark_smoke(tmp_path):
     assert again.read_bytes() == (tmp_path / "pool_1000_2026_1000.csv").read_bytes()
     header = [line for line in again.read_text().splitlines() if not line.startswith("#")][0]
     assert len(header.split("|")) == 57
+
+
+COMMANDS = REPO / "benchmarks" / "commands.py"
+
+
+def test_commands_benchmark_smoke(tmp_path):
+    """benchmarks/commands.py at two small sizes on SQLite: each step runs, the table, the asn targets and the
+    plan check are printed, and the asn peer runs jwst's generator from the side environment it is given
+    (here a stand-in: an ``asn_generate`` that writes two files)."""
+    side = tmp_path / "jwstenv" / "bin"
+    side.mkdir(parents=True)
+    (side / "python").write_text("#!/bin/sh\necho /nowhere/rules_level2b.py\n")
+    (side / "asn_generate").write_text('#!/bin/sh\n# asn_generate -r RULES --ignore-default -p DIR POOL\n'
+                                       'touch "$5/jw1-o001_image2_00001_asn.json" "$5/jw1-o001_spec2_00001_asn.json"\n')
+    for script in side.iterdir():
+        script.chmod(0o755)
+    proc = subprocess.run(
+        [sys.executable, str(COMMANDS), "--rows", "1000", "--rows", "2000", "--backends", "sqlite",
+         "--steps", "run,worklist,asn", "--workdir", str(tmp_path / "work"), "--jwst-python", str(side / "python"),
+         "--jwst-timeout", "60"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^\s+2,000 sqlite\s+[\d.]+s\s+[\d.]+s\s+[\d.]+s$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^  (met    |NOT MET)  asn linear \(sqlite\): 1,000 -> 2,000 exposures \(2 x\) took [\d.]+ x",
+                     proc.stdout, re.M), proc.stdout
+    assert re.search(r"^  (met    |NOT MET)  asn memory flat writing its files \(sqlite\)", proc.stdout, re.M)
+    assert re.search(r"^  peer     1,000 jwst asn_generate: [\d.]+ s, [\d,]+ MB, 2 files; l2rules asn: sqlite [\d.]+ s",
+                     proc.stdout, re.M), proc.stdout
+    assert "no per-row subplan over data" in proc.stdout
+
+
+def test_commands_benchmark_peer_that_does_not_finish_is_said_so(tmp_path):
+    """A size jwst's generator cannot finish in ``--jwst-timeout`` is killed and said so, not waited on."""
+    spec = importlib.util.spec_from_file_location("commands", COMMANDS)
+    commands = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(commands)
+    side = tmp_path / "bin"
+    side.mkdir()
+    (side / "python").write_text("#!/bin/sh\necho /nowhere/rules_level2b.py\n")
+    (side / "asn_generate").write_text("#!/bin/sh\nexec sleep 600\n")
+    for script in side.iterdir():
+        script.chmod(0o755)
+    r = commands.jwst_asn(side / "python", tmp_path / "pool.csv", tmp_path, timeout=1)
+    assert r["failed"] and r["timeout_s"] == 1
