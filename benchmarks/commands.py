@@ -12,10 +12,12 @@ and these steps run on it in order, each in a process of its own (peak RSS from 
 - ``views``: each query of the analysts' page (docs/analysts.md), every row fetched;
 - ``runs``, ``unmatched``, ``rejections``: the run record and the lists;
 - ``impact``: the published table's changes between jwst 1.16.1 and the head, over every pool;
-- ``asn``: the association files of the first pool; beside it, the peer: jwst's own generator
-  (``asn_generate`` with its Level 2b rules, from a side environment with jwst: ``--jwst-python``) on
-  the same pool, at the sizes up to ``--jwst-up-to``, each given ``--jwst-timeout`` seconds (a size it
-  cannot finish is said so, and bigger ones are not tried).
+- ``asn``: the association files of the first pool.
+
+The peer of ``asn`` is jwst's own generator (``asn_generate`` with its Level 2b rules, from a side
+environment with jwst: ``--jwst-python``), timed on pools of the ``--jwst-rows`` sizes beside
+``l2rules asn`` on the same pools (SQLite), each given ``--jwst-timeout`` seconds: a size it cannot
+finish is said so and bigger ones are not tried; where both finish, their files' names are compared.
 
 It prints a table (seconds, peak RSS), the targets of issue 13 met / NOT MET, the plan check (every
 statement each step executes is planned first, on that catalog, and the time spent planning is taken
@@ -152,7 +154,32 @@ def jwst_asn(python: Path, pool: Path, work: Path, timeout: float) -> dict:
     seconds, rss = time.perf_counter() - started, usage.ru_maxrss / 1024
     if os.waitstatus_to_exitcode(status) != 0:
         return {"failed": True, "rss_mb": rss}
-    return {"seconds": seconds, "rss_mb": rss, "done": len(list(out.glob("*_asn.json")))}
+    files = sorted(p.name for p in out.glob("*_asn.json"))
+    return {"seconds": seconds, "rss_mb": rss, "done": len(files), "files": files}
+
+
+def peers(args: argparse.Namespace, results: dict) -> None:
+    """jwst's ``asn_generate`` and ``l2rules asn`` (SQLite) on the same pools, smallest first, until the
+    generator cannot finish one in ``--jwst-timeout``."""
+    if not args.jwst_python.exists():
+        print(f"# no jwst environment at {args.jwst_python} (--jwst-python): the asn peer left out", file=sys.stderr)
+        return
+    for rows in sorted(args.jwst_rows):
+        pool = bench.pool_file(args.workdir, rows, 2026)
+        work = Path(tempfile.mkdtemp(dir=args.workdir))
+        url = f"sqlite:///{work / 'catalog.db'}"
+        import l2rules
+
+        l2rules.init(url)
+        ours = results.setdefault((rows, "sqlite"), {})["asn"] = child("asn", url, pool, pool, work)
+        theirs = results[(rows, "jwst")] = {"asn": jwst_asn(args.jwst_python, pool, work, args.jwst_timeout)}
+        peer = theirs["asn"]
+        if not peer.get("failed") and not ours.get("failed"):
+            peer["same_files"] = peer.pop("files") == sorted(p.name for p in (work / "asn").glob("*_asn.json"))
+        print(f"# {rows:,} jwst asn_generate: " + ("failed" if peer.get("failed") else
+              f"{peer['seconds']:.2f} s, {peer['rss_mb']:.0f} MB"), file=sys.stderr, flush=True)
+        if peer.get("failed"):
+            break
 
 
 def targets(results: dict) -> list[str]:
@@ -192,7 +219,9 @@ def targets(results: dict) -> list[str]:
                 and not results[(r, b)].get("asn", {"failed": True}).get("failed")}
         said = (f"did not finish in {peer['timeout_s']:.0f} s" if "timeout_s" in peer
                 else "failed" if peer.get("failed")
-                else f"{peer['seconds']:.1f} s, {peer['rss_mb']:,.0f} MB, {peer['done']:,} files")
+                else f"{peer['seconds']:.1f} s, {peer['rss_mb']:,.0f} MB, {peer['done']:,} files"
+                + ("" if "same_files" not in peer else ", the same names" if peer["same_files"] else
+                   ", NOT the same names"))
         lines.append(f"  peer     {rows:,} jwst asn_generate: {said}; l2rules asn: " + ", ".join(
             f"{b} {r['seconds']:.1f} s, {r['rss_mb']:,.0f} MB" for b, r in sorted(ours.items())))
     return lines
@@ -241,10 +270,12 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(os.environ.get("JWST_PYTHON", "/tmp/jwstenv/bin/python")),
                         help="the Python of a side environment with jwst, for the asn peer (default $JWST_PYTHON or "
                              "%(default)s; left out when missing)")
-    parser.add_argument("--jwst-up-to", type=int, default=100_000, help="the asn peer only at sizes up to this")
+    parser.add_argument("--jwst-rows", type=int, action="append",
+                        help="pool sizes for the asn peer (repeatable; default 1,000 and 10,000; 0: none)")
     parser.add_argument("--jwst-timeout", type=float, default=3600, help="seconds the asn peer is given per size")
     parser.add_argument("--step", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.jwst_rows = [rows for rows in (args.jwst_rows or [1_000, 10_000]) if rows]
     if args.step:
         print(json.dumps(step(*args.step)))
         return 0
@@ -261,7 +292,6 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in json.loads(path.read_text()).items():
             rows, backend = key.split("|")
             results[(int(rows), backend)] = value
-    peer_ok = True
     for rows in sorted(args.rows or [100_000]):
         pool = bench.pool_file(args.workdir, rows, 2026)
         extra = bench.pool_file(args.workdir, args.incremental, 2027, first_program=50000)
@@ -282,16 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 if backend == "postgresql":
                     bench.pg_drop(url)
-        if "asn" in steps and rows <= min(args.jwst_up_to, args.asn_up_to) and peer_ok:
-            if not args.jwst_python.exists():
-                print(f"# no jwst environment at {args.jwst_python} (--jwst-python): the asn peer left out",
-                      file=sys.stderr)
-                peer_ok = False
-                continue
-            r = results[(rows, "jwst")] = {"asn": jwst_asn(args.jwst_python, pool, args.workdir, args.jwst_timeout)}
-            peer_ok = not r["asn"].get("failed")  # a size it cannot finish: not the bigger ones
-            print(f"# {rows:,} jwst asn_generate: " + ("failed" if r["asn"].get("failed") else
-                  f"{r['asn']['seconds']:.2f} s, {r['asn']['rss_mb']:.0f} MB"), file=sys.stderr, flush=True)
+    if "asn" in steps and args.jwst_rows:
+        peers(args, results)
     shown = [s for s in STEPS if any(s in by_step for by_step in results.values())]  # earlier runs' too
     print(f"{'exposures':>12} {'backend':<10} " + " ".join(f"{s:>11}" for s in shown))
     for (rows, backend), by_step in sorted(results.items()):
