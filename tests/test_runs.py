@@ -47,6 +47,19 @@ def test_first_run_then_idempotent_rerun(db):
     assert list(runs(db)["run_id"]) == [first["run_id"], again["run_id"]]
 
 
+def test_a_run_needs_no_pandas(db):
+    """A scheduled run is a fresh process each time: importing pandas (about half a second) is not part of
+    it. The run record and the items, which are DataFrames, import it when asked."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from l2rules import Catalog; "
+            f"record = Catalog({db!r}).run([{str(POOLS / 'pool_021_tso.csv')!r}]); "
+            "assert record['items_created'] > 0, record; "
+            "assert 'pandas' not in sys.modules, 'a run imported pandas'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_work_items_are_the_worklist_answer(db):
     """One answer: a run's items carry what `worklist` gives each exposure (member types, asn_type, input,
     association, rule), on every sample pool; the published table's verdict is not what decides."""

@@ -155,19 +155,19 @@ class Catalog:
     # -- runs and reporting -------------------------------------------------------------------
     def run(self, pools: Iterable[str | Path] | None = None, **options: Any) -> dict:
         """One scheduled run (see ``l2rules.runs.run``); returns its record."""
-        from . import runs  # imports pandas: only when asked (the CLI starts without it)
+        from . import runs  # when asked: `run` needs no pandas, `runs` and `items` do
 
         return runs.run(self.engine, pools, **options)
 
     def runs(self, last: int | None = None, status: str | None = None) -> pd.DataFrame:
         """The run record, newest first."""
-        from . import runs  # imports pandas: only when asked (the CLI starts without it)
+        from . import runs  # when asked: `run` needs no pandas, `runs` and `items` do
 
         return runs.runs(self.engine, last, status)
 
     def items(self, run_ids: Iterable[int] | None = None) -> pd.DataFrame:
         """The work items (of some runs)."""
-        from . import runs  # imports pandas: only when asked (the CLI starts without it)
+        from . import runs  # when asked: `run` needs no pandas, `runs` and `items` do
 
         return runs.items(self.engine, run_ids)
 

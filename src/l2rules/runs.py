@@ -44,12 +44,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from . import outputs, schema
+from ._lazy import pandas as pd
 from .config import DB, DatabaseError, L2RulesError, describe
 from .inventory import STATISTICS_AFTER, InventoryError, keep_statistics, load
 from .inventory.store import phase_bar
