@@ -70,3 +70,18 @@ def test_without_a_size_the_bar_counts_exposures(bars):
     bar.phase("indexes")
     bar.close()
     assert bars[0].total is None and bars[0].n == 5 and bars[0].unit == " exposures"
+
+
+def test_asn_counts_the_files_as_they_are_written(db, tmp_path, bars, capsys):
+    """`asn` of a large pool is minutes of evaluation, then the files: the bar shows the time, then counts them."""
+    from l2rules.association import asn
+
+    from .conftest import POOLS
+
+    written = asn(db, [POOLS / "pool_019_niriss_wfss.csv"], tmp_path / "asn", progress=True)
+    bar = next(b for b in bars if b.desc.endswith("associations"))
+    assert bar.n == len(written) == 16 and bar.unit == " files"
+    assert "pool_019_niriss_wfss: associations: " in capsys.readouterr().err
+    bars.clear()
+    asn(db, [POOLS / "pool_019_niriss_wfss.csv"], tmp_path / "again", progress=False)
+    assert all(b.disable for b in bars)

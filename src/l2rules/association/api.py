@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -286,7 +287,7 @@ def write_associations(asns: Iterable[Association], output: str | Path, *,
 
 def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False,
         as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
-        version_id: str | bool | None = None) -> list[Path]:
+        version_id: str | bool | None = None, progress: bool | None = None) -> list[Path]:
     """Load each pool and write its Level 2b associations to ``output``; returns the files written.
 
     ``version_id`` is the files' (see :func:`write_associations`): one value for every pool of the run.
@@ -294,7 +295,8 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     With several pools, each gets a directory of its own under ``output`` (named after the pool
     file): the pipeline's names (program, candidate, type, sequence) repeat from pool to pool.
     Each pool is evaluated right after its load (exposures are identified by stem, so a later pool
-    holding the same stems takes them over).
+    holding the same stems takes them over). ``progress`` (default: when standard error is a terminal)
+    counts the files on standard error as they are written, the evaluation's time before the first.
     """
     engine = require_migrated(db, create=True)  # it loads the pools first
     pools = list(pools)
@@ -303,11 +305,15 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
         raise AssociationError("two pools have the same file name; write them in separate runs")
     stamp = make_version_id(version_id)
     written = []
+    from tqdm import tqdm  # imported when used: the CLI starts without it
+
+    show = sys.stderr.isatty() if progress is None else progress
     for path, stem in zip(pools, stems):
-        result = load(engine, path, skip_bad=skip_bad)
+        result = load(engine, path, skip_bad=skip_bad, progress=progress)
         target = Path(output) / stem if len(pools) > 1 else Path(output)
         made = iter_associations(engine, result.pool_id, as_of=as_of, version=version, pipeline=pipeline)
-        written += sorted(write_associations(made, target, version=stamp))  # as the files' names sort
+        with tqdm(made, desc=f"{stem}: associations", unit=" files", disable=not show, file=sys.stderr) as bar:
+            written += sorted(write_associations(bar, target, version=stamp))  # as the files' names sort
     return written
 
 
