@@ -196,6 +196,30 @@ def test_streamed_associations_carry_their_own_sciences_conditions(db, pool, mon
     assert sorted((a.filename, a.conditions) for a in streamed) == sorted((a.filename, a.conditions) for a in whole)
 
 
+def test_a_stream_closed_early_leaves_the_connection_fit_for_the_next_evaluation(db, tmp_path):
+    """A reader that stops early (a break, an error writing a file): the cursors close before the evaluation
+    drops its tables (PostgreSQL refuses to drop them under an open cursor), and no table is left behind for
+    the next evaluation on the pooled connection (SQLite brings back, on rollback, those made before its
+    first INSERT)."""
+    pool = inventory.load(db, POOL_DIR / "pool_018_all_exptypes.csv", progress=False).pool_id
+    whole = association.associations(db, pool)
+    for stop in (lambda stream: stream.close(), lambda stream: stream.throw(OSError("disk full"))):
+        stream = association.iter_associations(db, pool)
+        next(stream)
+        try:
+            stop(stream)
+        except OSError:
+            pass
+        assert [a.filename for a in association.associations(db, pool)] == [a.filename for a in whole]
+    hostile = tmp_path / "hostile.csv"
+    hostile.write_text((POOL_DIR / "pool_019_niriss_wfss.csv").read_text().replace("|99009|", "|99/009|"))
+    with pytest.raises(association.AssociationError):  # its PROGRAM cannot name a file: raised mid-stream
+        association.asn(db, [hostile], tmp_path / "out")
+    with get_engine(db).connect() as conn:
+        loaded = conn.execute(sa.select(sa.func.max(schema.pool.c.id))).scalar_one()
+    assert len(association.associations(db, loaded)) == 16  # as pool_019's (test_asn_cli_writes_pipeline_files)
+
+
 def test_asn_version_id_names_the_files_as_the_pipeline(db, tmp_path):
     """--version-id STAMP: in each file and its name (jw<program>-<candidate>_<stamp>_<type>_<seq>_asn.json);
     without a value, the time (UTC, YYYYMMDDtHHMMSS), as asn_generate's --version-id."""

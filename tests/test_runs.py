@@ -515,7 +515,7 @@ def test_the_catalog_takes_writes_while_answers_are_made(tmp_path, sqlite_templa
     wrote = []
 
     def meanwhile(conn, cursor, statement, *args):  # another process writes while the answers are made
-        if not wrote and "asn_tmp_found_answers" in statement and statement.lstrip().upper().startswith("INSERT"):
+        if not wrote and "l2rules_tmp_found_answers" in statement and statement.lstrip().upper().startswith("INSERT"):
             other = sqlite3.connect(tmp_path / "catalog.db", timeout=0.2)
             try:
                 other.execute("UPDATE pool SET source = source WHERE id = ?", (load_result.pool_id,))

@@ -355,7 +355,7 @@ def without_rule(e: sa.Table) -> sa.ColumnElement[bool]:
 
 
 #: One pool's answers as made, before they are stored (a temporary table, per connection).
-_FOUND = sa.Table("asn_tmp_found_answers", sa.MetaData(),
+_FOUND = sa.Table("l2rules_tmp_found_answers", sa.MetaData(),
                   *(sa.Column(column.name, column.type) for column in schema.level2b_answer.c
                     if column.name in ANSWER_COLUMNS), prefixes=["TEMPORARY"])
 

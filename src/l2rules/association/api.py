@@ -162,23 +162,29 @@ def iter_associations(db: DB, pool: str | int, *, as_of: str | dt.date | None = 
                                                                       "cand_id")]
             rows = conn.execute(final.order_by(None).order_by(*by_science, member.c.mgroup, member.c.mord),
                                 execution_options=streamed)
-            held = _science_conditions(evaluation, streamed) if conditions else iter(())
-            pending = next(held, None)  # (science exposure, its held conditions by rule)
-            for (eid, asn_id, asn_rule, _cand_id), members in groupby(
-                    rows.mappings(), key=lambda r: (r["eid"], r["asn_id"], r["asn_rule"], r["cand_id"])):
-                while pending is not None and pending[0] < eid:
-                    pending = next(held, None)
-                held_of = pending[1] if pending is not None and pending[0] == eid else {}
-                first = next(members)
-                association = Association(asn_id, asn_rule, first["asn_type"], found.name, first["program"],
-                                          first["product"], first["seq"], target=first["target"],
-                                          rule_name=first["rule_name"], cand_type=first["cand_type"], point=point,
-                                          conditions=held_of.get(first["rule_name"], []))
-                for row in (first, *members):
-                    association.members.append({"expname": row["expname"], "exptype": row["exptype"],
-                                                "exposerr": row["exposerr_text"] if has_exposerr else None,
-                                                "exposure_id": row["exposure_id"], "stem": row["stem"]})
-                yield association
+            held = _science_conditions(evaluation, streamed) if conditions else (_ for _ in ())
+            try:
+                pending = next(held, None)  # (science exposure, its held conditions by rule)
+                for (eid, asn_id, asn_rule, _cand_id), members in groupby(
+                        rows.mappings(), key=lambda r: (r["eid"], r["asn_id"], r["asn_rule"], r["cand_id"])):
+                    while pending is not None and pending[0] < eid:
+                        pending = next(held, None)
+                    held_of = pending[1] if pending is not None and pending[0] == eid else {}
+                    first = next(members)
+                    association = Association(asn_id, asn_rule, first["asn_type"], found.name, first["program"],
+                                              first["product"], first["seq"], target=first["target"],
+                                              rule_name=first["rule_name"], cand_type=first["cand_type"],
+                                              point=point, conditions=held_of.get(first["rule_name"], []))
+                    for row in (first, *members):
+                        association.members.append({"expname": row["expname"], "exptype": row["exptype"],
+                                                    "exposerr": row["exposerr_text"] if has_exposerr else None,
+                                                    "exposure_id": row["exposure_id"], "stem": row["stem"]})
+                    yield association
+            finally:
+                # a reader that stops early (an error writing a file, a break, Ctrl-C): the cursors are closed
+                # before the evaluation drops the tables they read (PostgreSQL refuses while they are open)
+                rows.close()
+                held.close()
 
 
 def _science_conditions(evaluation, streamed: dict) -> Iterator[tuple[int, dict[str, list[str]]]]:
@@ -198,7 +204,12 @@ def _science_conditions(evaluation, streamed: dict) -> Iterator[tuple[int, dict[
                                                        condition.c.subject == "science"))
                           .join(science, science.c.eid == made.c.eid))
              .order_by(made.c.eid, made.c.rule_name, condition.c.alt, condition.c.seq))
-    for eid, of_science in groupby(evaluation.conn.execute(query, execution_options=streamed), key=lambda r: r.eid):
+    with evaluation.conn.execute(query, execution_options=streamed) as result:  # closed with the generator
+        yield from _held_by_science(result)
+
+
+def _held_by_science(result: sa.CursorResult) -> Iterator[tuple[int, dict[str, list[str]]]]:
+    for eid, of_science in groupby(result, key=lambda r: r.eid):
         found = {}
         for rule_name, of_rule in groupby(of_science, key=lambda r: r.rule_name):
             alternatives: dict[int, list] = {}

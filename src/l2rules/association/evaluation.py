@@ -136,8 +136,23 @@ class Evaluation:
 def evaluating(conn: sa.Connection, when: dt.date | None) -> Iterator[Evaluation]:
     """An evaluation with the rules in force on day ``when`` (the head when None) staged; closed after."""
     evaluation = Evaluation(conn)
+    if conn.dialect.name == "sqlite":
+        _drop_leftovers(conn)
     try:
         rules.stage(evaluation, when)
         yield evaluation
     finally:
         evaluation.close()
+
+
+def _drop_leftovers(conn: sa.Connection) -> None:
+    """Drop the temporary tables an evaluation that failed left on this pooled SQLite connection.
+
+    pysqlite opens a transaction only before the first INSERT: the tables created before it are
+    committed at once, and the rollback of a failed evaluation brings back the ones it had dropped
+    (PostgreSQL rolls their creation back with the rest).
+    """
+    names = conn.exec_driver_sql("SELECT name FROM sqlite_temp_master WHERE type = 'table' "
+                                 "AND name LIKE 'asn^_tmp^_%' ESCAPE '^'").scalars().all()
+    for name in names:
+        conn.exec_driver_sql(f'DROP TABLE temp."{name}"')
