@@ -150,8 +150,8 @@ def finish_load(conn, pool_id: int, source: str, sha256: str | None, rejections:
 
 #: Rows a load (or a run) must write before the tables it wrote are analysed after it.
 STATISTICS_AFTER = 1_000
-#: A table's statistics are made again when the rows changed since they were made exceed this share of the
-#: rows they counted (autovacuum's default ``analyze_scale_factor``), or when it has none.
+#: On PostgreSQL a table's statistics are made again when the rows changed exceed this share of the rows they
+#: counted, or the table grew by as much since (autovacuum's default ``analyze_scale_factor``), or it has none.
 STATISTICS_STALE = 0.1
 
 
@@ -160,43 +160,38 @@ def keep_statistics(engine: sa.Engine, tables: tuple[str, ...], changed: int) ->
     wait on autovacuum; returns the tables analysed.
 
     A bulk load of 200,000 exposures left PostgreSQL (autovacuum off, or not yet run) planning a
-    per-row index scan: an 11-minute run that took 44 s after ANALYZE. A statistic is stale as
-    autovacuum judges it: the rows changed since it was made (this change and, on PostgreSQL, the
-    server's count of earlier ones; on SQLite, how much the table grew) exceed a tenth of the rows it
-    counted. So 10,000 new exposures into 10,000,000 do not sample the big tables again, and many such
-    reruns do, once they add up. On SQLite a bounded ANALYZE (``analysis_limit``: a sample of each
-    index) keeps it a fraction of a second.
+    per-row index scan: an 11-minute run that took 44 s after ANALYZE. On PostgreSQL, whose ANALYZE
+    reads a sample of 30,000 rows (a second of a rerun's time at 10,000,000 exposures), a table is analysed
+    again only when its statistics are stale: never made, or this change is more than a tenth of the rows
+    they counted, or the table grew by more than a tenth since (its pages against theirs: so small
+    changes that add up count too). The server's own count of changes (``n_mod_since_analyze``) is not
+    used: a load's counts reach it a second or so later, after the ANALYZE that follows the load. SQLite's
+    ANALYZE, bounded by ``analysis_limit`` (a sample of each index), costs a fraction of a second: it runs
+    after every change of ``STATISTICS_AFTER`` rows or more.
     """
     with engine.begin() as conn:
-        stale = [table for table in tables if _statistics_stale(conn, table, changed)]
-        if stale and engine.dialect.name == "postgresql":
-            conn.exec_driver_sql("ANALYZE " + ", ".join(stale))
-        elif stale and engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
-            for table in stale:
-                conn.exec_driver_sql(f"ANALYZE {table}")
-    return stale
+        if engine.dialect.name == "postgresql":
+            stale = [table for table in tables if _statistics_stale(conn, table, changed)]
+            if stale:
+                conn.exec_driver_sql("ANALYZE " + ", ".join(stale))
+            return stale
+        conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
+        for table in tables:
+            conn.exec_driver_sql(f"ANALYZE {table}")
+        return list(tables)
 
 
 def _statistics_stale(conn: sa.Connection, table: str, changed: int) -> bool:
-    if conn.dialect.name == "postgresql":
-        found = conn.execute(sa.text(
-            "SELECT c.reltuples, s.n_mod_since_analyze FROM pg_class c "
-            "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = to_regclass(:t)"), {"t": table}).first()
-        if found is None or found.reltuples < 0:  # -1: never analysed
-            return True
-        counted, changed = found.reltuples, changed + (found.n_mod_since_analyze or 0)
-    else:
-        has_stat = conn.execute(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")).scalar()
-        stat = has_stat and conn.execute(sa.text("SELECT stat FROM sqlite_stat1 WHERE tbl = :t LIMIT 1"),
-                                         {"t": table}).scalar()
-        if not stat:
-            return True
-        # the rows when analysed, against max(rowid): the rows now, as far as rows were added
-        counted = int(stat.split()[0])
-        now = conn.execute(sa.text(f"SELECT coalesce(max(rowid), 0) FROM {table}")).scalar_one()
-        changed = max(changed, abs(now - counted))
-    return changed > STATISTICS_STALE * counted
+    """PostgreSQL: whether ``table``'s statistics are stale after ``changed`` more rows (see keep_statistics)."""
+    found = conn.execute(sa.text(
+        "SELECT c.reltuples, c.relpages, pg_relation_size(c.oid) / current_setting('block_size')::int AS pages, "
+        "s.last_analyze IS NULL AND s.last_autoanalyze IS NULL AS never "
+        "FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = to_regclass(:t)"),
+        {"t": table}).first()
+    if found is None or found.never or found.reltuples < 0:  # reltuples -1: never analysed nor vacuumed
+        return True
+    return (changed > STATISTICS_STALE * found.reltuples
+            or found.pages > (1 + STATISTICS_STALE) * max(found.relpages, 1))
 
 
 #: Rows a load must write before the SQLite WAL file is truncated after it.
