@@ -89,12 +89,13 @@ def test_commands_benchmark_smoke(tmp_path):
     assert re.search(r"^  (met    |NOT MET)  asn memory flat writing its files \(sqlite\)", proc.stdout, re.M)
     # the stand-in's two files are not the names l2rules writes: said so
     assert re.search(r"^  peer     1,000 jwst asn_generate: [\d.]+ s, [\d,]+ MB, 2 files, NOT the same names; "
-                     r"l2rules asn: sqlite [\d.]+ s", proc.stdout, re.M), proc.stdout
+                     r"l2rules asn \(sqlite\): [\d.]+ s", proc.stdout, re.M), proc.stdout
     assert "no per-row subplan over data" in proc.stdout
 
 
 def test_commands_benchmark_peer_that_does_not_finish_is_said_so(tmp_path):
-    """A size jwst's generator cannot finish in ``--jwst-timeout`` is killed and said so, not waited on."""
+    """A size jwst's generator cannot finish in ``--jwst-timeout`` is killed and said so, not waited on; one
+    that cannot start is said so too."""
     spec = importlib.util.spec_from_file_location("commands", COMMANDS)
     commands = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(commands)
@@ -106,3 +107,7 @@ def test_commands_benchmark_peer_that_does_not_finish_is_said_so(tmp_path):
         script.chmod(0o755)
     r = commands.jwst_asn(side / "python", tmp_path / "pool.csv", tmp_path, timeout=1)
     assert r["failed"] and r["timeout_s"] == 1
+    # a broken side environment is a failed peer, not a benchmark that dies before its table
+    (side / "asn_generate").unlink()
+    r = commands.jwst_asn(side / "python", tmp_path / "pool.csv", tmp_path, timeout=1)
+    assert r["failed"] and "asn_generate" in r["error"]
