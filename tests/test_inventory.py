@@ -234,9 +234,9 @@ def test_exposure_stem(filename, stem):
 
 def test_a_large_load_leaves_statistics_for_the_planner(db, tmp_path, monkeypatch):
     """Plans must not wait on autovacuum: a load of many rows analyses the tables it wrote."""
-    import l2rules.inventory as inventory_package
+    import l2rules.inventory.store as store
 
-    monkeypatch.setattr(inventory_package, "STATISTICS_AFTER", 50)
+    monkeypatch.setattr(store, "STATISTICS_AFTER", 50)
     path = tmp_path / "many.csv"
     path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\n" + "".join(
         f"jw7_{i:06d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n" for i in range(60)))
@@ -249,10 +249,10 @@ def test_statistics_are_made_again_when_stale(db, tmp_path, monkeypatch):
     """PostgreSQL: a small change into a big analysed table leaves its statistics (a rerun into 10M need not
     sample it again); a change of more than a tenth of its rows, or small ones growing it by as much, does
     not. SQLite's bounded ANALYZE runs after every large change."""
-    import l2rules.inventory as inventory_package
+    import l2rules.inventory.store as store
     from l2rules.inventory import keep_statistics
 
-    monkeypatch.setattr(inventory_package, "STATISTICS_AFTER", 500)
+    monkeypatch.setattr(store, "STATISTICS_AFTER", 500)
 
     def pool(name: str, rows: int) -> Path:
         path = tmp_path / f"{name}.csv"
@@ -263,13 +263,17 @@ def test_statistics_are_made_again_when_stale(db, tmp_path, monkeypatch):
     engine = get_engine(db)
     load(db, pool("big", 1200), progress=False)
     assert analysed(engine, "exposure")
+    assert keep_statistics(engine, ("exposure",), 499) == []  # under STATISTICS_AFTER: never analysed
+    monkeypatch.setattr(store, "STATISTICS_AFTER", 1)  # the direct calls below: staleness alone decides
     if engine.dialect.name == "sqlite":
         assert keep_statistics(engine, ("exposure",), 10) == ["exposure"]
         return
     assert keep_statistics(engine, ("exposure",), 10) == []
     assert keep_statistics(engine, ("exposure",), 200) == ["exposure"]
     for number in range(5):  # 400 rows in small loads (each under a tenth, none analysing by itself)
+        monkeypatch.setattr(store, "STATISTICS_AFTER", 500)
         load(db, pool(f"small{number}", 80), progress=False)
+        monkeypatch.setattr(store, "STATISTICS_AFTER", 1)
         if number == 0:
             assert keep_statistics(engine, ("exposure",), 1) == []
     assert keep_statistics(engine, ("exposure",), 1) == ["exposure"]

@@ -60,6 +60,22 @@ def test_a_run_needs_no_pandas(db):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_a_run_of_many_items_leaves_statistics_for_the_planner(db, monkeypatch):
+    """The next run's stale-item count and the views join work_item: a run that writes many items analyses
+    it (no autovacuum needed); one under the threshold does not."""
+    import l2rules.inventory.store as store
+
+    from .test_inventory import analysed
+
+    monkeypatch.setattr(store, "STATISTICS_AFTER", 10**9)
+    run(db, [POOLS / "pool_021_tso.csv"])
+    engine = get_engine(db)
+    assert not analysed(engine, "work_item")
+    monkeypatch.setattr(store, "STATISTICS_AFTER", 1)
+    assert run(db, [POOLS / name for name in SAMPLE_POOLS], skip_bad=True)["items_created"] > 0
+    assert analysed(engine, "work_item")
+
+
 def test_work_items_are_the_worklist_answer(db):
     """One answer: a run's items carry what `worklist` gives each exposure (member types, asn_type, input,
     association, rule), on every sample pool; the published table's verdict is not what decides."""

@@ -238,8 +238,10 @@ def test_streamed_worklist_equals_the_dataframe(db, tmp_path, include_all):
 
 def test_many_stored_answers_leave_statistics_for_the_planner(db, tmp_path, monkeypatch):
     """The views and `run` join level2b_answer: storing many answers analyses it (no autovacuum needed)."""
+    import l2rules.inventory.store as store
+
     worklist_module = importlib.import_module("l2rules.worklist")  # the package's `worklist` is the function
-    monkeypatch.setattr(worklist_module, "STATISTICS_AFTER", 50)
+    monkeypatch.setattr(store, "STATISTICS_AFTER", 50)
     path = tmp_path / "many.csv"
     path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE|TARGETID\n" + "".join(
         f"jw7_{i:06d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]|1\n" for i in range(60)))

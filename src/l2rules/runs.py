@@ -51,7 +51,7 @@ from sqlalchemy.engine import Engine
 from . import outputs, schema
 from ._lazy import pandas as pd
 from .config import DB, DatabaseError, L2RulesError, describe
-from .inventory import STATISTICS_AFTER, InventoryError, keep_statistics, load
+from .inventory import InventoryError, keep_statistics, load
 from .inventory.store import phase_bar
 from .migrate import require_migrated
 from .worklist import evaluate, head_revision, without_rule
@@ -506,8 +506,7 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
         conn.execute(r.update().where(r.c.id == run_id).values(catalog_revision=revision, **counts))
         _checkpoint("items")
     _checkpoint("committed")
-    if made.created + made.changed + made.withdrawn >= STATISTICS_AFTER:
-        keep_statistics(engine, ("work_item", "run"), made.created + made.changed + made.withdrawn)
+    keep_statistics(engine, ("work_item", "run"), made.created + made.changed + made.withdrawn)
     if made.stale:
         log.warning("%d work items differ from what the rules of catalog revision %s give, which were edited "
                     "without a new revision: the key (exposure, revision, exposure version) allows no second "

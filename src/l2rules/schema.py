@@ -27,8 +27,10 @@ EXPTYPES = (
 SPECIALS = ("", "PSF", "BACKGROUND", "IMPRINT")
 #: Association types a processed rule produces (NULL = not processed).
 ASN_TYPES = ("image2", "spec2", "tso-image2", "tso-spec2", "nrslamp-spec2", "wfs-image2")
+#: The instrument of an EXP_TYPE, by its first three letters.
+INSTRUMENT_OF_PREFIX = {"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec", "NIS": "NIRISS", "FGS": "FGS"}
 #: Instruments, named from the EXP_TYPE prefix.
-INSTRUMENTS = ("NIRCam", "MIRI", "NIRSpec", "NIRISS", "FGS")
+INSTRUMENTS = tuple(INSTRUMENT_OF_PREFIX.values())
 #: Operators of rule conditions on pool columns.
 CONDITION_OPERATORS = ("present", "equals", "not_equals", "in", "not_in")
 

@@ -24,7 +24,7 @@ from . import schema
 from ._lazy import pandas as pd
 from .catalog import Point, conditions_at, resolve_version, rules_at
 from .config import DB, L2RulesError
-from .inventory import STATISTICS_AFTER, keep_statistics, load
+from .inventory import keep_statistics, load
 from .migrate import require_migrated
 from .outputs import query_frame, typed, write_result
 
@@ -404,8 +404,7 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
                     _FOUND.drop(conn, checkfirst=True)
         log.info("pool %s: %d answers stored at catalog revision %s", pool_id, count, revision)
         stored += count
-    if stored >= STATISTICS_AFTER:  # the views and `run` join the answers: plans must know their size
-        keep_statistics(engine, ("level2b_answer",), stored)
+    keep_statistics(engine, ("level2b_answer",), stored)  # the views and `run` join the answers
     return todo
 
 
@@ -443,8 +442,6 @@ def unmatched(db: DB = None) -> pd.DataFrame:
 #: ``impact(source="table")``'s exposures: each change, with both sides.
 IMPACT_TABLE_COLUMNS = ["change", "instrument", "pool", "filename", "exp_type", "exptype_from", "exptype_to",
                         "asn_type_from", "asn_type_to", "reason_from", "reason_to"]
-#: The instrument of an EXP_TYPE, by its first three letters.
-INSTRUMENTS = {"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec", "NIS": "NIRISS", "FGS": "FGS"}
 
 
 def impact_query(from_point: Point | None, to_point: Point | None, pool_ids: list[int] | None = None) -> sa.Select:
@@ -467,7 +464,7 @@ def impact_query(from_point: Point | None, to_point: Point | None, pool_ids: lis
         (sa.and_(kept, before.c.exptype.is_distinct_from(after.c.exptype)), "role changes"),
     ).label("change")
     instrument = sa.case(*((sa.func.substr(before.c.exp_type, 1, 3) == prefix, name)
-                           for prefix, name in INSTRUMENTS.items()), else_="other").label("instrument")
+                           for prefix, name in schema.INSTRUMENT_OF_PREFIX.items()), else_="other").label("instrument")
     compared = (sa.select(change, instrument, before.c.pool, before.c.filename, before.c.exp_type,
                           before.c.exptype.label("exptype_from"), after.c.exptype.label("exptype_to"),
                           before.c.asn_type.label("asn_type_from"), after.c.asn_type.label("asn_type_to"),

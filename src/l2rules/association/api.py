@@ -336,7 +336,6 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
 
 IMPACT_COLUMNS = ["change", "instrument", "pool", "filename", "exp_type", "asn_type_from", "asn_type_to",
                   "role_from", "role_to", "input_from", "input_to", "association_from", "association_to"]
-_INSTRUMENTS = {"nrc": "NIRCam", "mir": "MIRI", "nrs": "NIRSpec", "nis": "NIRISS", "fgs": "FGS"}
 
 
 def impact(db: DB, from_point: str, to_point: str, *,
@@ -375,8 +374,8 @@ def impact(db: DB, from_point: str, to_point: str, *,
             change = "enters" if before is None else "leaves" if after is None else next(
                 f"{what} changes" for what, i in (("asn_type", 0), ("role", 1), ("input", 2), ("association", 3))
                 if before[i] != after[i])
-            rows.append(dict(change=change, instrument=_INSTRUMENTS.get(exp_type[:3].lower(), "other"), pool=name,
-                             filename=filename, exp_type=exp_type,
+            instrument = schema.INSTRUMENT_OF_PREFIX.get(exp_type[:3].upper(), "other")
+            rows.append(dict(change=change, instrument=instrument, pool=name, filename=filename, exp_type=exp_type,
                              **{f"{column}_{side}": (None if value is None else value[i])
                                 for side, value in (("from", before), ("to", after))
                                 for i, column in enumerate(("asn_type", "role", "input", "association"))}))

@@ -43,7 +43,7 @@ from .poolformat import (
     table_digest,
 )
 from .rows import load_rows
-from .store import STATISTICS_AFTER, LoadResult, exposures, keep_statistics, rejections
+from .store import LoadResult, exposures, keep_statistics, rejections
 
 __all__ = [
     "FLAG_FALSE", "FLAG_NULL", "METHODS", "NULLS", "REQUIRED_COLUMNS", "InventoryError", "LoadResult", "TemplateRow",
@@ -76,9 +76,8 @@ def load(db: DB, source: str | Path | pd.DataFrame | list[str | Path], *, name: 
         raise L2RulesError(f"unknown load method {method!r}; choose one of {', '.join(METHODS)}")
     engine = require_migrated(db, create=True)
     result = _load(engine, source, name, skip_bad, progress, method, fits_options)
-    changed = result.inserted + result.updated
-    if changed >= STATISTICS_AFTER:
-        keep_statistics(engine, ("pool", "exposure", "exposure_candidate", "load_rejection"), changed)
+    keep_statistics(engine, ("pool", "exposure", "exposure_candidate", "load_rejection"),
+                    result.inserted + result.updated)
     return result
 
 

@@ -148,7 +148,7 @@ def finish_load(conn, pool_id: int, source: str, sha256: str | None, rejections:
         sha256=sha256))
 
 
-#: Rows a load (or a run) must write before the tables it wrote are analysed after it.
+#: Rows a change (a load, stored answers, a run) must write before the tables it wrote are analysed after it.
 STATISTICS_AFTER = 1_000
 #: On PostgreSQL a table's statistics are made again when the rows changed exceed this share of the rows they
 #: counted, or the table grew by as much since (autovacuum's default ``analyze_scale_factor``), or it has none.
@@ -157,7 +157,7 @@ STATISTICS_STALE = 0.1
 
 def keep_statistics(engine: sa.Engine, tables: tuple[str, ...], changed: int) -> list[str]:
     """Analyse those of ``tables`` whose statistics ``changed`` more rows made stale, so query plans never
-    wait on autovacuum; returns the tables analysed.
+    wait on autovacuum; returns the tables analysed. A change under ``STATISTICS_AFTER`` rows analyses none.
 
     A bulk load of 200,000 exposures left PostgreSQL (autovacuum off, or not yet run) planning a
     per-row index scan: an 11-minute run that took 44 s after ANALYZE. On PostgreSQL, whose ANALYZE
@@ -169,6 +169,8 @@ def keep_statistics(engine: sa.Engine, tables: tuple[str, ...], changed: int) ->
     ANALYZE, bounded by ``analysis_limit`` (a sample of each index), costs a fraction of a second: it runs
     after every change of ``STATISTICS_AFTER`` rows or more.
     """
+    if changed < STATISTICS_AFTER:
+        return []
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             stale = [table for table in tables if _statistics_stale(conn, table, changed)]
