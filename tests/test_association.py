@@ -242,6 +242,23 @@ def test_asn_several_pools_one_directory_each(db, tmp_path):
     assert len(list((tmp_path / "pool_021_tso").glob("*_asn.json"))) == 5
 
 
+def test_asn_of_an_unchanged_pool_does_not_load_it_again(db, tmp_path):
+    """asn after a run (or an earlier asn) of the same file: the pool is not read again, the files are the same."""
+    pool = POOL_DIR / "pool_021_tso.csv"
+    first = {p.name: p.read_bytes() for p in association.asn(db, [pool], tmp_path / "first", version_id="1")}
+    engine = get_engine(db)
+
+    def serial() -> int:
+        with engine.connect() as conn:
+            query = sa.select(schema.pool.c.load_serial).where(schema.pool.c.name == pool.name)
+            return conn.execute(query).scalar_one()
+
+    before = serial()
+    again = {p.name: p.read_bytes() for p in association.asn(db, [pool], tmp_path / "again", version_id="1")}
+    assert serial() == before
+    assert again == first and len(first) == 5
+
+
 def test_explain_cli(db, capsys):
     assert main(["--db", db, "explain", "jw_00005_uncal.fits", "--pool",
                  str(POOL_DIR / "pool_010_spec_nirspec_lv2bkg.csv"), "--format", "csv"]) == 0

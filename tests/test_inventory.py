@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from l2rules import inventory, load
+from l2rules import inventory, load, schema
 from l2rules.config import get_engine
 from l2rules.inventory import InventoryError, exposure_stem, parse_candidates
 
@@ -323,3 +323,32 @@ def test_an_exposure_may_name_at_most_a_thousand_candidates(db, tmp_path):
     with pytest.raises(InventoryError, match=rf"many.csv:2: column ASN_CANDIDATE: {MAX_CANDIDATES + 1} candidates"):
         load(db, path, progress=False)
     assert len(parse_candidates(many.replace("('c0000', 'background'), ", ""))) == MAX_CANDIDATES
+
+
+def test_an_unchanged_pool_is_known_without_loading_it_again(db, tmp_path):
+    """A pool file is unchanged when its bytes are those of its last load and every exposure of that load is
+    still its own; anything else (edited file, stems taken over by a later pool, a DataFrame) is loaded."""
+    from l2rules.inventory import loaded_pool, unchanged_pool
+
+    engine = get_engine(db)
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\n" + "".join(
+        f"jw7_{i:03d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n" for i in range(5)))
+    assert unchanged_pool(engine, first) is None  # never loaded
+    pool_id = load(db, first, progress=False).pool_id
+    assert unchanged_pool(engine, first) == pool_id
+
+    def serial() -> int:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(schema.pool.c.load_serial).where(schema.pool.c.id == pool_id)).scalar_one()
+
+    before = serial()
+    assert loaded_pool(engine, first) == pool_id and serial() == before  # not loaded again
+    second.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\njw7_004_uncal.fits|NRC_IMAGE|[('o002', 'observation')]\n")
+    load(db, second, progress=False)  # takes over one stem of the first pool
+    assert unchanged_pool(engine, first) is None
+    assert loaded_pool(engine, first) == pool_id and serial() == before + 1  # loaded: the stem comes back
+    assert unchanged_pool(engine, first) == pool_id
+    first.write_text(first.read_text() + "jw7_005_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n")
+    assert unchanged_pool(engine, first) is None  # edited
+    assert unchanged_pool(engine, pd.read_csv(second, sep="|")) is None

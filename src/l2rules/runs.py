@@ -33,7 +33,6 @@ files are at-least-once.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -51,7 +50,7 @@ from sqlalchemy.engine import Engine
 from . import outputs, schema
 from ._lazy import pandas as pd
 from .config import DB, DatabaseError, L2RulesError, describe
-from .inventory import InventoryError, keep_statistics, load
+from .inventory import InventoryError, file_digest, keep_statistics, load
 from .inventory.store import phase_bar
 from .migrate import require_migrated
 from .worklist import evaluate, head_revision, without_rule
@@ -304,14 +303,6 @@ def _start(engine: Engine, paths: list[Path]) -> int:
         ).returning(r.c.id)).scalar_one()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _versions(conn: sa.Connection, pool_id: int) -> dict[int, int]:
     """The versions of a pool's current exposures, by id: the loader raises one when a reload changes it."""
     e = schema.exposure
@@ -337,7 +328,7 @@ def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bo
     for path in paths:
         # FITS input has no one file to digest: it is always read (the loader versions what changed)
         is_fits = fits.is_fits_source(str(path))
-        item = _Input(path, None if is_fits else _sha256(path))
+        item = _Input(path, None if is_fits else file_digest(path))
         name = fits.pool_name(str(path)) if is_fits else path.name
         with engine.connect() as conn:
             known = conn.execute(sa.select(p.c.id, p.c.sha256, p.c.n_exposures).where(p.c.name == name)).first()

@@ -24,7 +24,7 @@ from . import schema
 from ._lazy import pandas as pd
 from .catalog import Point, conditions_at, resolve_version, rules_at
 from .config import DB, L2RulesError
-from .inventory import keep_statistics, load
+from .inventory import keep_statistics, load, loaded_pool
 from .migrate import require_migrated
 from .outputs import query_frame, typed, write_result
 
@@ -165,7 +165,7 @@ def _selected(engine: sa.Engine, pools, inventory, skip_bad: bool, as_of, versio
     """Load the given pools (or DataFrame) first; the pools and the catalog version the work list covers."""
     pool_ids: list[int] | None = None
     if pools is not None or inventory is not None:
-        pool_ids = [load(engine, path, skip_bad=skip_bad).pool_id for path in (pools or [])]
+        pool_ids = [loaded_pool(engine, path, skip_bad=skip_bad) for path in (pools or [])]
         if inventory is not None:
             pool_ids.append(load(engine, inventory, skip_bad=skip_bad).pool_id)
     return pool_ids, resolve_version(engine, as_of, version, pipeline)
@@ -195,7 +195,7 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
         if pools is not None or inventory is not None:
             # loaded lazily: each pool evaluated right after its load, as `asn` does (pools may share stems)
             sources = [*(pools or []), *([inventory] if inventory is not None else [])]
-            pool_ids = (load(engine, item, skip_bad=skip_bad).pool_id for item in sources)
+            pool_ids = (loaded_pool(engine, item, skip_bad=skip_bad) for item in sources)
         return _pipeline_worklist(engine, pool_ids, resolve_version(engine, as_of, version, pipeline), include_all)
     pool_ids, seq = _selected(engine, pools, inventory, skip_bad, as_of, version, pipeline)
     query = worklist_query(seq, pool_ids, include_all)
@@ -496,7 +496,7 @@ def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path
         return pipeline_impact(db, from_point, to_point, pools=pools)  # typed there
 
     engine = require_migrated(db, create=bool(pools))
-    pool_ids = [load(engine, path).pool_id for path in pools] if pools else None
+    pool_ids = [loaded_pool(engine, path) for path in pools] if pools else None
     query = impact_query(*(resolve_point(engine, point) for point in (from_point, to_point)), pool_ids)
     with engine.connect() as conn:
         plan_without_jit(conn)

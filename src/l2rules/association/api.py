@@ -18,7 +18,7 @@ from .. import __version__, schema
 from .._lazy import pandas as pd
 from ..catalog import resolve_version
 from ..config import DB
-from ..inventory import load
+from ..inventory import loaded_pool
 from ..migrate import require_migrated
 from .columns import EMPTY, REQUIRED_POOL_COLUMNS, AssociationError
 from .evaluation import evaluating
@@ -305,7 +305,8 @@ def write_associations(asns: Iterable[Association], output: str | Path, *,
 def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False,
         as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
         version_id: str | bool | None = None, progress: bool | None = None) -> list[Path]:
-    """Load each pool and write its Level 2b associations to ``output``; returns the files written.
+    """Load each pool and write its Level 2b associations to ``output``; returns the files written. A pool
+    file unchanged since its last load (by a run, say) is not read again (``inventory.loaded_pool``).
 
     ``version_id`` is the files' (see :func:`write_associations`): one value for every pool of the run.
 
@@ -326,9 +327,9 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
 
     show = sys.stderr.isatty() if progress is None else progress
     for path, stem in zip(pools, stems):
-        result = load(engine, path, skip_bad=skip_bad, progress=progress)
+        pool_id = loaded_pool(engine, path, skip_bad=skip_bad, progress=progress)
         target = Path(output) / stem if len(pools) > 1 else Path(output)
-        made = iter_associations(engine, result.pool_id, as_of=as_of, version=version, pipeline=pipeline)
+        made = iter_associations(engine, pool_id, as_of=as_of, version=version, pipeline=pipeline)
         with tqdm(made, desc=f"{stem}: associations", unit=" files", disable=not show, file=sys.stderr) as bar:
             written += sorted(write_associations(bar, target, version=stamp))  # as the files' names sort
     return written
@@ -354,7 +355,7 @@ def impact(db: DB, from_point: str, to_point: str, *,
     engine = require_migrated(db, create=bool(pools))
     points = [resolve_point(engine, point) for point in (from_point, to_point)]
     if pools:
-        pool_ids = (load(engine, path).pool_id for path in pools)
+        pool_ids = (loaded_pool(engine, path) for path in pools)
     else:
         with engine.connect() as conn:
             pool_ids = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())

@@ -12,7 +12,7 @@ from .. import schema
 from .._lazy import pandas as pd
 from ..catalog import resolve_version
 from ..config import DB
-from ..inventory import exposure_stem, load
+from ..inventory import exposure_stem, loaded_pool
 from ..migrate import require_migrated
 from . import rules
 from .api import missing_columns, pool_row
@@ -39,7 +39,7 @@ def explain(db: DB, filename: str, pool: str | None = None, *, as_of: str | dt.d
     loads = pool is not None and Path(pool).is_file()
     engine = require_migrated(db, create=loads)
     if loads:
-        pool = load(engine, pool).pool_id
+        pool = loaded_pool(engine, pool)
     when = resolve_version(engine, as_of, version, pipeline)
     stem = exposure_stem(filename).lower()
     exposure = schema.exposure
