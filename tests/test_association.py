@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -240,6 +241,16 @@ def test_asn_several_pools_one_directory_each(db, tmp_path):
     assert {p.parent.name for p in written} == {"pool_002_image_miri", "pool_021_tso"}
     assert len(list((tmp_path / "pool_002_image_miri").glob("*_asn.json"))) == 8
     assert len(list((tmp_path / "pool_021_tso").glob("*_asn.json"))) == 5
+
+
+def test_asn_returns_the_files_as_paths_in_their_names_order(db, tmp_path):
+    """The files are kept as text (half a million at a million exposures) and read as paths, in name order."""
+    written = association.asn(db, [POOL_DIR / "pool_010_spec_nirspec_lv2bkg.csv"], tmp_path)
+    on_disk = sorted(tmp_path.glob("*_asn.json"))
+    assert isinstance(written, association.WrittenFiles) and len(written) == len(on_disk) > 2
+    assert list(written) == on_disk and written[0] == on_disk[0] and written[-1] == on_disk[-1]
+    assert written[1:3] == on_disk[1:3] and on_disk[1] in written
+    assert all(isinstance(path, Path) for path in written)
 
 
 def test_asn_of_an_unchanged_pool_does_not_load_it_again(db, tmp_path):

@@ -67,6 +67,7 @@ from .api import (
                   DEGRADED_OK,
                   IMPACT_COLUMNS,
                   Association,
+                  WrittenFiles,
                   asn,
                   associations,
                   impact,
@@ -81,6 +82,6 @@ from .explain import EXPLAIN_COLUMNS, explain
 
 __all__ = [
     "ACCESSIBLE", "DEGRADED_NOTOK", "DEGRADED_OK", "DERIVED_COLUMNS", "EMPTY", "EXPLAIN_COLUMNS", "IMPACT_COLUMNS",
-    "POOL_COLUMNS", "REQUIRED_POOL_COLUMNS", "Association", "AssociationError", "asn", "associations", "explain",
-    "impact", "iter_associations", "processing", "science_by_stem", "science_of", "write_associations",
+    "POOL_COLUMNS", "REQUIRED_POOL_COLUMNS", "Association", "AssociationError", "WrittenFiles", "asn", "associations",
+    "explain", "impact", "iter_associations", "processing", "science_by_stem", "science_of", "write_associations",
 ]

@@ -7,7 +7,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -261,8 +261,27 @@ def make_version_id(value: str | bool | None) -> str | None:
     return str(value)
 
 
+class WrittenFiles(Sequence[Path]):
+    """The association files written, a sequence of paths: kept as text, each made a ``Path`` when read, so
+    that half a million files cost the memory of their names (a ``Path`` holds several times that)."""
+
+    def __init__(self, paths: Iterable[str] = ()) -> None:
+        self._paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __getitem__(self, index: int | slice) -> Path | list[Path]:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [Path(text) for text in self._paths[index]]
+        return Path(self._paths[index])
+
+    def __repr__(self) -> str:
+        return f"<WrittenFiles: {len(self)} files>"
+
+
 def write_associations(asns: Iterable[Association], output: str | Path, *,
-                       version: str | bool | None = None) -> list[Path]:
+                       version: str | bool | None = None) -> WrittenFiles:
     """One ``jw<program>-<candidate>_<asn_type>_<seq>_asn.json`` file per association, in ``output``.
 
     The files are the pipeline's (``asn_generate``): the same keys in the same order, members in
@@ -271,12 +290,19 @@ def write_associations(asns: Iterable[Association], output: str | Path, *,
     Names are made only from validated parts and written without following symbolic links, so a
     hostile PROGRAM or candidate id in a pool cannot write outside ``output``.
     """
-    stamp = make_version_id(version)
+    return WrittenFiles(_written(asns, _output_directory(output), make_version_id(version)))
+
+
+def _output_directory(output: str | Path) -> Path:
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise AssociationError(f"--output {output}: not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    return out
+
+
+def _written(asns: Iterable[Association], out: Path, stamp: str | None) -> Iterator[str]:
+    """Write each association's file in ``out``; yield its path."""
     for association in asns:
         for what, value in (("PROGRAM", association.program), ("candidate id", association.asn_id),
                             ("asn_type", association.asn_type)):
@@ -298,14 +324,14 @@ def write_associations(asns: Iterable[Association], output: str | Path, *,
                 unwritten = unwritten[os.write(descriptor, unwritten):]
         finally:
             os.close(descriptor)
-        paths.append(path)
-    return paths
+        yield str(path)
 
 
 def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False,
         as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
-        version_id: str | bool | None = None, progress: bool | None = None) -> list[Path]:
-    """Load each pool and write its Level 2b associations to ``output``; returns the files written. A pool
+        version_id: str | bool | None = None, progress: bool | None = None) -> WrittenFiles:
+    """Load each pool and write its Level 2b associations to ``output``; returns the files written (per pool
+    in their names' order). A pool
     file unchanged since its last load (by a run, say) is not read again (``inventory.loaded_pool``).
 
     ``version_id`` is the files' (see :func:`write_associations`): one value for every pool of the run.
@@ -322,7 +348,7 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     if len(set(stems)) < len(stems):
         raise AssociationError("two pools have the same file name; write them in separate runs")
     stamp = make_version_id(version_id)
-    written = []
+    written: list[str] = []
     from tqdm import tqdm  # imported when used: the CLI starts without it
 
     show = sys.stderr.isatty() if progress is None else progress
@@ -331,8 +357,8 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
         target = Path(output) / stem if len(pools) > 1 else Path(output)
         made = iter_associations(engine, pool_id, as_of=as_of, version=version, pipeline=pipeline)
         with tqdm(made, desc=f"{stem}: associations", unit=" files", disable=not show, file=sys.stderr) as bar:
-            written += sorted(write_associations(bar, target, version=stamp))  # as the files' names sort
-    return written
+            written += sorted(_written(bar, _output_directory(target), stamp))  # one directory: by name
+    return WrittenFiles(written)
 
 
 IMPACT_COLUMNS = ["change", "instrument", "pool", "filename", "exp_type", "asn_type_from", "asn_type_to",
