@@ -249,7 +249,7 @@ def test_asn_returns_the_files_as_paths_in_their_names_order(db, tmp_path):
     on_disk = sorted(tmp_path.glob("*_asn.json"))
     assert isinstance(written, association.WrittenFiles) and len(written) == len(on_disk) > 2
     assert list(written) == on_disk and written[0] == on_disk[0] and written[-1] == on_disk[-1]
-    assert written[1:3] == on_disk[1:3] and on_disk[1] in written
+    assert written[1:3] == on_disk[1:3] and on_disk[1] in written and written == on_disk and written != on_disk[1:]
     assert all(isinstance(path, Path) for path in written)
 
 

@@ -352,3 +352,44 @@ def test_an_unchanged_pool_is_known_without_loading_it_again(db, tmp_path):
     first.write_text(first.read_text() + "jw7_005_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n")
     assert unchanged_pool(engine, first) is None  # edited
     assert unchanged_pool(engine, pd.read_csv(second, sep="|")) is None
+
+
+def test_a_pool_loaded_with_bad_rows_skipped_is_unchanged_only_for_skip_bad(db, tmp_path):
+    """A load with skip_bad kept a bad row aside: without skip_bad the file is read again (and refused, as
+    before), not taken as unchanged; with skip_bad it is."""
+    from l2rules.inventory import loaded_pool, unchanged_pool
+
+    engine = get_engine(db)
+    path = tmp_path / "bad.csv"
+    path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\njw7_001_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n"
+                    "jw7_002_uncal.fits|NRC_IMAGE|[('o001', 'observation'\n")
+    pool_id = load(db, path, skip_bad=True, progress=False).pool_id
+    assert unchanged_pool(engine, path, skip_bad=True) == pool_id
+    assert unchanged_pool(engine, path) is None
+    with pytest.raises(InventoryError, match=r"bad.csv:3: column ASN_CANDIDATE"):
+        loaded_pool(engine, path)
+
+
+@pytest.mark.parametrize("method", ["bulk", "rows"])
+def test_a_pool_is_unchanged_after_either_load_path(db, tmp_path, method):
+    """Both load paths record the file's digest: a pool file loaded by either is known unchanged; worklist
+    and asn of it then read nothing again."""
+    from l2rules.inventory import unchanged_pool
+
+    engine = get_engine(db)
+    path = tmp_path / "either.csv"
+    path.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE|TARGETID\n" + "".join(
+        f"jw7_{i:03d}_uncal.fits|NRC_IMAGE|[('o001', 'observation')]|1\n" for i in range(50)))
+    pool_id = load(db, path, method=method, progress=False).pool_id
+    assert unchanged_pool(engine, path) == pool_id
+
+    def serial() -> int:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(schema.pool.c.load_serial).where(schema.pool.c.id == pool_id)).scalar_one()
+
+    before = serial()
+    from l2rules import worklist
+
+    assert len(worklist(db, pools=[path], source="table")) == 50
+    worklist(db, pools=[path])  # the pipeline's (nothing selected: the pool has no PROGRAM)
+    assert serial() == before

@@ -243,6 +243,18 @@ def test_output_written_atomically_with_run_id_and_only_when_there_are_items(db,
     assert len(pd.read_parquet(tmp_path / "q.parquet")) == third["items_created"] == 3
 
 
+def test_a_pool_run_with_skip_bad_is_refused_by_a_run_without(db, tmp_path):
+    """The bad row a run with skip_bad kept aside: a later run without skip_bad reads the unchanged file
+    again and refuses it, as it would the first time (it is not skipped as unchanged)."""
+    path = write_pool(tmp_path / "p.csv", 4)
+    path.write_text(path.read_text() + pool_line("jw9", 99).replace("')]", "'") + "\n")  # a bad ASN_CANDIDATE
+    assert run(db, [path], skip_bad=True)["rows_rejected"] == 1
+    assert run(db, [path], skip_bad=True)["exposures_new"] == 0  # unchanged: skipped
+    with pytest.raises(Exception) as info:
+        run(db, [path])
+    assert info.value.exit_code == 2 and "ASN_CANDIDATE" in info.value.run_record["error"]
+
+
 def test_failed_run_is_recorded_with_its_error(db, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("FILENAME|PROGRAM\njw1_uncal.fits|1\n")

@@ -144,7 +144,7 @@ class Catalog:
         """The Level 2b associations the pipeline makes of one loaded pool."""
         return association_api.associations(self.engine, pool, **point)
 
-    def asn(self, pools: Iterable[str | Path], output: str | Path, **options: Any) -> list[Path]:
+    def asn(self, pools: Iterable[str | Path], output: str | Path, **options: Any) -> association_api.WrittenFiles:
         """Load each pool and write its association files under ``output``; returns the files."""
         return association_api.asn(self.engine, pools, output, **options)
 

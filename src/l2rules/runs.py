@@ -50,7 +50,7 @@ from sqlalchemy.engine import Engine
 from . import outputs, schema
 from ._lazy import pandas as pd
 from .config import DB, DatabaseError, L2RulesError, describe
-from .inventory import InventoryError, file_digest, keep_statistics, load
+from .inventory import InventoryError, keep_statistics, load, unchanged_pool
 from .inventory.store import phase_bar
 from .migrate import require_migrated
 from .worklist import evaluate, head_revision, without_rule
@@ -184,7 +184,6 @@ def _holder(engine: Engine) -> str:
 @dataclass
 class _Input:
     path: Path
-    sha256: str
     pool_id: int | None = None
     skipped: bool = False
     counts: dict = field(default_factory=dict)
@@ -326,14 +325,14 @@ def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bo
     from .inventory import fits
 
     for path in paths:
+        item = _Input(path)
         # FITS input has no one file to digest: it is always read (the loader versions what changed)
-        is_fits = fits.is_fits_source(str(path))
-        item = _Input(path, None if is_fits else file_digest(path))
-        name = fits.pool_name(str(path)) if is_fits else path.name
+        name = fits.pool_name(str(path)) if fits.is_fits_source(str(path)) else path.name
+        unchanged = unchanged_pool(engine, path, skip_bad=skip_bad, whole=False)
         with engine.connect() as conn:
-            known = conn.execute(sa.select(p.c.id, p.c.sha256, p.c.n_exposures).where(p.c.name == name)).first()
-            before = _versions(conn, known.id) if known and (is_fits or known.sha256 != item.sha256) else None
-        if known is not None and not is_fits and known.sha256 == item.sha256:
+            known = conn.execute(sa.select(p.c.id, p.c.n_exposures).where(p.c.name == name)).first()
+            before = _versions(conn, known.id) if known and unchanged is None else None
+        if unchanged is not None:
             item.pool_id, item.skipped = known.id, True
             counts["exposures_seen"] += known.n_exposures
             log.info("%s: unchanged since its last load, skipped", path)

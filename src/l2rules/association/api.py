@@ -276,6 +276,13 @@ class WrittenFiles(Sequence[Path]):
             return [Path(text) for text in self._paths[index]]
         return Path(self._paths[index])
 
+    def __eq__(self, other: object) -> bool:  # equal to a list of the same paths, as the list it replaces
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(mine == theirs for mine, theirs in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking, like a list
+
     def __repr__(self) -> str:
         return f"<WrittenFiles: {len(self)} files>"
 
@@ -290,7 +297,8 @@ def write_associations(asns: Iterable[Association], output: str | Path, *,
     Names are made only from validated parts and written without following symbolic links, so a
     hostile PROGRAM or candidate id in a pool cannot write outside ``output``.
     """
-    return WrittenFiles(_written(asns, _output_directory(output), make_version_id(version)))
+    stamp = make_version_id(version)  # refused before the directory is made
+    return WrittenFiles(_written(asns, _output_directory(output), stamp))
 
 
 def _output_directory(output: str | Path) -> Path:

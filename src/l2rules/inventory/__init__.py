@@ -148,32 +148,39 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def unchanged_pool(engine: sa.Engine, source: str | Path | pd.DataFrame) -> int | None:
+def unchanged_pool(engine: sa.Engine, source: str | Path | pd.DataFrame, *, skip_bad: bool = False,
+                   whole: bool = True) -> int | None:
     """The id of the pool a file was last loaded as, when loading it again would change nothing: the same
-    bytes as that load, and every exposure of that load still in it (none withdrawn, none taken over by a
-    later pool with the same stems). ``None`` otherwise, and for FITS input (read each time) and DataFrames.
+    bytes as that load, every exposure of that load still in it (none withdrawn, none taken over by a
+    later pool with the same stems) and, unless ``skip_bad``, no bad row rejected by it (loading again
+    without ``skip_bad`` refuses the file). ``None`` otherwise, and for FITS input (read each time) and
+    DataFrames. ``whole=False`` leaves out the exposures test: for runs, whose pools sharing stems must not
+    take them back and forth at every rerun (a stem stays with the pool that last brought it).
 
     Reading a million-line pool again only to find it unchanged took the row loader minutes.
     """
     if not isinstance(source, (str, Path)) or fits.is_fits_source(str(source)) or not Path(source).is_file():
         return None
-    p, e = schema.pool, schema.exposure
+    p, e, r = schema.pool, schema.exposure, schema.load_rejection
     with engine.connect() as conn:
-        known = conn.execute(sa.select(p.c.id, p.c.sha256, p.c.n_exposures)
+        known = conn.execute(sa.select(p.c.id, p.c.source, p.c.sha256, p.c.n_exposures)
                              .where(p.c.name == Path(source).name)).first()
         if known is None or known.sha256 != file_digest(source):
             return None
-        current = conn.execute(sa.select(sa.func.count()).where(e.c.pool_id == known.id,
-                                                                e.c.withdrawn_at.is_(None))).scalar_one()
-    return known.id if current == known.n_exposures else None
+        current = conn.execute(sa.select(sa.func.count()).where(
+            e.c.pool_id == known.id, e.c.withdrawn_at.is_(None))).scalar_one() if whole else known.n_exposures
+        # a source's rejections are its latest load's; template leftovers are kept with or without skip_bad
+        rejected = not skip_bad and conn.execute(sa.select(sa.exists().where(
+            r.c.source == known.source, r.c.reason != TemplateRow.REASON))).scalar_one()
+    return known.id if current == known.n_exposures and not rejected else None
 
 
 def loaded_pool(engine: sa.Engine, source: str | Path | pd.DataFrame, *, skip_bad: bool = False,
                 progress: bool | None = None) -> int:
     """The id of ``source``'s pool, loading it first unless it is unchanged since its last load
-    (:func:`unchanged_pool`; that load's rejected rows stay as it kept them). For the commands that
-    take pool files and work on them right after: ``asn``, ``worklist``, ``impact``, ``explain``."""
-    pool_id = unchanged_pool(engine, source)
+    (:func:`unchanged_pool`). For the commands that take pool files and work on them right after:
+    ``asn``, ``worklist``, ``impact``, ``explain``."""
+    pool_id = unchanged_pool(engine, source, skip_bad=skip_bad)
     if pool_id is not None:
         log.info("%s: unchanged since its last load, not loaded again", source)
         return pool_id
