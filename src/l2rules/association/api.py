@@ -339,8 +339,8 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
         as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
         version_id: str | bool | None = None, progress: bool | None = None) -> WrittenFiles:
     """Load each pool and write its Level 2b associations to ``output``; returns the files written (per pool
-    in their names' order). A pool
-    file unchanged since its last load (by a run, say) is not read again (``inventory.loaded_pool``).
+    in their names' order). A pool file unchanged since its last load (by a run, say) is not read again
+    (``inventory.loaded_pool``).
 
     ``version_id`` is the files' (see :func:`write_associations`): one value for every pool of the run.
 

@@ -51,7 +51,7 @@ from .store import LoadResult, exposures, keep_statistics, rejections
 
 __all__ = [
     "FLAG_FALSE", "FLAG_NULL", "METHODS", "NULLS", "REQUIRED_COLUMNS", "InventoryError", "LoadResult", "TemplateRow",
-    "exposure_stem", "exposures", "file_digest", "load", "load_many", "parse_candidates", "rejections",
+    "exposure_stem", "exposures", "load", "load_many", "parse_candidates", "rejections",
     "loaded_pool", "unchanged_pool",
 ]
 
@@ -139,7 +139,7 @@ def _load(engine, source, name, skip_bad, progress, method, fits_options) -> Loa
 
 
 
-def file_digest(path: str | Path) -> str:
+def _file_digest(path: str | Path) -> str:
     """The SHA-256 of a file's bytes, as a load records it in ``pool.sha256``."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -165,14 +165,16 @@ def unchanged_pool(engine: sa.Engine, source: str | Path | pd.DataFrame, *, skip
     with engine.connect() as conn:
         known = conn.execute(sa.select(p.c.id, p.c.source, p.c.sha256, p.c.n_exposures)
                              .where(p.c.name == Path(source).name)).first()
-        if known is None or known.sha256 != file_digest(source):
+        if known is None or known.sha256 != _file_digest(source):
             return None
-        current = conn.execute(sa.select(sa.func.count()).where(
-            e.c.pool_id == known.id, e.c.withdrawn_at.is_(None))).scalar_one() if whole else known.n_exposures
+        if whole and conn.execute(sa.select(sa.func.count()).where(
+                e.c.pool_id == known.id, e.c.withdrawn_at.is_(None))).scalar_one() != known.n_exposures:
+            return None
         # a source's rejections are its latest load's; template leftovers are kept with or without skip_bad
-        rejected = not skip_bad and conn.execute(sa.select(sa.exists().where(
-            r.c.source == known.source, r.c.reason != TemplateRow.REASON))).scalar_one()
-    return known.id if current == known.n_exposures and not rejected else None
+        if not skip_bad and conn.execute(sa.select(sa.exists().where(
+                r.c.source == known.source, r.c.reason != TemplateRow.REASON))).scalar_one():
+            return None
+    return known.id
 
 
 def loaded_pool(engine: sa.Engine, source: str | Path | pd.DataFrame, *, skip_bad: bool = False,
