@@ -138,7 +138,6 @@ def _load(engine, source, name, skip_bad, progress, method, fits_options) -> Loa
     return load_rows(engine, table, pool_name, skip_bad=skip_bad, progress=show, declined=declined)
 
 
-
 def _file_digest(path: str | Path) -> str:
     """The SHA-256 of a file's bytes, as a load records it in ``pool.sha256``."""
     digest = hashlib.sha256()
