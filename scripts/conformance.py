@@ -15,6 +15,7 @@ included).
     python scripts/conformance.py                      # samples/pools against tests/data/reference
     python scripts/conformance.py --pools DIR --refs DIR --db postgresql://...
     python scripts/conformance.py --releases           # every release in tests/data/releases, at that release
+    python scripts/conformance.py --changes            # every change fixture at every release (per fixture too)
 
 ``--releases``: for each release directory of per-release fixtures (tests/data/releases/README.md),
 l2rules at that release (``--pipeline VERSION``) against what that release itself made, one line per
@@ -50,45 +51,38 @@ def compare(pool: Path, ref_dir: Path, engine, skip_bad: bool = False) -> dict:
                 associations_exact=sum((ref & made).values()), associations_made=len(asns), seconds=elapsed)
 
 
-#: Fixture directories that stand for another release (1.13.0 is not on PyPI: 1.13.4 stood in for it).
-STANDS_FOR = {"1.13.4": "1.13.0"}
 
 
-def releases(pools_dir: Path, fixtures: Path, engine) -> bool:
-    """Agreement per release; True when every release agrees on every exposure and association."""
+def releases(pools_dir: Path, fixtures: Path, engine, per_pool: bool = False) -> bool:
+    """Agreement per release (and with ``per_pool``, per pool and release); True when every release
+    agrees on every exposure and association of every pool."""
     from l2rules import catalog
 
-    dirs = sorted((d for d in fixtures.iterdir() if d.is_dir()), key=lambda d: tuple(int(n) for n in d.name.split(".")))
+    results = list(conformance.release_agreement(engine, sorted(pools_dir.glob("*.csv")), fixtures))
     as_of = catalog.releases(engine).set_index("version")["rules_as_of"]
-    totals = {d.name: dict(exposures=0, exposures_agree=0, associations=0, associations_exact=0, made=0) for d in dirs}
-    for pool in sorted(pools_dir.glob("*.csv")):
-        pool_id = inventory.load(engine, pool, progress=False).pool_id  # evaluated right after its load
-        made_at: dict = {}
-        for d in dirs:
-            if not (d / f"{pool.stem}.json").is_file():
-                continue
-            release = STANDS_FOR.get(d.name, d.name)
-            if as_of[release] not in made_at:
-                made_at[as_of[release]] = association.associations(engine, pool_id, pipeline=release)
-            asns = made_at[as_of[release]]
-            ref, made = conformance.reference_associations(d / f"{pool.stem}.json"), conformance.made_associations(asns)
-            rows, differing = conformance.exposure_disagreements(asns, d / f"{pool.stem}.per_exposure.csv")
-            t = totals[d.name]
-            t["exposures"] += rows
-            t["exposures_agree"] += rows - len(differing)
-            t["associations"] += sum(ref.values())
-            t["associations_exact"] += sum((ref & made).values())
-            t["made"] += sum(made.values())
-    print("release   as of        exposures agree      associations exact    made")
-    ok = True
-    for name, t in totals.items():
-        pct = lambda a, b: 100.0 * a / b if b else 100.0  # noqa: E731
-        print(f"{name:<9} {as_of[STANDS_FOR.get(name, name)]!s:<12} {t['exposures_agree']:>5}/{t['exposures']:<5} "
+    pct = lambda a, b: 100.0 * a / b if b else 100.0  # noqa: E731
+    if per_pool:
+        width = max([len(r.pool) for r in results] + [4])
+        print(f"{'pool':<{width}}  releases exact   releases that differ (associations missing/extra, exposures)")
+        for pool in sorted({r.pool for r in results}):
+            rows = [r for r in results if r.pool == pool]
+            differ = [f"{r.release}(-{r.associations - r.associations_exact}+"
+                      f"{r.associations_made - r.associations_exact}/{r.exposures - r.exposures_agree}e)"
+                      for r in rows if not r.exact]
+            print(f"{pool:<{width}}  {len(rows) - len(differ):>3}/{len(rows):<3}         {' '.join(differ) or '-'}")
+        print()
+    print("release   as of        pools  exposures agree      associations exact    made")
+    for release in sorted({r.release for r in results}, key=catalog.version_key):
+        rows = [r for r in results if r.release == release]
+        t = {k: sum(getattr(r, k) for r in rows) for k in ("exposures", "exposures_agree", "associations",
+                                                             "associations_exact", "associations_made")}
+        print(f"{release:<9} {as_of[release]!s:<12} {len(rows):>5}  {t['exposures_agree']:>5}/{t['exposures']:<5} "
               f"{pct(t['exposures_agree'], t['exposures']):6.1f}%   "
               f"{t['associations_exact']:>4}/{t['associations']:<4} "
-              f"{pct(t['associations_exact'], t['associations']):6.1f}%   {t['made']:>5}")
-        ok &= t["exposures_agree"] == t["exposures"] and t["associations_exact"] == t["associations"] == t["made"]
-    return ok
+              f"{pct(t['associations_exact'], t['associations']):6.1f}%   {t['associations_made']:>5}")
+    exact = sum(r.exact for r in results)
+    print(f"all: {exact}/{len(results)} (pool, release) pairs exact")
+    return exact == len(results)
 
 
 def main() -> int:
@@ -102,12 +96,17 @@ def main() -> int:
     ap.add_argument("--releases", nargs="?", const=str(HERE / "tests/data/releases"), metavar="DIR",
                     help="agreement per pipeline release with the per-release fixtures (default DIR: "
                          "tests/data/releases)")
+    ap.add_argument("--changes", nargs="?", const=str(HERE / "tests/data/changes"), metavar="DIR",
+                    help="agreement per release and per change fixture: the pools DIR/pools, each release's output "
+                         "in DIR/releases (default DIR: tests/data/changes; its README says how they were made)")
     ap.add_argument("names", nargs="*", help="only these pools (names without .csv)")
     a = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
     url = a.db or f"sqlite:///{tmp.name}/conformance.db"
     engine = get_engine(url)
     migrate.upgrade(engine)
+    if a.changes:
+        return 0 if releases(Path(a.changes) / "pools", Path(a.changes) / "releases", engine, per_pool=True) else 1
     if a.releases:
         return 0 if releases(Path(a.pools), Path(a.releases), engine) else 1
     ref_dir = Path(a.refs)

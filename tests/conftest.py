@@ -154,6 +154,16 @@ def as_values(frame):
     return frame.astype(object).where(frame.notna(), None)
 
 
+def checkout_up_to(tmp_path: Path, monkeypatch, last: str) -> Path:
+    """A checkout copy (:func:`checkout_copy`) whose migrations end at revision ``last``: what a catalog
+    made before the later revisions holds (its work items at an older catalog revision)."""
+    work = checkout_copy(tmp_path, monkeypatch)
+    for path in (work / "migrations" / "versions").glob("*.py"):
+        if path.name[:4].isdigit() and path.name[:4] > last:
+            path.unlink()
+    return work
+
+
 def checkout_copy(tmp_path: Path, monkeypatch) -> Path:
     """A copy of the project's migrations, seeds and alembic.ini to edit, made the current directory:
     the library, like the CLI and Alembic, then reads this checkout's migrations (its head)."""

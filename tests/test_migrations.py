@@ -17,7 +17,7 @@ from l2rules import catalog, migrate
 from l2rules.config import L2RulesError, get_engine
 from l2rules.runs import run
 
-from .conftest import POOLS, REPO, _dispose
+from .conftest import POOLS, REPO, _dispose, checkout_up_to
 
 VERSIONS = REPO / "migrations" / "versions"
 
@@ -215,11 +215,14 @@ def test_0010_steps_down_and_up_on_a_catalog_with_redeliveries(empty_db):
         assert moved.all() == [(1, "NRC_IMAGE", 1), (2, "NRC_IMAGE", 1)]  # 0018: rule became asn_rule
 
 
-def test_0018_steps_down_and_up_with_items_and_answers(db, tmp_path):
+def test_0018_steps_down_and_up_with_items_and_answers(db, tmp_path, monkeypatch):
     """0018 down: the stored answers go, items keep their rule (asn_rule, cut to 0010's width) and get special
     ''; up again, and runs go on."""
     from .runs_helpers import assert_exactly_once, write_pool
 
+    # a catalog whose latest rules revision is 0017 (items made at a later one go with it, below it)
+    assert migrate.downgrade(db, "0022") == "0022"
+    checkout_up_to(tmp_path, monkeypatch, "0022")
     pool = write_pool(tmp_path / "p.csv", 6)
     record = run(db, [pool])
     assert migrate.downgrade(db, "0017") == "0017"
@@ -239,11 +242,13 @@ def test_0018_steps_down_and_up_with_items_and_answers(db, tmp_path):
     assert_exactly_once(db)
 
 
-def test_an_upgrade_leaves_the_catalog_analysed(db):
+def test_an_upgrade_leaves_the_catalog_analysed(db, tmp_path, monkeypatch):
     """A migration may rewrite many rows: the upgrade analyses the catalog in its transaction, so plans do not
     wait on autovacuum (issue 13), through l2rules and through Alembic's own CLI alike."""
     from .test_inventory import analysed
 
+    assert migrate.downgrade(db, "0022") == "0022"  # items at rules revision 0017: 0020 is reached without them
+    checkout_up_to(tmp_path, monkeypatch, "0022")
     run(db, [POOLS / "pool_002_image_miri.csv"])  # fewer rows than a load analyses after
     engine = get_engine(db)
 

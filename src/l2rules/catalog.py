@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -197,20 +197,32 @@ def _table_sorted(spec: SeedTable, frame: pd.DataFrame) -> pd.DataFrame:
 # effective day, a pipeline release the day its rules are as of; no point at all means the head.
 
 def versions(db: DB = None) -> pd.DataFrame:
-    """Every catalog version (rules revision) in order: revision, effective date, reference, summary."""
+    """Every catalog version (rules revision) in effective order (its day, then the order written within
+    a day): revision, seq (the order written), effective date, reference, summary, the day recorded."""
     engine = require_migrated(db)
     v = schema.catalog_version
     with engine.connect() as conn:
-        return query_frame(conn, sa.select(v).order_by(v.c.seq))
+        return query_frame(conn, sa.select(v).order_by(v.c.effective_date, v.c.seq))
 
 
 def releases(db: DB = None) -> pd.DataFrame:
-    """The pipeline releases the catalog knows: version, release date, and the day its rules are as of."""
+    """The pipeline releases the catalog knows, in version order: version, release date, the day its
+    rules are as of, and ``same_rules_as``: the first release decided as of the same day (whose Level 2b
+    association code it shares), or None when that is itself."""
     engine = require_migrated(db)
     r = schema.pipeline_release
     with engine.connect() as conn:
-        return query_frame(conn, sa.select(r.c.version, r.c.released, r.c.rules_as_of)
-                           .where(r.c.valid_to.is_(None)).order_by(r.c.released, r.c.version))
+        frame = query_frame(conn, sa.select(r.c.version, r.c.released, r.c.rules_as_of).where(r.c.valid_to.is_(None)))
+    frame = frame.iloc[sorted(range(len(frame)), key=lambda i: version_key(frame["version"].iloc[i]))]
+    frame = frame.reset_index(drop=True)
+    first = frame.groupby("rules_as_of", sort=False)["version"].transform("first")
+    frame["same_rules_as"] = first.where(first != frame["version"], None).astype(frame["version"].dtype)
+    return frame
+
+
+def version_key(version: str) -> tuple:
+    """A release's version as numbers, so that 1.10.0 comes after 1.9.4."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"[.]", str(version)))
 
 
 class Point(tuple):
@@ -419,7 +431,7 @@ def history(db: DB = None, exp_type: str | None = None, *, table: str = "rule") 
                   t.c.valid_to, end.c.effective_date.label("valid_to_date"))
         .join_from(t, start, start.c.revision == t.c.valid_from)
         .outerjoin(end, end.c.revision == t.c.valid_to)
-        .order_by(*(t.c[c] for c in spec.key), start.c.seq)
+        .order_by(*(t.c[c] for c in spec.key), start.c.effective_date, start.c.seq)
     )
     if exp_type:
         query = query.where(sa.func.upper(sa.cast(first, sa.String)) == str(exp_type).upper())
@@ -536,74 +548,200 @@ def head_state() -> pd.DataFrame:
 
 def head_tables() -> dict[str, pd.DataFrame]:
     """Every seeded table as replaying every migration leaves it, on a scratch SQLite database."""
-    return _replayed()[0]
+    return _replayed().heads
 
 
-def _replayed() -> tuple[dict[str, pd.DataFrame], dict[str, dt.date]]:
-    """Replay every migration on a scratch SQLite database: each seeded table's head rows, and the
-    effective date of the latest revision that touched each table."""
+@dataclass
+class _Replay:
+    """The catalog as replaying every migration leaves it: each seeded table's head rows and every
+    row state (with ``valid_from``/``valid_to``), and each catalog version's place in effective order."""
+
+    heads: dict[str, pd.DataFrame]
+    states: dict[str, pd.DataFrame]
+    order: dict[str, tuple[dt.date, int]]  # revision: (effective date, seq)
+
+
+def _replayed() -> _Replay:
+    """Replay every migration on a scratch SQLite database."""
     v = schema.catalog_version
     with tempfile.TemporaryDirectory() as tmp:
         engine = sa.create_engine(f"sqlite:///{Path(tmp) / 'replay.db'}")
         try:
             upgrade(engine)
-            tables, latest = {"rule": _rules(engine, None)}, {}
+            heads, states = {"rule": _rules(engine, None)}, {}
             with engine.connect() as conn:
                 for spec in SEED_TABLES.values():
                     if spec.name != "rule":
-                        tables[spec.name] = _table_rows(conn, spec, None)
+                        heads[spec.name] = _table_rows(conn, spec, None)
                     dated = schema.rule_history if spec.name == "rule" else schema.metadata.tables[spec.name]
-                    touched = sa.union(sa.select(dated.c.valid_from), sa.select(dated.c.valid_to)
-                                       .where(dated.c.valid_to.is_not(None)))
-                    last = conn.execute(sa.select(sa.func.max(v.c.effective_date))
-                                        .where(v.c.revision.in_(touched))).scalar()
-                    if last is not None:
-                        latest[spec.name] = _as_date(last)
-            return tables, latest
+                    columns = [*spec.columns, "valid_from", "valid_to"]
+                    frame = to_frame(conn.execute(sa.select(*(dated.c[c] for c in columns))), columns)
+                    states[spec.name] = _table_sorted(spec, frame)
+                order = {row.revision: (_as_date(row.effective_date), row.seq)
+                         for row in conn.execute(sa.select(v.c.revision, v.c.effective_date, v.c.seq))}
+            return _Replay(heads, states, order)
         finally:
             engine.dispose()
 
 
-def write_revision(message: str, date: str | dt.date, reference: str,
-                   seed: str | Path | None = None, directory: str | Path | None = None,
-                   seeds: str | Path | None = None) -> Path | None:
-    """Write a new Alembic revision holding exactly the difference between the seed files and the head.
+@dataclass
+class TableChange:
+    """What a revision writes to one table: the states it closes, adds and replaces (see the template)."""
 
-    ``seed``: the published table's file (default ``seeds/level2b_rules.csv``); ``seeds``: a directory
-    with the other seed files (default ``seeds/``). Returns the new file's path, or None when every
-    seed file already equals the head (nothing to write).
+    spec: SeedTable
+    closed: list = field(default_factory=list)    # (key, valid_from, valid_to before)
+    added: list = field(default_factory=list)     # (row, valid_to)
+    replaced: list = field(default_factory=list)  # (valid_from, valid_to, row before, row after)
+
+
+@dataclass
+class RevisionPlan:
+    """A data revision before it is written: its effective day, what it writes to each table, what it
+    says of the states it splits and carries into, and each table's head afterwards."""
+
+    effective: dt.date
+    changes: list[TableChange]
+    notes: list[str]
+    heads: dict[str, pd.DataFrame]
+
+
+def _effective_day(when: str | dt.date, replay: _Replay) -> dt.date:
+    """The day a change takes effect: a date, or a pipeline release (the day its rules are as of)."""
+    release = None if isinstance(when, dt.date) else release_name(when)
+    if release is None:
+        return parse_date(when)
+    known = replay.heads["pipeline_release"]
+    hit = known[known["version"] == release]
+    if hit.empty:
+        raise CatalogError(f"unknown pipeline release {when!r}; known: {', '.join(known['version'])}")
+    return _as_date(hit["rules_as_of"].iloc[0])
+
+
+def plan_revision(date: str | dt.date, seed: str | Path | None = None,
+                  seeds: str | Path | None = None) -> RevisionPlan:
+    """The revision that makes the seed files' changes to the head take effect on ``date`` (a day or a
+    pipeline release), whenever it is written.
+
+    Each changed row takes effect on that day: the state in force then is split there and the rest of
+    its interval gets the change, which is carried into every later state of the row until a later
+    revision set the same column (or removed the row): that revision keeps its effect. A row added
+    holds until a later revision's row of the same key starts; a row removed is closed on that day.
+    Where a later revision keeps its effect up to the head, the head keeps that value and
+    ``heads`` (and the seed files :func:`write_revision` leaves) say so.
     """
-    date = parse_date(date)
-    if not message.strip():
-        raise CatalogError("a revision needs a summary (-m)")
-    head, latest = _replayed()
-    sections = []
+    replay = _replayed()
+    day = _effective_day(date, replay)
+
+    def before(rev) -> bool:  # in effective order, the version is at or before the new revision
+        return replay.order[rev][0] <= day  # the new revision is the last of its day
+
+    def label(rev) -> str:
+        return f"{rev} ({replay.order[rev][0]})"
+
+    changes, notes, heads = [], [], dict(replay.heads)
     for spec in SEED_TABLES.values():
         if spec.name == "rule":
             path = seed
         else:
             path = Path(seeds) / spec.path.name if seeds else spec.path
             path = path if path.is_file() else None  # a seed file not given: the table stays as it is
-        wanted = read_table_seed(spec, path) if (spec.name == "rule" or path is not None) else head[spec.name]
+        wanted = read_table_seed(spec, path) if (spec.name == "rule" or path is not None) else replay.heads[spec.name]
         if spec.name == "rule":
             _check_published(wanted)
-        changes = compare_table(spec, head[spec.name], wanted)
-        if changes.empty:
-            continue
-        keys = {tuple(r[k] for k in spec.key) for r in head[spec.name].to_dict("records")}
-        upserted = [r for r in wanted.to_dict("records")
-                    if tuple(r[k] for k in spec.key) not in keys
-                    or _changed(spec, r, head[spec.name])]
-        wanted_keys = {tuple(r[k] for k in spec.key) for r in wanted.to_dict("records")}
-        removed = sorted(k for k in keys if k not in wanted_keys)
-        sections.append((spec, upserted, removed))
-    if not sections:
+        key_of = lambda row: tuple(row[k] for k in spec.key)  # noqa: E731
+        head = {key_of(r): r for r in replay.heads[spec.name].to_dict("records")}
+        new = {key_of(r): r for r in wanted.to_dict("records")}
+        timeline: dict[tuple, list[dict]] = {}
+        for state in replay.states[spec.name].to_dict("records"):
+            timeline.setdefault(key_of(state), []).append(state)
+        change = TableChange(spec)
+        for key in sorted(head.keys() | new.keys(), key=lambda k: tuple("" if v is None else str(v) for v in k)):
+            if key in head and key in new and not any(_norm(head[key][c]) != _norm(new[key][c]) for c in spec.values):
+                continue
+            what = f"{spec.name} ({', '.join(str(v) for v in key if v not in (None, ''))})"
+            states = sorted(timeline.get(key, []), key=lambda s: replay.order[s["valid_from"]])
+            now = [s for s in states
+                   if before(s["valid_from"]) and (s["valid_to"] is None or not before(s["valid_to"]))]
+            later = [s for s in states if not before(s["valid_from"])]
+            row_of = lambda state: tuple(_norm(state[c]) for c in spec.columns)  # noqa: E731
+            if key in new and key not in head:
+                if now:
+                    raise CatalogError(f"{what}: in force on {day} (from {label(now[0]['valid_from'])}) and removed "
+                                       "later: change that row as it is in force then, not as a new row")
+                until = later[0]["valid_from"] if later else None
+                change.added.append((row_of(new[key]), until))
+                notes.append(f"{what}: added from {day}" + (f" until {label(until)}, whose row keeps its effect"
+                                                             if until else ""))
+                continue
+            if not now:
+                raise CatalogError(f"{what}: no row of it is in force on {day} (its first starts at "
+                                   f"{label(states[0]['valid_from'])}): a change cannot take effect before the row")
+            state = now[0]
+            change.closed.append((key, state["valid_from"], state["valid_to"]))
+            split = f"the row of {label(state['valid_from'])} split at {day}"
+            if key not in new:
+                notes.append(f"{what}: removed from {day}; {split}" + (
+                    f"; {label(state['valid_to'])} keeps its effect" if state["valid_to"] else ""))
+                continue
+            carried = {c: _norm(new[key][c]) for c in spec.values if _norm(new[key][c]) != _norm(head[key][c])}
+            change.added.append((row_of({**state, **carried}), state["valid_to"]))
+            into, kept, previous = [], [], state
+            for later_state in later:
+                if later_state["valid_from"] != previous["valid_to"]:
+                    break  # the row was gone in between: the later one is another revision's own row
+                for c in [c for c in carried if _norm(later_state[c]) != _norm(previous[c])]:
+                    kept.append(f"{label(later_state['valid_from'])} set {c} and keeps its effect")
+                    del carried[c]
+                if not carried:
+                    break
+                after = {**later_state, **carried}
+                if row_of(after) != row_of(later_state):
+                    change.replaced.append((later_state["valid_from"], later_state["valid_to"], row_of(later_state),
+                                            row_of(after)))
+                    into.append(label(later_state["valid_from"]))
+                previous = later_state
+            notes.append(f"{what}: changed from {day}; {split}" + (f"; carried into {', '.join(into)}" if into else "")
+                         + "".join(f"; {k}" for k in kept))
+        if change.closed or change.added or change.replaced:
+            changes.append(change)
+            heads[spec.name] = _head_after(spec, replay.states[spec.name], change)
+    return RevisionPlan(day, changes, notes, heads)
+
+
+def _head_after(spec: SeedTable, states: pd.DataFrame, change: TableChange) -> pd.DataFrame:
+    """A table's head rows once ``change`` is applied to its states (as the revision's upgrade does)."""
+    rows = {(tuple(r[k] for k in spec.key), r["valid_from"]): r for r in states.to_dict("records")}
+    for key, valid_from, _ in change.closed:
+        rows[key, valid_from] = {**rows[key, valid_from], "valid_to": "new"}
+    for valid_from, valid_to, _, after in change.replaced:
+        row = dict(zip(spec.columns, after))
+        rows[tuple(row[k] for k in spec.key), valid_from] = {**row, "valid_from": valid_from, "valid_to": valid_to}
+    for values, valid_to in change.added:
+        row = dict(zip(spec.columns, values))
+        rows[tuple(row[k] for k in spec.key), "new"] = {**row, "valid_from": "new", "valid_to": valid_to}
+    frame = pd.DataFrame([{c: r[c] for c in spec.columns} for r in rows.values() if r["valid_to"] is None],
+                         columns=list(spec.columns))
+    return _table_sorted(spec, frame)
+
+
+def write_revision(message: str, date: str | dt.date, reference: str,
+                   seed: str | Path | None = None, directory: str | Path | None = None,
+                   seeds: str | Path | None = None, *, plan: RevisionPlan | None = None) -> Path | None:
+    """Write a new Alembic revision that makes the seed files' changes to the head take effect on
+    ``date`` (a day or a pipeline release, before earlier revisions' if need be: :func:`plan_revision`).
+
+    ``seed``: the published table's file (default ``seeds/level2b_rules.csv``); ``seeds``: a directory
+    with the other seed files (default ``seeds/``). Where a later revision keeps its effect up to the
+    head, the seed file is written back to the head's value, so the seed files equal the head once
+    the revision is applied. ``plan``: the one :func:`plan_revision` made of the same arguments (the
+    CLI prints it), else made here. Returns the new file's path, or None when every seed file already
+    equals the head (nothing to write).
+    """
+    if not message.strip():
+        raise CatalogError("a revision needs a summary (-m)")
+    plan = plan or plan_revision(date, seed, seeds)
+    if not plan.changes:
         return None
-    late = [(spec.name, latest[spec.name]) for spec, _, _ in sections
-            if spec.name in latest and latest[spec.name] > date]
-    if late:
-        raise CatalogError(f"--date {date} is before the latest revision of {late[0][0]} (effective {late[0][1]}): "
-                           "a revision takes effect after the ones it follows")
 
     cfg = alembic_config()
     from alembic.script import ScriptDirectory
@@ -620,38 +758,40 @@ def write_revision(message: str, date: str | dt.date, reference: str,
     def literal(value) -> str:
         if isinstance(value, dt.date):
             return f"dt.date({value.year}, {value.month}, {value.day})"
+        if isinstance(value, tuple):
+            return "(" + ", ".join(literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
         return repr(_norm(value))
 
-    def tup(values) -> str:
-        return "        (" + ", ".join(literal(v) for v in values) + ("," if len(values) == 1 else "") + "),\n"
+    def items(name: str, entries: list) -> str:
+        lines = "".join(f"                {literal(tuple(e))},\n" for e in entries)
+        return f"            {name!r}: [\n{lines}            ],\n"
 
     tables = "".join(
-        f"    {spec.name!r}: (\n        {spec.columns!r},\n        {spec.key!r},\n        [\n"
-        + "".join("    " + tup([r[c] for c in spec.columns]) for r in upserted)
-        + "        ],\n        [\n"
-        + "".join("    " + tup(k) for k in removed)
-        + "        ],\n    ),\n"
-        for spec, upserted, removed in sections)
+        f"    {c.spec.name!r}: (\n        {c.spec.columns!r},\n        {c.spec.key!r},\n        {{\n"
+        + items("closed", c.closed) + items("added", c.added) + items("replaced", c.replaced)
+        + "        },\n    ),\n"
+        for c in plan.changes)
     summary, reference = " ".join(message.split()), " ".join(reference.split())
 
     def doc(value: str) -> str:  # safe inside the revision's docstring
         return value.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
+    today = dt.date.today()
     text = TEMPLATE.format(
         summary_doc=doc(summary), reference_doc=doc(reference), summary_literal=repr(summary),
-        reference_literal=repr(reference), date=date.isoformat(), revision=rev, down_revision=down,
-        create_date=dt.date.today().isoformat(), year=date.year, month=date.month, day=date.day, tables=tables,
+        reference_literal=repr(reference), date=plan.effective.isoformat(), revision=rev, down_revision=down,
+        create_date=today.isoformat(), year=plan.effective.year, month=plan.effective.month,
+        day=plan.effective.day, recorded_year=today.year, recorded_month=today.month, recorded_day=today.day,
+        tables=tables, splits_doc="".join(f"\n- {doc(n)}" for n in plan.notes) + "\n",
     )
     path.write_text(text)
+    for spec in SEED_TABLES.values():  # a later revision kept its effect up to the head: the seed says so too
+        target = Path(seed) if (spec.name == "rule" and seed) else (
+            Path(seeds) / spec.path.name if seeds else spec.path)
+        if spec.name in {c.spec.name for c in plan.changes} and target.is_file():
+            if not compare_table(spec, read_table_seed(spec, target), plan.heads[spec.name]).empty:
+                write_table_seed(spec, plan.heads[spec.name], target)
     return path
-
-
-def _changed(spec: SeedTable, row: dict, head: pd.DataFrame) -> bool:
-    key = tuple(row[k] for k in spec.key)
-    for old in head.to_dict("records"):
-        if tuple(old[k] for k in spec.key) == key:
-            return any(_norm(old[c]) != _norm(row[c]) for c in spec.values)
-    return True
 
 
 def _check_published(wanted: pd.DataFrame) -> None:

@@ -336,7 +336,9 @@ def _rules_commands(rsub) -> None:
                                                    "head",
                  "l2rules rules revision -m 'MIR_LRS-SLITLESS: Level 2b input' --date 2025-03-01 --ref jwst#9000")
     p.add_argument("-m", "--message", required=True, help="one-line summary of the change")
-    p.add_argument("--date", required=True, help="effective date (YYYY-MM-DD)")
+    p.add_argument("--date", required=True,
+                   help="when the change takes effect: a date (YYYY-MM-DD) or a pipeline release (1.15.0), "
+                        "before revisions written earlier if need be")
     p.add_argument("--ref", required=True, help="reference: jwst PR or issue")
     p.add_argument("--seed", metavar="CSV", help="the published table's seed file (default: seeds/level2b_rules.csv)")
     p.add_argument("--seeds", metavar="DIR", help="directory of the other seed files (default: seeds/)")
@@ -426,11 +428,14 @@ def check_all(args: argparse.Namespace) -> int:
 
 def write_revision(args: argparse.Namespace) -> int:
     """``rules revision``: :func:`catalog.write_revision`."""
-    path = catalog.write_revision(args.message, args.date, args.ref, seed=args.seed, seeds=args.seeds)
+    plan = catalog.plan_revision(args.date, seed=args.seed, seeds=args.seeds)
+    path = catalog.write_revision(args.message, args.date, args.ref, seed=args.seed, seeds=args.seeds, plan=plan)
     if path is None:
         print("the seed files equal the head revision: nothing to write")
-    else:
-        print(f"wrote {path}; apply it with `alembic upgrade head` or `l2rules init`")
+        return 0
+    for note in plan.notes:  # what it splits and carries into, in effective order
+        print(note)
+    print(f"wrote {path} (effective {plan.effective}); apply it with `alembic upgrade head` or `l2rules init`")
     return 0
 
 

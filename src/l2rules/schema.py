@@ -59,6 +59,8 @@ catalog_version = sa.Table(
     sa.Column("effective_date", sa.Date, nullable=False),
     sa.Column("reference", sa.String(200), nullable=False),
     sa.Column("summary", sa.Text, nullable=False),
+    # the day the revision was written; effective_date is the day it takes effect (migration 0022)
+    sa.Column("recorded", sa.Date, nullable=True),
 )
 
 

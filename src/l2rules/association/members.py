@@ -54,15 +54,20 @@ def stage(evaluation: Evaluation) -> None:
     ), "members0")
     members = evaluation.members = evaluation.stage(_imprints_pruned(evaluation, all_members), "mem0")
     evaluation.kept = evaluation.stage(_kept_by_policy(evaluation, associations, members), "asn1")
-    # the pipeline's discovery pass adds a copy of each parallel WFSS association
+    # the pipeline's discovery pass adds a copy of each parallel WFSS association; it tests the rule on the
+    # row as it is (its whole ASN_CANDIDATE), not per candidate: the rule's 'discover' conditions, if any
     kept = evaluation.kept
+    discovered = {name: test for (name, subject), test in evaluation.compiled.items() if subject == "discover"}
+    tested = [sa.and_(kept.c.rule_name == name, kept.c.eid.in_(sa.select(exposures.c.eid).where(test)))
+              for name, test in discovered.items()]
     with_copies = evaluation.with_copies = evaluation.stage(sa.union_all(
         sa.select(kept, sa.literal("candidate_").label("prefix"), kept.c.cand_id.label("asn_id")),
-        sa.select(kept, sa.literal("discover_"), sa.literal("a3001")).where(kept.c.wfss == "parallel"),
+        sa.select(kept, sa.literal("discover_"), sa.literal("a3001")).where(
+            kept.c.wfss == "parallel", sa.or_(kept.c.rule_name.not_in(list(discovered)), *tested)),
     ), "asn2")
     evaluation.named_members = evaluation.stage(
         sa.union_all(_exposure_members(evaluation, with_copies, members, exposures),
-                     *_level3_members(with_copies, exposures)),
+                     *_level3_members(evaluation, with_copies, exposures)),
         "members", ("eid", "cand_id", "rule_name", "asn_id"), ("expname", "role"))
 
 
@@ -212,17 +217,21 @@ def _exposure_members(evaluation: Evaluation, associations, members, exposures):
                          .join(member_row, member_row.c.eid == members.c.mid)))
 
 
-def _level3_members(associations, exposures):
-    """WFSS: the direct image's level-3 products (image, source catalog, segmentation map)."""
+def _level3_members(evaluation: Evaluation, associations, exposures):
+    """WFSS: the direct image's level-3 products (image, source catalog, segmentation map). Their names carry
+    the subarray (when not full) for the WFSS kinds of value set SUBARRAY_IN_PRODUCT_NAME."""
     direct_row = exposures.alias("xdir")
     optical_filter, pupil = direct_row.c.opt_filter, direct_row.c.opt_pupil
     both = sa.case((optical_filter < pupil, optical_filter + "-" + pupil), else_=pupil + "-" + optical_filter)
     optics = sa.case((associations.c.instrume == "miri", sa.func.coalesce(direct_row.c.filter, "null")),
                      (sa.and_(optical_filter.is_not(None), pupil.is_not(None)), both),
                      else_=sa.func.coalesce(optical_filter, pupil, "clear"))
-    target = sa.case((sa.and_(associations.c.wfss == "parallel", associations.c.prefix == "candidate_"), "000"),
+    # a parallel association's target: 000 for its candidate, and for its discovered copy without a TARGETID
+    target = sa.case((sa.and_(associations.c.wfss == "parallel",
+                              sa.or_(associations.c.prefix == "candidate_", associations.c.targetid.is_(None))), "000"),
                      else_=zero_padded(sa.func.coalesce(associations.c.targetid, ""), 3))
-    suffix = sa.case((sa.and_(associations.c.wfss == "nis", associations.c.subarray != "full"),
+    named = rules.set_member(evaluation.value_sets, "SUBARRAY_IN_PRODUCT_NAME", associations.c.wfss)
+    suffix = sa.case((sa.and_(named, associations.c.subarray != "full"),
                       "-" + associations.c.subarray), else_="")
     name = ("jw" + zero_padded(associations.c.program, 5) + "-" + associations.c.asn_id + "_t" + target + "_"
             + associations.c.instrume + "_" + optics + suffix)
