@@ -80,7 +80,7 @@ def tables(db: DB = None) -> dict[str, pd.DataFrame]:
             out[name] = pd.read_sql(sa.text(query), conn)
         summary = pd.read_sql(sa.text("""
             SELECT (SELECT revision FROM catalog_version ORDER BY seq DESC LIMIT 1) AS catalog_revision,
-                   (SELECT effective_date FROM catalog_version ORDER BY seq DESC LIMIT 1) AS effective,
+                   (SELECT recorded FROM catalog_version ORDER BY seq DESC LIMIT 1) AS recorded,
                    (SELECT count(*) FROM pool) AS pools,
                    (SELECT count(*) FROM exposure WHERE withdrawn_at IS NULL) AS exposures,
                    (SELECT count(*) FROM v_current_worklist) AS work_list,
@@ -131,7 +131,7 @@ def _ago(value, now: dt.datetime | None = None) -> str:
 def _headline(summary: pd.DataFrame) -> list[tuple[str, str]]:
     s = summary.iloc[0]
     return [
-        ("catalog revision", f"{s['catalog_revision']} (effective {str(s['effective'])[:10]})"),
+        ("catalog revision", f"{s['catalog_revision']} (recorded {str(s['recorded'])[:10]})"),
         ("exposures loaded", f"{s['exposures']} from {s['pools']} pools"),
         ("current work list", f"{s['work_list']} items: {s['issued']} issued by runs, {s['pending']} pending"),
         ("not evaluated", f"{s['not_evaluated']} exposures (answer missing or behind the head: `l2rules run`)"),
