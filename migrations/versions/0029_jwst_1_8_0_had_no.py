@@ -1,6 +1,6 @@
 """jwst 1.8.0 had no pure-parallel WFSS rule (Asn_Lv2WFSSParallel)
 
-Effective 2022-10-10; change fixtures jp3500_wfss_pure_parallel_nis, jp3500_wfss_pure_parallel_longwave (tests/data/changes): each release's own asn_generate.
+Effective 2022-10-10; jwst 1.8.0 as released, by its own asn_generate on the change fixtures jp3500_wfss_pure_parallel_nis, jp3500_wfss_pure_parallel_longwave (tests/data/changes).
 Data revision: the row states it writes, frozen, computed by `l2rules rules revision`
 against the catalog as the revisions before it leave it. A change takes effect on
 its effective date whenever it was written: the state in force then is split there
@@ -39,7 +39,7 @@ depends_on = None
 
 EFFECTIVE_DATE = dt.date(2022, 10, 10)
 RECORDED = dt.date(2026, 12, 6)
-REFERENCE = "change fixtures jp3500_wfss_pure_parallel_nis, jp3500_wfss_pure_parallel_longwave (tests/data/changes): each release's own asn_generate"
+REFERENCE = "jwst 1.8.0 as released, by its own asn_generate on the change fixtures jp3500_wfss_pure_parallel_nis, jp3500_wfss_pure_parallel_longwave (tests/data/changes)"
 SUMMARY = 'jwst 1.8.0 had no pure-parallel WFSS rule (Asn_Lv2WFSSParallel)'
 
 # table: (columns, key, {
