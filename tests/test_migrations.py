@@ -79,7 +79,8 @@ def test_downgrade_refuses_to_drop_runs_and_exposures(db):
     record = run(db, [POOLS / "pool_021_tso.csv"])
     before = _rows(db)
     assert before["run"] == 1 and before["work_item"] == record["items_created"] == 5
-    head = catalog.versions(db)["revision"].iloc[-1]  # the catalog version the run's items were made at
+    versions = catalog.versions(db)  # the catalog version the run's items were made at: the last written
+    head = versions.loc[versions["seq"].idxmax(), "revision"]
     with pytest.raises(L2RulesError) as refused:
         migrate.downgrade(db, "0007")
     message = str(refused.value)
