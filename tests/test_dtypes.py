@@ -99,8 +99,8 @@ def test_dtypes_follow_the_policy(db, tmp_path):
     assert got["runs"]["inputs"].map(type).eq(list).all()  # a run's inputs: a list of paths, as in its record
     for name, frame in got.items():  # nothing left as Python objects but dates, JSON, lists and diff values
         loose = [c for c, t in frame.dtypes.items() if t == "object"]
-        assert set(loose) <= {"effective_date", "released", "rules_as_of", "valid_from_date", "valid_to_date",
-                              "extra", "before", "after", "inputs"}, (name, loose)
+        assert set(loose) <= {"effective_date", "recorded", "released", "rules_as_of", "valid_from_date",
+                              "valid_to_date", "extra", "before", "after", "inputs"}, (name, loose)
     assert set(got["worklist"].columns) & CATEGORICAL == {"exp_type", "exptype", "asn_type", "table_asn_type"}
     assert dtype_of("asn_type", sa.Text()) == "category" and dtype_of("reason", sa.Text()) == "string"
     assert dtype_of("extra", sa.JSON()) is None and dtype_of("id", sa.BigInteger()) == "Int64"
