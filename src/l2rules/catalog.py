@@ -605,6 +605,16 @@ class RevisionPlan:
     heads: dict[str, pd.DataFrame]
 
 
+def _seed_file(spec: SeedTable, seed: str | Path | None, seeds: str | Path | None) -> Path | None:
+    """The seed file a revision reads (and writes back) for a table: ``seed`` for the published table
+    (default ``seeds/level2b_rules.csv``), else ``seeds``' file of that name (default ``seeds/``); None
+    when that directory has no such file (the table stays as it is)."""
+    if spec.name == "rule":
+        return Path(seed) if seed else spec.path
+    path = Path(seeds) / spec.path.name if seeds else spec.path
+    return path if path.is_file() else None
+
+
 def _effective_day(when: str | dt.date, replay: _Replay) -> dt.date:
     """The day a change takes effect: a date, or a pipeline release (the day its rules are as of)."""
     release = None if isinstance(when, dt.date) else release_name(when)
@@ -640,12 +650,8 @@ def plan_revision(date: str | dt.date, seed: str | Path | None = None,
 
     changes, notes, heads = [], [], dict(replay.heads)
     for spec in SEED_TABLES.values():
-        if spec.name == "rule":
-            path = seed
-        else:
-            path = Path(seeds) / spec.path.name if seeds else spec.path
-            path = path if path.is_file() else None  # a seed file not given: the table stays as it is
-        wanted = read_table_seed(spec, path) if (spec.name == "rule" or path is not None) else replay.heads[spec.name]
+        path = _seed_file(spec, seed, seeds)
+        wanted = read_table_seed(spec, path) if path is not None else replay.heads[spec.name]
         if spec.name == "rule":
             _check_published(wanted)
         key_of = lambda row: tuple(row[k] for k in spec.key)  # noqa: E731
@@ -786,9 +792,8 @@ def write_revision(message: str, date: str | dt.date, reference: str,
     )
     path.write_text(text)
     for spec in SEED_TABLES.values():  # a later revision kept its effect up to the head: the seed says so too
-        target = Path(seed) if (spec.name == "rule" and seed) else (
-            Path(seeds) / spec.path.name if seeds else spec.path)
-        if spec.name in {c.spec.name for c in plan.changes} and target.is_file():
+        target = _seed_file(spec, seed, seeds)
+        if spec.name in {c.spec.name for c in plan.changes} and target is not None:
             if not compare_table(spec, read_table_seed(spec, target), plan.heads[spec.name]).empty:
                 write_table_seed(spec, plan.heads[spec.name], target)
     return path
