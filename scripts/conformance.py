@@ -53,12 +53,14 @@ def compare(pool: Path, ref_dir: Path, engine, skip_bad: bool = False) -> dict:
 
 
 
-def releases(pools_dir: Path, fixtures: Path, engine, per_pool: bool = False) -> bool:
-    """Agreement per release (and with ``per_pool``, per pool and release); True when every release
-    agrees on every exposure and association of every pool."""
+def releases(pools_dir: Path, fixtures: Path, engine, per_pool: bool = False, names: list[str] | None = None
+             ) -> bool:
+    """Agreement per release (and with ``per_pool``, per pool and release) of the pools (``names``: only
+    those); True when every release agrees on every exposure and association of every pool."""
     from l2rules import catalog
 
-    results = list(conformance.release_agreement(engine, sorted(pools_dir.glob("*.csv")), fixtures))
+    pools = [p for p in sorted(pools_dir.glob("*.csv")) if not names or p.stem in names]
+    results = list(conformance.release_agreement(engine, pools, fixtures))
     as_of = catalog.releases(engine).set_index("version")["rules_as_of"]
     pct = lambda a, b: 100.0 * a / b if b else 100.0  # noqa: E731
     if per_pool:
@@ -99,16 +101,18 @@ def main() -> int:
     ap.add_argument("--changes", nargs="?", const=str(HERE / "tests/data/changes"), metavar="DIR",
                     help="agreement per release and per change fixture: the pools DIR/pools, each release's output "
                          "in DIR/releases (default DIR: tests/data/changes; its README says how they were made)")
-    ap.add_argument("names", nargs="*", help="only these pools (names without .csv)")
+    ap.add_argument("names", nargs="*", help="only these pools (names without .csv; after --changes or --releases "
+                                            "give their DIR first)")
     a = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
     url = a.db or f"sqlite:///{tmp.name}/conformance.db"
     engine = get_engine(url)
     migrate.upgrade(engine)
     if a.changes:
-        return 0 if releases(Path(a.changes) / "pools", Path(a.changes) / "releases", engine, per_pool=True) else 1
+        return 0 if releases(Path(a.changes) / "pools", Path(a.changes) / "releases", engine, per_pool=True,
+                             names=a.names) else 1
     if a.releases:
-        return 0 if releases(Path(a.pools), Path(a.releases), engine) else 1
+        return 0 if releases(Path(a.pools), Path(a.releases), engine, names=a.names) else 1
     ref_dir = Path(a.refs)
     pools = [p for p in sorted(Path(a.pools).glob("*.csv"))
              if (ref_dir / f"{p.stem}.json").is_file() and (not a.names or p.stem in a.names)]

@@ -324,7 +324,7 @@ asn_rule = sa.Table(
     sa.Column("asn_type", sa.String(32), nullable=False),
     sa.Column("science_set", sa.String(40), nullable=True),  # NULL: any exposure type
     sa.Column("forced_science", sa.Boolean(create_constraint=False), nullable=False),
-    sa.Column("nod_overlap", sa.String(16), nullable=True),  # fs, msa, never, lrs; NULL: not a nod rule
+    sa.Column("nod_overlap", sa.String(16), nullable=True),  # fs, fs_primary, msa, never, lrs; NULL: not a nod rule
     sa.Column("wfss", sa.String(16), nullable=True),  # nis, nrc, mir, parallel; NULL: no direct image
     sa.Column("rate_policy", sa.String(16), nullable=False),  # default, or rate (never _rateints for coron)
     sa.Column("imprint_pruning", sa.Boolean(create_constraint=False), nullable=False),  # keep the best imprints

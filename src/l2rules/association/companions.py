@@ -93,6 +93,9 @@ def stage(evaluation: Evaluation) -> None:
     owner = row_number().over(partition_by=[matched.c.cand_id, matched.c.rule_name, matched.c.kind, matched.c.oid],
                               order_by=science_row.c.row_no)
 
+    # the nod rules whose backgrounds must be of the science's own TARGETID (jwst 1.19.0 on)
+    same_target = rules.set_member(sets, "NOD_SAME_TARGET", rule.c.name)
+
     def attachable(first_only: bool) -> sa.Select:
         # the windows only for the kinds that attach 'first': a sort of every pair was most of this stage
         return (sa.select(matched, companion.c.role, companion.c.source, rule.c.wfss,
@@ -107,7 +110,8 @@ def stage(evaluation: Evaluation) -> None:
                                                   first.c.rule_name == matched.c.rule_name)))
                 .where(attach == "first" if first_only else attach != "first",
                        attached, sa.or_(companion.c.source != "science",
-                                        sa.not_(_overlap(science_row, other_row, rule.c.nod_overlap)))))
+                                        sa.not_(_overlap(science_row, other_row, rule.c.nod_overlap,
+                                                        same_target)))))
 
     owned = attachable(True).subquery()
     owned = sa.select(owned).where(owned.c.owner == 1).subquery()
@@ -134,13 +138,15 @@ def nod_groups(evaluation: Evaluation) -> sa.Subquery:
 
 
 def direct_images(evaluation: Evaluation) -> sa.CTE:
-    """WFSS: the direct image each science takes, the nearest following one by EXPSPCIN (parallel:
-    the first long-wave one)."""
+    """WFSS: the direct image each science takes, the nearest following one by EXPSPCIN (parallel: the
+    first, or the first long-wave one where the value set LONG_WAVE_DIRECT_IMAGE has the rule's kind)."""
     pairs = evaluation.pairs
+    long_wave = rules.set_member(evaluation.value_sets, "LONG_WAVE_DIRECT_IMAGE", pairs.c.wfss)
     science_row, other_row = evaluation.exposures.alias("xs"), evaluation.exposures.alias("xo")
     distance = as_integer(other_row.c.expspcin) - as_integer(science_row.c.expspcin)
     # two keys, not one number (row + 1,000,000 put a later row of a larger pool before a nearer one)
-    first_key = sa.case((pairs.c.wfss == "parallel", sa.case((other_row.c.filename.contains("long"), 0), else_=1)),
+    first_key = sa.case((pairs.c.wfss == "parallel",
+                         sa.case((sa.and_(long_wave, other_row.c.filename.contains("long")), 0), else_=1)),
                         (distance > 0, 0), else_=1)
     second_key = sa.case((pairs.c.wfss == "parallel", other_row.c.row_no), (distance > 0, distance),
                          else_=other_row.c.row_no)
@@ -199,9 +205,11 @@ def _key_holds(science_row, other_row, column_name: str, match: str) -> sa.Colum
     return sa.false()
 
 
-def _overlap(science_row, other_row, policy):
+def _overlap(science_row, other_row, policy, same_target):
     """Another science nod ``other_row`` overlaps the science ``science_row`` (so it cannot serve as its
-    background), by the rule's ``nod_overlap`` policy."""
+    background), by the rule's ``nod_overlap`` policy: 'fs' and 'fs_primary' (a nod of unknown position
+    overlaps), 'msa' (it does not), the same primary position overlapping in each; 'fs' also the adjacent
+    positions of an S1600A1 5-point nod. Where ``same_target`` holds, a nod of another TARGETID overlaps too."""
     science_position, science_points = as_integer(science_row.c.patt_num), as_integer(science_row.c.numdthpt)
     science_subpixel = as_integer(science_row.c.subpx_ov)
     other_position, other_subpixel = as_integer(other_row.c.patt_num), as_integer(other_row.c.subpx_ov)
@@ -210,12 +218,11 @@ def _overlap(science_row, other_row, policy):
     nonzero = lambda number: sa.case((number == 0, 1), else_=number)  # noqa: E731 - guarded by ``bad`` anyway
     science_nod = (science_position - 1) // nonzero(science_subpixel)
     other_nod = (other_position - 1) // nonzero(other_subpixel)
+    adjacent = sa.and_(science_row.c.fxd_slit == "s1600a1", science_points // nonzero(science_subpixel) == 5,
+                       sa.between(science_nod - other_nod, -1, 1))
     fixed_slit = sa.case((bad, sa.true()), (science_nod == other_nod, sa.true()),
-                         (sa.and_(science_row.c.fxd_slit == "s1600a1", science_points // nonzero(science_subpixel) == 5,
-                                  sa.between(science_nod - other_nod, -1, 1)),
-                          sa.true()),
-                         else_=sa.false())
+                         (sa.and_(policy == "fs", adjacent), sa.true()), else_=sa.false())
     msa = sa.case((bad, sa.false()), (science_nod == other_nod, sa.true()), else_=sa.false())
     other_target = sa.func.coalesce(science_row.c.targetid, "") != sa.func.coalesce(other_row.c.targetid, "")
-    return sa.case((sa.and_(policy.in_(["fs", "msa"]), other_target), sa.true()),
-                   (policy == "fs", fixed_slit), (policy == "msa", msa), else_=sa.false())
+    return sa.case((sa.and_(same_target, other_target), sa.true()),
+                   (policy.in_(["fs", "fs_primary"]), fixed_slit), (policy == "msa", msa), else_=sa.false())
