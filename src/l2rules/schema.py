@@ -377,7 +377,7 @@ asn_companion = sa.Table(
     # always; order: it follows the science in the pool, or the science is its rule's first in the
     # candidate (the pipeline adds it only to associations that exist when it reads it); after: it
     # follows the science; leading: it precedes the first science; first: only the first eligible one
-    sa.Column("attach", sa.String(16), nullable=False),
+    sa.Column("attach", sa.String(16), nullable=False),  # always, order, after, leading, first, next
     *_dated("rule_name", "kind"),
 )
 

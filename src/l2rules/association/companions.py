@@ -88,6 +88,7 @@ def stage(evaluation: Evaluation) -> None:
                       sa.and_(attach == "order", sa.or_(other_row.c.row_no > science_row.c.row_no, is_first)),
                       sa.and_(attach == "after", other_row.c.row_no > science_row.c.row_no),
                       sa.and_(attach == "leading", other_row.c.row_no < science_row.c.row_no, is_first),
+                      sa.and_(attach == "next", other_row.c.row_no < science_row.c.row_no),
                       attach == "first")
     # 'first': a companion goes to the earliest science it suits, and each science keeps its first one
     owner = row_number().over(partition_by=[matched.c.cand_id, matched.c.rule_name, matched.c.kind, matched.c.oid],
@@ -100,7 +101,8 @@ def stage(evaluation: Evaluation) -> None:
         # the windows only for the kinds that attach 'first': a sort of every pair was most of this stage
         return (sa.select(matched, companion.c.role, companion.c.source, rule.c.wfss,
                           science_row.c.row_no.label("sci_row"),
-                          *([other_row.c.row_no.label("row"), owner.label("owner")] if first_only else []))
+                          *([other_row.c.row_no.label("row"), owner.label("owner"), attach.label("attach")]
+                            if first_only else []))
                 .select_from(matched.join(companion, sa.and_(companion.c.rule_name == matched.c.rule_name,
                                                              companion.c.kind == matched.c.kind))
                              .join(rule, rule.c.name == matched.c.rule_name)
@@ -108,7 +110,7 @@ def stage(evaluation: Evaluation) -> None:
                              .join(other_row, other_row.c.eid == matched.c.oid)
                              .join(first, sa.and_(first.c.cand_id == matched.c.cand_id,
                                                   first.c.rule_name == matched.c.rule_name)))
-                .where(attach == "first" if first_only else attach != "first",
+                .where(attach.in_(["first", "next"]) if first_only else attach.not_in(["first", "next"]),
                        attached, sa.or_(companion.c.source != "science",
                                         sa.not_(_overlap(science_row, other_row, rule.c.nod_overlap,
                                                         same_target)))))
@@ -118,8 +120,9 @@ def stage(evaluation: Evaluation) -> None:
     rank = row_number().over(partition_by=[owned.c.eid, owned.c.cand_id, owned.c.rule_name, owned.c.kind],
                              order_by=owned.c.row)
     ranked = sa.select(owned, rank.label("rank")).subquery()
-    firsts = (sa.select(*[column for column in ranked.c if column.name not in ("rank", "owner", "row")])
-              .where(ranked.c.rank == 1))
+    # 'next': a companion goes to the first science after it in pool order, and a science keeps all of them
+    firsts = (sa.select(*[column for column in ranked.c if column.name not in ("rank", "owner", "row", "attach")])
+              .where(sa.or_(ranked.c.rank == 1, ranked.c.attach == "next")))
     evaluation.pairs = evaluation.stage(sa.union_all(attachable(False), firsts), "pairs")
 
 

@@ -82,8 +82,9 @@ def with_derived_columns(base: sa.Table, sets: dict[str, list[str]]) -> sa.Selec
         joined(row.exp_type, row.pupil).label("exp_pupil"),
         joined(row.dms_note, row.exp_type).label("dms_note_exp"),
     ).select_from(base.outerjoin(rules.member_type, rules.member_type.c.exp_type == row.exp_type)).cte("xd")
-    return sa.select(derived, sa.case((derived.c.member_type == "psf", "science"),
-                                      else_=derived.c.member_type).label("sci_type"))
+    # the member types a Level 2 rule reads as science (value set SCIENCE_MEMBER_TYPES: psf from jwst 1.10.0, JP-3147)
+    read_as_science = rules.set_member(sets, "SCIENCE_MEMBER_TYPES", derived.c.member_type)
+    return sa.select(derived, sa.case((read_as_science, "science"), else_=derived.c.member_type).label("sci_type"))
 
 
 def _candidates(pool_id: int):

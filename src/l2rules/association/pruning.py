@@ -22,7 +22,8 @@ def stage(evaluation: Evaluation) -> sa.Select:
         ("eid", "cand_id", "rule_name", "asn_id"))
     # identical member lists: the later candidate id wins, then the rule later by name (or, where the
     # catalog's duplicate_rule_order says 'position' - jwst 1.8.5 to 1.13 - later in rules_level2b.py)
-    if rules.parameter_value(evaluation.conn, "duplicate_rule_order") == "position":
+    by_position = rules.parameter_value(evaluation.conn, "duplicate_rule_order") == "position"
+    if by_position:
         def place(name):
             return sa.select(rules.rule.c.position).where(rules.rule.c.name == name).scalar_subquery()
         later_rule = lambda pair: place(pair.b_rule_name) > place(pair.a_rule_name)  # noqa: E731
@@ -48,6 +49,8 @@ def stage(evaluation: Evaluation) -> sa.Select:
              ).cte("loser")
     # (anti-joins: outer joins kept where nothing matched, set-based where a NOT EXISTS was a lookup per row)
     losers = sa.select(loser.c.a_eid, loser.c.a_cand_id, loser.c.a_rule_name, loser.c.a_asn_id).distinct().cte("losers")
+    if rules.parameter_value(evaluation.conn, "duplicate_removal") == "first_equal":
+        losers = _first_equal(evaluation, losers, by_position)
     deduplicated = evaluation.deduplicated = evaluation.stage(
         sa.select(associations).select_from(associations.outerjoin(losers, keys_equal(
             (losers.c.a_eid, losers.c.a_cand_id, losers.c.a_rule_name, losers.c.a_asn_id), copy_key(associations))))
@@ -97,3 +100,38 @@ def stage(evaluation: Evaluation) -> sa.Select:
                       members.c.mid.label("exposure_id"), members.c.stem)
             .select_from(final.join(members, keys_equal(copy_key(members), copy_key(final))))
             .order_by(final.c.asn_id, final.c.asn_type, final.c.seq, members.c.mgroup, members.c.mord))
+
+
+def _first_equal(evaluation: Evaluation, losers, by_position: bool):
+    """jwst 1.12.0 to 1.19.x (JP-3356 to JP-3516): the pipeline removes a duplicate with ``list.remove``, which
+    takes the first association in its order (candidate id, then rule) that *equals* it, and association
+    equality ignores the members' _rate/_rateints suffix (and the candidate id past its letter): the association
+    removed for each loser is the first of those equal to it so, the loser itself when none is before it."""
+    associations, members = evaluation.with_copies, evaluation.named_members
+    counts = evaluation.member_counts
+    ka, kc = associations.alias("la"), associations.alias("lc")
+    na, nc = counts.alias("lna"), counts.alias("lnc")
+    ma, mc = members.alias("lma"), members.alias("lmc")
+    member_name = lambda m: sa.func.coalesce(m.c.stem, m.c.expname)  # noqa: E731 - level-3 members have no stem
+    shared = (sa.select(*[c.label("a_" + c.name) for c in copy_key(ma)],
+                        *[c.label("c_" + c.name) for c in copy_key(mc)], sa.func.count().label("n"))
+              .select_from(losers.join(ma, keys_equal(copy_key(ma), tuple(losers.c)))
+                           .join(mc, sa.and_(member_name(mc) == member_name(ma), mc.c.role == ma.c.role)))
+              .group_by(*copy_key(ma), *copy_key(mc))).subquery("loose_common")
+    a_key = tuple(shared.c["a_" + n] for n in ("eid", "cand_id", "rule_name", "asn_id"))
+    c_key = tuple(shared.c["c_" + n] for n in ("eid", "cand_id", "rule_name", "asn_id"))
+    if by_position:
+        order = sa.select(rules.rule.c.position).where(rules.rule.c.name == kc.c.rule_name).scalar_subquery()
+    else:
+        order = kc.c.rule_name
+    equal = (sa.select(*a_key, *c_key,
+                       row_number().over(partition_by=list(a_key), order_by=[kc.c.asn_id, order, kc.c.row_no])
+                       .label("rk"))
+             .select_from(shared.join(ka, keys_equal(copy_key(ka), a_key)).join(kc, keys_equal(copy_key(kc), c_key))
+                          .join(na, keys_equal(copy_key(na), a_key)).join(nc, keys_equal(copy_key(nc), c_key)))
+             .where(na.c.n == shared.c.n, nc.c.n == shared.c.n, ka.c.asn_type == kc.c.asn_type,
+                    ka.c.product == kc.c.product,
+                    sa.func.substr(ka.c.asn_id, 1, 1) == sa.func.substr(kc.c.asn_id, 1, 1))).subquery("first_equal")
+    return (sa.select(equal.c.c_eid.label("a_eid"), equal.c.c_cand_id.label("a_cand_id"),
+                      equal.c.c_rule_name.label("a_rule_name"), equal.c.c_asn_id.label("a_asn_id"))
+            .where(equal.c.rk == 1).distinct().cte("losers_removed"))
