@@ -60,6 +60,9 @@ def releases(pools_dir: Path, fixtures: Path, engine, per_pool: bool = False, na
     from l2rules import catalog
 
     pools = [p for p in sorted(pools_dir.glob("*.csv")) if not names or p.stem in names]
+    unknown = sorted(set(names or ()) - {p.stem for p in pools})
+    if unknown:
+        sys.exit(f"conformance: no pool {', '.join(unknown)} in {pools_dir}")
     results = list(conformance.release_agreement(engine, pools, fixtures))
     as_of = catalog.releases(engine).set_index("version")["rules_as_of"]
     pct = lambda a, b: 100.0 * a / b if b else 100.0  # noqa: E731

@@ -376,7 +376,8 @@ asn_companion = sa.Table(
     sa.Column("exp_type_set", sa.String(40), nullable=True),  # exposure types it may have (NULL: any)
     # always; order: it follows the science in the pool, or the science is its rule's first in the
     # candidate (the pipeline adds it only to associations that exist when it reads it); after: it
-    # follows the science; leading: it precedes the first science; first: only the first eligible one
+    # follows the science; leading: it precedes the first science; first: only the first eligible one;
+    # next: it precedes the science, and goes to the first science after it (jwst before 1.10.0's PSFs)
     sa.Column("attach", sa.String(16), nullable=False),  # always, order, after, leading, first, next
     *_dated("rule_name", "kind"),
 )

@@ -90,7 +90,8 @@ def stage(evaluation: Evaluation) -> None:
                       sa.and_(attach == "leading", other_row.c.row_no < science_row.c.row_no, is_first),
                       sa.and_(attach == "next", other_row.c.row_no < science_row.c.row_no),
                       attach == "first")
-    # 'first': a companion goes to the earliest science it suits, and each science keeps its first one
+    # 'first' and 'next': a companion goes to the earliest science it suits (for 'next', the first after it);
+    # each science keeps its first 'first' companion and every 'next' one
     owner = row_number().over(partition_by=[matched.c.cand_id, matched.c.rule_name, matched.c.kind, matched.c.oid],
                               order_by=science_row.c.row_no)
 
@@ -98,7 +99,7 @@ def stage(evaluation: Evaluation) -> None:
     same_target = rules.set_member(sets, "NOD_SAME_TARGET", rule.c.name)
 
     def attachable(first_only: bool) -> sa.Select:
-        # the windows only for the kinds that attach 'first': a sort of every pair was most of this stage
+        # the windows only for the kinds that attach 'first' or 'next': a sort of every pair was most of this stage
         return (sa.select(matched, companion.c.role, companion.c.source, rule.c.wfss,
                           science_row.c.row_no.label("sci_row"),
                           *([other_row.c.row_no.label("row"), owner.label("owner"), attach.label("attach")]
@@ -120,10 +121,9 @@ def stage(evaluation: Evaluation) -> None:
     rank = row_number().over(partition_by=[owned.c.eid, owned.c.cand_id, owned.c.rule_name, owned.c.kind],
                              order_by=owned.c.row)
     ranked = sa.select(owned, rank.label("rank")).subquery()
-    # 'next': a companion goes to the first science after it in pool order, and a science keeps all of them
-    firsts = (sa.select(*[column for column in ranked.c if column.name not in ("rank", "owner", "row", "attach")])
+    owned_pairs = (sa.select(*[column for column in ranked.c if column.name not in ("rank", "owner", "row", "attach")])
               .where(sa.or_(ranked.c.rank == 1, ranked.c.attach == "next")))
-    evaluation.pairs = evaluation.stage(sa.union_all(attachable(False), firsts), "pairs")
+    evaluation.pairs = evaluation.stage(sa.union_all(attachable(False), owned_pairs), "pairs")
 
 
 def nod_groups(evaluation: Evaluation) -> sa.Subquery:
@@ -142,7 +142,7 @@ def nod_groups(evaluation: Evaluation) -> sa.Subquery:
 
 def direct_images(evaluation: Evaluation) -> sa.CTE:
     """WFSS: the direct image each science takes, the nearest following one by EXPSPCIN (parallel: the
-    first, or the first long-wave one where the value set LONG_WAVE_DIRECT_IMAGE has the rule's kind)."""
+    first, or the first long-wave one where the value set LONG_WAVE_DIRECT_IMAGE has the rule's ``wfss``)."""
     pairs = evaluation.pairs
     long_wave = rules.set_member(evaluation.value_sets, "LONG_WAVE_DIRECT_IMAGE", pairs.c.wfss)
     science_row, other_row = evaluation.exposures.alias("xs"), evaluation.exposures.alias("xo")
@@ -210,14 +210,18 @@ def _key_holds(science_row, other_row, column_name: str, match: str) -> sa.Colum
 
 def _overlap(science_row, other_row, policy, same_target):
     """Another science nod ``other_row`` overlaps the science ``science_row`` (so it cannot serve as its
-    background), by the rule's ``nod_overlap`` policy: 'fs' and 'fs_primary' (a nod of unknown position
-    overlaps), 'msa' (it does not), the same primary position overlapping in each; 'fs' also the adjacent
-    positions of an S1600A1 5-point nod. Where ``same_target`` holds, a nod of another TARGETID overlaps too."""
+    background), by the rule's ``nod_overlap`` policy: the same primary position overlaps in each; 'fs'
+    also the adjacent positions of an S1600A1 5-point nod. A nod whose position is unknown overlaps for
+    'fs' and 'fs_primary', not for 'msa' and 'msa_primary'; the '_primary' policies (jwst before 1.16.0)
+    never read NUMDTHPT, the others need it. Where ``same_target`` holds, a nod of another TARGETID
+    overlaps too."""
     science_position, science_points = as_integer(science_row.c.patt_num), as_integer(science_row.c.numdthpt)
     science_subpixel = as_integer(science_row.c.subpx_ov)
     other_position, other_subpixel = as_integer(other_row.c.patt_num), as_integer(other_row.c.subpx_ov)
-    bad = sa.or_(science_position.is_(None), science_points.is_(None), science_subpixel.is_(None),
-                 other_position.is_(None), other_subpixel.is_(None), science_subpixel == 0, other_subpixel == 0)
+    unknown = sa.or_(science_position.is_(None), science_subpixel.is_(None), other_position.is_(None),
+                     other_subpixel.is_(None), science_subpixel == 0, other_subpixel == 0)
+    bad = sa.case((policy.in_(["fs_primary", "msa_primary"]), unknown),
+                  else_=sa.or_(unknown, science_points.is_(None)))
     nonzero = lambda number: sa.case((number == 0, 1), else_=number)  # noqa: E731 - guarded by ``bad`` anyway
     science_nod = (science_position - 1) // nonzero(science_subpixel)
     other_nod = (other_position - 1) // nonzero(other_subpixel)
@@ -225,7 +229,8 @@ def _overlap(science_row, other_row, policy, same_target):
                        sa.between(science_nod - other_nod, -1, 1))
     fixed_slit = sa.case((bad, sa.true()), (science_nod == other_nod, sa.true()),
                          (sa.and_(policy == "fs", adjacent), sa.true()), else_=sa.false())
-    msa = sa.case((bad, sa.false()), (science_nod == other_nod, sa.true()), else_=sa.false())
+    mos = sa.case((bad, sa.false()), (science_nod == other_nod, sa.true()), else_=sa.false())
     other_target = sa.func.coalesce(science_row.c.targetid, "") != sa.func.coalesce(other_row.c.targetid, "")
     return sa.case((sa.and_(same_target, other_target), sa.true()),
-                   (policy.in_(["fs", "fs_primary"]), fixed_slit), (policy == "msa", msa), else_=sa.false())
+                   (policy.in_(["fs", "fs_primary"]), fixed_slit), (policy.in_(["msa", "msa_primary"]), mos),
+                   else_=sa.false())

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from . import companions, rules
+from . import companions, pruning, rules
 from .sql import association_key, keys_equal, zero_padded
 
 if TYPE_CHECKING:
@@ -65,10 +65,13 @@ def stage(evaluation: Evaluation) -> None:
         sa.select(kept, sa.literal("discover_"), sa.literal("a3001")).where(
             kept.c.wfss == "parallel", sa.or_(kept.c.rule_name.not_in(list(discovered)), *tested)),
     ), "asn2")
+    # duplicate removal's equality with the members' suffixes ignored looks members up by name, where it
+    # is in force (jwst 1.12.0 to 1.19.x): without the index, a scan of the members per member (an hour at 1M)
+    by_name = [("member_name", "role")] if pruning.removes_first_equal(evaluation.conn) else []
     evaluation.named_members = evaluation.stage(
         sa.union_all(_exposure_members(evaluation, with_copies, members, exposures),
                      *_level3_members(evaluation, with_copies, exposures)),
-        "members", ("eid", "cand_id", "rule_name", "asn_id"), ("expname", "role"))
+        "members", ("eid", "cand_id", "rule_name", "asn_id"), ("expname", "role"), *by_name)
 
 
 def _kept_by_policy(evaluation: Evaluation, associations: sa.Table, members: sa.Table) -> sa.Select:
@@ -211,7 +214,8 @@ def _exposure_members(evaluation: Evaluation, associations, members, exposures):
                                          associations.c.tsovisit)
                       .label("expname"), members.c.role, group.label("mgroup"),
                       member_row.c.row_no.label("mord"), member_row.c.exposerr,
-                      member_row.c.exposerr_text, member_row.c.targetid_text, member_row.c.stem)
+                      member_row.c.exposerr_text, member_row.c.targetid_text, member_row.c.stem,
+                      member_row.c.stem.label("member_name"))
             .select_from(associations.join(members, keys_equal(association_key(members),
                                                                association_key(associations)))
                          .join(member_row, member_row.c.eid == members.c.mid)))
@@ -236,7 +240,8 @@ def _level3_members(evaluation: Evaluation, associations, exposures):
     name = ("jw" + zero_padded(associations.c.program, 5) + "-" + associations.c.asn_id + "_t" + target + "_"
             + associations.c.instrume + "_" + optics + suffix)
     return [sa.select(*association_key(associations), associations.c.asn_id, sa.null(), name + extension,
-                      sa.literal(role), sa.literal(3), sa.literal(i), sa.null(), sa.null(), sa.null(), sa.null())
+                      sa.literal(role), sa.literal(3), sa.literal(i), sa.null(), sa.null(), sa.null(), sa.null(),
+                      name + extension)
             .select_from(associations.join(direct_row, direct_row.c.eid == associations.c.direct_id))
             for i, (extension, role) in enumerate([("_i2d.fits", "direct_image"), ("_cat.ecsv", "sourcecat"),
                                                    ("_segm.fits", "segmap")])]

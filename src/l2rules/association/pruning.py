@@ -49,7 +49,7 @@ def stage(evaluation: Evaluation) -> sa.Select:
              ).cte("loser")
     # (anti-joins: outer joins kept where nothing matched, set-based where a NOT EXISTS was a lookup per row)
     losers = sa.select(loser.c.a_eid, loser.c.a_cand_id, loser.c.a_rule_name, loser.c.a_asn_id).distinct().cte("losers")
-    if rules.parameter_value(evaluation.conn, "duplicate_removal") == "first_equal":
+    if removes_first_equal(evaluation.conn):
         losers = _first_equal(evaluation, losers, by_position)
     deduplicated = evaluation.deduplicated = evaluation.stage(
         sa.select(associations).select_from(associations.outerjoin(losers, keys_equal(
@@ -102,21 +102,29 @@ def stage(evaluation: Evaluation) -> sa.Select:
             .order_by(final.c.asn_id, final.c.asn_type, final.c.seq, members.c.mgroup, members.c.mord))
 
 
+def removes_first_equal(conn: sa.Connection) -> bool:
+    """The catalog in force says a duplicate is removed as the first association equal to it (jwst 1.12.0
+    to 1.19.x: asn_parameter duplicate_removal = first_equal)."""
+    return rules.parameter_value(conn, "duplicate_removal") == "first_equal"
+
+
 def _first_equal(evaluation: Evaluation, losers, by_position: bool):
     """jwst 1.12.0 to 1.19.x (JP-3356 to JP-3516): the pipeline removes a duplicate with ``list.remove``, which
     takes the first association in its order (candidate id, then rule) that *equals* it, and association
     equality ignores the members' _rate/_rateints suffix (and the candidate id past its letter): the association
-    removed for each loser is the first of those equal to it so, the loser itself when none is before it."""
+    removed for each loser is the first of those equal to it so, the loser itself when none is before it.
+    Each loser is matched on its own, where the pipeline removes one after another (three equal losers after
+    one equal association would there lose the first two, here only that one), and the subset pruning's
+    removals are not redirected so: no fixture tells those apart."""
     associations, members = evaluation.with_copies, evaluation.named_members
     counts = evaluation.member_counts
     ka, kc = associations.alias("la"), associations.alias("lc")
     na, nc = counts.alias("lna"), counts.alias("lnc")
     ma, mc = members.alias("lma"), members.alias("lmc")
-    member_name = lambda m: sa.func.coalesce(m.c.stem, m.c.expname)  # noqa: E731 - level-3 members have no stem
     shared = (sa.select(*[c.label("a_" + c.name) for c in copy_key(ma)],
                         *[c.label("c_" + c.name) for c in copy_key(mc)], sa.func.count().label("n"))
               .select_from(losers.join(ma, keys_equal(copy_key(ma), tuple(losers.c)))
-                           .join(mc, sa.and_(member_name(mc) == member_name(ma), mc.c.role == ma.c.role)))
+                           .join(mc, sa.and_(mc.c.member_name == ma.c.member_name, mc.c.role == ma.c.role)))
               .group_by(*copy_key(ma), *copy_key(mc))).subquery("loose_common")
     a_key = tuple(shared.c["a_" + n] for n in ("eid", "cand_id", "rule_name", "asn_id"))
     c_key = tuple(shared.c["c_" + n] for n in ("eid", "cand_id", "rule_name", "asn_id"))
