@@ -122,7 +122,7 @@ def stage(evaluation: Evaluation) -> None:
                              order_by=owned.c.row)
     ranked = sa.select(owned, rank.label("rank")).subquery()
     owned_pairs = (sa.select(*[column for column in ranked.c if column.name not in ("rank", "owner", "row", "attach")])
-              .where(sa.or_(ranked.c.rank == 1, ranked.c.attach == "next")))
+                   .where(sa.or_(ranked.c.rank == 1, ranked.c.attach == "next")))
     evaluation.pairs = evaluation.stage(sa.union_all(attachable(False), owned_pairs), "pairs")
 
 

@@ -23,12 +23,8 @@ def stage(evaluation: Evaluation) -> sa.Select:
     # identical member lists: the later candidate id wins, then the rule later by name (or, where the
     # catalog's duplicate_rule_order says 'position' - jwst 1.8.5 to 1.13 - later in rules_level2b.py)
     by_position = rules.parameter_value(evaluation.conn, "duplicate_rule_order") == "position"
-    if by_position:
-        def place(name):
-            return sa.select(rules.rule.c.position).where(rules.rule.c.name == name).scalar_subquery()
-        later_rule = lambda pair: place(pair.b_rule_name) > place(pair.a_rule_name)  # noqa: E731
-    else:
-        later_rule = lambda pair: pair.b_rule_name > pair.a_rule_name  # noqa: E731
+    later_rule = lambda pair: (_rule_order(pair.b_rule_name, by_position)  # noqa: E731
+                               > _rule_order(pair.a_rule_name, by_position))
     first_member, second_member = members.alias("ma"), members.alias("mb")
     common = (sa.select(*[column.label("a_" + column.name) for column in copy_key(first_member)],
                         *[column.label("b_" + column.name) for column in copy_key(second_member)],
@@ -102,6 +98,14 @@ def stage(evaluation: Evaluation) -> sa.Select:
             .order_by(final.c.asn_id, final.c.asn_type, final.c.seq, members.c.mgroup, members.c.mord))
 
 
+def _rule_order(name, by_position: bool):
+    """What orders two rules of duplicates: the rule's name, or (``by_position``: the catalog's
+    duplicate_rule_order 'position') its place in rules_level2b.py."""
+    if by_position:
+        return sa.select(rules.rule.c.position).where(rules.rule.c.name == name).scalar_subquery()
+    return name
+
+
 def removes_first_equal(conn: sa.Connection) -> bool:
     """The catalog in force says a duplicate is removed as the first association equal to it (jwst 1.12.0
     to 1.19.x: asn_parameter duplicate_removal = first_equal)."""
@@ -128,12 +132,9 @@ def _first_equal(evaluation: Evaluation, losers, by_position: bool):
               .group_by(*copy_key(ma), *copy_key(mc))).subquery("loose_common")
     a_key = tuple(shared.c["a_" + n] for n in ("eid", "cand_id", "rule_name", "asn_id"))
     c_key = tuple(shared.c["c_" + n] for n in ("eid", "cand_id", "rule_name", "asn_id"))
-    if by_position:
-        order = sa.select(rules.rule.c.position).where(rules.rule.c.name == kc.c.rule_name).scalar_subquery()
-    else:
-        order = kc.c.rule_name
     equal = (sa.select(*a_key, *c_key,
-                       row_number().over(partition_by=list(a_key), order_by=[kc.c.asn_id, order, kc.c.row_no])
+                       row_number().over(partition_by=list(a_key),
+                                         order_by=[kc.c.asn_id, _rule_order(kc.c.rule_name, by_position), kc.c.row_no])
                        .label("rk"))
              .select_from(shared.join(ka, keys_equal(copy_key(ka), a_key)).join(kc, keys_equal(copy_key(kc), c_key))
                           .join(na, keys_equal(copy_key(na), a_key)).join(nc, keys_equal(copy_key(nc), c_key)))
