@@ -21,7 +21,9 @@ BENCH = REPO / "benchmarks" / "bench.py"
 
 
 def test_benchmark_smoke(tmp_path):
-    contenders = ["pandas", "l2rules-sqlite", "pgcopy", "l2rules-pg", "l2rules-sqlite-csv", "l2rules-pg-csv"]
+    contenders = ["pandas", "l2rules-sqlite", "pgcopy", "l2rules-pg", "l2rules-sqlite-csv",
+                  "l2rules-pg-csv",
+                  "l2rules-sqlite-default"]
     if importlib.util.find_spec("duckdb") is not None:
         contenders.insert(0, "duckdb")
     proc = subprocess.run(
@@ -32,6 +34,11 @@ def test_benchmark_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = re.findall(r"^\s+1,000 (\S+)\s+([\d.]+)\s+[\d,]+\s+[\d,]+\s+\S+\s+\S+\s+\S+\s+([\d,]+)$", proc.stdout, re.M)
     ran = {name: work for name, _seconds, work in rows}
+    # the default work list (the pipeline's answer): what `worklist POOL --format csv --output F` writes
+    default = int(ran.pop("l2rules-sqlite-default").replace(",", ""))
+    assert 0 < default <= int(ran["l2rules-sqlite"].replace(",", "")), proc.stdout
+    assert re.search(r"^  (met    |NOT MET)  1,000 rows, l2rules-sqlite-default: [\d.]+ s = [\d.]+ x duckdb "
+                     r"\([\d.]+ s; target <= 2.0\)", proc.stdout, re.M) or "duckdb" not in contenders, proc.stdout
     assert "l2rules-sqlite" in ran and "pandas" in ran, proc.stdout
     assert ("pgcopy" in ran) == ("l2rules-pg" in ran), proc.stdout
     # the reference join and the catalog select the same number of exposures
@@ -78,12 +85,16 @@ def test_commands_benchmark_smoke(tmp_path):
         script.chmod(0o755)
     proc = subprocess.run(
         [sys.executable, str(COMMANDS), "--rows", "1000", "--rows", "2000", "--backends", "sqlite",
-         "--steps", "run,worklist,asn", "--workdir", str(tmp_path / "work"), "--jwst-python", str(side / "python"),
+         "--steps", "run,worklist,current,asn", "--workdir", str(tmp_path / "work"),
+         "--jwst-python", str(side / "python"),
          "--jwst-rows", "1000", "--jwst-timeout", "60"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^\s+2,000 sqlite\s+[\d.]+s\s+[\d.]+s\s+[\d.]+s$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^\s+2,000 sqlite\s+[\d.]+s\s+[\d.]+s\s+[\d.]+s\s+[\d.]+s$", proc.stdout, re.M), proc.stdout
+    # the default work list after `run`: the stored answers, beside the view of the current work items
+    assert re.search(r"^  (met    |NOT MET)  2,000 sqlite     default worklist, nothing new: [\d.]+ s = [\d.]+ x "
+                     r"v_current_worklist", proc.stdout, re.M), proc.stdout
     assert re.search(r"^  (met    |NOT MET)  asn linear \(sqlite\): 1,000 -> 2,000 exposures \(2 x\) took [\d.]+ x",
                      proc.stdout, re.M), proc.stdout
     assert re.search(r"^  (met    |NOT MET)  asn memory flat writing its files \(sqlite\)", proc.stdout, re.M)

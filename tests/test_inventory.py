@@ -345,9 +345,9 @@ def test_an_unchanged_pool_is_known_without_loading_it_again(db, tmp_path):
     before = serial()
     assert loaded_pool(engine, first) == pool_id and serial() == before  # not loaded again
     second.write_text("FILENAME|EXP_TYPE|ASN_CANDIDATE\njw7_004_uncal.fits|NRC_IMAGE|[('o002', 'observation')]\n")
-    load(db, second, progress=False)  # takes over one stem of the first pool
-    assert unchanged_pool(engine, first) is None
-    assert loaded_pool(engine, first) == pool_id and serial() == before + 1  # loaded: the stem comes back
+    load(db, second, progress=False)  # takes over one stem of the first pool: a change of the first one too
+    assert unchanged_pool(engine, first) is None and serial() == before + 1
+    assert loaded_pool(engine, first) == pool_id and serial() == before + 2  # loaded: the stem comes back
     assert unchanged_pool(engine, first) == pool_id
     first.write_text(first.read_text() + "jw7_005_uncal.fits|NRC_IMAGE|[('o001', 'observation')]\n")
     assert unchanged_pool(engine, first) is None  # edited

@@ -15,6 +15,7 @@ from l2rules.inventory import exposure_stem
 from .conftest import POOLS, SAMPLE_POOLS, as_values
 from .test_inventory import analysed, read_pool
 
+WORKLIST = importlib.import_module("l2rules.worklist")  # (the package binds the name worklist to the function)
 SET = lambda v: v is not None and v.strip().lower() not in ("", "null", "--", "n", "f", "false", "n/a")  # noqa: E731
 
 
@@ -216,21 +217,29 @@ def test_worklist_associations_match_the_pipeline(db, name):
     assert named["association"].str.match(r"^jw\d{5}-[aco]\d+_[a-z0-9-]+_\d{5}_asn\.json(;|$)").all()
 
 
+@pytest.mark.parametrize("source", ["table", "pipeline"])
 @pytest.mark.parametrize("include_all", [False, True])
-def test_streamed_worklist_equals_the_dataframe(db, tmp_path, include_all):
-    """write_worklist (no DataFrame, chunk by chunk) writes what worklist() gives, as CSV and Parquet."""
+def test_streamed_worklist_equals_the_dataframe(db, tmp_path, include_all, source):
+    """write_worklist (no DataFrame, chunk by chunk) writes what worklist() gives, as CSV and Parquet; the
+    pipeline's list from stored answers and from pools evaluated then alike."""
     import pandas as pd
 
     from l2rules import write_worklist
     from l2rules.outputs import render
 
-    pools = [POOLS / "pool_021_tso.csv", POOLS / "pool_010_spec_nirspec_lv2bkg.csv"]
-    frame = worklist(db, source="table", pools=pools, include_all=include_all)
+    pools = ([POOLS / "pool_021_tso.csv", POOLS / "pool_010_spec_nirspec_lv2bkg.csv"] if source == "table" else
+             # (pools that share no FILENAME stem: the list of each, made right after its load, is the same after all)
+             [POOLS / "pool_005_spec_niriss.csv", POOLS / "jw87800_20180412T163456_pool.csv",
+              POOLS / "jw00632_dups.csv"])
+    frame = worklist(db, source=source, pools=pools, include_all=include_all)
     assert len(frame) > 0
-    count = write_worklist(db, tmp_path / "w.csv", include_all=include_all)
+    if source == "pipeline":  # the middle pool's answers stored, the others evaluated as they are written
+        WORKLIST.evaluate(db, [_pool_id(db, pools[1].name)])
+    given = {"pools": pools} if source == "pipeline" else {}  # (in the order given; unchanged, so not loaded again)
+    count = write_worklist(db, tmp_path / "w.csv", include_all=include_all, source=source, **given)
     assert count == len(frame)
     assert (tmp_path / "w.csv").read_text() == render(frame, "csv")
-    write_worklist(db, tmp_path / "w.parquet", fmt="parquet", include_all=include_all)
+    write_worklist(db, tmp_path / "w.parquet", fmt="parquet", include_all=include_all, source=source, **given)
     back = pd.read_parquet(tmp_path / "w.parquet").astype(object)
     back = back.where(back.notna(), None)
     assert back.to_dict("records") == as_values(frame).to_dict("records")
@@ -331,3 +340,87 @@ def _answers_are_the_association_files(db, name):
             assert row["reason"].startswith(f"science of {want[5]} Level 2b association(s)")
         elif want[0]:
             assert row["reason"].startswith(f"a {want[0].replace(';', '/')} member of other associations")
+
+
+# --- the stored answers: what `run` stored is what `worklist` reads (issue 28) ---------------------------
+
+
+def _pool_id(url: str, name: str) -> int:
+    with get_engine(url).connect() as conn:
+        return conn.execute(sa.text("SELECT id FROM pool WHERE name = :n"), {"n": name}).scalar_one()
+
+
+def _stems(name: str) -> set[str]:
+    return {exposure_stem(row["filename"]) for row in read_pool(POOLS / name)[1]}
+
+
+def _no_evaluation(monkeypatch) -> None:
+    def evaluated(*_args, **_kwargs):
+        raise AssertionError("a pool with current stored answers was evaluated again")
+
+    monkeypatch.setattr(WORKLIST, "answers_of", evaluated)
+
+
+@pytest.mark.parametrize("include_all", [False, True])
+def test_worklist_reads_the_stored_answers_which_are_the_evaluated_ones(db, include_all, monkeypatch):
+    for name in SAMPLE_POOLS:
+        load(db, POOLS / name)
+    evaluated = worklist(db, include_all=include_all)  # nothing stored yet: every pool evaluated here
+    assert len(evaluated) > 0
+    with get_engine(db).connect() as conn:
+        pools = list(conn.execute(sa.select(sa.func.count()).select_from(sa.table("pool"))).scalars())[0]
+    assert len(WORKLIST.evaluate(db)) == pools
+    _no_evaluation(monkeypatch)
+    pd.testing.assert_frame_equal(worklist(db, include_all=include_all), evaluated)
+    # pools asked for by name: each read from the store too, in the order given
+    # (two pools whose exposures no other took over: loading them again would change nothing)
+    two = [POOLS / "jw87800_20180412T163456_pool.csv", POOLS / "jw00632_dups.csv"]
+    asked = worklist(db, pools=two, include_all=include_all)
+    assert list(dict.fromkeys(asked["pool"])) == [p.name for p in two]
+    assert len(asked) == evaluated["pool"].isin([p.name for p in two]).sum()
+
+
+def test_worklist_evaluates_only_the_pools_behind_and_stores_nothing(db, twin_db, tmp_path, monkeypatch):
+    """A pool delivered again after `run` is behind: it alone is evaluated, in its place, and nothing is
+    written (a read); the rows are those of a catalog that never stored an answer."""
+    names = ["jw00632_dups.csv", "jw87800_20180412T163456_pool.csv", "pool_005_spec_niriss.csv"]  # (no stem shared)
+    for name in names:
+        load(db, POOLS / name)
+    WORKLIST.evaluate(db)
+    header = open(POOLS / names[1]).read().splitlines()
+    redelivered = tmp_path / names[1]
+    redelivered.write_text("\n".join(header[:-2]) + "\n")  # its last two exposures withdrawn
+    load(db, redelivered)
+    with get_engine(db).connect() as conn:
+        behind = WORKLIST.stale_pools(conn, WORKLIST.head_revision(conn))
+        before = conn.execute(sa.text("SELECT count(*), sum(exposure_id) FROM level2b_answer")).one()
+    assert len(behind) == 1
+    calls, original = [], WORKLIST.answers_of
+    monkeypatch.setattr(WORKLIST, "answers_of", lambda conn, pool_id, *rest: calls.append(pool_id)
+                        or original(conn, pool_id, *rest))
+    frame = worklist(db, include_all=True)
+    assert calls == behind
+    for path in (POOLS / names[0], redelivered, POOLS / names[2]):
+        load(twin_db, path)
+    pd.testing.assert_frame_equal(frame, worklist(twin_db, include_all=True))
+    with get_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*), sum(exposure_id) FROM level2b_answer")).one() == before
+
+
+def test_a_pool_whose_exposures_another_load_took_over_is_behind(db, twin_db):
+    """An exposure is identified by its FILENAME stem: loading pool_018 takes over exposures pool_007
+    holds, so pool_007's stored answers are behind and the work list is what a
+    catalog that stored nothing gives."""
+    first, second = "pool_007_spec_miri.csv", "pool_018_all_exptypes.csv"
+    load(db, POOLS / first)
+    WORKLIST.evaluate(db)
+    result = load(db, POOLS / second)
+    shared = _stems(first) & _stems(second)
+    assert shared
+    with get_engine(db).connect() as conn:
+        first_id = conn.execute(sa.text("SELECT id FROM pool WHERE name = :n"), {"n": first}).scalar_one()
+        assert WORKLIST.stale_pools(conn, WORKLIST.head_revision(conn)) == sorted([first_id, result.pool_id])
+    assert result.taken_over == {first_id: len(shared)}
+    for name in (first, second):
+        load(twin_db, POOLS / name)
+    pd.testing.assert_frame_equal(worklist(db, include_all=True), worklist(twin_db, include_all=True))

@@ -7,7 +7,7 @@ import datetime as dt
 import gc
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -297,9 +297,11 @@ _CHUNK = 20_000
 _SHARED_MAX = 100_000
 
 
-def write_result(result: sa.engine.Result, columns: list[str], fmt: str, output: str | Path | None = None,
-                 stream: TextIO | None = None, booleans: tuple[str, ...] = (), integers: tuple[str, ...] = ()) -> int:
-    """Write a query result as CSV or Parquet straight from its rows, chunk by chunk; returns the row count.
+def write_result(result: sa.engine.Result | Iterable[sa.engine.Result], columns: list[str], fmt: str,
+                 output: str | Path | None = None, stream: TextIO | None = None, booleans: tuple[str, ...] = (),
+                 integers: tuple[str, ...] = ()) -> int:
+    """Write a query result (or several, one after the other, each read before the next is asked for) as
+    CSV or Parquet straight from its rows, chunk by chunk; returns the row count.
 
     Memory stays that of one chunk however long the result: a million-row work list
     written this way never exists as a DataFrame. The CSV is the one ``write`` makes
@@ -307,17 +309,19 @@ def write_result(result: sa.engine.Result, columns: list[str], fmt: str, output:
     """
     if fmt not in STREAMED_FORMATS:
         raise L2RulesError(f"format {fmt!r} is not streamed; choose one of {', '.join(STREAMED_FORMATS)}")
-    picks = [list(result.keys()).index(name) for name in columns]
-    reordered = picks != list(range(len(picks)))
     flags = {j for j, name in enumerate(columns) if name in booleans}
 
     def chunks() -> Iterator[list[tuple]]:
-        for chunk in result.partitions(_CHUNK):
-            rows = [tuple(row[i] for i in picks) for row in chunk] if reordered else chunk
-            if flags:
-                rows = [tuple(bool(v) if j in flags and v is not None else v for j, v in enumerate(row))
-                        for row in rows]
-            yield rows
+        for each in ([result] if isinstance(result, sa.engine.Result) else result):
+            keys = list(each.keys())
+            picks = [keys.index(name) for name in columns]
+            reordered = picks != list(range(len(keys)))  # (other columns left out, or in another order)
+            for chunk in each.partitions(_CHUNK):
+                rows = [tuple(row[i] for i in picks) for row in chunk] if reordered else chunk
+                if flags:
+                    rows = [tuple(bool(v) if j in flags and v is not None else v for j, v in enumerate(row))
+                            for row in rows]
+                yield rows
 
     if fmt == "parquet":
         return _write_parquet(chunks(), columns, output, booleans, integers)

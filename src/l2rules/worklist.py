@@ -13,6 +13,7 @@ the exp_type's plain rule (special '').
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -210,18 +211,27 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
 def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str = "csv",
                    pools: Iterable[str | Path] | None = None, include_all: bool = False,
                    as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
-                   skip_bad: bool = False, stream=None) -> int:
+                   skip_bad: bool = False, stream=None, source: str = "pipeline") -> int:
     """The work list written to ``output`` (or ``stream``) as CSV or Parquet, straight from the query.
 
-    The same rows as :func:`worklist` gives, without a DataFrame: memory stays flat
+    The same rows as :func:`worklist` gives (``source`` as there), without a DataFrame: memory stays flat
     however many work items. Returns how many rows were written.
     """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     engine = require_migrated(db, create=pools is not None)
+    if source == "pipeline":
+        pool_ids = None if pools is None else (loaded_pool(engine, path, skip_bad=skip_bad) for path in pools)
+        when = resolve_version(engine, as_of, version, pipeline)
+        # A server-side cursor on PostgreSQL: the client never holds more than a chunk of rows.
+        results = (conn.execute(query, execution_options={"stream_results": True, "yield_per": 20_000})
+                   for conn, query in answer_selects(engine, pool_ids, when, include_all))
+        return write_result(results, PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS, fmt, output,
+                            stream, booleans=("level2b", "table_level2b"), integers=("source_line",))
     pool_ids, seq = _selected(engine, pools, None, skip_bad, as_of, version, pipeline)
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
         plan_without_jit(conn)
-        # A server-side cursor on PostgreSQL: the client never holds more than a chunk of rows.
         rows = conn.execute(query, execution_options={"stream_results": True, "yield_per": 20_000})
         return write_result(rows, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS, fmt, output,
                             stream, booleans=("level2b",), integers=("source_line",))
@@ -229,23 +239,59 @@ def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str 
 
 def _pipeline_worklist(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Point | None,
                        include_all: bool) -> pd.DataFrame:
-    """Every exposure of the pools with the pipeline's answer (the association stages, in SQL) and the
-    published table's beside it. Pools are evaluated one by one, in the order given."""
+    """Every exposure of the pools with the pipeline's answer and the published table's beside it."""
+    columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
+    frames = [query_frame(conn, query, columns) for conn, query in answer_selects(engine, pool_ids, when, include_all)]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else None
+    return typed(pd.DataFrame(columns=columns) if frame is None else frame, COLUMN_TYPES)
+
+
+def answer_selects(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Point | None,
+                   include_all: bool) -> Iterator[tuple[sa.Connection, sa.Select]]:
+    """The pipeline's work list of the pools (every pool by name when None) as SELECTs in pool order, each
+    with the connection to run it on, valid until the next is asked for.
+
+    At the head, the pools whose answers ``run`` stored are current (:func:`stale_pools`) are read from
+    ``level2b_answer``, consecutive ones in one SELECT; the others are evaluated here (the association
+    stages, in SQL) and not stored: this is a read, and ``run`` stores them. Pools given are taken one at a
+    time (a lazy load each: a pool is read right after its load, as pools may share stems).
+    """
     strict = pool_ids is not None  # pools asked for by name must be ones the pipeline can read
     if pool_ids is None:
         with engine.connect() as conn:
-            pool_ids = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())
-    frames = [_pool_answers(engine, pool_id, when, include_all, strict) for pool_id in pool_ids]
-    columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    return typed(frame, COLUMN_TYPES)
+            every = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())
+            behind = set(stale_pools(conn, head_revision(conn)) if when is None else every)
+        groups = ((stale, list(pools)) for stale, pools in itertools.groupby(every, key=behind.__contains__))
+    else:
+        groups = ((when is not None or not _answers_current(engine, pool_id), [pool_id]) for pool_id in pool_ids)
+    for stale, pools in groups:
+        if stale:
+            for pool_id in pools:
+                with engine.begin() as conn, answers_of(conn, pool_id, when, include_all, strict) as query:
+                    yield conn, query
+        else:
+            with engine.begin() as conn:
+                plan_without_jit(conn)
+                if strict:
+                    _readable(conn, pools[0], strict)
+                yield conn, stored_answers(pools, include_all)
 
 
-def _pool_answers(engine: sa.Engine, pool_id: int, when: Point | None, include_all: bool,
-                  strict: bool = True) -> pd.DataFrame:
-    """One pool's exposures with the pipeline's answer and the published table's."""
-    with engine.begin() as conn, answers_of(conn, pool_id, when, include_all, strict) as query:
-        return query_frame(conn, query, PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS)
+def _readable(conn: sa.Connection, pool_id: int, strict: bool) -> str | None:
+    """Why the pipeline makes no association from the pool (a column it needs is missing), or None. Raised
+    when ``strict`` (a pool asked for by name); said once otherwise (a warning), its exposures on no list."""
+    from .association import REQUIRED_POOL_COLUMNS
+
+    p = schema.pool
+    name, columns = conn.execute(sa.select(p.c.name, p.c.columns).where(p.c.id == pool_id)).one()
+    missing = [c for c in REQUIRED_POOL_COLUMNS if c not in columns.split("|")]
+    unreadable = (f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
+                  "Level 2b association from it") if missing else None
+    if unreadable and strict:
+        raise L2RulesError(unreadable + "; `worklist --published` gives the published table's list")
+    if unreadable:  # one pool of every loaded one: said, and its exposures are on no work list
+        log.warning("%s (its exposures are left out)", unreadable)
+    return unreadable
 
 
 @contextmanager
@@ -258,19 +304,11 @@ def answers_of(conn: sa.Connection, pool_id: int, when: Point | None, include_al
     :func:`evaluate` stores the answers under). A pool without the columns the pipeline needs raises
     (``strict``) or gives every exposure as not selected, with that reason (said once, a warning).
     """
-    from .association import REQUIRED_POOL_COLUMNS
     from .association.evaluation import evaluating
 
-    e, p = schema.exposure, schema.pool
+    e = schema.exposure
     plan_without_jit(conn)
-    name, columns = conn.execute(sa.select(p.c.name, p.c.columns).where(p.c.id == pool_id)).one()
-    missing = [c for c in REQUIRED_POOL_COLUMNS if c not in columns.split("|")]
-    unreadable = (f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
-                  "Level 2b association from it") if missing else None
-    if unreadable and strict:
-        raise L2RulesError(unreadable + "; `worklist --published` gives the published table's list")
-    if unreadable:  # one pool of every loaded one: said, and its exposures are on no work list
-        log.warning("%s (its exposures are left out)", unreadable)
+    unreadable = _readable(conn, pool_id, strict)
     table = (worklist_query(when, [pool_id], include_all=True)
              .add_columns(e.c.id.label("exposure_id"), e.c.version.label("exposure_version"))
              .order_by(None).subquery("published"))
@@ -337,15 +375,36 @@ def head_revision(conn: sa.Connection) -> str:
     return revision
 
 
-def stale_pools(conn: sa.Connection, revision: str) -> list[int]:
+def stale_pools(conn: sa.Connection, revision: str, pool_ids: list[int] | None = None) -> list[int]:
     """The pools whose stored answers are not of their latest load at catalog revision ``revision``
     (migration 0021: every load adds one to the pool's ``load_serial``; :func:`evaluate` records it with the
     answers). One row per pool read, not a pass over every exposure of the catalog."""
     p = schema.pool
-    return list(conn.execute(
-        sa.select(p.c.id).where(sa.or_(p.c.answers_load.is_distinct_from(p.c.load_serial),
-                                       p.c.answers_revision.is_distinct_from(revision)))
-        .order_by(p.c.id)).scalars())
+    query = (sa.select(p.c.id).where(sa.or_(p.c.answers_load.is_distinct_from(p.c.load_serial),
+                                            p.c.answers_revision.is_distinct_from(revision)))
+             .order_by(p.c.id))
+    return list(conn.execute(query if pool_ids is None else query.where(p.c.id.in_(pool_ids))).scalars())
+
+
+def _answers_current(engine: sa.Engine, pool_id: int) -> bool:
+    """Whether the pool's stored answers are of its latest load at the head revision."""
+    with engine.connect() as conn:
+        return pool_id not in stale_pools(conn, head_revision(conn), [pool_id])
+
+
+def stored_answers(pool_ids: list[int], include_all: bool = False) -> sa.Select:
+    """The pools' stored answers (``level2b_answer``) as the pipeline's work list: the rows and columns
+    :func:`worklist` evaluates, for pools whose answers are current (:func:`stale_pools`), in pool (name)
+    and line order."""
+    a, e, p = schema.level2b_answer, schema.exposure, schema.pool
+    values = {"pool": p.c.name, **{c: e.c[c] for c in ("source_line", "filename", "exp_type", "program", "obs_num")},
+              **{c: a.c[c] for c in ANSWER_COLUMNS[2:]}}
+    query = (sa.select(*(values[name].label(name) for name in (PIPELINE_ALL_COLUMNS if include_all
+                                                                else PIPELINE_COLUMNS)))
+             .select_from(a.join(e, e.c.id == a.c.exposure_id).join(p, p.c.id == e.c.pool_id))
+             .where(e.c.pool_id.in_(pool_ids), e.c.withdrawn_at.is_(None), a.c.exposure_version == e.c.version)
+             .order_by(p.c.name, e.c.source_line))
+    return query if include_all else query.where(a.c.level2b == sa.true())
 
 
 def without_rule(e: sa.Table) -> sa.ColumnElement[bool]:

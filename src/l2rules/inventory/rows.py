@@ -349,13 +349,14 @@ class RowWriter:
         self._flush_mixed(items)
         return len(items)
 
-    def _existing(self, stems: list[str]) -> dict[str, tuple[int, int]]:
+    def _existing(self, stems: list[str]) -> dict[str, tuple[int, int, int]]:
+        """The stems already in the catalog: each one's exposure id, source line and pool."""
         e = schema.exposure
-        found: dict[str, tuple[int, int]] = {}
+        found: dict[str, tuple[int, int, int]] = {}
         for start in range(0, len(stems), 900):
             chunk = stems[start:start + 900]
-            query = sa.select(e.c.stem, e.c.id, e.c.source_line).where(e.c.stem.in_(chunk))
-            found.update((stem, (i, line)) for stem, i, line in self.conn.execute(query))
+            query = sa.select(e.c.stem, e.c.id, e.c.source_line, e.c.pool_id).where(e.c.stem.in_(chunk))
+            found.update((stem, (i, line, pool)) for stem, i, line, pool in self.conn.execute(query))
         return found
 
     def _flush_mixed(self, items: list[tuple]) -> None:
@@ -369,6 +370,8 @@ class RowWriter:
                 repeats.append((item, hit[1]))
             else:
                 old.append((item, hit[0]))
+                if hit[2] != item[0][3]:  # an exposure of another pool: this one takes it over
+                    self.result.taken_over[hit[2]] = self.result.taken_over.get(hit[2], 0) + 1
         if repeats:
             self._check_repeats(repeats)
         cur = self.cursor
@@ -441,7 +444,7 @@ def load_rows(engine: sa.Engine, table: SourceTable, pool_name: str, *, skip_bad
             # Errors found at batch time come later in the list than they occur in the source.
             result.rejections.sort(key=lambda e: e.line or 0)
             bar.phase("withdrawals and counts")
-            finish_load(conn, pool_id, table.source, table.sha256, result.rejections)
+            finish_load(conn, pool_id, table.source, table.sha256, result.rejections, result.taken_over)
         finally:
             bar.close()
     if engine.dialect.name == "sqlite" and result.loaded >= TRUNCATE_WAL_AFTER:

@@ -41,6 +41,8 @@ class LoadResult:
     declined: str | None = None
     #: Of the ``updated`` exposures, those whose values changed (a new version); counted for FITS loads only.
     changed: int | None = None
+    #: Of the ``updated`` exposures, those that were another pool's: how many, by that pool's id.
+    taken_over: dict[int, int] = field(default_factory=dict)
 
     @property
     def loaded(self) -> int:
@@ -122,8 +124,14 @@ def upsert_pool(conn: sa.Connection, name: str, source: str, columns: list[str])
     return pool_id
 
 
-def finish_load(conn, pool_id: int, source: str, sha256: str | None, rejections: list[InventoryError]) -> None:
+def finish_load(conn, pool_id: int, source: str, sha256: str | None, rejections: list[InventoryError],
+                taken_over: dict[int, int] | None = None) -> None:
     """The end of a load, in its transaction: the source's rejections and the pool's count and digest.
+
+    A pool whose exposures this load took over (``taken_over``: its id and how many; an exposure is
+    identified by its FILENAME stem) has changed too: its ``load_serial`` goes up, so its stored answers and
+    work items are behind until a run evaluates it again (its ``n_exposures`` stays what its own load
+    held: ``unchanged_pool`` tells a takeover by it).
 
     ``conn`` is a SQLAlchemy connection or ``columnar``'s ADBC stand-in: plain statements only.
     """
@@ -142,10 +150,12 @@ def finish_load(conn, pool_id: int, source: str, sha256: str | None, rejections:
              "reason": e.reason, "raw": e.raw, "rejected_at": now} for e in rejections]
     for start in range(0, len(rows), 1000):
         conn.execute(schema.load_rejection.insert().values(rows[start:start + 1000]))
-    conn.execute(schema.pool.update().where(schema.pool.c.id == pool_id).values(
+    conn.execute(p.update().where(p.c.id == pool_id).values(
         n_exposures=sa.select(sa.func.count()).where(e.c.pool_id == pool_id, e.c.withdrawn_at.is_(None))
         .scalar_subquery(),
         sha256=sha256))
+    if taken_over:
+        conn.execute(p.update().where(p.c.id.in_(sorted(taken_over))).values(load_serial=p.c.load_serial + 1))
 
 
 #: Rows a change (a load, stored answers, a run) must write before the tables it wrote are analysed after it.
