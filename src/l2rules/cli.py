@@ -467,17 +467,18 @@ def make_pool(args: argparse.Namespace) -> int:
 
 
 def worklist(args: argparse.Namespace) -> int:
-    """``worklist``: :func:`l2rules.worklist` (as CSV or Parquet: :func:`l2rules.write_worklist`, streamed)."""
+    """``worklist``: :func:`l2rules.worklist` (the published table's list as CSV or Parquet:
+    :func:`l2rules.write_worklist`, streamed)."""
     options = dict(pools=args.pools or None, include_all=args.all, **_point(args), skip_bad=args.skip_bad)
     if args.associations and not args.published:
         raise L2RulesError("--associations adds the pipeline's associations to the published table's list "
                            "(--published); the default work list already is the pipeline's")
-    source = "table" if args.published else "pipeline"
-    # (the pipeline's list as a frame: its Parquet types are the library frame's, a test holds them alike)
+    # (the pipeline's list goes through the frame: its Parquet types are the library frame's, a test holds them)
     if args.published and args.format in outputs.STREAMED_FORMATS and not args.associations:
-        count = l2rules.write_worklist(args.db, args.output, fmt=args.format, source=source, **options)
+        count = l2rules.write_worklist(args.db, args.output, fmt=args.format, source="table", **options)
     else:
-        frame = l2rules.worklist(args.db, associations=args.associations, source=source, **options)
+        frame = l2rules.worklist(args.db, associations=args.associations,
+                                 source="table" if args.published else "pipeline", **options)
         _print(frame, args, args.output)
         count = len(frame)
     if args.output:

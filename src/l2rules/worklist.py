@@ -208,6 +208,10 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
     return frame
 
 
+#: A server-side cursor on PostgreSQL: the client never holds more than a chunk of rows.
+STREAMED = {"stream_results": True, "yield_per": 20_000}
+
+
 def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str = "csv",
                    pools: Iterable[str | Path] | None = None, include_all: bool = False,
                    as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
@@ -223,8 +227,7 @@ def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str 
     if source == "pipeline":
         pool_ids = None if pools is None else (loaded_pool(engine, path, skip_bad=skip_bad) for path in pools)
         when = resolve_version(engine, as_of, version, pipeline)
-        # A server-side cursor on PostgreSQL: the client never holds more than a chunk of rows.
-        results = (conn.execute(query, execution_options={"stream_results": True, "yield_per": 20_000})
+        results = (conn.execute(query, execution_options=STREAMED)
                    for conn, query in answer_selects(engine, pool_ids, when, include_all))
         return write_result(results, PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS, fmt, output,
                             stream, booleans=("level2b", "table_level2b"), integers=("source_line",))
@@ -232,7 +235,7 @@ def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str 
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
         plan_without_jit(conn)
-        rows = conn.execute(query, execution_options={"stream_results": True, "yield_per": 20_000})
+        rows = conn.execute(query, execution_options=STREAMED)
         return write_result(rows, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS, fmt, output,
                             stream, booleans=("level2b",), integers=("source_line",))
 
