@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from l2rules import catalog
+from l2rules import catalog, points
 from l2rules.catalog import CatalogError
 from l2rules.config import get_engine
 
@@ -44,14 +44,14 @@ def test_published_rows_count():
 
 
 def test_as_of_2019_equals_published_table(db):
-    first = catalog.rules(db, as_of="2019-01-01")
+    first = catalog.rules(db, at="2019-01-01")
     cols = ["exp_type", "special", "instrument", "exptype", "level2b"]
     pd.testing.assert_frame_equal(as_values(first[cols]), published_table()[cols], check_dtype=False)
     assert first["asn_type"].isna().all()
 
 
 def test_as_of_today_equals_seed(db):
-    today = catalog.rules(db, as_of=dt.date.today())
+    today = catalog.rules(db, at=dt.date.today())
     pd.testing.assert_frame_equal(today, catalog.read_seed())
     row = today.set_index(["exp_type", "special"])
     assert row.loc[("MIR_WFSS", ""), "asn_type"] == "spec2"
@@ -65,7 +65,7 @@ def test_as_of_today_equals_seed(db):
     ("2026-01-22", "wfs-image2", False), ("2026-01-23", "image2", False),
 ])
 def test_as_of_boundaries(db, date, mimf, grism):
-    rules = catalog.rules(db, as_of=date).set_index(["exp_type", "special"])
+    rules = catalog.rules(db, at=date).set_index(["exp_type", "special"])
     asn_type = rules.loc[("NRS_MIMF", ""), "asn_type"]
     assert (None if pd.isna(asn_type) else asn_type) == mimf
     assert bool(rules.loc[("NRC_GRISM", ""), "level2b"]) is grism
@@ -73,12 +73,12 @@ def test_as_of_boundaries(db, date, mimf, grism):
 
 
 def test_version_selects_revision(db):
-    assert len(catalog.rules(db, version="0002")) == 74
-    assert len(catalog.rules(db, version="0007")) == 75
+    assert len(catalog.rules(db, at="0002")) == 74
+    assert len(catalog.rules(db, at="0007")) == 75
     with pytest.raises(CatalogError, match="unknown catalog version"):
-        catalog.rules(db, version="9999")
+        catalog.rules(db, at=points.Named("revision", "9999"))
     with pytest.raises(CatalogError, match="no rules were in force on 2000-01-01"):
-        catalog.rules(db, as_of="2000-01-01")
+        catalog.rules(db, at="2000-01-01")
 
 
 def test_versions_record_dates_and_references(db):
@@ -114,7 +114,7 @@ def test_diff_between_dates_and_revisions(db):
 
 
 def test_nrs_lamp_conditions_arrive_with_2020(db):
-    assert catalog.conditions(db, as_of="2020-01-01").empty
+    assert catalog.conditions(db, at="2020-01-01").empty
     now = catalog.conditions(db, exp_type="NRS_LAMP")
     assert set(now["pool_column"]) == {"lamp", "opmode", "grating"}
 
@@ -190,7 +190,7 @@ def test_new_revision_workflow_round_trips(backend, empty_db, tmp_path, monkeypa
     assert _run([*l2rules, "rules", "check"], work, env).returncode == 0
     assert catalog.rules(empty_db, exp_type="NRS_TEST")["note"].item() == "made up for the test"
     assert "jwst PR #1" in set(catalog.versions(empty_db)["reference"])
-    assert catalog.rules(empty_db, as_of="2026-10-31", exp_type="FGS_ID-STACK").shape[0] == 1
+    assert catalog.rules(empty_db, at="2026-10-31", exp_type="FGS_ID-STACK").shape[0] == 1
     assert catalog.rules(empty_db, exp_type="FGS_ID-STACK").empty
 
     down = _run([*alembic, "downgrade", "-1"], work, env)

@@ -47,7 +47,7 @@ def test_catalog_version_selects_a_revision(db, capsys):
     oldest = revisions[0]
     assert main(["--db", db, "rules", "list", "--catalog-version", oldest, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == len(catalog.rules(db, version=oldest)) > 0
+    assert len(rows) == len(catalog.rules(db, at=oldest)) > 0
     assert main(["--db", db, "rules", "list", "--catalog-version", "9999"]) == 2
     assert "unknown catalog version '9999'" in capsys.readouterr().err
     # --catalog-version is one catalog point among --as-of and --pipeline

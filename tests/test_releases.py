@@ -17,7 +17,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from l2rules import association, catalog, conformance, inventory
+from l2rules import association, catalog, conformance, inventory, points
 from l2rules.cli import main
 
 from .conftest import DATA, POOLS, REPO, checkout_copy
@@ -41,7 +41,7 @@ def _agreement(db: str, releases) -> dict[str, list]:
         for release in releases:
             point = as_of[release]
             if point not in made_at:  # releases that share a catalog point share an evaluation
-                made_at[point] = association.associations(db, pool_id, pipeline=release)
+                made_at[point] = association.associations(db, pool_id, at=release)
             asns = made_at[point]
             made = conformance.made_associations(asns)
             ref = conformance.reference_associations(RELEASE_FIXTURES / release / f"{pool.stem}.json")
@@ -92,8 +92,8 @@ def test_a_patch_release_decides_as_the_release_it_patches(db):
 
 
 def test_rules_rows_differ_by_release(db):
-    old = catalog.table_rows(db, "asn_rule", pipeline="1.20.2").set_index("name")
-    new = catalog.table_rows(db, "asn_rule", pipeline="3.0.0").set_index("name")
+    old = catalog.table_rows(db, "asn_rule", at="1.20.2").set_index("name")
+    new = catalog.table_rows(db, "asn_rule", at="3.0.0").set_index("name")
     assert "Asn_MIRLRSTAConfirm" in new.index and "Asn_MIRLRSTAConfirm" not in old.index
     assert (old.loc["Asn_Lv2WFSC", "asn_type"], new.loc["Asn_Lv2WFSC", "asn_type"]) == ("wfs-image2", "image2")
     diff = catalog.diff_all(db, "1.20.2", "3.0.0", ["asn_rule"])
@@ -175,7 +175,7 @@ def test_association_rule_change_round_trips_through_a_revision(backend, empty_d
 
     pool = inventory.load(empty_db, POOLS / "pool_018_all_exptypes.csv", progress=False).pool_id
     names = {m["expname"] for a in association.associations(empty_db, pool) for m in a.members}
-    earlier = {m["expname"] for a in association.associations(empty_db, pool, as_of="2026-10-31") for m in a.members}
+    earlier = {m["expname"] for a in association.associations(empty_db, pool, at="2026-10-31") for m in a.members}
     assert "jw_00061_rate.fits" in names and "jw_00061_rateints.fits" in earlier
 
     assert _run([*alembic, "downgrade", "-1"], work, env).returncode == 0
@@ -184,7 +184,7 @@ def test_association_rule_change_round_trips_through_a_revision(backend, empty_d
 
 
 def _wfsc(db: str, point: str | None) -> tuple:
-    rows = catalog.table_rows(db, "asn_rule", pipeline=point) if point else catalog.table_rows(db, "asn_rule")
+    rows = catalog.table_rows(db, "asn_rule", at=point) if point else catalog.table_rows(db, "asn_rule")
     row = rows[rows["name"] == "Asn_Lv2WFSC"].iloc[0]
     return row["asn_type"], row["note"]
 
@@ -270,11 +270,11 @@ def test_a_row_added_at_one_release_and_removed_at_a_later_one(backend, empty_db
     assert _run([*l2rules, "rules", "check"], work, env).returncode == 0
 
     def has(point):
-        rows = catalog.table_rows(empty_db, "asn_value_set", pipeline=point)
+        rows = catalog.table_rows(empty_db, "asn_value_set", at=point)
         return bool(((rows["set_name"] == "TEST_SET") & (rows["value"] == "gdhs0")).any())
 
     assert [has(p) for p in ("1.17.1", "1.18.0", "1.20.2", "2.0.0", "3.0.0")] == [False, True, True, False, False]
-    mimf = {when: catalog.rules(empty_db, as_of=when, exp_type="NRS_MIMF").iloc[0]
+    mimf = {when: catalog.rules(empty_db, at=when, exp_type="NRS_MIMF").iloc[0]
             for when in ("2018-12-31", "2019-01-01", "2021-01-01", "today")}
     assert mimf["2018-12-31"]["note"] in ("", None) and pd.isna(mimf["2019-01-01"]["asn_type"])
     assert all(mimf[w]["note"] == "noted from 2019" for w in ("2019-01-01", "2021-01-01", "today"))
@@ -297,12 +297,12 @@ def test_the_default_work_list_is_the_pipelines_selection_at_every_release(db, b
     from l2rules import worklist
 
     as_of = catalog.releases(db).set_index("version")["rules_as_of"]
-    points: dict = {}
+    by_point: dict = {}
     for release in FIXTURE_RELEASES if backend == "sqlite" else POSTGRESQL_RELEASES:
-        points.setdefault(as_of[release], []).append(release)
+        by_point.setdefault(as_of[release], []).append(release)
     for pool in sorted(POOLS.glob("*.csv")):
-        for releases in points.values():
-            items = worklist(db, pools=[pool], pipeline=releases[0])
+        for releases in by_point.values():
+            items = worklist(db, pools=[pool], at=releases[0])
             got = {row.filename: set(row.asn_type.split(";")) for row in items.itertuples()}
             for release in releases:
                 assert got == _fixture_selection(release, pool), (pool.stem, release)
@@ -373,14 +373,14 @@ def test_two_revisions_of_one_day_are_two_points(db):
     assert versions.loc["0011", "effective_date"] == versions.loc["0012", "effective_date"]
     diff = catalog.diff_all(db, "0011", "0012", ["asn_rule"])
     assert ("removed", "Asn_MIRLRSTAConfirm") in set(zip(diff["change"], diff["key"]))
-    at_0011 = catalog.table_rows(db, "asn_rule", version="0011")
+    at_0011 = catalog.table_rows(db, "asn_rule", at="0011")
     assert "Asn_MIRLRSTAConfirm" in set(at_0011["name"])
 
 
 @pytest.mark.parametrize("spelling", ["1.16.1", "v1.16.1", "jwst 1.16.1", "jwst-1.16.1", "jwst==1.16.1",
                                       "JWST 1.16.1"])
 def test_releases_as_users_write_them(db, spelling):
-    assert catalog.resolve_point(db, spelling) == catalog.resolve_version(db, pipeline="1.16.1")
+    assert points.resolve(db, spelling) == points.resolve(db, points.Named("release", "1.16.1"))
 
 
 def test_a_seed_file_with_a_repeated_key_is_refused_with_its_line(tmp_path):
@@ -427,7 +427,7 @@ def test_mos_nods_without_numdthpt_by_release(db, tmp_path):
 
     def backgrounds(release: str) -> dict[str, set[str]]:
         made = {}
-        for asn in association.associations(db, pool_id, pipeline=release):
+        for asn in association.associations(db, pool_id, at=release):
             science = next(m["expname"] for m in asn.members if m["exptype"] == "science")
             made[science[:9]] = {m["expname"][:9] for m in asn.members if m["exptype"] == "background"}
         return made

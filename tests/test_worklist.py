@@ -124,14 +124,14 @@ def test_nrs_lamp_conditions(db, tmp_path):
     assert every.loc["jw7_b_uncal.fits", "reason"].endswith("lamp not_equals NOLAMP")
     assert every.loc["jw7_d_uncal.fits", "reason"].endswith("grating not_equals MIRROR")
     # Before 2020-12-07 the footnote had no conditions: every lamp exposure was selected.
-    assert worklist(db, source="table", include_all=True, as_of="2019-01-01")["level2b"].all()
+    assert worklist(db, source="table", include_all=True, at="2019-01-01")["level2b"].all()
 
 
 def test_as_of_changes_the_work_list(db, pool_path):
     pool = pool_path("pool_018_all_exptypes.csv")
     load(db, pool)
     now = set(worklist(db, source="table")["exp_type"])
-    then = set(worklist(db, source="table", as_of="2019-01-01")["exp_type"])
+    then = set(worklist(db, source="table", at="2019-01-01")["exp_type"])
     assert "NRC_GRISM" not in now
     assert "NRC_LED" not in then and "NRS_LAMP" in then and "NRS_LAMP" not in now
 
@@ -165,7 +165,7 @@ def test_impact_is_the_two_work_lists_compared(db, points):
 
     for pool in SAMPLE_POOLS:
         load(db, POOLS / pool, progress=False)
-    before, after = (worklist(db, source="table", include_all=True, as_of=point) for point in points)
+    before, after = (worklist(db, source="table", include_all=True, at=point) for point in points)
     both = before.merge(after, on=["pool", "source_line", "filename", "exp_type"], suffixes=("_from", "_to"))
     expected = []
     for row in both.itertuples():

@@ -14,10 +14,11 @@ from .config import L2RulesError, database_url, get_engine
 from .database import Catalog
 from .inventory import LoadResult, exposures, load, rejections
 from .migrate import upgrade as init
+from .points import Point
 from .worklist import impact, unmatched, worklist, write_worklist
 
 __all__ = [
-    "Catalog", "L2RulesError", "LoadResult", "check_rules", "conditions", "database_url", "diff", "exposures",
+    "Catalog", "L2RulesError", "LoadResult", "Point", "check_rules", "conditions", "database_url", "diff", "exposures",
     "get_engine", "history", "impact", "init", "load", "read_seed", "rejections", "rules", "unmatched",
     "versions", "worklist", "write_worklist",
 ]

@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from . import schema
 from ._lazy import pandas as pd
 from ._revision_template import TEMPLATE
-from .config import DB, L2RulesError, project_file
+from .config import DB, CatalogError, project_file
 from .migrate import alembic_config, require_migrated, upgrade
 from .outputs import query_frame, to_frame, typed
+from .points import At, Point, as_date, in_force, parse_date, release_name, resolve, takes_at, version_key
 
 #: The columns that describe a rule, in the seed CSV's order.
 RULE_COLUMNS = ["exp_type", "special", "instrument", "exptype", "level2b", "asn_type", "note"]
@@ -81,12 +82,6 @@ SEED_TABLES: dict[str, SeedTable] = {t.name: t for t in (
     SeedTable("pipeline_release", ("version",), ("version", "released", "rules_as_of"),
               dates=("released", "rules_as_of")),
 )}
-
-
-class CatalogError(L2RulesError):
-    """A question the catalog cannot answer: unknown revision, a date before the first version..."""
-
-    exit_code = 2
 
 
 # --- the seed CSV -----------------------------------------------------------------------------
@@ -220,113 +215,6 @@ def releases(db: DB = None) -> pd.DataFrame:
     return frame
 
 
-def version_key(version: str) -> tuple:
-    """A release's version as numbers, so that 1.10.0 comes after 1.9.4."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"[.]", str(version)))
-
-
-class Point(tuple):
-    """A point of the catalog: a day, and within it the catalog versions up to ``seq`` (all when None).
-
-    Dates and pipeline releases are whole days; a catalog revision is its day up to itself, so two
-    revisions effective the same day are still two points.
-    """
-
-    def __new__(cls, day: dt.date, seq: int | None = None):
-        return super().__new__(cls, (day, seq))
-
-    day = property(lambda self: self[0])
-    seq = property(lambda self: self[1])
-
-    def __str__(self) -> str:
-        return str(self.day)
-
-
-#: A release as users write it: 1.16.1, v1.16.1, jwst 1.16.1, jwst-1.16.1, jwst==1.16.1, JWST 1.16.1.
-_RELEASE = re.compile(r"\s*(?:jwst\s*(?:==|=|-|\s)?\s*)?v?(\d+\.\d+\.\d+)\s*", re.IGNORECASE)
-
-
-def release_name(text: str) -> str | None:
-    """The release version ``text`` names (``"1.16.1"``), or None when it names none."""
-    match = _RELEASE.fullmatch(str(text))
-    return match.group(1) if match else None
-
-
-def resolve_version(db: DB, when: str | dt.date | Point | None = None, version: str | None = None,
-                    pipeline: str | None = None) -> Point | None:
-    """The catalog point of date ``when``, catalog revision ``version`` or pipeline release ``pipeline``;
-    None (the head) when none is given."""
-    if when is None and version is None and pipeline is None:
-        return None
-    if isinstance(when, Point):
-        return when
-    if pipeline is not None:
-        known = releases(db)
-        hit = known[known["version"] == (release_name(pipeline) or str(pipeline).strip())]
-        if hit.empty:
-            raise CatalogError(f"unknown pipeline release {pipeline!r}; known: {', '.join(known['version'])}")
-        return Point(_as_date(hit["rules_as_of"].iloc[0]))
-    frame = versions(db)
-    if version is not None:
-        hit = frame[frame["revision"] == str(version)]
-        if hit.empty:
-            raise CatalogError(f"unknown catalog version {version!r}; known: {', '.join(frame['revision'])}")
-        return Point(_as_date(hit["effective_date"].iloc[0]), int(hit["seq"].iloc[0]))
-    date = parse_date(when)
-    first = min(_as_date(d) for d in frame["effective_date"])
-    if date < first:
-        raise CatalogError(f"no rules were in force on {date}: the first catalog version is effective {first}")
-    return Point(date)
-
-
-def resolve_point(db: DB, point: str) -> Point | None:
-    """A diff or impact end point: a catalog revision, a pipeline release (``1.16.1``) or a date."""
-    if point in set(versions(db)["revision"]):
-        return resolve_version(db, version=point)
-    if release_name(point):
-        return resolve_version(db, pipeline=point)
-    return resolve_version(db, when=point)
-
-
-def _as_date(value) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
-
-
-def parse_date(value: str | dt.date) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    text = str(value).strip().lower()
-    if text == "today":
-        return dt.date.today()
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise CatalogError(f"not a date (YYYY-MM-DD), a known revision or a pipeline release: {value!r}") from None
-
-
-def in_force(table: sa.Table | sa.FromClause, when: Point | dt.date | None) -> sa.ColumnElement[bool]:
-    """Rows of a dated table in force at point ``when`` (a :class:`Point` or a day; the head rows when None)."""
-    if when is None:
-        return table.c.valid_to.is_(None)
-    point = when if isinstance(when, Point) else Point(when)
-    v = schema.catalog_version
-    start, end = v.alias("valid_from_version"), v.alias("valid_to_version")
-    day = sa.literal(point.day, sa.Date)
-
-    def reached(version):  # the version is at or before the point: an earlier day, or that day up to seq
-        same_day = version.c.effective_date == day
-        if point.seq is not None:
-            same_day = sa.and_(same_day, version.c.seq <= point.seq)
-        return sa.or_(version.c.effective_date < day, same_day)
-
-    # the versions reached, one uncorrelated list each (a correlated EXISTS was planned once per rule row)
-    started = table.c.valid_from.in_(sa.select(start.c.revision).where(reached(start)))
-    ended = table.c.valid_to.in_(sa.select(end.c.revision).where(reached(end)))
-    return sa.and_(started, sa.or_(table.c.valid_to.is_(None), sa.not_(ended)))
-
-
 def rules_at(when: Point | None = None) -> sa.Subquery:
     """A subquery with the published table's rules in force on ``when`` (the head ``rule`` table if None)."""
     if when is None:
@@ -340,11 +228,11 @@ def conditions_at(when: Point | None = None) -> sa.Subquery:
     return sa.select(c).where(in_force(c, when)).subquery("conditions")
 
 
-def rules(db: DB = None, *, as_of: str | dt.date | None = None, version: str | None = None,
-          pipeline: str | None = None, exp_type: str | None = None, instrument: str | None = None) -> pd.DataFrame:
-    """The published table's rules in force now, or at date ``as_of``, catalog ``version`` or ``pipeline`` release."""
+@takes_at
+def rules(db: DB = None, *, at: At = None, exp_type: str | None = None, instrument: str | None = None) -> pd.DataFrame:
+    """The published table's rules in force now, or at point ``at`` (a date, catalog revision or release)."""
     engine = require_migrated(db)
-    return typed(_rules(engine, resolve_version(engine, as_of, version, pipeline), exp_type, instrument), RULE_TYPES)
+    return typed(_rules(engine, resolve(engine, at), exp_type, instrument), RULE_TYPES)
 
 
 def _rules(engine: sa.Engine, when: Point | None, exp_type: str | None = None,
@@ -361,11 +249,11 @@ def _rules(engine: sa.Engine, when: Point | None, exp_type: str | None = None,
     return _normalised(frame)
 
 
-def conditions(db: DB = None, *, as_of: str | dt.date | None = None, version: str | None = None,
-               pipeline: str | None = None, exp_type: str | None = None) -> pd.DataFrame:
-    """The conditions on pool columns that rules in force attach to their exposures."""
+@takes_at
+def conditions(db: DB = None, *, at: At = None, exp_type: str | None = None) -> pd.DataFrame:
+    """The conditions on pool columns that rules in force (at point ``at``) attach to their exposures."""
     engine = require_migrated(db)
-    c = conditions_at(resolve_version(engine, as_of, version, pipeline))
+    c = conditions_at(resolve(engine, at))
     cols = ["exp_type", "special", "pool_column", "operator", "value", "note"]
     query = sa.select(*(c.c[k] for k in cols)).order_by(c.c.exp_type, c.c.special, c.c.id)
     if exp_type:
@@ -374,12 +262,12 @@ def conditions(db: DB = None, *, as_of: str | dt.date | None = None, version: st
         return query_frame(conn, query, cols)
 
 
-def table_rows(db: DB, table: str, *, as_of: str | dt.date | None = None, version: str | None = None,
-               pipeline: str | None = None) -> pd.DataFrame:
-    """The rows of any seeded table in force now or at a point, shaped like its seed file."""
+@takes_at
+def table_rows(db: DB, table: str, *, at: At = None) -> pd.DataFrame:
+    """The rows of any seeded table in force now or at point ``at``, shaped like its seed file."""
     spec = _spec(table)
     engine = require_migrated(db)
-    when = resolve_version(engine, as_of, version, pipeline)
+    when = resolve(engine, at)
     if spec.name == "rule":
         return typed(_rules(engine, when), RULE_TYPES)
     with engine.connect() as conn:
@@ -394,7 +282,7 @@ def _table_rows(conn: sa.Connection, spec: SeedTable, when: Point | None) -> pd.
     for column in spec.booleans:
         frame[column] = frame[column].map(lambda v: None if v is None else bool(v))
     for column in spec.dates:
-        frame[column] = frame[column].map(lambda v: None if v is None else _as_date(v))
+        frame[column] = frame[column].map(lambda v: None if v is None else as_date(v))
     return _table_sorted(spec, frame)
 
 
@@ -487,17 +375,17 @@ def _norm(value):
     return None if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) else value
 
 
-def diff(db: DB, from_point: str, to_point: str) -> pd.DataFrame:
+def diff(db: DB, from_point: At, to_point: At) -> pd.DataFrame:
     """The published table's rules added, removed and changed between two points (revision, release or date)."""
     engine = require_migrated(db)
-    before, after = (_rules(engine, resolve_point(engine, p)) for p in (from_point, to_point))
+    before, after = (_rules(engine, resolve(engine, p)) for p in (from_point, to_point))
     return typed(compare(before, after), CHANGE_TYPES)
 
 
-def diff_all(db: DB, from_point: str, to_point: str, tables: list[str] | None = None) -> pd.DataFrame:
+def diff_all(db: DB, from_point: At, to_point: At, tables: list[str] | None = None) -> pd.DataFrame:
     """Rows of every seeded table (or ``tables``) added, removed and changed between two points."""
     engine = require_migrated(db)
-    points = [resolve_point(engine, p) for p in (from_point, to_point)]
+    points = [resolve(engine, p) for p in (from_point, to_point)]
     frames = []
     with engine.connect() as conn:
         for spec in (_spec(t) for t in (tables or SEED_TABLES)):
@@ -577,7 +465,7 @@ def _replayed() -> _Replay:
                     columns = [*spec.columns, "valid_from", "valid_to"]
                     frame = to_frame(conn.execute(sa.select(*(dated.c[c] for c in columns))), columns)
                     states[spec.name] = _table_sorted(spec, frame)
-                order = {row.revision: (_as_date(row.effective_date), row.seq)
+                order = {row.revision: (as_date(row.effective_date), row.seq)
                          for row in conn.execute(sa.select(v.c.revision, v.c.effective_date, v.c.seq))}
             return _Replay(heads, states, order)
         finally:
@@ -624,7 +512,7 @@ def _effective_day(when: str | dt.date, replay: _Replay) -> dt.date:
     hit = known[known["version"] == release]
     if hit.empty:
         raise CatalogError(f"unknown pipeline release {when!r}; known: {', '.join(known['version'])}")
-    return _as_date(hit["rules_as_of"].iloc[0])
+    return as_date(hit["rules_as_of"].iloc[0])
 
 
 def plan_revision(date: str | dt.date, seed: str | Path | None = None,

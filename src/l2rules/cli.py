@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 import l2rules  # the library API: l2rules.worklist is the function (the package binds it over its module)
 
-from . import _fits_cli, association, catalog, inventory, migrate, outputs
+from . import _fits_cli, association, catalog, inventory, migrate, outputs, points
 from ._lazy import pandas as pd
 from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled
 from .inventory import fits
@@ -73,7 +73,8 @@ def _as_of(parser: argparse.ArgumentParser) -> None:
 
 
 def _point(args: argparse.Namespace) -> dict:
-    return {"as_of": args.as_of, "version": args.catalog_version, "pipeline": args.pipeline}
+    """The catalog point the three flags name, as the library's one ``at=`` value."""
+    return {"at": points.named(args.as_of, args.catalog_version, args.pipeline)}
 
 
 class _DeprecatedTable(argparse.Action):

@@ -35,6 +35,12 @@ class DatabaseError(L2RulesError):
     exit_code = 3
 
 
+class CatalogError(L2RulesError):
+    """A question the catalog cannot answer: unknown revision, a date before the first version..."""
+
+    exit_code = 2
+
+
 class StatementCancelled(L2RulesError):
     """The database answered and stopped a statement (a statement_timeout, a cancel request): not "unreachable"."""
 

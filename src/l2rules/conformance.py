@@ -85,7 +85,7 @@ def release_agreement(db: DB, pools: Iterable[str | Path], fixtures: str | Path,
             if not reference.is_file():
                 continue
             if as_of[release] not in made_at:
-                made_at[as_of[release]] = association.associations(db, pool_id, pipeline=release)
+                made_at[as_of[release]] = association.associations(db, pool_id, at=release)
             asns = made_at[as_of[release]]
             ref, made = reference_associations(reference), made_associations(asns)
             rows, differing = exposure_disagreements(asns, fixtures / release / f"{pool.stem}.per_exposure.csv")

@@ -15,7 +15,6 @@ class only binds ``db``, the way sqlite-utils' ``Database`` binds its connection
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,14 +26,13 @@ from . import association as association_api
 from . import catalog as rules_catalog
 from . import inventory, migrate
 from .config import DB, describe, get_engine
+from .points import At
 
 # by its full name: the package's attribute `worklist` is the function, not the module
 work_list = importlib.import_module("l2rules.worklist")
 
 if TYPE_CHECKING:
     import pandas as pd
-
-Point = str | dt.date | None
 
 
 class Catalog:
@@ -68,22 +66,17 @@ class Catalog:
         return migrate.current_revision(self.engine)
 
     # -- the rules ----------------------------------------------------------------------------
-    def rules(self, *, as_of: Point = None, version: str | None = None, pipeline: str | None = None,
-              exp_type: str | None = None, instrument: str | None = None) -> pd.DataFrame:
-        """The published table's rules in force (now, on ``as_of``, at ``version`` or of release ``pipeline``)."""
-        return rules_catalog.rules(self.engine, as_of=as_of, version=version, pipeline=pipeline,
-                                   exp_type=exp_type, instrument=instrument)
+    def rules(self, *, at: At = None, exp_type: str | None = None, instrument: str | None = None) -> pd.DataFrame:
+        """The published table's rules in force (now, or at point ``at``: a date, revision or release)."""
+        return rules_catalog.rules(self.engine, at=at, exp_type=exp_type, instrument=instrument)
 
-    def conditions(self, *, as_of: Point = None, version: str | None = None, pipeline: str | None = None,
-                   exp_type: str | None = None) -> pd.DataFrame:
+    def conditions(self, *, at: At = None, exp_type: str | None = None) -> pd.DataFrame:
         """The conditions of the rules in force."""
-        return rules_catalog.conditions(self.engine, as_of=as_of, version=version, pipeline=pipeline,
-                                        exp_type=exp_type)
+        return rules_catalog.conditions(self.engine, at=at, exp_type=exp_type)
 
-    def table_rows(self, table: str, *, as_of: Point = None, version: str | None = None,
-                   pipeline: str | None = None) -> pd.DataFrame:
+    def table_rows(self, table: str, *, at: At = None) -> pd.DataFrame:
         """The rows of one rules table (``rule``, ``asn_rule``, ...) in force."""
-        return rules_catalog.table_rows(self.engine, table, as_of=as_of, version=version, pipeline=pipeline)
+        return rules_catalog.table_rows(self.engine, table, at=at)
 
     def history(self, exp_type: str | None = None, *, table: str = "rule") -> pd.DataFrame:
         """Every state of an EXP_TYPE's rules (or of a table's rows), with dates and references."""
@@ -97,7 +90,7 @@ class Catalog:
         """The jwst pipeline releases the catalog can answer for."""
         return rules_catalog.releases(self.engine)
 
-    def diff(self, from_point: str, to_point: str, tables: list[str] | None = None) -> pd.DataFrame:
+    def diff(self, from_point: At, to_point: At, tables: list[str] | None = None) -> pd.DataFrame:
         """Rows of every rules table added, removed and changed between two points."""
         return rules_catalog.diff_all(self.engine, from_point, to_point, tables)
 
@@ -135,22 +128,23 @@ class Catalog:
         """Loaded exposures whose EXP_TYPE the catalog does not know."""
         return work_list.unmatched(self.engine)
 
-    def impact(self, from_point: str, to_point: str, **options: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def impact(self, from_point: At, to_point: At, **options: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Exposures a rules change moves in or out of the work list, and counts per instrument."""
         return work_list.impact(self.engine, from_point, to_point, **options)
 
     # -- associations -------------------------------------------------------------------------
-    def associations(self, pool: str | int, **point: Any) -> list[association_api.Association]:
-        """The Level 2b associations the pipeline makes of one loaded pool."""
-        return association_api.associations(self.engine, pool, **point)
+    def associations(self, pool: str | int, *, at: At = None,
+                     conditions: bool = True) -> list[association_api.Association]:
+        """The Level 2b associations the pipeline makes of one loaded pool (at point ``at``)."""
+        return association_api.associations(self.engine, pool, at=at, conditions=conditions)
 
     def asn(self, pools: Iterable[str | Path], output: str | Path, **options: Any) -> association_api.WrittenFiles:
         """Load each pool and write its association files under ``output``; returns the files."""
         return association_api.asn(self.engine, pools, output, **options)
 
-    def explain(self, filename: str, pool: str | None = None, **point: Any) -> pd.DataFrame:
-        """Why an exposure is or is not the science of a Level 2b association."""
-        return association_api.explain(self.engine, filename, pool, **point)
+    def explain(self, filename: str, pool: str | None = None, *, at: At = None) -> pd.DataFrame:
+        """Why an exposure is or is not the science of a Level 2b association (at point ``at``)."""
+        return association_api.explain(self.engine, filename, pool, at=at)
 
     # -- runs and reporting -------------------------------------------------------------------
     def run(self, pools: Iterable[str | Path] | None = None, **options: Any) -> dict:

@@ -12,7 +12,6 @@ the exp_type's plain rule (special '').
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import logging
 from collections.abc import Iterable, Iterator
@@ -23,11 +22,12 @@ import sqlalchemy as sa
 
 from . import schema
 from ._lazy import pandas as pd
-from .catalog import Point, conditions_at, resolve_version, rules_at
+from .catalog import conditions_at, rules_at
 from .config import DB, L2RulesError
 from .inventory import keep_statistics, load, loaded_pool
 from .migrate import require_migrated
 from .outputs import query_frame, typed, write_result
+from .points import At, Point, resolve, takes_at
 
 log = logging.getLogger(__name__)
 
@@ -161,25 +161,27 @@ def plan_without_jit(conn: sa.Connection) -> None:
         conn.exec_driver_sql("SET LOCAL jit = off")
 
 
-def _selected(engine: sa.Engine, pools, inventory, skip_bad: bool, as_of, version,
-              pipeline=None) -> tuple[list[int] | None, dt.date | None]:
+def _selected(engine: sa.Engine, pools, inventory, skip_bad: bool, at: At) -> tuple[list[int] | None, Point | None]:
     """Load the given pools (or DataFrame) first; the pools and the catalog version the work list covers."""
     pool_ids: list[int] | None = None
     if pools is not None or inventory is not None:
         pool_ids = [loaded_pool(engine, path, skip_bad=skip_bad) for path in (pools or [])]
         if inventory is not None:
             pool_ids.append(load(engine, inventory, skip_bad=skip_bad).pool_id)
-    return pool_ids, resolve_version(engine, as_of, version, pipeline)
+    return pool_ids, resolve(engine, at)
 
 
+@takes_at
 def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, inventory: pd.DataFrame | None = None,
-             include_all: bool = False, as_of: str | dt.date | None = None, version: str | None = None,
-             pipeline: str | None = None, skip_bad: bool = False, associations: bool = False,
+             include_all: bool = False, at: At = None, skip_bad: bool = False, associations: bool = False,
              source: str = "pipeline") -> pd.DataFrame:
     """The Level 2b work list as a DataFrame, one work item per selected exposure.
 
     ``pools`` (paths) or ``inventory`` (a DataFrame) are loaded first and the work
     list is restricted to them; with neither, it covers every loaded exposure.
+
+    ``at``: by the rules of that catalog point, a date, a catalog revision or a jwst release
+    (``"1.16.1"``); the head's when None.
 
     ``source="pipeline"`` (default): what the pipeline does (``l2rules.association``): an exposure
     is on the list when it is the science of a Level 2b association, with its asn_type(s), member
@@ -197,8 +199,8 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
             # loaded lazily: each pool evaluated right after its load, as `asn` does (pools may share stems)
             sources = [*(pools or []), *([inventory] if inventory is not None else [])]
             pool_ids = (loaded_pool(engine, item, skip_bad=skip_bad) for item in sources)
-        return _pipeline_worklist(engine, pool_ids, resolve_version(engine, as_of, version, pipeline), include_all)
-    pool_ids, seq = _selected(engine, pools, inventory, skip_bad, as_of, version, pipeline)
+        return _pipeline_worklist(engine, pool_ids, resolve(engine, at), include_all)
+    pool_ids, seq = _selected(engine, pools, inventory, skip_bad, at)
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
         plan_without_jit(conn)
@@ -212,9 +214,9 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
 STREAMED = {"stream_results": True, "yield_per": 20_000}
 
 
+@takes_at
 def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str = "csv",
-                   pools: Iterable[str | Path] | None = None, include_all: bool = False,
-                   as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
+                   pools: Iterable[str | Path] | None = None, include_all: bool = False, at: At = None,
                    skip_bad: bool = False, stream=None, source: str = "pipeline") -> int:
     """The work list written to ``output`` (or ``stream``) as CSV or Parquet, straight from the query.
 
@@ -226,12 +228,12 @@ def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str 
     engine = require_migrated(db, create=pools is not None)
     if source == "pipeline":
         pool_ids = None if pools is None else (loaded_pool(engine, path, skip_bad=skip_bad) for path in pools)
-        when = resolve_version(engine, as_of, version, pipeline)
+        when = resolve(engine, at)
         results = (conn.execute(query, execution_options=STREAMED)
                    for conn, query in answer_selects(engine, pool_ids, when, include_all))
         return write_result(results, PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS, fmt, output,
                             stream, booleans=("level2b", "table_level2b"), integers=("source_line",))
-    pool_ids, seq = _selected(engine, pools, None, skip_bad, as_of, version, pipeline)
+    pool_ids, seq = _selected(engine, pools, None, skip_bad, at)
     query = worklist_query(seq, pool_ids, include_all)
     with engine.connect() as conn:
         plan_without_jit(conn)
@@ -470,12 +472,12 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
     return todo
 
 
-def _with_associations(engine, frame: pd.DataFrame, when: dt.date | None = None) -> pd.DataFrame:
+def _with_associations(engine, frame: pd.DataFrame, when: Point | None = None) -> pd.DataFrame:
     """Add the associations each exposure is the science of: file names and asn_types, ';'-joined."""
     from .association import associations, science_by_stem
     from .inventory import exposure_stem
 
-    science = {pool: science_by_stem(associations(engine, pool, as_of=when)) for pool in set(frame["pool"])}
+    science = {pool: science_by_stem(associations(engine, pool, at=when)) for pool in set(frame["pool"])}
     keys = zip(frame["pool"], frame["filename"].map(lambda f: exposure_stem(f).lower()))
     found = [sorted(science[pool].get(stem, []), key=lambda a: a.filename) for pool, stem in keys]
     frame = frame.copy()
@@ -539,7 +541,7 @@ def impact_query(from_point: Point | None, to_point: Point | None, pool_ids: lis
             .order_by(compared.c.pool, compared.c.source_line))
 
 
-def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path] | None = None,
+def impact(db: DB, from_point: At, to_point: At, *, pools: Iterable[str | Path] | None = None,
            source: str = "pipeline") -> tuple[pd.DataFrame, pd.DataFrame]:
     """What changing the rules from one catalog point (pipeline release, revision or date) to another
     does to the work list.
@@ -548,8 +550,6 @@ def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path
     or association, counts of those changes per instrument). ``source="table"``: the published
     table's work list (enter, leave, asn_type or role).
     """
-    from .catalog import resolve_point
-
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     if source == "pipeline":
@@ -559,7 +559,7 @@ def impact(db: DB, from_point: str, to_point: str, *, pools: Iterable[str | Path
 
     engine = require_migrated(db, create=bool(pools))
     pool_ids = [loaded_pool(engine, path) for path in pools] if pools else None
-    query = impact_query(*(resolve_point(engine, point) for point in (from_point, to_point)), pool_ids)
+    query = impact_query(*(resolve(engine, point) for point in (from_point, to_point)), pool_ids)
     with engine.connect() as conn:
         plan_without_jit(conn)
         exposures = query_frame(conn, query, IMPACT_TABLE_COLUMNS)

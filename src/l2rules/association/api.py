@@ -16,10 +16,10 @@ import sqlalchemy as sa
 
 from .. import __version__, schema
 from .._lazy import pandas as pd
-from ..catalog import resolve_version
 from ..config import DB
 from ..inventory import loaded_pool
 from ..migrate import require_migrated
+from ..points import At, resolve, takes_at
 from .columns import EMPTY, REQUIRED_POOL_COLUMNS, AssociationError
 from .evaluation import evaluating
 
@@ -118,16 +118,16 @@ def missing_columns(pool: sa.Row) -> list[str]:
     return [column for column in REQUIRED_POOL_COLUMNS if column not in columns]
 
 
-def associations(db: DB, pool: str | int, *, as_of: str | dt.date | None = None, version: str | None = None,
-                 pipeline: str | None = None, conditions: bool = True) -> list[Association]:
+@takes_at
+def associations(db: DB, pool: str | int, *, at: At = None, conditions: bool = True) -> list[Association]:
     """The Level 2b associations the pipeline makes of one loaded pool (by name or id), ordered by
     candidate id, asn_type and sequence (as the files' names sort).
 
-    By the head rules, or those in force on date ``as_of``, at catalog ``version``, or of jwst release
-    ``pipeline`` (``"1.16.1"``). ``conditions=False`` leaves each association's ``conditions`` (the
+    By the head rules, or those of catalog point ``at``: a date, a catalog revision, or a jwst release
+    (``"1.16.1"``). ``conditions=False`` leaves each association's ``conditions`` (the
     science conditions that held, for its file's constraints) empty: a third of the time of a large pool.
     """
-    made = iter_associations(db, pool, as_of=as_of, version=version, pipeline=pipeline, conditions=conditions)
+    made = iter_associations(db, pool, at=at, conditions=conditions)
     return sorted(made, key=lambda association: (association.asn_id, association.asn_type, association.seq))
 
 
@@ -135,17 +135,15 @@ def associations(db: DB, pool: str | int, *, as_of: str | dt.date | None = None,
 STREAMED_ROWS = 10_000
 
 
-def iter_associations(db: DB, pool: str | int, *, as_of: str | dt.date | None = None,
-                      version: str | None = None, pipeline: str | None = None,
-                      conditions: bool = True) -> Iterator[Association]:
+@takes_at
+def iter_associations(db: DB, pool: str | int, *, at: At = None, conditions: bool = True) -> Iterator[Association]:
     """:func:`associations` one at a time, as the database gives them (by science exposure), so that a
     pool's files are written with flat memory: the rows are streamed, and an association is made when
     its last member has come. The evaluation's transaction stays open until the iterator is exhausted
     or closed."""
     engine = require_migrated(db)
-    when = resolve_version(engine, as_of, version, pipeline)
-    point = (None if when is None else f"jwst {pipeline}" if pipeline else f"version {version}" if version
-             else f"as of {when}")
+    when = resolve(engine, at)
+    point = None if when is None else str(when)
     streamed = {"stream_results": True, "yield_per": STREAMED_ROWS}
     with engine.begin() as conn:
         found = pool_row(conn, pool)
@@ -335,8 +333,8 @@ def _written(asns: Iterable[Association], out: Path, stamp: str | None) -> Itera
         yield str(path)
 
 
-def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False,
-        as_of: str | dt.date | None = None, version: str | None = None, pipeline: str | None = None,
+@takes_at
+def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False, at: At = None,
         version_id: str | bool | None = None, progress: bool | None = None) -> WrittenFiles:
     """Load each pool and write its Level 2b associations to ``output``; returns the files written (per pool
     in their names' order). A pool file unchanged since its last load (by a run, say) is not read again
@@ -363,7 +361,7 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     for path, stem in zip(pools, stems):
         pool_id = loaded_pool(engine, path, skip_bad=skip_bad, progress=progress)
         target = Path(output) / stem if len(pools) > 1 else Path(output)
-        made = iter_associations(engine, pool_id, as_of=as_of, version=version, pipeline=pipeline)
+        made = iter_associations(engine, pool_id, at=at)
         with tqdm(made, desc=f"{stem}: associations", unit=" files", disable=not show, file=sys.stderr) as bar:
             written += sorted(_written(bar, _output_directory(target), stamp))  # one directory: by name
     return WrittenFiles(written)
@@ -373,7 +371,7 @@ IMPACT_COLUMNS = ["change", "instrument", "pool", "filename", "exp_type", "asn_t
                   "role_from", "role_to", "input_from", "input_to", "association_from", "association_to"]
 
 
-def impact(db: DB, from_point: str, to_point: str, *,
+def impact(db: DB, from_point: At, to_point: At, *,
            pools: Iterable[str | Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What the pipeline's Level 2b processing of each exposure becomes between two catalog points
     (pipeline releases such as ``1.16.1``, revisions or dates): the exposures that enter or leave,
@@ -384,10 +382,8 @@ def impact(db: DB, from_point: str, to_point: str, *,
     ``pools`` are loaded and compared one by one (each right after its load, as ``asn`` does: pools
     may share FILENAME stems); without, every loaded pool.
     """
-    from ..catalog import resolve_point
-
     engine = require_migrated(db, create=bool(pools))
-    points = [resolve_point(engine, point) for point in (from_point, to_point)]
+    points = [resolve(engine, point) for point in (from_point, to_point)]
     if pools:
         pool_ids = (loaded_pool(engine, path) for path in pools)
     else:
@@ -401,7 +397,7 @@ def impact(db: DB, from_point: str, to_point: str, *,
             exposures = conn.execute(sa.select(exposure.c.id, exposure.c.filename, exposure.c.exp_type).where(
                 exposure.c.pool_id == pool_id, exposure.c.withdrawn_at.is_(None))
                 .order_by(exposure.c.source_line)).all()
-        sides = [_compared(associations(engine, pool_id, as_of=point)) for point in points]
+        sides = [_compared(associations(engine, pool_id, at=point)) for point in points]
         for exposure_id, filename, exp_type in exposures:
             before, after = (side.get(exposure_id) for side in sides)
             if before == after or (before is None and after is None):

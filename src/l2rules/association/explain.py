@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,10 +9,10 @@ import sqlalchemy as sa
 
 from .. import schema
 from .._lazy import pandas as pd
-from ..catalog import resolve_version
 from ..config import DB
 from ..inventory import exposure_stem, loaded_pool
 from ..migrate import require_migrated
+from ..points import At, resolve, takes_at
 from . import rules
 from .api import missing_columns, pool_row
 from .columns import AssociationError
@@ -29,8 +28,8 @@ def _describe(condition) -> str:
     return f"{condition.column_name} {condition.operator}" + ("" if condition.value is None else f" {condition.value}")
 
 
-def explain(db: DB, filename: str, pool: str | None = None, *, as_of: str | dt.date | None = None,
-            version: str | None = None, pipeline: str | None = None) -> pd.DataFrame:
+@takes_at
+def explain(db: DB, filename: str, pool: str | None = None, *, at: At = None) -> pd.DataFrame:
     """Why an exposure is or is not the science of a Level 2b association: per candidate and rule.
 
     ``pool`` is a loaded pool's name or a pool file (loaded first); without it, the pool the
@@ -40,7 +39,7 @@ def explain(db: DB, filename: str, pool: str | None = None, *, as_of: str | dt.d
     engine = require_migrated(db, create=loads)
     if loads:
         pool = loaded_pool(engine, pool)
-    when = resolve_version(engine, as_of, version, pipeline)
+    when = resolve(engine, at)
     stem = exposure_stem(filename).lower()
     exposure = schema.exposure
     with engine.begin() as conn:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from .. import schema
-from ..catalog import in_force
+from ..points import in_force
 from .columns import ACCESSIBLE, AssociationError
 
 if TYPE_CHECKING:
