@@ -215,7 +215,7 @@ def test_a_stream_closed_early_leaves_the_connection_fit_for_the_next_evaluation
     hostile = tmp_path / "hostile.csv"
     hostile.write_text((POOL_DIR / "pool_019_niriss_wfss.csv").read_text().replace("|99009|", "|99/009|"))
     with pytest.raises(association.AssociationError):  # its PROGRAM cannot name a file: raised mid-stream
-        association.asn(db, [hostile], tmp_path / "out")
+        association.asn(db, [hostile], tmp_path / "out", store=True)
     with get_engine(db).connect() as conn:
         loaded = conn.execute(sa.select(sa.func.max(schema.pool.c.id))).scalar_one()
     assert len(association.associations(db, loaded)) == 16  # as pool_019's (test_asn_cli_writes_pipeline_files)
@@ -254,9 +254,11 @@ def test_asn_returns_the_files_as_paths_in_their_names_order(db, tmp_path):
 
 
 def test_asn_of_an_unchanged_pool_does_not_load_it_again(db, tmp_path):
-    """asn after a run (or an earlier asn) of the same file: the pool is not read again, the files are the same."""
+    """asn after a run (or a load, or an asn --store) of the same file: the pool is read in the catalog, not
+    loaded again; the files are those a scratch catalog gives."""
     pool = POOL_DIR / "pool_021_tso.csv"
     first = {p.name: p.read_bytes() for p in association.asn(db, [pool], tmp_path / "first", version_id="1")}
+    inventory.load(db, pool, progress=False)
     engine = get_engine(db)
 
     def serial() -> int:

@@ -312,9 +312,9 @@ def test_each_unnamed_dataframe_is_its_own_pool(db):
     from l2rules import worklist
 
     first, second = frame().iloc[[0]], frame().iloc[[3]]
-    items = worklist(db, source="table", inventory=second)
+    items = worklist(db, source="table", inventory=second, store=True)
     assert items["filename"].tolist() == ["jw8_c_uncal.fits"]
-    assert worklist(db, source="table", inventory=first)["filename"].tolist() == ["jw8_a_uncal.fits"]
+    assert worklist(db, source="table", inventory=first, store=True)["filename"].tolist() == ["jw8_a_uncal.fits"]
     again = load(db, first)
     assert (again.inserted, again.updated) == (0, 1)
     with get_engine(db).connect() as conn:

@@ -82,7 +82,10 @@ def test_embedded_database_is_created_on_first_use_by_a_load_not_by_a_read(tmp_p
     read = run("--db", url, "rules", "list", "--format", "csv")
     assert read.returncode == 3 and "does not exist" in read.stderr and not (tmp_path / "new.db").exists()
     pool = str(REPO / "samples" / "pools" / "pool_010_spec_nirspec_lv2bkg.csv")
-    first = run("--db", url, "worklist", pool, "--format", "csv")
+    preview = run("--db", url, "worklist", pool, "--format", "csv")
+    assert preview.returncode == 0, preview.stderr
+    assert not (tmp_path / "new.db").exists()  # a preview creates nothing
+    first = run("--db", url, "load", pool)
     assert first.returncode == 0, first.stderr
     proc = run("--db", url, "rules", "list", "--format", "csv")
     assert proc.returncode == 0, proc.stderr

@@ -136,7 +136,8 @@ def test_rules_diff_help_shows_from_to():
 def test_worklist_output_creates_the_directory(db, tmp_path, capsys):
     pool = write_pool(tmp_path / "p.csv", 6)
     out = tmp_path / "out" / "x.json"  # written from a DataFrame
-    assert main(["--db", db, "worklist", str(pool), "--published", "--format", "json", "--output", str(out)]) == 0
+    assert main(["--db", db, "worklist", str(pool), "--published", "--format", "json", "--output", str(out),
+                 "--store"]) == 0
     assert len(json.loads(out.read_text())) > 0
     streamed = tmp_path / "streamed" / "deeper" / "x.csv"  # streamed from the query
     assert main(["--db", db, "worklist", "--published", "--format", "csv", "--output", str(streamed)]) == 0

@@ -152,3 +152,19 @@ def test_an_example_line_stays_one_line_in_a_narrow_terminal(monkeypatch):
     monkeypatch.setenv("COLUMNS", "40")
     (line,) = examples(dict(_leaves(build_parser()))[("worklist",)])
     assert f"  {line}\n" in dict(_leaves(build_parser()))[("worklist",)].format_help()
+
+
+def test_no_flag_is_taken_for_a_longer_one(capsys):
+    """argparse's abbreviations are off in every parser: `asn ... --version` is refused, not read as
+    --version-id (the files would get a time stamp in their names)."""
+    parser = build_parser()
+    assert not parser.allow_abbrev and all(not leaf.allow_abbrev for _command, leaf in _leaves(parser))
+    for line in (["asn", "p.csv", "--output", "d", "--version"], ["worklist", "--out", "w.csv"],
+                 ["rules", "list", "--instr", "MIRI"]):
+        try:
+            parse_args(line)
+        except SystemExit as exc:
+            assert exc.code == 2, line
+        else:
+            raise AssertionError(f"{line} parsed")
+        assert "unrecognized arguments" in capsys.readouterr().err, line

@@ -134,8 +134,8 @@ def test_an_empty_sqlite_file_is_not_migrated_by_a_run(tmp_path, capsys):
     _dispose(f"sqlite:///{path}")
 
 
-@pytest.mark.parametrize("command", [["worklist"], ["load"], ["asn", "--output", "out"]])
-def test_commands_that_load_pools_still_create_a_new_catalog(tmp_path, monkeypatch, command, capsys):
+@pytest.mark.parametrize("command", [["load"], ["worklist", "--store"], ["asn", "--output", "out", "--store"]])
+def test_commands_that_load_pools_create_a_new_catalog(tmp_path, monkeypatch, command, capsys):
     """The README's first command works in a fresh clone: the file is created on first use."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("L2RULES_DATABASE_URL", raising=False)
@@ -143,3 +143,61 @@ def test_commands_that_load_pools_still_create_a_new_catalog(tmp_path, monkeypat
     assert "pool_010_spec_nirspec_lv2bkg.csv" in capsys.readouterr().out or command[0] == "asn"
     assert (tmp_path / "l2rules.db").stat().st_size > 0
     _dispose("sqlite:///l2rules.db")
+
+
+#: The commands that answer about pool files (POOL is replaced by the file), as asn_generate does: writing
+#: nothing but their output.
+PREVIEWS = [["worklist", "POOL"], ["worklist", "POOL", "--published", "--format", "csv"],
+            ["worklist", "POOL", "--format", "parquet", "--output", "OUT/w.parquet"],
+            ["asn", "POOL", "--output", "OUT/asn"], ["explain", "jw_00002_uncal.fits", "--pool", "POOL"],
+            ["impact", "--from", "1.16.1", "--to", "3.0.0", "POOL"],
+            ["impact", "--published", "--from", "2021-01-01", "--to", "today", "POOL"]]
+
+
+@pytest.mark.parametrize("command", PREVIEWS, ids=lambda c: "-".join(c[:3]))
+def test_previews_in_a_fresh_directory_create_nothing(tmp_path, monkeypatch, command, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("L2RULES_DATABASE_URL", raising=False)
+    (tmp_path / "OUT").mkdir()
+    pool = str(POOLS / "pool_018_all_exptypes.csv")
+    assert main([pool if arg == "POOL" else arg for arg in command]) == 0, command
+    assert capsys.readouterr().out or "OUT/" in " ".join(command)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["OUT"]  # no l2rules.db, no -wal, no -shm
+
+
+def test_previews_leave_the_catalog_as_it_was(db, tmp_path, capsys):
+    """Against a catalog: a pool loaded unchanged is read there; a new pool, and a loaded pool whose file
+    changed since, are evaluated elsewhere. Every table's rows (and, on SQLite, the files) stay as they were,
+    and the answers equal those of the pools loaded (``--store``) in a twin catalog."""
+    loaded = tmp_path / "pool_018_all_exptypes.csv"
+    loaded.write_bytes((POOLS / "pool_018_all_exptypes.csv").read_bytes())
+    assert main(["--db", db, "load", str(loaded)]) == 0
+    changed = write_pool(tmp_path / "changed.csv", 8)
+    assert main(["--db", db, "load", str(changed)]) == 0
+    write_pool(changed, 10)  # the file changed since its load
+    new = POOLS / "pool_007_spec_miri.csv"
+    capsys.readouterr()
+    _dispose(db)
+    files, before = _files(db), _contents(db)
+    (tmp_path / "OUT").mkdir()
+    for pool in (loaded, changed, new):
+        for command in PREVIEWS:
+            args = [str(pool) if arg == "POOL" else str(tmp_path / arg) if arg.startswith("OUT/") else arg
+                    for arg in command]
+            if command[0] == "explain":
+                args[1] = "jw_00002_uncal.fits" if pool == loaded else _first_filename(pool)
+            assert main(["--db", db, *args]) == 0, (pool.name, command)
+            _dispose(db)
+            assert _files(db) == files, (pool.name, command)
+    assert _contents(db) == before
+    capsys.readouterr()
+    assert main(["--db", db, "worklist", str(new), "--format", "csv"]) == 0
+    previewed = capsys.readouterr().out
+    assert main(["--db", db, "worklist", str(new), "--format", "csv", "--store"]) == 0
+    assert capsys.readouterr().out == previewed and previewed.count("\n") > 2
+    assert _contents(db)["pool"] != before["pool"]  # --store loads it
+
+
+def _first_filename(pool) -> str:
+    header, first = [line for line in pool.read_text().splitlines() if not line.startswith("#")][:2]
+    return first.split("|")[[name.lower() for name in header.split("|")].index("filename")]

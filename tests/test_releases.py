@@ -357,7 +357,7 @@ def test_a_pool_without_candidates_is_a_clear_error_not_an_empty_list(db, tmp_pa
     pool.write_text("FILENAME,EXP_TYPE\njw1_a_uncal.fits,NRC_IMAGE\njw1_b_uncal.fits,MIR_IMAGE\n")
     with pytest.raises(L2RulesError, match="no ASN_CANDIDATE, TARGETID column.*--published"):
         worklist(db, pools=[pool])
-    assert len(worklist(db, pools=[pool], source="table")) == 2
+    assert len(worklist(db, pools=[pool], source="table", store=True)) == 2
     # over every loaded pool, such a pool is said (a warning) and its exposures are on no work list
     inventory.load(db, POOLS / "pool_002_image_miri.csv", progress=False)
     every = worklist(db, include_all=True)

@@ -96,7 +96,7 @@ def test_special_precedence_and_fallback(db, tmp_path):
 def test_unknown_exp_type_is_unmatched_not_dropped(db, tmp_path):
     path = tmp_path / "new.csv"
     path.write_text("FILENAME|EXP_TYPE\njw8_a_uncal.fits|NRC_FUTURE\njw8_b_uncal.fits|NRC_IMAGE\n")
-    every = worklist(db, source="table", pools=[path], include_all=True).set_index("filename")
+    every = worklist(db, source="table", pools=[path], include_all=True, store=True).set_index("filename")
     assert not every.loc["jw8_a_uncal.fits", "level2b"]
     assert every.loc["jw8_a_uncal.fits", "reason"] == "no rule for exp_type NRC_FUTURE"
     assert every.loc["jw8_b_uncal.fits", "reason"] == "matched rule NRC_IMAGE"
@@ -119,7 +119,7 @@ def test_nrs_lamp_conditions(db, tmp_path):
                     "jw7_c_uncal.fits|NRS_LAMP|LINE1|grating-only|G140H\n"
                     "jw7_d_uncal.fits|NRS_LAMP|LINE1|IMAGE|MIRROR\n"
                     "jw7_e_uncal.fits|NRS_LAMP|LINE1|null|G140H\n")
-    every = worklist(db, source="table", pools=[path], include_all=True).set_index("filename")
+    every = worklist(db, source="table", pools=[path], include_all=True, store=True).set_index("filename")
     assert every["level2b"].tolist() == [True, False, False, False, False]
     assert every.loc["jw7_b_uncal.fits", "reason"].endswith("lamp not_equals NOLAMP")
     assert every.loc["jw7_d_uncal.fits", "reason"].endswith("grating not_equals MIRROR")
@@ -147,7 +147,8 @@ def test_inventory_dataframe_in_dataframe_out(db):
 def test_impact_between_versions(db, pool_path):
     from l2rules import impact
 
-    changes, counts = impact(db, "2019-01-01", "today", pools=[pool_path("pool_018_all_exptypes.csv")], source="table")
+    changes, counts = impact(db, "2019-01-01", "today", pools=[pool_path("pool_018_all_exptypes.csv")], source="table",
+                             store=True)
     leaves = changes[changes.change == "leaves"]
     assert leaves["exp_type"].tolist() == ["NRS_LAMP"]
     assert counts.set_index(["instrument", "change"]).loc[("NIRSpec", "leaves"), "exposures"] == 1
@@ -188,7 +189,7 @@ def test_cli_formats(db, pool_path, tmp_path, capsys):
     from l2rules.cli import main
 
     pool = str(pool_path("pool_021_tso.csv"))
-    assert main(["--db", db, "worklist", "--published", pool, "--format", "json"]) == 0
+    assert main(["--db", db, "worklist", "--published", pool, "--format", "json", "--store"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert [i["exp_type"] for i in items] == ["MIR_LRS-SLITLESS", "NIS_SOSS", "NRC_TSIMAGE", "NRC_TSGRISM",
                                               "NRS_BRIGHTOBJ"]
@@ -231,7 +232,7 @@ def test_streamed_worklist_equals_the_dataframe(db, tmp_path, include_all, sourc
              # (pools that share no FILENAME stem: the list of each, made right after its load, is the same after all)
              [POOLS / "pool_005_spec_niriss.csv", POOLS / "jw87800_20180412T163456_pool.csv",
               POOLS / "jw00632_dups.csv"])
-    frame = worklist(db, source=source, pools=pools, include_all=include_all)
+    frame = worklist(db, source=source, pools=pools, include_all=include_all, store=True)
     assert len(frame) > 0
     if source == "pipeline":  # the middle pool's answers stored, the others evaluated as they are written
         WORKLIST.evaluate(db, [_pool_id(db, pools[1].name)])
@@ -421,6 +422,18 @@ def test_a_pool_whose_exposures_another_load_took_over_is_behind(db, twin_db):
         first_id = conn.execute(sa.text("SELECT id FROM pool WHERE name = :n"), {"n": first}).scalar_one()
         assert WORKLIST.stale_pools(conn, WORKLIST.head_revision(conn)) == sorted([first_id, result.pool_id])
     assert result.taken_over == {first_id: len(shared)}
+    assert result.taken_from == {first: len(shared)}
     for name in (first, second):
         load(twin_db, POOLS / name)
     pd.testing.assert_frame_equal(worklist(db, include_all=True), worklist(twin_db, include_all=True))
+
+
+def test_the_load_summary_names_the_pool_it_took_exposures_from(db, capsys):
+    from l2rules.cli import main
+
+    first, second = "pool_007_spec_miri.csv", "pool_018_all_exptypes.csv"
+    assert main(["--db", db, "load", str(POOLS / first)]) == 0
+    assert "taken over" not in capsys.readouterr().out
+    assert main(["--db", db, "load", str(POOLS / second)]) == 0
+    shared = len(_stems(first) & _stems(second))
+    assert capsys.readouterr().out.rstrip().endswith(f", {shared} taken over from pool {first}")

@@ -92,6 +92,12 @@ def _published(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--table", action=_DeprecatedTable, nargs=0, help=argparse.SUPPRESS)
 
 
+def _store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", action="store_true",
+                        help="load the POOLs into the catalog (as `load` does); without, the catalog is left as "
+                             "it was: pools not loaded unchanged are evaluated in a scratch catalog")
+
+
 def _skip_bad(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true", help="store bad rows in load_rejection instead of failing")
 
@@ -120,6 +126,7 @@ class _CommandParser(argparse.ArgumentParser):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # `asn ... --version` must not be read as --version-id
         super().__init__(**kwargs)
         _global_options(self, default=argparse.SUPPRESS)
 
@@ -151,7 +158,7 @@ def program_version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="l2rules", formatter_class=_HelpFormatter,
+        prog="l2rules", formatter_class=_HelpFormatter, allow_abbrev=False,
         description="The JWST Level 2b rules as a SQL catalog, and the work lists that come from it.",
         epilog="Database: --db URL, else $L2RULES_DATABASE_URL, else sqlite:///l2rules.db. "
                "Each command's --help has an example.",
@@ -190,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     _fits_cli.add_options(p)
 
     p = _command(sub, "worklist", worklist, "the Level 2b work list: what the pipeline does with each exposure "
-                                            "(loads the POOLs first when given)",
+                                            "(of the POOLs alone when given)",
                  "l2rules worklist samples/pools/pool_002_image_miri.csv --all --format csv --output work.csv")
     p.add_argument("pools", nargs="*", metavar="POOL")
     p.add_argument("--all", action="store_true", help="every exposure, with level2b true/false and why")
@@ -198,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--associations", action="store_true",
                    help="with --published: add the pipeline's Level 2b associations each exposure is the science of")
     _skip_bad(p)
+    _store(p)
     _as_of(p)
     _formats(p)
     p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
@@ -211,16 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     _published(p, "compare the published table's work lists instead of the pipeline's (asn_type, role, "
                   "Level 2b input, association)")
     p.add_argument("pools", nargs="*", metavar="POOL")
+    _store(p)
     _formats(p, printable_only=True)
 
     p = _command(sub, "explain", explain, "why an exposure is or is not the science of a Level 2b association",
                  "l2rules explain jw_00001_uncal.fits --pool samples/pools/pool_002_image_miri.csv")
     p.add_argument("filename", metavar="FILENAME", help="the exposure's FILENAME (or its stem)")
-    p.add_argument("--pool", metavar="P", help="a loaded pool's name, or a pool file to load first")
+    p.add_argument("--pool", metavar="P", help="a loaded pool's name, or a pool file")
+    _store(p)
     _as_of(p)
     _formats(p, printable_only=True)
 
-    p = _command(sub, "asn", asn, "load POOLs and write their Level 2b associations as the pipeline does",
+    p = _command(sub, "asn", asn, "write the POOLs' Level 2b associations as the pipeline does",
                  "l2rules asn samples/pools/pool_002_image_miri.csv --output asn/ --pipeline 1.16.1")
     p.add_argument("pools", nargs="+", metavar="POOL")
     p.add_argument("--output", required=True, metavar="DIR",
@@ -229,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version-id", nargs="?", const=True, default=None, metavar="STAMP",
                    help="the files' version_id, also in their names, as asn_generate's --version-id (without "
                         "STAMP: the time, UTC, YYYYMMDDtHHMMSS); default none (null), as asn_generate's")
+    _store(p)
     _as_of(p)
 
     p = _command(sub, "unmatched", unmatched, "loaded exposures whose EXP_TYPE the catalog does not know",
@@ -449,7 +460,8 @@ def load(args: argparse.Namespace) -> int:
               + (", bulk" if result.method == "bulk" else "") + ")"
               + (f", {result.duplicates} repeated rows ignored" if result.duplicates else "")
               + (f", {result.template_rows} template rows set aside" if result.template_rows else "")
-              + (f", {result.rejected} rows rejected (see `l2rules rejections`)" if result.rejected else ""))
+              + (f", {result.rejected} rows rejected (see `l2rules rejections`)" if result.rejected else "")
+              + "".join(f", {count} taken over from pool {name}" for name, count in result.taken_from.items()))
     return 0
 
 
@@ -470,7 +482,8 @@ def make_pool(args: argparse.Namespace) -> int:
 def worklist(args: argparse.Namespace) -> int:
     """``worklist``: :func:`l2rules.worklist` (the published table's list as CSV or Parquet:
     :func:`l2rules.write_worklist`, streamed)."""
-    options = dict(pools=args.pools or None, include_all=args.all, **_point(args), skip_bad=args.skip_bad)
+    options = dict(pools=args.pools or None, include_all=args.all, **_point(args), skip_bad=args.skip_bad,
+                   store=args.store)
     if args.associations and not args.published:
         raise L2RulesError("--associations adds the pipeline's associations to the published table's list "
                            "(--published); the default work list already is the pipeline's")
@@ -490,7 +503,7 @@ def worklist(args: argparse.Namespace) -> int:
 def impact(args: argparse.Namespace) -> int:
     """``impact``: :func:`l2rules.impact`."""
     exposures, counts = l2rules.impact(args.db, args.from_point, args.to_point, pools=args.pools or None,
-                                       source="table" if args.published else "pipeline")
+                                       source="table" if args.published else "pipeline", store=args.store)
     _print(exposures, args)
     if args.format == "table":
         print()
@@ -500,14 +513,14 @@ def impact(args: argparse.Namespace) -> int:
 
 def explain(args: argparse.Namespace) -> int:
     """``explain``: :func:`association.explain`."""
-    _print(association.explain(args.db, args.filename, args.pool, **_point(args)), args)
+    _print(association.explain(args.db, args.filename, args.pool, **_point(args), store=args.store), args)
     return 0
 
 
 def asn(args: argparse.Namespace) -> int:
     """``asn``: :func:`association.asn`."""
     written = association.asn(args.db, args.pools, args.output, skip_bad=args.skip_bad, version_id=args.version_id,
-                              **_point(args))
+                              store=args.store, **_point(args))
     print(f"{len(written)} associations written to {args.output}")
     return 0
 

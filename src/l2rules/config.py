@@ -107,6 +107,13 @@ def get_engine(db: DB = None) -> Engine:
     return engine
 
 
+def drop_engine(engine: Engine) -> None:
+    """Close ``engine``'s connections and forget it (a scratch database about to be removed)."""
+    engine.dispose()
+    for url in [url for url, cached in _engines.items() if cached is engine]:
+        del _engines[url]
+
+
 def describe(engine: Engine) -> str:
     """The engine's URL without its password, for messages."""
     return engine.url.render_as_string(hide_password=True)

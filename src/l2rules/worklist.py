@@ -24,7 +24,8 @@ from . import schema
 from ._lazy import pandas as pd
 from .catalog import conditions_at, rules_at
 from .config import DB, L2RulesError
-from .inventory import keep_statistics, load, loaded_pool
+from .inventory import keep_statistics
+from .inventory.preview import previewed
 from .migrate import require_migrated
 from .outputs import query_frame, typed, write_result
 from .points import At, Point, resolve, takes_at
@@ -161,24 +162,15 @@ def plan_without_jit(conn: sa.Connection) -> None:
         conn.exec_driver_sql("SET LOCAL jit = off")
 
 
-def _selected(engine: sa.Engine, pools, inventory, skip_bad: bool, at: At) -> tuple[list[int] | None, Point | None]:
-    """Load the given pools (or DataFrame) first; the pools and the catalog version the work list covers."""
-    pool_ids: list[int] | None = None
-    if pools is not None or inventory is not None:
-        pool_ids = [loaded_pool(engine, path, skip_bad=skip_bad) for path in (pools or [])]
-        if inventory is not None:
-            pool_ids.append(load(engine, inventory, skip_bad=skip_bad).pool_id)
-    return pool_ids, resolve(engine, at)
-
-
 @takes_at
 def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, inventory: pd.DataFrame | None = None,
              include_all: bool = False, at: At = None, skip_bad: bool = False, associations: bool = False,
-             source: str = "pipeline") -> pd.DataFrame:
+             source: str = "pipeline", store: bool = False) -> pd.DataFrame:
     """The Level 2b work list as a DataFrame, one work item per selected exposure.
 
-    ``pools`` (paths) or ``inventory`` (a DataFrame) are loaded first and the work
-    list is restricted to them; with neither, it covers every loaded exposure.
+    With ``pools`` (paths) or ``inventory`` (a DataFrame), the work list of those alone, answered
+    without changing the catalog (``inventory.preview``) unless ``store`` (then loaded into it, as
+    ``load`` does); with neither, of every loaded exposure.
 
     ``at``: by the rules of that catalog point, a date, a catalog revision or a jwst release
     (``"1.16.1"``); the head's when None.
@@ -191,23 +183,23 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
-    # Given pools are loaded (a new SQLite catalog is created for them); without, a read that never writes.
-    engine = require_migrated(db, create=pools is not None or inventory is not None)
-    if source == "pipeline":
-        pool_ids = None
-        if pools is not None or inventory is not None:
-            # loaded lazily: each pool evaluated right after its load, as `asn` does (pools may share stems)
-            sources = [*(pools or []), *([inventory] if inventory is not None else [])]
-            pool_ids = (loaded_pool(engine, item, skip_bad=skip_bad) for item in sources)
-        return _pipeline_worklist(engine, pool_ids, resolve(engine, at), include_all)
-    pool_ids, seq = _selected(engine, pools, inventory, skip_bad, at)
-    query = worklist_query(seq, pool_ids, include_all)
-    with engine.connect() as conn:
-        plan_without_jit(conn)
-        frame = query_frame(conn, query, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS)
-    if associations:
-        frame = _with_associations(engine, frame, seq)
-    return frame
+    sources = None if pools is None and inventory is None else [
+        *(pools or []), *([inventory] if inventory is not None else [])]
+    with previewed(db, sources, store=store, skip_bad=skip_bad) as preview:
+        engine, when = preview.engine, resolve(preview.engine, at)
+        if source == "pipeline":
+            # pools evaluated lazily, each right after its load, as `asn` does (pools may share stems)
+            return _pipeline_worklist(engine, preview.pool_ids, when, include_all)
+        query = worklist_query(when, _listed(preview.pool_ids), include_all)
+        with engine.connect() as conn:
+            plan_without_jit(conn)
+            frame = query_frame(conn, query, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS)
+        return _with_associations(engine, frame, when) if associations else frame
+
+
+def _listed(pool_ids: Iterable[int] | None) -> list[int] | None:
+    """The published table's list is one query: every given pool loaded first."""
+    return None if pool_ids is None else list(pool_ids)
 
 
 #: A server-side cursor on PostgreSQL: the client never holds more than a chunk of rows.
@@ -217,29 +209,27 @@ STREAMED = {"stream_results": True, "yield_per": 20_000}
 @takes_at
 def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str = "csv",
                    pools: Iterable[str | Path] | None = None, include_all: bool = False, at: At = None,
-                   skip_bad: bool = False, stream=None, source: str = "pipeline") -> int:
+                   skip_bad: bool = False, stream=None, source: str = "pipeline", store: bool = False) -> int:
     """The work list written to ``output`` (or ``stream``) as CSV or Parquet, straight from the query.
 
-    The same rows as :func:`worklist` gives (``source`` as there), without a DataFrame: memory stays flat
-    however many work items. Returns how many rows were written.
+    The same rows as :func:`worklist` gives (``source``, ``pools`` and ``store`` as there), without a
+    DataFrame: memory stays flat however many work items. Returns how many rows were written.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
-    engine = require_migrated(db, create=pools is not None)
-    if source == "pipeline":
-        pool_ids = None if pools is None else (loaded_pool(engine, path, skip_bad=skip_bad) for path in pools)
-        when = resolve(engine, at)
-        results = (conn.execute(query, execution_options=STREAMED)
-                   for conn, query in answer_selects(engine, pool_ids, when, include_all))
-        return write_result(results, PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS, fmt, output,
-                            stream, booleans=("level2b", "table_level2b"), integers=("source_line",))
-    pool_ids, seq = _selected(engine, pools, None, skip_bad, at)
-    query = worklist_query(seq, pool_ids, include_all)
-    with engine.connect() as conn:
-        plan_without_jit(conn)
-        rows = conn.execute(query, execution_options=STREAMED)
-        return write_result(rows, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS, fmt, output,
-                            stream, booleans=("level2b",), integers=("source_line",))
+    with previewed(db, None if pools is None else list(pools), store=store, skip_bad=skip_bad) as preview:
+        engine, when = preview.engine, resolve(preview.engine, at)
+        if source == "pipeline":
+            results = (conn.execute(query, execution_options=STREAMED)
+                       for conn, query in answer_selects(engine, preview.pool_ids, when, include_all))
+            return write_result(results, PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS, fmt, output,
+                                stream, booleans=("level2b", "table_level2b"), integers=("source_line",))
+        query = worklist_query(when, _listed(preview.pool_ids), include_all)
+        with engine.connect() as conn:
+            plan_without_jit(conn)
+            rows = conn.execute(query, execution_options=STREAMED)
+            return write_result(rows, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS, fmt, output,
+                                stream, booleans=("level2b",), integers=("source_line",))
 
 
 def _pipeline_worklist(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Point | None,
@@ -542,27 +532,29 @@ def impact_query(from_point: Point | None, to_point: Point | None, pool_ids: lis
 
 
 def impact(db: DB, from_point: At, to_point: At, *, pools: Iterable[str | Path] | None = None,
-           source: str = "pipeline") -> tuple[pd.DataFrame, pd.DataFrame]:
+           source: str = "pipeline", store: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What changing the rules from one catalog point (pipeline release, revision or date) to another
     does to the work list.
 
     Returns (exposures that enter or leave the work list or change asn_type, role, Level 2b input
     or association, counts of those changes per instrument). ``source="table"``: the published
-    table's work list (enter, leave, asn_type or role).
+    table's work list (enter, leave, asn_type or role). ``pools`` are answered about without changing the
+    catalog unless ``store`` (as in :func:`worklist`).
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     if source == "pipeline":
         from .association import impact as pipeline_impact
 
-        return pipeline_impact(db, from_point, to_point, pools=pools)  # typed there
+        return pipeline_impact(db, from_point, to_point, pools=pools, store=store)  # typed there
 
-    engine = require_migrated(db, create=bool(pools))
-    pool_ids = [loaded_pool(engine, path) for path in pools] if pools else None
-    query = impact_query(*(resolve(engine, point) for point in (from_point, to_point)), pool_ids)
-    with engine.connect() as conn:
-        plan_without_jit(conn)
-        exposures = query_frame(conn, query, IMPACT_TABLE_COLUMNS)
+    with previewed(db, pools or None, store=store) as preview:
+        engine = preview.engine
+        query = impact_query(*(resolve(engine, point) for point in (from_point, to_point)),
+                             _listed(preview.pool_ids))
+        with engine.connect() as conn:
+            plan_without_jit(conn)
+            exposures = query_frame(conn, query, IMPACT_TABLE_COLUMNS)
     counts = (exposures.groupby(["instrument", "change"]).size().rename("exposures").reset_index()
               if len(exposures) else pd.DataFrame(columns=["instrument", "change", "exposures"]))
     return typed(exposures, COLUMN_TYPES), typed(counts, COLUMN_TYPES)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from .. import __version__, schema
 from .._lazy import pandas as pd
 from ..config import DB
-from ..inventory import loaded_pool
+from ..inventory.preview import previewed
 from ..migrate import require_migrated
 from ..points import At, resolve, takes_at
 from .columns import EMPTY, REQUIRED_POOL_COLUMNS, AssociationError
@@ -335,10 +335,11 @@ def _written(asns: Iterable[Association], out: Path, stamp: str | None) -> Itera
 
 @takes_at
 def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False, at: At = None,
-        version_id: str | bool | None = None, progress: bool | None = None) -> WrittenFiles:
-    """Load each pool and write its Level 2b associations to ``output``; returns the files written (per pool
-    in their names' order). A pool file unchanged since its last load (by a run, say) is not read again
-    (``inventory.loaded_pool``).
+        version_id: str | bool | None = None, progress: bool | None = None, store: bool = False) -> WrittenFiles:
+    """Write each pool's Level 2b associations to ``output``; returns the files written (per pool in their
+    names' order). As asn_generate, it writes nothing else: pools already in the catalog and unchanged
+    since their load are read there, others are evaluated in a scratch catalog (``inventory.preview``);
+    ``store`` loads them into the catalog instead.
 
     ``version_id`` is the files' (see :func:`write_associations`): one value for every pool of the run.
 
@@ -348,7 +349,6 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     holding the same stems takes them over). ``progress`` (default: when standard error is a terminal)
     counts the files on standard error as they are written, the evaluation's time before the first.
     """
-    engine = require_migrated(db, create=True)  # it loads the pools first
     pools = list(pools)
     stems = [Path(path).stem for path in pools]
     if len(set(stems)) < len(stems):
@@ -358,12 +358,13 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     from tqdm import tqdm  # imported when used: the CLI starts without it
 
     show = sys.stderr.isatty() if progress is None else progress
-    for path, stem in zip(pools, stems):
-        pool_id = loaded_pool(engine, path, skip_bad=skip_bad, progress=progress)
-        target = Path(output) / stem if len(pools) > 1 else Path(output)
-        made = iter_associations(engine, pool_id, at=at)
-        with tqdm(made, desc=f"{stem}: associations", unit=" files", disable=not show, file=sys.stderr) as bar:
-            written += sorted(_written(bar, _output_directory(target), stamp))  # one directory: by name
+    with previewed(db, pools, store=store, skip_bad=skip_bad, progress=progress) as preview:
+        for stem, pool_id in zip(stems, preview.pool_ids):
+            target = Path(output) / stem if len(pools) > 1 else Path(output)
+            made = iter_associations(preview.engine, pool_id, at=at)
+            with tqdm(made, desc=f"{stem}: associations", unit=" files", disable=not show,
+                      file=sys.stderr) as bar:
+                written += sorted(_written(bar, _output_directory(target), stamp))  # one directory: by name
     return WrittenFiles(written)
 
 
@@ -371,22 +372,33 @@ IMPACT_COLUMNS = ["change", "instrument", "pool", "filename", "exp_type", "asn_t
                   "role_from", "role_to", "input_from", "input_to", "association_from", "association_to"]
 
 
-def impact(db: DB, from_point: At, to_point: At, *,
-           pools: Iterable[str | Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def impact(db: DB, from_point: At, to_point: At, *, pools: Iterable[str | Path] | None = None,
+           store: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What the pipeline's Level 2b processing of each exposure becomes between two catalog points
     (pipeline releases such as ``1.16.1``, revisions or dates): the exposures that enter or leave,
     or change asn_type, role, Level 2b input or association; and counts per instrument.
 
     An exposure is on the work list when it is the science of some association (as in
     ``worklist``): enters and leaves are decided by that; its role is every member type it has.
-    ``pools`` are loaded and compared one by one (each right after its load, as ``asn`` does: pools
-    may share FILENAME stems); without, every loaded pool.
+    ``pools`` are compared one by one (each right after its load, as ``asn`` does: pools may share
+    FILENAME stems), without changing the catalog unless ``store`` (``inventory.preview``); without,
+    every loaded pool.
     """
-    engine = require_migrated(db, create=bool(pools))
-    points = [resolve(engine, point) for point in (from_point, to_point)]
-    if pools:
-        pool_ids = (loaded_pool(engine, path) for path in pools)
-    else:
+    with previewed(db, pools or None, store=store) as preview:
+        exposures = _impact_rows(preview.engine, preview.pool_ids,
+                                 [resolve(preview.engine, point) for point in (from_point, to_point)])
+    from ..outputs import typed
+    from ..worklist import COLUMN_TYPES
+
+    exposures = pd.DataFrame(exposures, columns=IMPACT_COLUMNS)
+    counts = (exposures.groupby(["instrument", "change"]).size().rename("exposures").reset_index()
+              if len(exposures) else pd.DataFrame(columns=["instrument", "change", "exposures"]))
+    return typed(exposures, COLUMN_TYPES), typed(counts, COLUMN_TYPES)
+
+
+def _impact_rows(engine: sa.Engine, pool_ids: Iterable[int] | None, points: list) -> list[dict]:
+    """One row per exposure of the pools (every pool when None) whose processing differs between the points."""
+    if pool_ids is None:
         with engine.connect() as conn:
             pool_ids = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())
     exposure = schema.exposure
@@ -410,13 +422,7 @@ def impact(db: DB, from_point: At, to_point: At, *,
                              **{f"{column}_{side}": (None if value is None else value[i])
                                 for side, value in (("from", before), ("to", after))
                                 for i, column in enumerate(("asn_type", "role", "input", "association"))}))
-    from ..outputs import typed
-    from ..worklist import COLUMN_TYPES
-
-    exposures = pd.DataFrame(rows, columns=IMPACT_COLUMNS)
-    counts = (exposures.groupby(["instrument", "change"]).size().rename("exposures").reset_index()
-              if len(exposures) else pd.DataFrame(columns=["instrument", "change", "exposures"]))
-    return typed(exposures, COLUMN_TYPES), typed(counts, COLUMN_TYPES)
+    return rows
 
 
 def processing(asns: Iterable[Association]) -> dict[int, tuple[set[str], set[tuple[str, str, str, str]]]]:

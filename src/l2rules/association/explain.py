@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from .. import schema
 from .._lazy import pandas as pd
 from ..config import DB
-from ..inventory import exposure_stem, loaded_pool
-from ..migrate import require_migrated
-from ..points import At, resolve, takes_at
+from ..inventory import exposure_stem
+from ..inventory.preview import previewed
+from ..points import At, Point, resolve, takes_at
 from . import rules
 from .api import missing_columns, pool_row
 from .columns import AssociationError
@@ -29,17 +29,19 @@ def _describe(condition) -> str:
 
 
 @takes_at
-def explain(db: DB, filename: str, pool: str | None = None, *, at: At = None) -> pd.DataFrame:
+def explain(db: DB, filename: str, pool: str | None = None, *, at: At = None, store: bool = False) -> pd.DataFrame:
     """Why an exposure is or is not the science of a Level 2b association: per candidate and rule.
 
-    ``pool`` is a loaded pool's name or a pool file (loaded first); without it, the pool the
-    exposure was last loaded from.
+    ``pool`` is a loaded pool's name or a pool file; without it, the pool the exposure was last loaded
+    from. A pool file is evaluated without changing the catalog (``inventory.preview``) unless ``store``.
     """
-    loads = pool is not None and Path(pool).is_file()
-    engine = require_migrated(db, create=loads)
-    if loads:
-        pool = loaded_pool(engine, pool)
-    when = resolve(engine, at)
+    given = pool is not None and Path(pool).is_file()
+    with previewed(db, [pool] if given else None, store=store) as preview:
+        return _explain(preview.engine, filename, next(preview.pool_ids) if given else pool,
+                        resolve(preview.engine, at))
+
+
+def _explain(engine: sa.Engine, filename: str, pool: str | int | None, when: Point | None) -> pd.DataFrame:
     stem = exposure_stem(filename).lower()
     exposure = schema.exposure
     with engine.begin() as conn:

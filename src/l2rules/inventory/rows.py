@@ -445,6 +445,10 @@ def load_rows(engine: sa.Engine, table: SourceTable, pool_name: str, *, skip_bad
             result.rejections.sort(key=lambda e: e.line or 0)
             bar.phase("withdrawals and counts")
             finish_load(conn, pool_id, table.source, table.sha256, result.rejections, result.taken_over)
+            if result.taken_over:
+                p = schema.pool
+                names = dict(conn.execute(sa.select(p.c.id, p.c.name).where(p.c.id.in_(result.taken_over))).all())
+                result.taken_from = {names[i]: count for i, count in sorted(result.taken_over.items())}
         finally:
             bar.close()
     if engine.dialect.name == "sqlite" and result.loaded >= TRUNCATE_WAL_AFTER:

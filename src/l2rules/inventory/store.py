@@ -43,6 +43,8 @@ class LoadResult:
     changed: int | None = None
     #: Of the ``updated`` exposures, those that were another pool's: how many, by that pool's id.
     taken_over: dict[int, int] = field(default_factory=dict)
+    #: The same by the other pool's name, for the load's summary.
+    taken_from: dict[str, int] = field(default_factory=dict)
 
     @property
     def loaded(self) -> int:
