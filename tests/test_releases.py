@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -77,6 +78,43 @@ def test_every_change_fixture_at_every_release(db, backend):
     assert len(pools) >= 31 and len(results) == len(pools) * len(releases)
     differing = sorted(f"{r.pool} at {r.release}" for r in results if not r.exact)
     assert differing == []
+
+
+JWST_POOLS = DATA / "jwst_pools"
+#: The releases the tests run the jwst package's own test pools at (tests/data/jwst_pools, each release's own
+#: output): both ends, and the releases where the model changes most. ``scripts/conformance.py --changes
+#: tests/data/jwst_pools`` runs all 28.
+JWST_POOL_RELEASES = ("1.8.0", "1.8.5", "1.12.0", "1.14.1", "1.16.1", "1.19.0", "3.0.0")
+POSTGRESQL_JWST_POOL_RELEASES = ("1.8.0", "1.16.1")
+
+
+def _jwst_pools(made: bool) -> list[Path]:
+    """The jwst test pools the pipeline makes associations of (``made``), or those it fails on."""
+    return [pool for pool in sorted((JWST_POOLS / "pools").glob("*.csv"))
+            if (JWST_POOLS / "releases" / "3.0.0" / f"{pool.stem}.json").is_file() is made]
+
+
+def test_every_jwst_test_pool_at_every_release(db, backend):
+    """The jwst package's own association test pools (every one of 1.8.0 ... 3.0.0 but the sample pools and
+    mega_pool), at each release of the sample, against that release's own asn_generate: every exposure and
+    association exact."""
+    releases = JWST_POOL_RELEASES if backend == "sqlite" else POSTGRESQL_JWST_POOL_RELEASES
+    pools = _jwst_pools(made=True)
+    results = list(conformance.release_agreement(db, pools, JWST_POOLS / "releases", releases))
+    assert len(pools) >= 30 and len(results) == len(pools) * len(releases)
+    assert sorted(f"{r.pool} at {r.release}" for r in results if not r.exact) == []
+
+
+def test_the_jwst_test_pools_the_pipeline_fails_on_are_refused(db, tmp_path, capsys):
+    """Those without ASN_CANDIDATE: every release's asn_generate raises (KeyError 'asn_candidate'); asn says
+    why, exit 2."""
+    refused = _jwst_pools(made=False)
+    assert len(refused) >= 10
+    for pool in refused:
+        for release in (JWST_POOLS / "releases").iterdir():
+            assert "KeyError: 'asn_candidate'" in (release / f"{pool.stem}.error.txt").read_text(), release.name
+        assert main(["--db", db, "asn", str(pool), "--output", str(tmp_path / pool.stem)]) == 2
+        assert f"pool {pool.name}: no ASN_CANDIDATE" in capsys.readouterr().err
 
 
 def test_every_fixture_release_is_a_catalog_point(db):
@@ -357,6 +395,10 @@ def test_a_pool_without_candidates_is_a_clear_error_not_an_empty_list(db, tmp_pa
     pool.write_text("FILENAME,EXP_TYPE\njw1_a_uncal.fits,NRC_IMAGE\njw1_b_uncal.fits,MIR_IMAGE\n")
     with pytest.raises(L2RulesError, match="no ASN_CANDIDATE, TARGETID column.*--published"):
         worklist(db, pools=[pool])
+    # asn_generate fails on such a pool (KeyError): asn says why, exit 2, and writes nothing
+    assert main(["--db", db, "asn", str(pool), "--output", str(tmp_path / "out")]) == 2
+    assert "pool mini.csv: no ASN_CANDIDATE, TARGETID column" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
     assert len(worklist(db, pools=[pool], source="table", store=True)) == 2
     # over every loaded pool, such a pool is said (a warning) and its exposures are on no work list
     inventory.load(db, POOLS / "pool_002_image_miri.csv", progress=False)

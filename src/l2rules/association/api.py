@@ -360,6 +360,11 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     show = sys.stderr.isatty() if progress is None else progress
     with previewed(db, pools, store=store, skip_bad=skip_bad, progress=progress) as preview:
         for stem, pool_id in zip(stems, preview.pool_ids):
+            with preview.engine.connect() as conn:
+                found = pool_row(conn, pool_id)
+            if missing_columns(found):  # asn_generate fails on it too (a KeyError): no silent empty directory
+                raise AssociationError(f"pool {found.name}: no {', '.join(missing_columns(found)).upper()} "
+                                       "column: the pipeline makes no Level 2b association from it")
             target = Path(output) / stem if len(pools) > 1 else Path(output)
             made = iter_associations(preview.engine, pool_id, at=at)
             with tqdm(made, desc=f"{stem}: associations", unit=" files", disable=not show,

@@ -117,9 +117,10 @@ def _first_equal(evaluation: Evaluation, losers, by_position: bool):
     takes the first association in its order (candidate id, then rule) that *equals* it, and association
     equality ignores the members' _rate/_rateints suffix (and the candidate id past its letter): the association
     removed for each loser is the first of those equal to it so, the loser itself when none is before it.
-    Each loser is matched on its own, where the pipeline removes one after another (three equal losers after
-    one equal association would there lose the first two, here only that one), and the subset pruning's
-    removals are not redirected so: no fixture tells those apart."""
+    The removals come one after another, each taking the first equal association still there: so the k losers
+    of one class of equal associations remove the first k of that class, in that order (o001's duplicates
+    c1000 and c1001 both go: jwst's pool_025 at 1.13.4-1.19.x). The class is named by its first association;
+    the subset pruning's removals are not redirected so: no fixture tells those apart."""
     associations, members = evaluation.with_copies, evaluation.named_members
     counts = evaluation.member_counts
     ka, kc = associations.alias("la"), associations.alias("lc")
@@ -141,6 +142,13 @@ def _first_equal(evaluation: Evaluation, losers, by_position: bool):
              .where(na.c.n == shared.c.n, nc.c.n == shared.c.n, ka.c.asn_type == kc.c.asn_type,
                     ka.c.product == kc.c.product,
                     sa.func.substr(ka.c.asn_id, 1, 1) == sa.func.substr(kc.c.asn_id, 1, 1))).subquery("first_equal")
-    return (sa.select(equal.c.c_eid.label("a_eid"), equal.c.c_cand_id.label("a_cand_id"),
-                      equal.c.c_rule_name.label("a_rule_name"), equal.c.c_asn_id.label("a_asn_id"))
-            .where(equal.c.rk == 1).distinct().cte("losers_removed"))
+    loser = tuple(equal.c[n] for n in ("a_eid", "a_cand_id", "a_rule_name", "a_asn_id"))
+    first = tuple(equal.c[n] for n in ("c_eid", "c_cand_id", "c_rule_name", "c_asn_id"))
+    # each loser's place among the losers of its class (the class named by its first association)
+    ranked = (sa.select(*loser, row_number().over(partition_by=list(first), order_by=list(loser)).label("r"))
+              .where(equal.c.rk == 1).subquery("losers_ranked"))
+    return (sa.select(*(c.label("a_" + c.name[2:]) for c in first)).distinct()
+            .select_from(equal.join(ranked, keys_equal(tuple(ranked.c[n] for n in ("a_eid", "a_cand_id",
+                                                                                   "a_rule_name", "a_asn_id")),
+                                                      loser)))
+            .where(equal.c.rk == ranked.c.r).cte("losers_removed"))
