@@ -16,6 +16,7 @@ included).
     python scripts/conformance.py --pools DIR --refs DIR --db postgresql://...
     python scripts/conformance.py --releases           # every release in tests/data/releases, at that release
     python scripts/conformance.py --changes            # every change fixture at every release (per fixture too)
+    python scripts/conformance.py --asn-generate       # asn_generate's files, default and --DMS -i, per release
 
 ``--releases``: for each release directory of per-release fixtures (tests/data/releases/README.md),
 l2rules at that release (``--pipeline VERSION``) against what that release itself made, one line per
@@ -90,6 +91,35 @@ def releases(pools_dir: Path, fixtures: Path, engine, per_pool: bool = False, na
     return exact == len(results)
 
 
+def asn_generate(archives: Path, engine, names: list[str] | None = None) -> bool:
+    """Every asn_generate command line of the fixtures (tests/data/asn_generate), run as `l2rules asn` with
+    the same arguments at the same release: files byte for byte but for the versions and constraints.
+    One line per release (default mode, -i, --DMS -i) and one per command that differs."""
+    from l2rules import catalog
+
+    pools = [p for p in sorted((HERE / "samples/pools").glob("*.csv")) + sorted(
+        (HERE / "tests/data/changes/pools").glob("*.csv")) if not names or p.stem in names]
+    with tempfile.TemporaryDirectory() as work:
+        fixtures = conformance.unpacked_asn_generate_fixtures(archives, Path(work) / "fixtures")
+        results = list(conformance.asn_generate_agreement(engine, pools, fixtures, Path(work) / "l2rules"))
+    for r in results:
+        if not r.exact:
+            print(f"differs: {r.release} {r.pool}: {r.command}: missing {list(r.missing)}, extra {list(r.extra)}, "
+                  f"other content {list(r.differing)}")
+    mode = lambda r: {"dms": "--DMS -i", "ids": "-i"}.get(r.mode.split("_")[0], "default")  # noqa: E731
+    print("release   pools  commands exact (default / -i / --DMS -i)      files exact")
+    for release in sorted({r.release for r in results}, key=catalog.version_key):
+        rows = [r for r in results if r.release == release]
+        by_mode = " / ".join(f"{sum(r.exact for r in rows if mode(r) == m)}/{sum(mode(r) == m for r in rows)}"
+                             for m in ("default", "-i", "--DMS -i"))
+        files = sum(r.files for r in rows)
+        exact_files = sum(r.files - len(r.missing) - len(r.differing) for r in rows)
+        print(f"{release:<9} {len({r.pool for r in rows}):>5}  {by_mode:<40} {exact_files:>5}/{files}")
+    exact = sum(r.exact for r in results)
+    print(f"all: {exact}/{len(results)} (release, pool, command) runs exact")
+    return exact == len(results)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pools", default=str(HERE / "samples/pools"), help="directory of pools (*.csv)")
@@ -104,6 +134,9 @@ def main() -> int:
     ap.add_argument("--changes", nargs="?", const=str(HERE / "tests/data/changes"), metavar="DIR",
                     help="agreement per release and per change fixture: the pools DIR/pools, each release's output "
                          "in DIR/releases (default DIR: tests/data/changes; its README says how they were made)")
+    ap.add_argument("--asn-generate", nargs="?", const=str(HERE / "tests/data/asn_generate"), metavar="DIR",
+                    help="asn_generate's own files per release (DIR/<release>.tar.gz, default "
+                         "tests/data/asn_generate) against `l2rules asn` with the same command line")
     ap.add_argument("names", nargs="*", help="only these pools (names without .csv; after --changes or --releases "
                                             "give their DIR first)")
     a = ap.parse_args()
@@ -111,6 +144,8 @@ def main() -> int:
     url = a.db or f"sqlite:///{tmp.name}/conformance.db"
     engine = get_engine(url)
     migrate.upgrade(engine)
+    if a.asn_generate:
+        return 0 if asn_generate(Path(a.asn_generate), engine, a.names) else 1
     if a.changes:
         return 0 if releases(Path(a.changes) / "pools", Path(a.changes) / "releases", engine, per_pool=True,
                              names=a.names) else 1

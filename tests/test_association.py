@@ -143,13 +143,8 @@ def test_file_names_equal_the_pipelines(db, pool):
 
 
 ASN_FILES = REFS / "asn"
-#: What may differ from the pipeline's files: the versions (``code_version`` names l2rules, ``version_id``
-#: is the run's) and ``constraints`` (the pipeline's is the text of its Python constraint objects).
-_OWN_VALUES = re.compile(r'^(    "(?:version_id|code_version|constraints)": ).*?(,?)$', re.MULTILINE)
-
-
-def _normalised(text: str) -> str:
-    return _OWN_VALUES.sub(r"\1...\2", text)
+#: What may differ from the pipeline's files: the versions and constraints (conformance.OWN_VALUES).
+_normalised = conformance.normalised_file
 
 
 @pytest.mark.parametrize("pool", POOLS, ids=[p.stem for p in POOLS])

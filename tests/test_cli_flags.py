@@ -155,11 +155,12 @@ def test_an_example_line_stays_one_line_in_a_narrow_terminal(monkeypatch):
 
 
 def test_no_flag_is_taken_for_a_longer_one(capsys):
-    """argparse's abbreviations are off in every parser: `asn ... --version` is refused, not read as
-    --version-id (the files would get a time stamp in their names)."""
+    """argparse's abbreviations are off in every parser: `asn ... --version-i` is refused, not read as
+    --version-id (the files would get a time stamp in their names; `--version` is asn_generate's own)."""
     parser = build_parser()
     assert not parser.allow_abbrev and all(not leaf.allow_abbrev for _command, leaf in _leaves(parser))
-    for line in (["asn", "p.csv", "--output", "d", "--version"], ["worklist", "--out", "w.csv"],
+    for line in (["asn", "p.csv", "--output", "d", "--version-i"], ["asn", "p.csv", "--dry"],
+                 ["worklist", "--out", "w.csv"],
                  ["rules", "list", "--instr", "MIRI"]):
         try:
             parse_args(line)

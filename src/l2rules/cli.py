@@ -230,15 +230,55 @@ def build_parser() -> argparse.ArgumentParser:
     _as_of(p)
     _formats(p, printable_only=True)
 
-    p = _command(sub, "asn", asn, "write the POOLs' Level 2b associations as the pipeline does",
-                 "l2rules asn samples/pools/pool_002_image_miri.csv --output asn/ --pipeline 1.16.1")
+    p = _command(sub, "asn", asn, "write the POOLs' Level 2b associations as the pipeline does (asn_generate's "
+                                  "command line)",
+                 "l2rules asn samples/pools/pool_002_image_miri.csv -p asn/ --pipeline 1.16.1",
+                 "l2rules asn samples/pools/pool_010_spec_nirspec_lv2bkg.csv --DMS -p asn/ -i o001 c1000",
+                 description="Writes the association files asn_generate writes for Level 2b "
+                             "(`asn_generate -r rules_level2b.py --ignore-default POOL`), with its options: "
+                             "`l2rules-asn-generate` is this command under asn_generate's name. Only the Level 2b "
+                             "rules are modelled: -r may name only jwst's rules_level2b.py. Options of asn_generate "
+                             "that would change what is written and that l2rules does not model (--discover alone, "
+                             "--merge, --no-finalize, --per-pool-algorithm, --save-orphans, another --format, "
+                             "--delimiter or --pool-format) exit 2 naming the option.")
     p.add_argument("pools", nargs="+", metavar="POOL")
-    p.add_argument("--output", required=True, metavar="DIR",
-                   help="directory for the *_asn.json files (one subdirectory per pool when several are given)")
-    _skip_bad(p)
+    p.add_argument("-p", "--path", "--output", dest="output", default=".", metavar="DIR",
+                   help="directory for the *_asn.json files, as asn_generate's -p (default: the current "
+                        "directory; one subdirectory per pool when several are given)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("-i", "--ids", dest="candidate_ids", nargs="+", metavar="ID",
+                      help="only these candidates' associations (no discovery pass), as asn_generate's -i")
+    mode.add_argument("--all-candidates", action="store_true",
+                      help="every candidate's associations, without the discovery pass's copies")
+    mode.add_argument("--discover", action="store_true", help="refused: discovered associations alone are not "
+                                                              "modelled (the default mode includes them)")
+    p.add_argument("--DMS", dest="dms", action="store_true",
+                   help="operational mode, as the catalog point's release ran it (from jwst 1.18.0 it changes "
+                        "what -i makes: see docs/associations.md)")
     p.add_argument("--version-id", nargs="?", const=True, default=None, metavar="STAMP",
                    help="the files' version_id, also in their names, as asn_generate's --version-id (without "
                         "STAMP: the time, UTC, YYYYMMDDtHHMMSS); default none (null), as asn_generate's")
+    p.add_argument("--dry-run", action="store_true", help="evaluate and list the files, write none")
+    p.add_argument("-r", "--rules", action="append", metavar="FILE",
+                   help="accepted when it names jwst's rules_level2b.py (the rules l2rules models)")
+    p.add_argument("--ignore-default", action="store_true",
+                   help="accepted: only the Level 2b rules are ever used")
+    p.add_argument("--no-merge", action="store_true", help="accepted: not merging is the default")
+    for flag, meaning in (("--merge", "merged associations"), ("--no-finalize", "unfinalized associations"),
+                          ("--per-pool-algorithm", "the per-pool algorithm at releases from 1.14.0")):
+        p.add_argument(flag, action="store_true", help=f"refused: {meaning} are not modelled")
+    p.add_argument("--save-orphans", nargs="?", const="orphaned.csv", default=None, metavar="FILE",
+                   help="refused: the orphans' table is not written")
+    p.add_argument("--format", dest="asn_format", choices=("json",), default="json",
+                   help="format of the association files, as asn_generate's: json (its default; yaml is not "
+                        "written)")
+    p.add_argument("-d", "--delimiter", default="|", help="the pool's delimiter: | (the only one)")
+    p.add_argument("--pool-format", default="ascii", help="the pool's format: ascii (the only one)")
+    p.add_argument("-D", "--debug", dest="verbose", action="store_const", const=2, default=argparse.SUPPRESS,
+                   help="log everything, the SQL included (as -vv)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {program_version()}",
+                   help="print the program's version and exit")
+    _skip_bad(p)
     _store(p)
     _as_of(p)
 
@@ -518,11 +558,39 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def asn(args: argparse.Namespace) -> int:
-    """``asn``: :func:`association.asn`."""
+    """``asn``: :func:`association.asn`, asn_generate's options checked first."""
+    selection = association.Selection.of(args.candidate_ids, all_candidates=args.all_candidates, dms=args.dms)
     written = association.asn(args.db, args.pools, args.output, skip_bad=args.skip_bad, version_id=args.version_id,
-                              store=args.store, **_point(args))
-    print(f"{len(written)} associations written to {args.output}")
+                              store=args.store, selection=selection, dry_run=args.dry_run, **_point(args))
+    if args.dry_run:
+        print("\n".join(str(path) for path in written))
+        print(f"{len(written)} associations, none written (--dry-run)")
+    else:
+        print(f"{len(written)} associations written to {args.output}")
     return 0
+
+
+def _unmodelled(args: argparse.Namespace) -> None:
+    """asn_generate's options that would change what it writes and that l2rules does not model: exit 2."""
+    refused = [("--discover", args.discover), ("--merge", args.merge), ("--no-finalize", args.no_finalize),
+               ("--per-pool-algorithm", args.per_pool_algorithm),
+               (f"--save-orphans {args.save_orphans}", args.save_orphans is not None),
+               (f"--delimiter {args.delimiter}", args.delimiter != "|"),
+               (f"--pool-format {args.pool_format}", args.pool_format != "ascii")]
+    refused += [(f"-r {name}", Path(name).name not in RULES_LEVEL2B) for name in args.rules or []]
+    for option, given in refused:
+        if given:
+            raise UsageError(f"asn {option}: not modelled (l2rules writes what asn_generate -r rules_level2b.py "
+                             "--ignore-default writes, in its default or --DMS mode, with -i or --all-candidates)")
+
+
+#: What -r may name: jwst's Level 2b rules (as a path, a file name or the module's name).
+RULES_LEVEL2B = ("rules_level2b.py", "rules_level2b")
+
+
+def asn_generate(argv: Sequence[str] | None = None) -> int:
+    """``l2rules-asn-generate``: asn_generate's command line for Level 2b, i.e. ``l2rules asn ARGS``."""
+    return main(["asn", *(sys.argv[1:] if argv is None else argv)])
 
 
 def unmatched(args: argparse.Namespace) -> int:
@@ -651,6 +719,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.handler is diff_all:
         _end_points(parser, args)
+    if args.handler is asn:
+        try:
+            _unmodelled(args)
+        except UsageError as exc:
+            parser.exit(2, f"l2rules: error: {exc}\n")
     _fits_cli.group_files(args)  # FITS files named one by one (a shell's DIR/*.fits) are one pool
     return args
 

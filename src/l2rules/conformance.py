@@ -8,8 +8,13 @@ Used by ``scripts/conformance.py`` and the tests.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import re
+import shlex
+import tarfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -91,3 +96,87 @@ def release_agreement(db: DB, pools: Iterable[str | Path], fixtures: str | Path,
             rows, differing = exposure_disagreements(asns, fixtures / release / f"{pool.stem}.per_exposure.csv")
             yield Agreement(pool.stem, release, rows, rows - len(differing), sum(ref.values()),
                             sum((ref & made).values()), sum(made.values()))
+
+
+#: What may differ from asn_generate's files: the versions (``code_version`` names l2rules, ``version_id`` is
+#: the run's) and ``constraints`` (the pipeline's is the text of its Python constraint objects).
+OWN_VALUES = re.compile(r'^(    "(?:version_id|code_version|constraints)": ).*?(,?)$', re.MULTILINE)
+
+
+def normalised_file(text: str) -> str:
+    """An association file's text with the values that may differ (``OWN_VALUES``) blanked."""
+    return OWN_VALUES.sub(r"\1...\2", text)
+
+
+@dataclass(frozen=True)
+class FilesAgreement:
+    """One asn_generate command line of a fixture, run as ``l2rules asn`` with the same arguments."""
+
+    pool: str
+    release: str
+    command: str
+    mode: str  # the fixture's MODE directory: default, ids_O, dms_O, ids_O_alone, dms_O_alone
+    files: int  # the release's
+    missing: tuple[str, ...]  # written by the release, not by l2rules
+    extra: tuple[str, ...]  # written by l2rules alone
+    differing: tuple[str, ...]  # written by both, with other content
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.extra or self.differing)
+
+
+def unpacked_asn_generate_fixtures(archives: str | Path, into: str | Path,
+                                   releases: Iterable[str] | None = None) -> Path:
+    """``archives/<release>.tar.gz`` (tests/data/asn_generate: one archive per release of the tree
+    ``scripts/jwst_asn_files.py`` writes) unpacked as ``into/<release>/``; returns ``into``."""
+    into = Path(into)
+    for archive in sorted(Path(archives).glob("*.tar.gz")):
+        release = archive.name.removesuffix(".tar.gz")
+        if releases is None or release in releases:
+            with tarfile.open(archive) as tar:  # (the "data" filter where Python has it: 3.10.12 and later)
+                tar.extractall(into / release, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    return into
+
+
+def asn_generate_agreement(db: DB, pools: Iterable[str | Path], fixtures: str | Path, output: str | Path,
+                           releases: Iterable[str] | None = None,
+                           modes: Iterable[str] | None = None) -> Iterator[FilesAgreement]:
+    """Per release, pool and command line of ``fixtures/<release>/<pool>/commands.txt`` (what
+    ``scripts/jwst_asn_files.py`` ran: asn_generate, ``-p MODE/``), ``l2rules asn`` with the same arguments
+    at that release (``--pipeline``), its files written under ``output``, against the release's files in
+    ``fixtures/<release>/<pool>/MODE/``, byte for byte but for ``OWN_VALUES``. Each pool is loaded before its
+    commands run (sample pools share FILENAME stems: a later load takes them over). ``modes``: only the
+    commands of those MODE directories."""
+    from . import cli  # (the command line is what is compared)
+
+    fixtures, output = Path(fixtures), Path(output)
+    url = db.url.render_as_string(hide_password=False) if hasattr(db, "url") else str(db)  # (an Engine, or a URL)
+    names = [d.name for d in fixtures.iterdir() if d.is_dir()] if releases is None else list(releases)
+    names.sort(key=catalog.version_key)
+    modes = None if modes is None else set(modes)
+    for pool in sorted(Path(p) for p in pools):
+        inventory.load(db, pool, progress=False)
+        for release in names:
+            commands = fixtures / release / pool.stem / "commands.txt"
+            if not commands.is_file():
+                continue
+            for line in commands.read_text().splitlines():
+                words = shlex.split(line)[1:]  # without the program's name
+                path_at = words.index("-p") + 1
+                mode = words[path_at].rstrip("/")
+                if modes is not None and mode not in modes:
+                    continue
+                target = output / release / pool.stem / mode
+                argv = [str(pool) if word == pool.name else word for word in words]
+                argv[path_at] = str(target)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    status = cli.main(["asn", *argv, "--db", url, "--pipeline", release])
+                if status != 0:
+                    raise RuntimeError(f"{line}: l2rules asn exited {status}")
+                ours = {p.name: normalised_file(p.read_text()) for p in target.glob("*_asn.json")}
+                theirs = {p.name: normalised_file(p.read_text())
+                          for p in (fixtures / release / pool.stem / mode).glob("*_asn.json")}
+                yield FilesAgreement(pool.stem, release, line, mode, len(theirs),
+                                     tuple(sorted(set(theirs) - set(ours))), tuple(sorted(set(ours) - set(theirs))),
+                                     tuple(sorted(n for n in set(ours) & set(theirs) if ours[n] != theirs[n])))

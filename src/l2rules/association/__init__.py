@@ -40,7 +40,8 @@ of the evaluation, which keeps every statement small enough for the planners:
    its member types and, for the associations it is the science of, their asn_types, its Level 2b
    inputs, the files and rules, each sorted and ';'-joined.
 
-``explain`` reads the stages of one evaluation; ``api`` holds the public functions.
+``explain`` reads the stages of one evaluation; ``api`` holds the public functions; ``selection``
+which candidates an evaluation makes (asn_generate's ``-i``, ``--all-candidates``, ``--DMS``).
 
 The pipeline builds associations in one pass over the pool, so a few of its
 results depend on row order; ``asn_companion.attach`` states the rules l2rules
@@ -49,8 +50,8 @@ science only; the nearest direct image is by EXPSPCIN, then pool order;
 sequence numbers follow reverse creation order (a nod group is created at
 its first nod); members are listed in pool order (rules with nods: the
 science, the other nods, then the rest), and the association's target is its
-first exposure member's TARGETID. The pipeline adds a companion that precedes
-its science in the pool after the science when it reaches it again by
+first exposure member's TARGETID (a nod group's, its first nod's, member or
+not). The pipeline adds a companion that precedes its science in the pool after the science when it reaches it again by
 reprocessing (``probe_ifu_imprints``, ``probe_wfss_background``,
 ``probe_lrs_nod_ta``): there the member order differs, the members do not.
 
@@ -79,9 +80,11 @@ from .api import (
 )
 from .columns import ACCESSIBLE, DERIVED_COLUMNS, EMPTY, POOL_COLUMNS, REQUIRED_POOL_COLUMNS, AssociationError
 from .explain import EXPLAIN_COLUMNS, explain
+from .selection import Selection
 
 __all__ = [
     "ACCESSIBLE", "DEGRADED_NOTOK", "DEGRADED_OK", "DERIVED_COLUMNS", "EMPTY", "EXPLAIN_COLUMNS", "IMPACT_COLUMNS",
-    "POOL_COLUMNS", "REQUIRED_POOL_COLUMNS", "Association", "AssociationError", "WrittenFiles", "asn", "associations",
-    "explain", "impact", "iter_associations", "processing", "science_by_stem", "science_of", "write_associations",
+    "POOL_COLUMNS", "REQUIRED_POOL_COLUMNS", "Association", "AssociationError", "Selection", "WrittenFiles", "asn",
+    "associations", "explain", "impact", "iter_associations", "processing", "science_by_stem", "science_of",
+    "write_associations",
 ]

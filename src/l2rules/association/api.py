@@ -22,6 +22,7 @@ from ..migrate import require_migrated
 from ..points import At, resolve, takes_at
 from .columns import EMPTY, REQUIRED_POOL_COLUMNS, AssociationError
 from .evaluation import evaluating
+from .selection import DEFAULT, Selection
 
 DEGRADED_OK = "No known degraded exposures in association."
 #: The EXPOSERR values that do not make an association degraded (as the pipeline reads them).
@@ -119,15 +120,18 @@ def missing_columns(pool: sa.Row) -> list[str]:
 
 
 @takes_at
-def associations(db: DB, pool: str | int, *, at: At = None, conditions: bool = True) -> list[Association]:
+def associations(db: DB, pool: str | int, *, at: At = None, conditions: bool = True,
+                 selection: Selection = DEFAULT) -> list[Association]:
     """The Level 2b associations the pipeline makes of one loaded pool (by name or id), ordered by
     candidate id, asn_type and sequence (as the files' names sort).
 
     By the head rules, or those of catalog point ``at``: a date, a catalog revision, or a jwst release
     (``"1.16.1"``). ``conditions=False`` leaves each association's ``conditions`` (the
     science conditions that held, for its file's constraints) empty: a third of the time of a large pool.
+    ``selection`` is asn_generate's mode (``Selection.of(ids, all_candidates=, dms=)``: ``-i``,
+    ``--all-candidates``, ``--DMS``); by default every candidate and the discovery pass, as asn_generate's.
     """
-    made = iter_associations(db, pool, at=at, conditions=conditions)
+    made = iter_associations(db, pool, at=at, conditions=conditions, selection=selection)
     return sorted(made, key=lambda association: (association.asn_id, association.asn_type, association.seq))
 
 
@@ -136,7 +140,8 @@ STREAMED_ROWS = 10_000
 
 
 @takes_at
-def iter_associations(db: DB, pool: str | int, *, at: At = None, conditions: bool = True) -> Iterator[Association]:
+def iter_associations(db: DB, pool: str | int, *, at: At = None, conditions: bool = True,
+                      selection: Selection = DEFAULT) -> Iterator[Association]:
     """:func:`associations` one at a time, as the database gives them (by science exposure), so that a
     pool's files are written with flat memory: the rows are streamed, and an association is made when
     its last member has come. The evaluation's transaction stays open until the iterator is exhausted
@@ -151,7 +156,7 @@ def iter_associations(db: DB, pool: str | int, *, at: At = None, conditions: boo
             return
         # the pipeline writes EXPOSERR as the pool has it, and null for a pool without the column
         has_exposerr = "exposerr" in found.columns.split("|")
-        with evaluating(conn, when) as evaluation:
+        with evaluating(conn, when, selection) as evaluation:
             final = evaluation.run(found.id)
             member = evaluation.named_members
             # by science exposure first: the held conditions come in the same order, beside them; an
@@ -302,20 +307,25 @@ def write_associations(asns: Iterable[Association], output: str | Path, *,
 def _output_directory(output: str | Path) -> Path:
     out = Path(output)
     if out.exists() and not out.is_dir():
-        raise AssociationError(f"--output {output}: not a directory")
+        raise AssociationError(f"-p/--output {output}: not a directory")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _checked_file_name(association: Association, stamp: str | None) -> str:
+    """The association's file name, made only of parts that can name a file (else AssociationError)."""
+    for what, value in (("PROGRAM", association.program), ("candidate id", association.asn_id),
+                        ("asn_type", association.asn_type)):
+        if not _NAME_PART.fullmatch(str(value)):
+            raise AssociationError(f"{association.asn_pool}: {what} {str(value)[:80]!r} cannot name an association "
+                                   "file (letters, digits, '_' and '-' only)")
+    return association.file_name(stamp)
 
 
 def _written(asns: Iterable[Association], out: Path, stamp: str | None) -> Iterator[str]:
     """Write each association's file in ``out``; yield its path."""
     for association in asns:
-        for what, value in (("PROGRAM", association.program), ("candidate id", association.asn_id),
-                            ("asn_type", association.asn_type)):
-            if not _NAME_PART.fullmatch(str(value)):
-                raise AssociationError(f"{association.asn_pool}: {what} {str(value)[:80]!r} cannot name an association "
-                                       "file (letters, digits, '_' and '-' only)")
-        path = out / association.file_name(stamp)
+        path = out / _checked_file_name(association, stamp)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
         try:
             descriptor = os.open(path, flags, 0o644)
@@ -335,13 +345,16 @@ def _written(asns: Iterable[Association], out: Path, stamp: str | None) -> Itera
 
 @takes_at
 def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False, at: At = None,
-        version_id: str | bool | None = None, progress: bool | None = None, store: bool = False) -> WrittenFiles:
+        version_id: str | bool | None = None, progress: bool | None = None, store: bool = False,
+        selection: Selection = DEFAULT, dry_run: bool = False) -> WrittenFiles:
     """Write each pool's Level 2b associations to ``output``; returns the files written (per pool in their
     names' order). As asn_generate, it writes nothing else: pools already in the catalog and unchanged
     since their load are read there, others are evaluated in a scratch catalog (``inventory.preview``);
     ``store`` loads them into the catalog instead.
 
     ``version_id`` is the files' (see :func:`write_associations`): one value for every pool of the run.
+    ``selection``: asn_generate's mode (see :func:`associations`); ``dry_run``: evaluate, write nothing
+    (the paths returned are those that would have been written).
 
     With several pools, each gets a directory of its own under ``output`` (named after the pool
     file): the pipeline's names (program, candidate, type, sequence) repeat from pool to pool.
@@ -350,6 +363,8 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     counts the files on standard error as they are written, the evaluation's time before the first.
     """
     pools = list(pools)
+    if dry_run and store:
+        raise AssociationError("--dry-run writes nothing: it cannot --store the pools too")
     stems = [Path(path).stem for path in pools]
     if len(set(stems)) < len(stems):
         raise AssociationError("two pools have the same file name; write them in separate runs")
@@ -366,10 +381,13 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
                 raise AssociationError(f"pool {found.name}: no {', '.join(missing_columns(found)).upper()} "
                                        "column: the pipeline makes no Level 2b association from it")
             target = Path(output) / stem if len(pools) > 1 else Path(output)
-            made = iter_associations(preview.engine, pool_id, at=at)
+            made = iter_associations(preview.engine, pool_id, at=at, selection=selection)
             with tqdm(made, desc=f"{stem}: associations", unit=" files", disable=not show,
                       file=sys.stderr) as bar:
-                written += sorted(_written(bar, _output_directory(target), stamp))  # one directory: by name
+                if dry_run:
+                    written += sorted(str(target / _checked_file_name(association, stamp)) for association in bar)
+                else:
+                    written += sorted(_written(bar, _output_directory(target), stamp))  # one directory: by name
     return WrittenFiles(written)
 
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from . import answers, companions, exposures, members, pruning, rules, science
+from .selection import DEFAULT, Selection
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,10 @@ log = logging.getLogger(__name__)
 class Evaluation:
     """The stages of one evaluation on one connection; every temporary table is dropped on close."""
 
-    def __init__(self, conn: sa.Connection):
+    def __init__(self, conn: sa.Connection, selection: Selection = DEFAULT):
         self.conn = conn
+        #: Which candidates are made (asn_generate's -i, --all-candidates, --DMS; selection.Selection).
+        self.selection = selection
         self._metadata = sa.MetaData()
         self._created: list[sa.Table] = []
         if conn.dialect.name == "postgresql":
@@ -133,9 +136,9 @@ class Evaluation:
 
 
 @contextmanager
-def evaluating(conn: sa.Connection, when: dt.date | None) -> Iterator[Evaluation]:
+def evaluating(conn: sa.Connection, when: dt.date | None, selection: Selection = DEFAULT) -> Iterator[Evaluation]:
     """An evaluation with the rules in force on day ``when`` (the head when None) staged; closed after."""
-    evaluation = Evaluation(conn)
+    evaluation = Evaluation(conn, selection)
     if conn.dialect.name == "sqlite":
         _drop_leftovers(conn)
     try:

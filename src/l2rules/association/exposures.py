@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from .. import schema
-from . import rules
+from . import rules, selection
 from .columns import POOL_COLUMNS
 from .sql import contains, flag_text, normalised
 
@@ -34,9 +34,12 @@ def stage(evaluation: Evaluation, pool_id: int) -> None:
                               # (SQLite joins through an index; PostgreSQL hashes, and would refuse a
                               #  B-tree entry for a text of hundreds of candidates)
                               "occurs", *([("cand_raw",)] if evaluation.conn.dialect.name == "sqlite" else []))
+    every = (sa.select(exposures.c.eid, occurs.c.cand_id, occurs.c.cand_type, occurs.c.cand_ord)
+             .join_from(exposures, occurs, occurs.c.cand_raw == exposures.c.cand_raw))
+    # (-i, --DMS: the candidates asked for; by default the query as it is)
     evaluation.candidate_members = evaluation.stage(
-        sa.select(exposures.c.eid, occurs.c.cand_id, occurs.c.cand_type, occurs.c.cand_ord)
-        .join_from(exposures, occurs, occurs.c.cand_raw == exposures.c.cand_raw), "x")
+        every if evaluation.selection == selection.DEFAULT else selection.candidates(evaluation, every, exposures),
+        "x")
 
 
 def normalised_values(pool_id: int) -> sa.Select:

@@ -60,11 +60,11 @@ def stage(evaluation: Evaluation) -> None:
     discovered = {name: test for (name, subject), test in evaluation.compiled.items() if subject == "discover"}
     tested = [sa.and_(kept.c.rule_name == name, kept.c.eid.in_(sa.select(exposures.c.eid).where(test)))
               for name, test in discovered.items()]
-    with_copies = evaluation.with_copies = evaluation.stage(sa.union_all(
-        sa.select(kept, sa.literal("candidate_").label("prefix"), kept.c.cand_id.label("asn_id")),
-        sa.select(kept, sa.literal("discover_"), sa.literal("a3001")).where(
-            kept.c.wfss == "parallel", sa.or_(kept.c.rule_name.not_in(list(discovered)), *tested)),
-    ), "asn2")
+    copies = [sa.select(kept, sa.literal("candidate_").label("prefix"), kept.c.cand_id.label("asn_id"))]
+    if evaluation.selection.discover:  # (not with -i nor --all-candidates)
+        copies.append(sa.select(kept, sa.literal("discover_"), sa.literal("a3001")).where(
+            kept.c.wfss == "parallel", sa.or_(kept.c.rule_name.not_in(list(discovered)), *tested)))
+    with_copies = evaluation.with_copies = evaluation.stage(sa.union_all(*copies), "asn2")
     # duplicate removal's equality with the members' suffixes ignored looks members up by name, where it
     # is in force (jwst 1.12.0 to 1.19.x): without the index, a scan of the members per member (an hour at 1M)
     by_name = [("member_name", "role")] if pruning.removes_first_equal(evaluation.conn) else []
@@ -79,11 +79,12 @@ def _kept_by_policy(evaluation: Evaluation, associations: sa.Table, members: sa.
     else the '*' row), with what orders and names them."""
     candidate_members, policy = evaluation.candidate_members, rules.candidate_policy
     policy_row, own_policy_row = policy.alias("cp"), policy.alias("cp2")
-    member_row, science_row = evaluation.exposures.alias("xa"), evaluation.exposures.alias("xc")
-    # the associations with a background member, joined (not looked up per association)
+    science_row = evaluation.exposures.alias("xc")
+    # the associations with a member added as a background (the pipeline's test reads the members' exptype
+    # as added: not a science that is a background exposure itself, not the nods it re-types later),
+    # joined, not looked up per association
     with_background = (sa.select(*association_key(members)).distinct()
-                       .select_from(members.join(member_row, member_row.c.eid == members.c.mid))
-                       .where(member_row.c.member_type == "background")).cte("with_background")
+                       .where(members.c.role == "background", members.c.source == "pool")).cte("with_background")
     has_background = with_background.c.eid.is_not(None)
     own_row = (sa.exists().where(own_policy_row.c.candidate_type == candidate_members.c.cand_type,
                                  own_policy_row.c.rule_name == associations.c.rule_name)
@@ -98,15 +99,20 @@ def _kept_by_policy(evaluation: Evaluation, associations: sa.Table, members: sa.
     ).correlate_except(policy_row)
     group = companions.nod_groups(evaluation)
     made_at = sa.case((group.c.row < science_row.c.row_no, group.c.row), else_=science_row.c.row_no)
+    # a nod group's associations are split from the one made at its first nod: they all keep its target,
+    # even where that nod is not a member (another TARGETID's nods overlap, from jwst 1.19.0)
+    group_start = evaluation.exposures.alias("xw")
     return (sa.select(associations, candidate_members.c.cand_type, candidate_members.c.cand_ord,
                       science_row.c.row_no, made_at.label("made_at"), science_row.c.program,
                       science_row.c.tsovisit, science_row.c.stem.label("product"), science_row.c.targetid,
-                      science_row.c.instrume, science_row.c.subarray)
+                      science_row.c.instrume, science_row.c.subarray,
+                      group_start.c.targetid_text.label("group_target"))
             .select_from(associations.join(candidate_members,
                                            sa.and_(candidate_members.c.eid == associations.c.eid,
                                                    candidate_members.c.cand_id == associations.c.cand_id))
                          .join(science_row, science_row.c.eid == associations.c.eid)
                          .outerjoin(group, keys_equal(association_key(group), association_key(associations)))
+                         .outerjoin(group_start, sa.and_(group.c.row.is_not(None), group_start.c.row_no == made_at))
                          .outerjoin(with_background,
                                     keys_equal(association_key(with_background), association_key(associations))))
             .where(kept))

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from . import rules
+from . import rules, selection
 from .sql import copy_key, keys_equal, row_number, zero_padded
 
 if TYPE_CHECKING:
@@ -83,15 +83,19 @@ def stage(evaluation: Evaluation) -> sa.Select:
     seq = row_number().over(partition_by=[pruned.c.asn_id, pruned.c.asn_type],
                                     order_by=[pruned.c.cand_ord.desc(), pruned.c.made_at.desc(),
                                               pruned.c.row_no.desc(), pruned.c.rule_name.desc()])
-    final = evaluation.sequenced = evaluation.stage(sa.select(pruned, seq.label("seq")), "asn5",
-                                                    ("eid", "cand_id", "rule_name", "asn_id"))
-    # the association's target: the TARGETID of the exposure the pipeline made it with (see members)
+    numbered = sa.select(pruned, seq.label("seq"))
+    if selection.adds_background_candidates(evaluation):  # (their numbers are kept: the pipeline drops them last)
+        every = numbered.subquery("numbered")
+        numbered = sa.select(every).where(selection.asked_for(evaluation, every.c.asn_id))
+    final = evaluation.sequenced = evaluation.stage(numbered, "asn5", ("eid", "cand_id", "rule_name", "asn_id"))
+    # the association's target: the TARGETID of the exposure the pipeline made it with (see members), for
+    # a nod group's the group's first nod (group_target)
     target = sa.func.first_value(members.c.targetid_text).over(
         partition_by=list(copy_key(members)), order_by=[sa.case((members.c.mgroup == 3, 1), else_=0), members.c.mord])
     return (sa.select(final.c.asn_id, (final.c.prefix + final.c.rule_name).label("asn_rule"), final.c.rule_name,
                       final.c.asn_type, zero_padded(final.c.program, 5).label("program"), final.c.product,
                       final.c.seq, final.c.eid, final.c.cand_id, final.c.cand_type,
-                      target.label("target"), members.c.expname,
+                      sa.func.coalesce(final.c.group_target, target).label("target"), members.c.expname,
                       members.c.role.label("exptype"), members.c.exposerr, members.c.exposerr_text,
                       members.c.mid.label("exposure_id"), members.c.stem)
             .select_from(final.join(members, keys_equal(copy_key(members), copy_key(final))))
