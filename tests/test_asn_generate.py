@@ -21,10 +21,10 @@ from .conftest import DATA, POOLS
 
 FIXTURES = DATA / "asn_generate"
 CHANGES = DATA / "changes" / "pools"
-#: The releases and pools the tests run (``scripts/conformance.py --asn-generate`` runs every command of every
-#: release): on either side of the two --DMS changes (1.18.0, 1.18.1) and the head; the pools where --DMS, or
-#: -i without the c candidates, changes the files, and a sample of the rest.
-RELEASES = ("1.17.1", "1.18.0", "1.18.1", "3.0.0")
+#: The releases the tests run every command of the sample at (``scripts/conformance.py --asn-generate`` runs every
+#: command of every release): the two --DMS changes (1.18.0, 1.18.1) and the head; 1.17.1, before them, in
+#: test_dms_changed_what_a_candidate_is_made_of_at_1_18_0_and_1_18_1.
+RELEASES = ("1.18.0", "1.18.1", "3.0.0")
 POSTGRESQL_RELEASES = ("1.18.0", "3.0.0")
 #: Every command of the pools where --DMS, or -i without the c candidates, changes the files (pool_010, the
 #: JP-3116 fixture), and of a nod group whose target is its first nod's; pool_018's other such groups.

@@ -84,7 +84,7 @@ JWST_POOLS = DATA / "jwst_pools"
 #: The releases the tests run the jwst package's own test pools at (tests/data/jwst_pools, each release's own
 #: output): both ends, and the releases where the model changes most. ``scripts/conformance.py --changes
 #: tests/data/jwst_pools`` runs all 28.
-JWST_POOL_RELEASES = ("1.8.0", "1.12.0", "1.14.1", "1.19.0", "3.0.0")
+JWST_POOL_RELEASES = ("1.8.0", "1.12.0", "1.19.0", "3.0.0")
 POSTGRESQL_JWST_POOL_RELEASES = ("1.8.0", "1.16.1")
 
 
