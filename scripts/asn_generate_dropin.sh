@@ -26,13 +26,14 @@ export L2RULES_DATABASE_URL="sqlite:///$WORK/catalog.db"  # previews: the pools 
 POOLS=()
 for pool in "$@"; do POOLS+=("$(realpath "$pool")"); done
 [ ${#POOLS[@]} -gt 0 ] || POOLS=("$ROOT"/samples/pools/*.csv)
-normalised() {  # a directory's files, the values that may differ blanked
-  for f in "$1"/*_asn.json; do
-    [ -e "$f" ] || continue
-    echo "== $(basename "$f")"
-    sed -E 's/^(    "(version_id|code_version|constraints)": ).*[^,](,?)$/\1...\3/' "$f"
-    echo
-  done
+normalised() {  # a directory's files, the values that may differ blanked (conformance.normalised_file)
+  "$ROOT/.venv/bin/python" - "$1" <<'PYEOF'
+import sys
+from pathlib import Path
+from l2rules.conformance import normalised_file
+for path in sorted(Path(sys.argv[1]).glob("*_asn.json")):
+    print(f"== {path.name}\n{normalised_file(path.read_text())}")
+PYEOF
 }
 runs=0 same=0 files=0
 for pool in "${POOLS[@]}"; do
