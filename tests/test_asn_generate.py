@@ -31,11 +31,14 @@ POSTGRESQL_RELEASES = ("1.18.0", "3.0.0")
 SAMPLE = (POOLS / "pool_010_spec_nirspec_lv2bkg.csv", CHANGES / "jp3116_dms_obs_with_bkg_cand.csv",
           CHANGES / "fs_nod_other_target_bkg.csv")
 POOL_018 = POOLS / "pool_018_all_exptypes.csv"
-POOL_018_MODES = ("default", "ids_o019", "dms_o019", "ids_o019_alone", "dms_o019_alone", "dms_o041_alone")
+POOL_018_MODES = ("default", "dms", "discover", "ids_o019", "dms_o019", "ids_o019_alone", "dms_o019_alone",
+                  "dms_o041_alone")
 #: Known to differ, with why (each must still differ: a fix shows here). jwst 1.18.0 left out of an observation
 #: candidate the exposures whose BKGDTARG is the text 'f'; l2rules stores flags as booleans, and reads pool_018's
-#: 'n' as false too, so it leaves out o019's and o041's MIRI LRS and NIRSpec IFU sciences, which 1.18.0 kept.
-KNOWN = {("1.18.0", "dms_o019_alone"): "BKGDTARG 'n' is false for l2rules, not 'f' for 1.18.0's test",
+#: 'n' as false too, so it leaves out o019's and o041's MIRI LRS and NIRSpec IFU sciences, which 1.18.0 kept (and,
+#: under --DMS without -i, o021's, o024's and o042's).
+KNOWN = {("1.18.0", "dms"): "BKGDTARG 'n' is false for l2rules, not 'f' for 1.18.0's test",
+         ("1.18.0", "dms_o019_alone"): "BKGDTARG 'n' is false for l2rules, not 'f' for 1.18.0's test",
          ("1.18.0", "dms_o041_alone"): "BKGDTARG 'n' is false for l2rules, not 'f' for 1.18.0's test"}
 
 
@@ -46,7 +49,8 @@ def fixtures(tmp_path_factory) -> Path:
 
 def test_the_fixtures_hold_every_mode_of_every_pool_at_each_release(fixtures):
     """What the comparisons stand on: per release, every sample pool and change fixture, with its default
-    run and, per observation candidate, -i and --DMS -i (the commands recorded beside the files)."""
+    run, --DMS, --discover with --save-orphans and, per observation candidate, -i and --DMS -i (the commands
+    recorded beside the files)."""
     pools = {p.stem for p in [*POOLS.glob("*.csv"), *CHANGES.glob("*.csv")]}
     releases = sorted(d.name for d in fixtures.iterdir())
     assert set(RELEASES) <= set(releases) and len(releases) >= 8
@@ -55,6 +59,9 @@ def test_the_fixtures_hold_every_mode_of_every_pool_at_each_release(fixtures):
         commands = [line for pool in pools for line in (fixtures / release / pool / "commands.txt").read_text()
                     .splitlines()]
         assert sum(" --DMS -i " in line for line in commands) > 100
+        assert sum(line.endswith(" --DMS") for line in commands) == len(pools)
+        assert sum(line.endswith(" --discover --save-orphans orphaned.csv") for line in commands) == len(pools)
+        assert all((fixtures / release / pool / "discover" / "orphaned.csv").is_file() for pool in pools)
         assert all(line.startswith("asn_generate -r rules_level2b.py --ignore-default -p ") for line in commands)
 
 
@@ -65,7 +72,8 @@ def test_asn_generates_files_at_each_release(db, backend, fixtures, tmp_path):
     releases = RELEASES if backend == "sqlite" else POSTGRESQL_RELEASES
     results = list(conformance.asn_generate_agreement(db, SAMPLE, fixtures, tmp_path, releases))
     results += conformance.asn_generate_agreement(db, [POOL_018], fixtures, tmp_path, releases, POOL_018_MODES)
-    assert len(results) == 35 * len(releases) and sum(r.files for r in results) > 100 * len(releases)
+    assert len(results) == 43 * len(releases) and sum(r.files for r in results) > 100 * len(releases)
+    assert sum(r.mode == "discover" and r.files > 0 for r in results) == 4 * len(releases)  # the orphans' tables
     assert [f"{r.release} {r.command}: missing {r.missing} extra {r.extra} other {r.differing}"
             for r in results if not r.exact and (r.release, r.mode) not in KNOWN] == []
     assert sorted((r.release, r.mode) for r in results if not r.exact) == sorted(
@@ -127,8 +135,7 @@ def test_asn_generates_options_that_change_nothing_here_are_accepted(db, tmp_pat
         assert len(list(out.glob("*_asn.json"))) > 0
 
 
-@pytest.mark.parametrize("extra", [["--discover"], ["--merge"], ["--no-finalize"], ["--per-pool-algorithm"],
-                                   ["--save-orphans"], ["--save-orphans", "o.csv"], ["--format", "yaml"],
+@pytest.mark.parametrize("extra", [["--merge"], ["--no-finalize"], ["--per-pool-algorithm"], ["--format", "yaml"],
                                    ["-d", ","], ["--pool-format", "fits"], ["-r", "rules_level3.py"],
                                    ["-r", "rules_level2b.py", "-r", "my_rules.py"]])
 def test_what_is_not_modelled_exits_2_naming_the_option(db, tmp_path, capsys, extra):
@@ -144,16 +151,54 @@ def test_what_is_not_modelled_exits_2_naming_the_option(db, tmp_path, capsys, ex
     assert not out.exists()
 
 
-def test_ids_and_all_candidates_go_apart_and_an_id_cannot_be_empty(db, capsys):
-    with pytest.raises(SystemExit) as refused:
-        main(["--db", db, "asn", str(POOLS / "pool_002_image_miri.csv"), "-i", "o001", "--all-candidates"])
-    assert refused.value.code == 2 and "not allowed with" in capsys.readouterr().err
+def test_ids_all_candidates_and_discover_go_apart_and_an_id_cannot_be_empty(db, capsys):
+    for one, other in ((["-i", "o001"], ["--all-candidates"]), (["--discover"], ["-i", "o001"]),
+                       (["--discover"], ["--all-candidates"])):
+        with pytest.raises(SystemExit) as refused:
+            main(["--db", db, "asn", str(POOLS / "pool_002_image_miri.csv"), *one, *other])
+        assert refused.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    with pytest.raises(association.AssociationError, match="exclude each other"):
+        Selection.of(["o001"], discover=True)
+    assert Selection.of(discover=True) == Selection(discover=True, candidates=False)
     for ids in (["o001", " "], []):
         with pytest.raises(association.AssociationError, match="no candidate id, or an empty one"):
             Selection.of(ids)
     assert Selection(("O001",)) == Selection.of(["o001"]) and not Selection(("o001",)).discover
     assert main(["--db", db, "asn", str(POOLS / "pool_002_image_miri.csv"), "--dry-run", "--store"]) == 2
     assert "--dry-run writes nothing" in capsys.readouterr().err
+
+
+def test_discover_alone_writes_the_discovered_copies_alone_with_their_numbers(db, fixtures, tmp_path):
+    """--discover: of the default mode's files, only the discovery pass's (a3001), numbered as there; the
+    fixture pools with parallel WFSS at 3.0.0 (the rest write none, as jwst's)."""
+    for stem in ("jp3500_wfss_pure_parallel_nis", "jp4201_mir_wfss_pure_parallel"):
+        assert main(["--db", db, "asn", str(CHANGES / f"{stem}.csv"), "-p", str(tmp_path / stem), "--discover"]) == 0
+        default = sorted(p.name for p in (fixtures / "3.0.0" / stem / "default").glob("*_asn.json"))
+        written = sorted(p.name for p in (tmp_path / stem).glob("*_asn.json"))
+        assert written == [name for name in default if "-a3001_" in name] and len(written) == 1 < len(default)
+
+
+def test_save_orphans_writes_the_pool_as_the_pipeline_reads_it(fixtures, tmp_path, db, capsys):
+    """--save-orphans: asn_generate's table is every row of the pool (its members carry no row index), as astropy
+    wrote it: the comments, lower-cased names and values, null for empty; equal to the fixtures' at each release
+    for every sample pool and change fixture; not written under --dry-run; a file that is not a pool refused
+    before anything is written."""
+    from l2rules.association.orphans import orphans_table
+
+    pools = [*POOLS.glob("*.csv"), *CHANGES.glob("*.csv")]
+    for release in sorted(d.name for d in fixtures.iterdir()):
+        for pool in pools:
+            assert orphans_table(pool) == (fixtures / release / pool.stem / "discover" / "orphaned.csv").read_text()
+    pool = POOLS / "pool_002_image_miri.csv"
+    assert main(["--db", db, "asn", str(pool), "-p", str(tmp_path / "a"), "--save-orphans", "o.csv"]) == 0
+    assert (tmp_path / "a" / "o.csv").read_text() == orphans_table(pool)
+    assert f"orphans table written to {tmp_path / 'a' / 'o.csv'}" in capsys.readouterr().out
+    assert main(["--db", db, "asn", str(pool), "-p", str(tmp_path / "b"), "--dry-run", "--save-orphans"]) == 0
+    assert not (tmp_path / "b").exists()
+    comma = tmp_path / "comma.csv"
+    comma.write_text("FILENAME,EXP_TYPE,ASN_CANDIDATE\njw_1_uncal.fits,mir_image,\"[('o001', 'observation')]\"\n")
+    assert main(["--db", db, "asn", str(comma), "-p", str(tmp_path / "c"), "--save-orphans"]) == 2
+    assert "is not a pool ('|'-separated)" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
 def test_dry_run_writes_nothing_and_lists_the_files(db, tmp_path, capsys):

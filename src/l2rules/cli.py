@@ -238,9 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(`asn_generate -r rules_level2b.py --ignore-default POOL`), with its options: "
                              "`l2rules-asn-generate` is this command under asn_generate's name. Only the Level 2b "
                              "rules are modelled: -r may name only jwst's rules_level2b.py. Options of asn_generate "
-                             "that would change what is written and that l2rules does not model (--discover alone, "
-                             "--merge, --no-finalize, --per-pool-algorithm, --save-orphans, another --format, "
-                             "--delimiter or --pool-format) exit 2 naming the option.")
+                             "that would change what is written and that l2rules does not model (--merge, "
+                             "--no-finalize, --per-pool-algorithm, another --format, --delimiter or --pool-format) "
+                             "exit 2 naming the option.")
     p.add_argument("pools", nargs="+", metavar="POOL")
     p.add_argument("-p", "--path", "--output", dest="output", default=".", metavar="DIR",
                    help="directory for the *_asn.json files, as asn_generate's -p (default: the current "
@@ -250,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only these candidates' associations (no discovery pass), as asn_generate's -i")
     mode.add_argument("--all-candidates", action="store_true",
                       help="every candidate's associations, without the discovery pass's copies")
-    mode.add_argument("--discover", action="store_true", help="refused: discovered associations alone are not "
-                                                              "modelled (the default mode includes them)")
+    mode.add_argument("--discover", action="store_true",
+                      help="only the discovery pass's associations that no candidate's equals, as asn_generate's "
+                           "(for Level 2b: the parallel WFSS copies, a3001)")
     p.add_argument("--DMS", dest="dms", action="store_true",
                    help="operational mode, as the catalog point's release ran it (from jwst 1.18.0 it changes "
                         "what -i makes: see docs/associations.md)")
@@ -268,7 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                           ("--per-pool-algorithm", "the per-pool algorithm at releases from 1.14.0")):
         p.add_argument(flag, action="store_true", help=f"refused: {meaning} are not modelled")
     p.add_argument("--save-orphans", nargs="?", const="orphaned.csv", default=None, metavar="FILE",
-                   help="refused: the orphans' table is not written")
+                   help="also write asn_generate's orphans table as FILE (default orphaned.csv) beside the "
+                        "files: the pool's rows as the pipeline reads them (every row: see "
+                        "docs/associations.md)")
     p.add_argument("--format", dest="asn_format", choices=("json",), default="json",
                    help="format of the association files, as asn_generate's: json (its default; yaml is not "
                         "written)")
@@ -559,29 +562,33 @@ def explain(args: argparse.Namespace) -> int:
 
 def asn(args: argparse.Namespace) -> int:
     """``asn``: :func:`association.asn`, asn_generate's options checked first."""
-    selection = association.Selection.of(args.candidate_ids, all_candidates=args.all_candidates, dms=args.dms)
+    selection = association.Selection.of(args.candidate_ids, all_candidates=args.all_candidates,
+                                         discover=args.discover, dms=args.dms)
     written = association.asn(args.db, args.pools, args.output, skip_bad=args.skip_bad, version_id=args.version_id,
-                              store=args.store, selection=selection, dry_run=args.dry_run, **_point(args))
+                              store=args.store, selection=selection, dry_run=args.dry_run,
+                              save_orphans=args.save_orphans, **_point(args))
     if args.dry_run:
         print("\n".join(str(path) for path in written))
         print(f"{len(written)} associations, none written (--dry-run)")
     else:
         print(f"{len(written)} associations written to {args.output}")
+    for path in written.orphans:
+        print(f"orphans table written to {path}")
     return 0
 
 
 def _unmodelled(args: argparse.Namespace) -> None:
     """asn_generate's options that would change what it writes and that l2rules does not model: exit 2."""
-    refused = [("--discover", args.discover), ("--merge", args.merge), ("--no-finalize", args.no_finalize),
+    refused = [("--merge", args.merge), ("--no-finalize", args.no_finalize),
                ("--per-pool-algorithm", args.per_pool_algorithm),
-               (f"--save-orphans {args.save_orphans}", args.save_orphans is not None),
                (f"--delimiter {args.delimiter}", args.delimiter != "|"),
                (f"--pool-format {args.pool_format}", args.pool_format != "ascii")]
     refused += [(f"-r {name}", Path(name).name not in RULES_LEVEL2B) for name in args.rules or []]
     for option, given in refused:
         if given:
             raise UsageError(f"asn {option}: not modelled (l2rules writes what asn_generate -r rules_level2b.py "
-                             "--ignore-default writes, in its default or --DMS mode, with -i or --all-candidates)")
+                             "--ignore-default writes, in its default or --DMS mode, with -i, --all-candidates or "
+                             "--discover)")
 
 
 #: What -r may name: jwst's Level 2b rules (as a path, a file name or the module's name).

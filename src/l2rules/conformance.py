@@ -108,6 +108,13 @@ def normalised_file(text: str) -> str:
     return OWN_VALUES.sub(r"\1...\2", text)
 
 
+def written_files(directory: Path) -> dict[str, str]:
+    """What asn_generate (or ``l2rules asn``) wrote in ``directory``: each association file's
+    :func:`normalised_file` text, and the ``--save-orphans`` table (``*.csv``) as it is, by name."""
+    return {path.name: normalised_file(path.read_text()) if path.name.endswith("_asn.json") else path.read_text()
+            for path in sorted(directory.glob("*")) if path.name.endswith(("_asn.json", ".csv"))}
+
+
 @dataclass(frozen=True)
 class FilesAgreement:
     """One asn_generate command line of a fixture, run as ``l2rules asn`` with the same arguments."""
@@ -115,7 +122,7 @@ class FilesAgreement:
     pool: str
     release: str
     command: str
-    mode: str  # the fixture's MODE directory: default, ids_O, dms_O, ids_O_alone, dms_O_alone
+    mode: str  # the fixture's MODE directory: default, dms, discover, ids_O, dms_O, ids_O_alone, dms_O_alone
     files: int  # the release's
     missing: tuple[str, ...]  # written by the release, not by l2rules
     extra: tuple[str, ...]  # written by l2rules alone
@@ -174,9 +181,7 @@ def asn_generate_agreement(db: DB, pools: Iterable[str | Path], fixtures: str | 
                     status = cli.main(["asn", *argv, "--db", url, "--pipeline", release])
                 if status != 0:
                     raise RuntimeError(f"{line}: l2rules asn exited {status}")
-                ours = {p.name: normalised_file(p.read_text()) for p in target.glob("*_asn.json")}
-                theirs = {p.name: normalised_file(p.read_text())
-                          for p in (fixtures / release / pool.stem / mode).glob("*_asn.json")}
+                ours, theirs = written_files(target), written_files(fixtures / release / pool.stem / mode)
                 yield FilesAgreement(pool.stem, release, line, mode, len(theirs),
                                      tuple(sorted(set(theirs) - set(ours))), tuple(sorted(set(ours) - set(theirs))),
                                      tuple(sorted(n for n in set(ours) & set(theirs) if ours[n] != theirs[n])))

@@ -22,6 +22,7 @@ from ..migrate import require_migrated
 from ..points import At, resolve, takes_at
 from .columns import EMPTY, REQUIRED_POOL_COLUMNS, AssociationError
 from .evaluation import evaluating
+from .orphans import check_pool_file, write_orphans
 from .selection import DEFAULT, Selection
 
 DEGRADED_OK = "No known degraded exposures in association."
@@ -268,8 +269,10 @@ class WrittenFiles(Sequence[Path]):
     """The association files written, a sequence of paths: kept as text, each made a ``Path`` when read, so
     that half a million files cost the memory of their names (a ``Path`` holds several times that)."""
 
-    def __init__(self, paths: Iterable[str] = ()) -> None:
+    def __init__(self, paths: Iterable[str] = (), orphans: Iterable[str] = ()) -> None:
         self._paths = list(paths)
+        #: The ``--save-orphans`` tables written beside the files (one per pool), if any.
+        self.orphans = list(orphans)
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -346,7 +349,8 @@ def _written(asns: Iterable[Association], out: Path, stamp: str | None) -> Itera
 @takes_at
 def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False, at: At = None,
         version_id: str | bool | None = None, progress: bool | None = None, store: bool = False,
-        selection: Selection = DEFAULT, dry_run: bool = False) -> WrittenFiles:
+        selection: Selection = DEFAULT, dry_run: bool = False,
+        save_orphans: str | Path | None = None) -> WrittenFiles:
     """Write each pool's Level 2b associations to ``output``; returns the files written (per pool in their
     names' order). As asn_generate, it writes nothing else: pools already in the catalog and unchanged
     since their load are read there, others are evaluated in a scratch catalog (``inventory.preview``);
@@ -354,7 +358,9 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
 
     ``version_id`` is the files' (see :func:`write_associations`): one value for every pool of the run.
     ``selection``: asn_generate's mode (see :func:`associations`); ``dry_run``: evaluate, write nothing
-    (the paths returned are those that would have been written).
+    (the paths returned are those that would have been written). ``save_orphans``: also write, beside each
+    pool's files, asn_generate's ``--save-orphans`` table under that name (:mod:`.orphans`; not with
+    ``dry_run``, as asn_generate); its paths are the result's ``orphans``.
 
     With several pools, each gets a directory of its own under ``output`` (named after the pool
     file): the pipeline's names (program, candidate, type, sequence) repeat from pool to pool.
@@ -369,12 +375,16 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     if len(set(stems)) < len(stems):
         raise AssociationError("two pools have the same file name; write them in separate runs")
     stamp = make_version_id(version_id)
+    if save_orphans is not None:
+        for path in pools:  # a pool that has no such table is refused before anything is written
+            check_pool_file(path)
     written: list[str] = []
+    orphans: list[str] = []
     from tqdm import tqdm  # imported when used: the CLI starts without it
 
     show = sys.stderr.isatty() if progress is None else progress
     with previewed(db, pools, store=store, skip_bad=skip_bad, progress=progress) as preview:
-        for stem, pool_id in zip(stems, preview.pool_ids):
+        for source, stem, pool_id in zip(pools, stems, preview.pool_ids):
             with preview.engine.connect() as conn:
                 found = pool_row(conn, pool_id)
             if missing_columns(found):  # asn_generate fails on it too (a KeyError): no silent empty directory
@@ -388,7 +398,9 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
                     written += sorted(str(target / _checked_file_name(association, stamp)) for association in bar)
                 else:
                     written += sorted(_written(bar, _output_directory(target), stamp))  # one directory: by name
-    return WrittenFiles(written)
+            if save_orphans is not None and not dry_run:
+                orphans.append(write_orphans(source, _output_directory(target) / save_orphans))
+    return WrittenFiles(written, orphans)
 
 
 IMPACT_COLUMNS = ["change", "instrument", "pool", "filename", "exp_type", "asn_type_from", "asn_type_to",

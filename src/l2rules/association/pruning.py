@@ -83,10 +83,7 @@ def stage(evaluation: Evaluation) -> sa.Select:
     seq = row_number().over(partition_by=[pruned.c.asn_id, pruned.c.asn_type],
                                     order_by=[pruned.c.cand_ord.desc(), pruned.c.made_at.desc(),
                                               pruned.c.row_no.desc(), pruned.c.rule_name.desc()])
-    numbered = sa.select(pruned, seq.label("seq"))
-    if selection.adds_background_candidates(evaluation):  # (their numbers are kept: the pipeline drops them last)
-        every = numbered.subquery("numbered")
-        numbered = sa.select(every).where(selection.asked_for(evaluation, every.c.asn_id))
+    numbered = selection.written(evaluation, sa.select(pruned, seq.label("seq")))
     final = evaluation.sequenced = evaluation.stage(numbered, "asn5", ("eid", "cand_id", "rule_name", "asn_id"))
     # the association's target: the TARGETID of the exposure the pipeline made it with (see members), for
     # a nod group's the group's first nod (group_target)

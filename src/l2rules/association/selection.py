@@ -3,7 +3,9 @@ and operational (``--DMS``) mode, the last as the catalog in force says it worke
 
 By default (no ``-i``) the pipeline makes every candidate's associations and runs its discovery pass; with
 ``-i`` it makes only those candidates', without discovery; ``--all-candidates`` every candidate's, without
-discovery. ``--DMS`` changed what a candidate is made of twice (``asn_parameter``):
+discovery; ``--discover`` every candidate's and the discovery pass's, then keeps only the discovered ones
+that no candidate's association equals (for Level 2b: the parallel WFSS copies, ``a3001``). ``--DMS``
+changed what a candidate is made of twice (``asn_parameter``):
 
 * ``dms_observation_candidates = without_linked_background`` (jwst 1.18.0, JP-3116): an observation
   candidate's pool leaves out the exposures whose ASN_CANDIDATE text names a background candidate and whose
@@ -36,11 +38,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Selection:
     """asn_generate's mode of operation. ``ids``: ``-i`` (None: every candidate); ``discover``: the discovery
-    pass runs (never with ``-i``; not with ``--all-candidates``); ``dms``: ``--DMS``."""
+    pass runs (never with ``-i``; not with ``--all-candidates``); ``dms``: ``--DMS``; ``candidates``: the
+    candidates' own associations are written (all but ``--discover`` alone)."""
 
     ids: tuple[str, ...] | None = None
     discover: bool = True
     dms: bool = False
+    candidates: bool = True
 
     def __post_init__(self) -> None:
         if self.ids is not None:  # (ids compared as the pool's lower-cased candidates; never discovery with -i)
@@ -49,13 +53,18 @@ class Selection:
                 raise AssociationError("-i: no candidate id, or an empty one")
             object.__setattr__(self, "ids", ids)
             object.__setattr__(self, "discover", False)
+        if not self.candidates and not self.discover:
+            raise AssociationError("a selection that writes neither candidates' nor discovered associations")
 
     @classmethod
-    def of(cls, ids: Iterable[str] | None = None, *, all_candidates: bool = False, dms: bool = False) -> Selection:
-        """The selection of an asn_generate command line (``-i IDS``, ``--all-candidates``, ``--DMS``)."""
-        if ids is not None and all_candidates:  # (the command line's own parser refuses it first)
-            raise AssociationError("-i and --all-candidates cannot go together (as in asn_generate)")
-        return cls(None if ids is None else tuple(ids), discover=ids is None and not all_candidates, dms=dms)
+    def of(cls, ids: Iterable[str] | None = None, *, all_candidates: bool = False, discover: bool = False,
+           dms: bool = False) -> Selection:
+        """The selection of an asn_generate command line (``-i IDS``, ``--all-candidates``, ``--discover``,
+        ``--DMS``)."""
+        if sum((ids is not None, all_candidates, discover)) > 1:  # (the command line's own parser refuses it first)
+            raise AssociationError("-i, --all-candidates and --discover exclude each other (as in asn_generate)")
+        return cls(None if ids is None else tuple(ids), discover=ids is None and not all_candidates, dms=dms,
+                   candidates=not discover)
 
 
 DEFAULT = Selection()
@@ -91,6 +100,18 @@ def adds_background_candidates(evaluation: Evaluation) -> bool:
     selection = evaluation.selection
     return selection.ids is not None and selection.dms and \
         rules.parameter_value(evaluation.conn, "dms_candidate_ids") == "with_background_candidates"
+
+
+def written(evaluation: Evaluation, numbered: sa.Select) -> sa.Select:
+    """The numbered associations the selection writes: with ``--DMS -i`` (where background candidates were
+    added) those of the ids asked for, with ``--discover`` the discovered ones; each keeps its number, as the
+    pipeline numbers before it drops the others."""
+    every = numbered.subquery("numbered")
+    if adds_background_candidates(evaluation):
+        return sa.select(every).where(asked_for(evaluation, every.c.asn_id))
+    if not evaluation.selection.candidates:
+        return sa.select(every).where(every.c.prefix == "discover_")
+    return numbered
 
 
 def asked_for(evaluation: Evaluation, asn_id: sa.ColumnElement) -> sa.ColumnElement[bool]:
