@@ -8,6 +8,7 @@ skip, except in CI (CI=true), where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -25,6 +26,15 @@ DATA = Path(__file__).resolve().parent / "data"
 ADMIN_URL = os.environ.get("L2RULES_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SAMPLE_POOLS = sorted(p.name for p in POOLS.glob("*.csv"))
+
+
+def pool_stems(path: Path) -> set[str]:
+    """The FILENAME stems of a pool file's rows: what identifies its exposures in a catalog."""
+    from l2rules.inventory.poolformat import column_names, exposure_stem, read_file
+
+    table = read_file(path)
+    column = column_names(table.header).index("filename")
+    return {exposure_stem(fields[column]) for _, fields in table.rows}
 
 
 class Postgres:
@@ -162,6 +172,29 @@ def checkout_up_to(tmp_path: Path, monkeypatch, last: str) -> Path:
         if path.name[:4].isdigit() and path.name[:4] > last:
             path.unlink()
     return work
+
+
+@contextlib.contextmanager
+def with_todays_run_columns(db: str):
+    """The ``run`` columns of today's schema that an older catalog lacks, added for the block and dropped after
+    it: so today's ``run`` can make work items in a catalog at an older revision (tests that need items made
+    at an old catalog revision), and the migrations then find the table as that revision left it."""
+    from l2rules import schema
+    from l2rules.config import get_engine
+
+    engine = get_engine(db)
+    with engine.connect() as conn:
+        have = {c["name"] for c in sa.inspect(conn).get_columns("run")}
+    missing = [c for c in schema.run.c if c.name not in have]
+    with engine.begin() as conn:
+        for column in missing:
+            conn.execute(sa.text(f"ALTER TABLE run ADD COLUMN {column.name} INTEGER NOT NULL DEFAULT 0"))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            for column in missing:
+                conn.execute(sa.text(f"ALTER TABLE run DROP COLUMN {column.name}"))
 
 
 def checkout_copy(tmp_path: Path, monkeypatch) -> Path:

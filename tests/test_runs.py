@@ -17,7 +17,7 @@ from l2rules import get_engine, schema, worklist
 from l2rules.cli import main
 from l2rules.runs import RunInProgress, RunLock, items, record, run, runs
 
-from .conftest import POOLS, SAMPLE_POOLS
+from .conftest import POOLS, SAMPLE_POOLS, pool_stems
 from .runs_helpers import (
     assert_exactly_once,
     bump_rules,
@@ -109,6 +109,21 @@ def test_new_and_changed_exposures_are_counted_and_get_items(db, tmp_path):
         [(head_catalog_revision(db), 1, first["run_id"]), (head_catalog_revision(db), 2, second["run_id"])]
     assert_exactly_once(db)
     assert run(db, [pool])["items_created"] == 0
+
+
+def test_the_run_record_counts_the_exposures_its_loads_took_over(db):
+    """pool_018 holds exposures (FILENAME stems) pool_007 holds: its run takes them over, counts them in the
+    record (and v_runs), and pool_007's next run, taking them back, counts them again."""
+    first, second = POOLS / "pool_007_spec_miri.csv", POOLS / "pool_018_all_exptypes.csv"
+    shared = len(pool_stems(first) & pool_stems(second))
+    assert shared > 0
+    assert run(db, [first])["exposures_taken_over"] == 0
+    took = run(db, [second])
+    assert took["exposures_taken_over"] == shared
+    assert runs(db)["exposures_taken_over"].tolist() == [0, shared]
+    with get_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT exposures_taken_over FROM v_runs ORDER BY run_id")).scalars().all() == \
+            [0, shared]
 
 
 def _items_of(db: str, filename: str) -> list:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from l2rules import catalog, get_engine, load, unmatched, worklist
 from l2rules.inventory import exposure_stem
 
-from .conftest import POOLS, SAMPLE_POOLS, as_values
+from .conftest import POOLS, SAMPLE_POOLS, as_values, pool_stems
 from .test_inventory import analysed, read_pool
 
 WORKLIST = importlib.import_module("l2rules.worklist")  # (the package binds the name worklist to the function)
@@ -351,10 +351,6 @@ def _pool_id(url: str, name: str) -> int:
         return conn.execute(sa.text("SELECT id FROM pool WHERE name = :n"), {"n": name}).scalar_one()
 
 
-def _stems(name: str) -> set[str]:
-    return {exposure_stem(row["filename"]) for row in read_pool(POOLS / name)[1]}
-
-
 def _no_evaluation(monkeypatch) -> None:
     def evaluated(*_args, **_kwargs):
         raise AssertionError("a pool with current stored answers was evaluated again")
@@ -416,7 +412,7 @@ def test_a_pool_whose_exposures_another_load_took_over_is_behind(db, twin_db):
     load(db, POOLS / first)
     WORKLIST.evaluate(db)
     result = load(db, POOLS / second)
-    shared = _stems(first) & _stems(second)
+    shared = pool_stems(POOLS / first) & pool_stems(POOLS / second)
     assert shared
     with get_engine(db).connect() as conn:
         first_id = conn.execute(sa.text("SELECT id FROM pool WHERE name = :n"), {"n": first}).scalar_one()
@@ -435,5 +431,5 @@ def test_the_load_summary_names_the_pool_it_took_exposures_from(db, capsys):
     assert main(["--db", db, "load", str(POOLS / first)]) == 0
     assert "taken over" not in capsys.readouterr().out
     assert main(["--db", db, "load", str(POOLS / second)]) == 0
-    shared = len(_stems(first) & _stems(second))
+    shared = len(pool_stems(POOLS / first) & pool_stems(POOLS / second))
     assert capsys.readouterr().out.rstrip().endswith(f", {shared} taken over from pool {first}")

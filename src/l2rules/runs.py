@@ -64,9 +64,9 @@ POLL = 0.2
 #: Columns of the run record, as :func:`run` returns it and ``l2rules run --format json`` prints it.
 RECORD_COLUMNS = [
     "run_id", "status", "started_at", "finished_at", "catalog_revision", "inputs",
-    "exposures_seen", "exposures_new", "exposures_changed", "exposures_withdrawn", "items_created",
-    "items_changed", "items_withdrawn", "exposures_unmatched", "rows_rejected", "items_reissued", "reissued_by",
-    "output", "error", "host", "pid",
+    "exposures_seen", "exposures_new", "exposures_changed", "exposures_withdrawn", "exposures_taken_over",
+    "items_created", "items_changed", "items_withdrawn", "exposures_unmatched", "rows_rejected", "items_reissued",
+    "reissued_by", "output", "error", "host", "pid",
 ]
 #: The SQL type of each column of :func:`runs` (the ``run`` table's), which their dtypes follow
 #: (``outputs.typed``); ``inputs`` is left out: it stays the record's list of paths (no dtype holds lists).
@@ -78,8 +78,9 @@ ITEM_COLUMNS = ["pool", "source_line", "filename", "exp_type", "exptype", "asn_t
                 "association", "asn_rule", "program", "obs_num", "work_item_id", "catalog_revision", "run_id"]
 #: What a work item holds of the answer: an item differs from the answer when one of these does.
 ANSWER_FIELDS = ("exptype", "asn_type", "level2b_input", "association", "asn_rule")
-_COUNTS = ("exposures_seen", "exposures_new", "exposures_changed", "exposures_withdrawn", "items_created",
-           "items_changed", "items_withdrawn", "exposures_unmatched", "rows_rejected", "items_reissued")
+_COUNTS = ("exposures_seen", "exposures_new", "exposures_changed", "exposures_withdrawn", "exposures_taken_over",
+           "items_created", "items_changed", "items_withdrawn", "exposures_unmatched", "rows_rejected",
+           "items_reissued")
 
 
 class RunInProgress(L2RulesError):
@@ -320,7 +321,7 @@ def _withdrawn_by_load(conn: sa.Connection, pool_id: int) -> int:
 def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bool | None) -> tuple[list[_Input], dict]:
     p = schema.pool
     counts = {"exposures_seen": 0, "exposures_new": 0, "exposures_changed": 0, "exposures_withdrawn": 0,
-              "rows_rejected": 0}
+              "exposures_taken_over": 0, "rows_rejected": 0}
     inputs = []
     from .inventory import fits
 
@@ -350,9 +351,11 @@ def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bo
         counts["exposures_new"] += result.inserted
         counts["exposures_changed"] += changed
         counts["exposures_withdrawn"] += withdrawn
+        counts["exposures_taken_over"] += sum(result.taken_over.values())
         counts["rows_rejected"] += result.rejected
-        log.info("%s: %d exposures, %d new, %d changed, %d withdrawn, %d rows rejected", path, result.loaded,
-                 result.inserted, changed, withdrawn, result.rejected)
+        log.info("%s: %d exposures, %d new, %d changed, %d withdrawn, %d taken over from other pools, %d rows "
+                 "rejected", path, result.loaded, result.inserted, changed, withdrawn,
+                 sum(result.taken_over.values()), result.rejected)
         inputs.append(item)
     return inputs, counts
 

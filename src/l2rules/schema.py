@@ -223,6 +223,8 @@ run = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
+    # migration 0057: exposures the run's loads took over from other pools (the same FILENAME stem)
+    sa.Column("exposures_taken_over", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
 )
 
