@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # l2rules-asn-generate as a drop-in for asn_generate (issue 29): the same command lines, only the program's
-# name changed, over pools (default: the sample pools), in the default mode and in the operational one
-# (--DMS -i, one group per observation candidate with the c candidates of its exposures, as operations
-# call it); the files compared byte for byte but for version_id, code_version and constraints.
+# name changed, over pools (default: the sample pools), in the default mode, with --discover --save-orphans,
+# and in the operational one (--DMS, and --DMS -i with one group per observation candidate and the c
+# candidates of its exposures, as operations call it); the files (and the orphans table) compared byte for
+# byte but for version_id, code_version and constraints.
 #
 #   scripts/asn_generate_dropin.sh /tmp/jwst-envs/v311/bin/python [POOL.csv ...]
 #
@@ -26,20 +27,20 @@ export L2RULES_DATABASE_URL="sqlite:///$WORK/catalog.db"  # previews: the pools 
 POOLS=()
 for pool in "$@"; do POOLS+=("$(realpath "$pool")"); done
 [ ${#POOLS[@]} -gt 0 ] || POOLS=("$ROOT"/samples/pools/*.csv)
-normalised() {  # a directory's files, the values that may differ blanked (conformance.normalised_file)
+normalised() {  # a directory's files, the values that may differ blanked (conformance.written_files)
   "$ROOT/.venv/bin/python" - "$1" <<'PYEOF'
 import sys
 from pathlib import Path
-from l2rules.conformance import normalised_file
-for path in sorted(Path(sys.argv[1]).glob("*_asn.json")):
-    print(f"== {path.name}\n{normalised_file(path.read_text())}")
+from l2rules.conformance import written_files
+for name, text in written_files(Path(sys.argv[1])).items():
+    print(f"== {name}\n{text}")
 PYEOF
 }
 runs=0 same=0 files=0
 for pool in "${POOLS[@]}"; do
   groups=$(cd "$ROOT/scripts" && python3 -c "import sys, jwst_asn_files as j
 for group in j.candidate_groups(__import__('pathlib').Path(sys.argv[1])).values(): print(' '.join(group))" "$pool")
-  modes=("")
+  modes=("" "--discover --save-orphans orphaned.csv" "--DMS")
   while IFS= read -r group; do [ -n "$group" ] && modes+=("--DMS -i $group"); done <<< "$groups"
   for mode in "${modes[@]}"; do
     runs=$((runs + 1))
@@ -48,7 +49,7 @@ for group in j.candidate_groups(__import__('pathlib').Path(sys.argv[1])).values(
     "$ASN_GENERATE" -r "$RULES" --ignore-default -p "$WORK/jwst" "$pool" $mode > /dev/null 2>&1
     # shellcheck disable=SC2086
     "$L2RULES" -r "$RULES" --ignore-default -p "$WORK/l2rules" "$pool" $mode "${EXTRA[@]}" > /dev/null
-    files=$((files + $(find "$WORK/jwst" -name '*_asn.json' | wc -l)))
+    files=$((files + $(find "$WORK/jwst" -name '*_asn.json' -o -name '*.csv' | wc -l)))
     if diff <(normalised "$WORK/jwst") <(normalised "$WORK/l2rules") > "$WORK/diff"; then
       same=$((same + 1))
     else
