@@ -9,12 +9,7 @@ command, in the order of ``l2rules --help``), then the handlers in the same orde
 ``--format`` is always the format of the command's data (table, csv, json; parquet where
 there is an --output); ``run --print`` prints the run record.
 
-Exit codes (for cron): 0 success, 1 unexpected error, 2 bad input, 3 database
-unreachable, without a catalog (only the commands that load pools, ``init`` and
-``run --create`` create one) or not migrated, 4 drift between the database and
-the seed CSV, 5 another ``l2rules run`` is in progress, 6 a statement cancelled by the
-database (``statement_timeout``, a cancel request), 130 interrupted (Ctrl-C), 143 a run
-stopped by SIGTERM (recorded failed).
+Exit codes (for cron): ``EXIT_CODES``, the one table (the docs are generated from it).
 """
 
 from __future__ import annotations
@@ -40,6 +35,23 @@ from .inventory import fits
 log = logging.getLogger("l2rules")
 EXIT_DRIFT = 4
 EXIT_INTERRUPTED = 130
+#: Every exit code of the command line and what it means: the one table (docs/cli.md and
+#: docs/getting-started.md are generated from it; tests check each error's code is in it).
+EXIT_CODES = {  # code: (what, in more words)
+    0: ("success", "also when there was nothing to do"),
+    1: ("unexpected error", "a bug: please report it"),
+    2: ("bad input", "a pool, a date, a revision, an unknown exp_type, options that cannot go together, an "
+                     "option not modelled, a pool the pipeline cannot associate (no ASN_CANDIDATE), a file "
+                     "`load --method bulk` declines"),
+    3: ("database or optional part missing", "database unreachable, bad URL, not created (no catalog: "
+        "`l2rules init`, or `run --create`) or not migrated; or an optional part not installed (the message "
+        "names the extra, as `pip install 'l2rules[report]'`), said before any output"),
+    EXIT_DRIFT: ("`rules check` found a difference", "the database and `seeds/level2b_rules.csv` disagree"),
+    5: ("another `l2rules run` is in progress", "`run --wait SECONDS` waits for it"),
+    6: ("a statement the database cancelled", "a `statement_timeout`, a cancel request; it was rolled back"),
+    EXIT_INTERRUPTED: ("interrupted", "Ctrl-C; what was under way was rolled back"),
+    143: ("a run stopped by SIGTERM", "recorded failed"),
+}
 #: The formats a command prints to standard output (parquet needs a file: --output).
 PRINTABLE = ("table", "csv", "json")
 
@@ -161,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="l2rules", formatter_class=_HelpFormatter, allow_abbrev=False,
         description="The JWST Level 2b rules as a SQL catalog, and the work lists that come from it.",
         epilog="Database: --db URL, else $L2RULES_DATABASE_URL, else sqlite:///l2rules.db. "
-               "Each command's --help has an example.",
+               "Each command's --help has an example. Exit codes: "
+               + "; ".join(f"{code} {what}" for code, (what, _) in EXIT_CODES.items())
+               + " (docs/cli.md has the whole table).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {program_version()}",
                         help="print the program's version and exit")

@@ -35,6 +35,21 @@ class DatabaseError(L2RulesError):
     exit_code = 3
 
 
+class MissingExtra(DatabaseError):
+    """An optional part of l2rules is not installed: the message names the extra that installs it."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """``module`` imported, or :class:`MissingExtra` naming ``pip install 'l2rules[extra]'`` (exit 3)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(f"{purpose} needs {module.split('.')[0]}, which is not installed: "
+                           f"pip install 'l2rules[{extra}]'") from None
+
+
 class CatalogError(L2RulesError):
     """A question the catalog cannot answer: unknown revision, a date before the first version..."""
 
@@ -99,6 +114,9 @@ def get_engine(db: DB = None) -> Engine:
         raise DatabaseError(f"bad database URL {mask_url(url)!r}: {mask_url(str(exc))}") from None
     except ImportError as exc:  # a dialect whose driver is not installed (psycopg2, MySQLdb, ...)
         scheme = url.split("://", 1)[0]
+        if scheme == "postgresql+psycopg":
+            raise MissingExtra(f"{mask_url(url)}: PostgreSQL needs psycopg 3, which is not installed: "
+                               "pip install 'l2rules[postgres]'") from None
         raise DatabaseError(f"no driver for {scheme!r} URLs here ({exc.name or exc}): l2rules works with "
                             "sqlite:/// and postgresql:// (psycopg 3) URLs") from None
     if engine.dialect.name == "sqlite":

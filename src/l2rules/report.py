@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from . import outputs
-from .config import DB, L2RulesError, describe
+from .config import DB, describe, require
 from .migrate import require_migrated
 
 #: The queries behind the report, one per table.
@@ -144,6 +144,8 @@ def _headline(summary: pd.DataFrame) -> list[tuple[str, str]]:
 def report(db: DB = None, *, html: str | Path | None = None, stream: TextIO | None = None) -> dict[str, pd.DataFrame]:
     """Print the summary on ``stream`` (stdout), write the HTML page to ``html`` if given; return the tables."""
     stream = stream or sys.stdout
+    if html is not None:  # before any output: a missing extra is said alone (exit 3), not after the text report
+        require("matplotlib", "report", "the HTML report")
     data = tables(db)
     engine = require_migrated(db)
     stream.write(f"l2rules report: {describe(engine)}\n\n")
@@ -188,14 +190,11 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 def chart(work_items: pd.DataFrame) -> str:
     """An SVG bar chart (text kept as text): work items per instrument and association type, each bar split
     into issued and pending items. A few kilobytes, readable offline: no script."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - the dev and report extras install it
-        raise L2RulesError("the HTML report needs matplotlib: pip install 'l2rules[report]'") from None
+    matplotlib = require("matplotlib", "report", "the HTML report")
+    matplotlib.use("Agg")
     import io
+
+    import matplotlib.pyplot as plt
 
     with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 10}):
         if not len(work_items):  # say so, rather than draw empty axes

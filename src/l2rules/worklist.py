@@ -275,7 +275,7 @@ def answer_selects(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Poin
 def _readable(conn: sa.Connection, pool_id: int, strict: bool) -> str | None:
     """Why the pipeline makes no association from the pool (a column it needs is missing), or None. Raised
     when ``strict`` (a pool asked for by name); said once otherwise (a warning), its exposures on no list."""
-    from .association import REQUIRED_POOL_COLUMNS
+    from .association import REQUIRED_POOL_COLUMNS, AssociationError
 
     p = schema.pool
     name, columns = conn.execute(sa.select(p.c.name, p.c.columns).where(p.c.id == pool_id)).one()
@@ -283,7 +283,7 @@ def _readable(conn: sa.Connection, pool_id: int, strict: bool) -> str | None:
     unreadable = (f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
                   "Level 2b association from it") if missing else None
     if unreadable and strict:
-        raise L2RulesError(unreadable + "; `worklist --published` gives the published table's list")
+        raise AssociationError(unreadable + "; `worklist --published` gives the published table's list")
     if unreadable:  # one pool of every loaded one: said, and its exposures are on no work list
         log.warning("%s (its exposures are left out)", unreadable)
     return unreadable

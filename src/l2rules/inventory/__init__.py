@@ -50,7 +50,8 @@ from .rows import load_rows
 from .store import LoadResult, exposures, keep_statistics, rejections
 
 __all__ = [
-    "FLAG_FALSE", "FLAG_NULL", "METHODS", "NULLS", "REQUIRED_COLUMNS", "InventoryError", "LoadResult", "TemplateRow",
+    "FLAG_FALSE", "FLAG_NULL", "METHODS", "NULLS", "REQUIRED_COLUMNS", "BulkDeclined", "InventoryError",
+    "LoadResult", "TemplateRow",
     "exposure_stem", "exposures", "load", "load_many", "parse_candidates", "rejections",
     "loaded_pool", "unchanged_pool",
 ]
@@ -58,6 +59,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METHODS = ("auto", "bulk", "rows")
+
+
+class BulkDeclined(L2RulesError):
+    """``method="bulk"`` was asked for a source the bulk path does not take (the reason says why): bad input for
+    that method, exit 2; ``auto`` would have loaded it line by line."""
+
+    exit_code = 2
 
 
 def load(db: DB, source: str | Path | pd.DataFrame | list[str | Path], *, name: str | None = None,
@@ -116,7 +124,7 @@ def _load(engine, source, name, skip_bad, progress, method, fits_options) -> Loa
                                            force=method == "bulk")
             except columnar.NotBulk as exc:
                 if method == "bulk":
-                    raise L2RulesError(f"{pool_name}: the bulk path declines this DataFrame: {exc}") from None
+                    raise BulkDeclined(f"{pool_name}: the bulk path declines this DataFrame: {exc}") from None
                 declined = str(exc)
                 log.info("%s: loaded line by line: %s", pool_name, exc)
         table = read_arrow(text, pool_name, sha256)
@@ -131,7 +139,7 @@ def _load(engine, source, name, skip_bad, progress, method, fits_options) -> Loa
                 return columnar.load_file(engine, Path(source), pool_name, progress=show, force=method == "bulk")
             except columnar.NotBulk as exc:
                 if method == "bulk":
-                    raise L2RulesError(f"{source}: the bulk path declines this file: {exc}") from None
+                    raise BulkDeclined(f"{source}: the bulk path declines this file: {exc}") from None
                 declined = str(exc)
                 log.info("%s: loaded line by line: %s", source, exc)
         table = read_file(source)

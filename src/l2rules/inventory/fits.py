@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import L2RulesError
+from ..config import L2RulesError, require
 from .poolformat import InventoryError, SourceTable, control_error, exposure_stem, parse_candidates
 
 log = logging.getLogger(__name__)
@@ -202,11 +202,7 @@ def pool_name(sources) -> str:
 # --- reading headers ---------------------------------------------------------------------------
 
 def _astropy():
-    try:
-        from astropy.io import fits
-    except ImportError:  # pragma: no cover - astropy is in the dev extra
-        raise L2RulesError("reading FITS files needs astropy: pip install 'l2rules[fits]'") from None
-    return fits
+    return require("astropy.io.fits", "fits", "reading FITS files")
 
 
 def read_header(path: Path, source: str, line: int | None = None) -> dict[str, str] | FitsFileError:
