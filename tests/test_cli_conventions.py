@@ -131,7 +131,33 @@ def test_rules_diff_help_shows_from_to():
     assert "--from A" in proc.stdout and "--to B" in proc.stdout and "FROM" not in proc.stdout
 
 
-# 4. --output creates its missing directory.
+# 4. One suffix rule for every --output; --output creates its missing directory.
+
+def test_one_suffix_rule_for_every_output(db, tmp_path, capsys):
+    """The suffix says the format (.csv .json .parquet .pq .txt); any other needs --format; a suffix and a --format
+    that disagree are refused; each refusal exits 2 before anything is written or recorded."""
+    pool = str(write_pool(tmp_path / "p.csv", 6))
+
+    def exit_code(*argv: str) -> int:
+        try:
+            return main(["--db", db, *argv])
+        except SystemExit as exc:  # (refused while the command line is read)
+            return int(exc.code)
+
+    for command in (["worklist", pool, "--published"], ["rules", "list"], ["run", pool]):
+        for output, extra, said in ((tmp_path / "w.xlsx", [], "names no format"),
+                                    (tmp_path / "r.dat", [], "names no format"),
+                                    (tmp_path / "w.txt", ["--format", "csv"], "by its suffix")):
+            assert exit_code(*command, "--output", str(output), *extra) == 2, (command, output)
+            assert not output.exists() and said in capsys.readouterr().err, (command, output)
+    assert exit_code("runs", "--format", "json") == 0 and json.loads(capsys.readouterr().out) == []
+    assert exit_code("worklist", pool, "--published", "--output", str(tmp_path / "w.json")) == 0
+    assert json.loads((tmp_path / "w.json").read_text())
+    assert exit_code("worklist", pool, "--published", "--output", str(tmp_path / "w.dat"), "--format", "csv") == 0
+    assert pd.read_csv(tmp_path / "w.dat").shape[0] > 0
+    assert exit_code("run", pool, "--output", str(tmp_path / "items.out"), "--format", "json") == 0
+    assert json.loads((tmp_path / "items.out").read_text())
+
 
 def test_worklist_output_creates_the_directory(db, tmp_path, capsys):
     pool = write_pool(tmp_path / "p.csv", 6)

@@ -72,7 +72,9 @@ class Terminated(L2RulesError):
 
 def _formats(parser: argparse.ArgumentParser, printable_only: bool = False) -> None:
     choices = PRINTABLE if printable_only else outputs.FORMATS
-    parser.add_argument("--format", choices=choices, default="table", help="format of the data (default: table)")
+    parser.add_argument("--format", choices=choices, default=None,
+                        help="format of the data (default: table; with --output, the one its suffix implies: "
+                             f"{', '.join(f'{k} {v}' for k, v in outputs.OUTPUT_SUFFIXES.items())})")
 
 
 def _as_of(parser: argparse.ArgumentParser) -> None:
@@ -322,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the run's new work items to PATH ('{run_id}' is replaced by the run's id); "
                         "written only when there are some")
     p.add_argument("--format", choices=outputs.FORMATS,
-                   help=f"format of --output's work items (default: from its suffix, "
-                        f"{', '.join(outputs.OUTPUT_SUFFIXES)}; else csv)")
+                   help=f"format of --output's work items (default: the one its suffix implies, "
+                        f"{', '.join(outputs.OUTPUT_SUFFIXES)}; another suffix needs --format)")
     p.add_argument("--print", dest="print_format", choices=PRINTABLE,
                    help="print the run record in this format (default: print nothing)")
     # Before issue 14, --output-format was the data's format (now --format), --format the record's (now --print).
@@ -695,7 +697,7 @@ def _run_format(args: argparse.Namespace) -> str | None:
     if implied is not None and implied != fmt:
         raise UsageError(f"run: --format {fmt}, but --output {args.output} is {implied} by its suffix (--format "
                          f"is the format of --output's work items; the run record is printed by --print {fmt})")
-    return fmt
+    return outputs.output_format(args.output, fmt)
 
 
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess test
@@ -744,6 +746,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         try:
             _unmodelled(args)
         except UsageError as exc:
+            parser.exit(2, f"l2rules: error: {exc}\n")
+    if args.handler is not run and "format" in vars(args):  # one suffix rule for every --output (run: _run_format)
+        output = getattr(args, "output", None)
+        try:
+            args.format = outputs.output_format(output, args.format) if output else (args.format or "table")
+        except outputs.OutputError as exc:
             parser.exit(2, f"l2rules: error: {exc}\n")
     _fits_cli.group_files(args)  # FITS files named one by one (a shell's DIR/*.fits) are one pool
     return args

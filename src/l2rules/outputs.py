@@ -42,6 +42,28 @@ STREAMED_FORMATS = ("csv", "parquet")
 OUTPUT_SUFFIXES = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
 
 
+class OutputError(L2RulesError):
+    """An output whose format cannot be told, or is told two ways (bad input: exit 2)."""
+
+    exit_code = 2
+
+
+def output_format(output: str | Path, fmt: str | None = None) -> str:
+    """The format every ``--output`` is written in, one rule for all: ``fmt`` when given, else the one its
+    suffix implies (:data:`OUTPUT_SUFFIXES`); a suffix that implies none needs ``fmt``, and one that implies
+    another format than ``fmt`` is refused (``w.xlsx`` is not written as a text table, nor ``r.dat`` as CSV)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise OutputError(f"--output {output}: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    suffix = Path(str(output)).suffix.lower()
+    implied = OUTPUT_SUFFIXES.get(suffix)
+    if fmt is None and implied is None:
+        raise OutputError(f"--output {output}: {'its suffix ' + suffix if suffix else 'no suffix'} names no format "
+                          f"({', '.join(OUTPUT_SUFFIXES)}); give --format ({', '.join(FORMATS)})")
+    if fmt is not None and implied is not None and implied != fmt:
+        raise OutputError(f"--output {output} is {implied} by its suffix, and --format says {fmt}: give one")
+    return fmt or implied
+
+
 def _jsonable(value, missing=()):
     if value is None or (isinstance(value, float) and value != value) or any(value is m for m in missing):
         return None

@@ -208,15 +208,6 @@ def input_paths(pools: Iterable[str | Path] | None = None, inventory_dir: str | 
     return paths
 
 
-def format_for(output: str | Path, fmt: str | None = None) -> str:
-    """The format to write ``output`` in: ``fmt`` if given, else from the file's suffix (CSV by default)."""
-    if fmt is not None:
-        if fmt not in outputs.FORMATS:
-            raise InventoryError(str(output), None, None, f"unknown format {fmt!r}; choose one of {outputs.FORMATS}")
-        return fmt
-    return outputs.OUTPUT_SUFFIXES.get(Path(str(output)).suffix.lower(), "csv")
-
-
 def _check_output(output: str | None) -> None:
     if output is None:
         return
@@ -251,7 +242,7 @@ def run(db: DB = None, pools: Iterable[str | Path] | None = None, *, inventory_d
     _check_output(output)
     if output_format is not None and output is None:
         raise InventoryError("--output-format", None, None, "an output format needs an output path (--output)")
-    fmt = format_for(output, output_format) if output else None
+    fmt = outputs.output_format(output, output_format) if output else None
 
     with RunLock(engine, wait):
         run_id = _start(engine, paths)
