@@ -207,3 +207,10 @@ def checkout_copy(tmp_path: Path, monkeypatch) -> Path:
     shutil.copy(REPO / "alembic.ini", work / "alembic.ini")
     monkeypatch.chdir(work)
     return work
+
+
+@pytest.fixture(autouse=True)
+def _no_terminal_width(monkeypatch):
+    """Tables print whole, as when piped, whatever the shell that runs the tests exports (a test that checks
+    fitting sets COLUMNS itself)."""
+    monkeypatch.delenv("COLUMNS", raising=False)

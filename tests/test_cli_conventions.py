@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -256,3 +257,45 @@ def test_worklist_table_is_the_old_spelling_of_published(db, capsys):
     old = capsys.readouterr()
     assert old.out == published.out
     assert "worklist --table is deprecated" in old.err and "--published" in old.err
+
+
+# 5. Terminal tables that fit; --columns; JSON Lines; py.typed.
+
+def test_terminal_tables_fit_columns_and_piped_output_is_whole(db, tmp_path, capsys, monkeypatch):
+    """On a terminal every line of a table fits its width (COLUMNS, else the terminal's), long cells cut with an
+    ellipsis and numbers right-aligned; piped, cells are whole, as before, COLUMNS or not."""
+    pool = str(write_pool(tmp_path / "p.csv", 6))
+    assert main(["--db", db, "run", pool]) == 0
+    commands = (["runs"], ["worklist", "--all"], ["rules", "versions"], ["explain", "jw9_000000_nrca1_uncal.fits"])
+    monkeypatch.setenv("COLUMNS", "100")
+    capsys.readouterr()
+    whole = {}
+    for command in commands:
+        assert main(["--db", db, *command]) == 0
+        whole[command[0]] = capsys.readouterr().out
+    assert max(len(line) for text in whole.values() for line in text.splitlines()) > 100
+    assert "\u2026" not in "".join(whole.values())
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # (capsys's stream, as a terminal)
+    for command in commands:
+        assert main(["--db", db, *command]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines and max(map(len, lines)) <= 100, (command, max(map(len, lines)))
+    assert main(["--db", db, "rules", "versions", "--columns", "seq,revision"]) == 0
+    header, rule, first = capsys.readouterr().out.splitlines()[:3]
+    assert header.split() == ["seq", "revision"] and first.startswith("    1")  # (right-aligned under "seq")
+
+
+def test_columns_and_json_lines(db, tmp_path, capsys):
+    pool = str(write_pool(tmp_path / "p.csv", 6))
+    assert main(["--db", db, "worklist", pool, "--format", "jsonl", "--columns", "filename,asn_type"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records and all(list(r) == ["filename", "asn_type"] for r in records)
+    out = tmp_path / "w.jsonl"  # the suffix says JSON Lines, and --columns goes to a file too
+    assert main(["--db", db, "worklist", pool, "--published", "--output", str(out), "--columns", "filename"]) == 0
+    assert [list(json.loads(line)) for line in out.read_text().splitlines()] == [["filename"]] * len(records)
+    assert main(["--db", db, "worklist", pool, "--columns", "filename,nope"]) == 2
+    assert "--columns: no column nope; the columns are" in capsys.readouterr().err
+
+
+def test_the_package_is_typed():
+    assert (Path(importlib.util.find_spec("l2rules").origin).parent / "py.typed").is_file()

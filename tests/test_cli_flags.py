@@ -93,8 +93,8 @@ def test_format_means_the_data_format_in_every_command():
 
     for name, parser in commands(build_parser()):
         flags = {s: a for a in parser._actions for s in a.option_strings}
-        if "--format" in flags:  # the formats of data (table, csv, json, parquet), never of something else
-            assert set(flags["--format"].choices) <= {"table", "csv", "json", "parquet"}, name
+        if "--format" in flags:  # the formats of data (table, csv, json, jsonl, parquet), never of something else
+            assert set(flags["--format"].choices) <= {"table", "csv", "json", "jsonl", "parquet"}, name
             assert "record" not in (flags["--format"].help or ""), name
     run = dict(commands(build_parser()))[("run",)]
     assert "--print" in run._option_string_actions and "--format" in run._option_string_actions

@@ -53,7 +53,7 @@ EXIT_CODES = {  # code: (what, in more words)
     143: ("a run stopped by SIGTERM", "recorded failed"),
 }
 #: The formats a command prints to standard output (parquet needs a file: --output).
-PRINTABLE = ("table", "csv", "json")
+PRINTABLE = ("table", "csv", "json", "jsonl")
 
 
 class UsageError(L2RulesError):
@@ -75,6 +75,16 @@ def _formats(parser: argparse.ArgumentParser, printable_only: bool = False) -> N
     parser.add_argument("--format", choices=choices, default=None,
                         help="format of the data (default: table; with --output, the one its suffix implies: "
                              f"{', '.join(f'{k} {v}' for k, v in outputs.OUTPUT_SUFFIXES.items())})")
+    parser.add_argument("--columns", type=_column_list, metavar="A,B,...",
+                        help="only these columns, in this order (a terminal table fits the terminal: long cells are "
+                             "cut with an ellipsis; piped or to a file, every cell is whole)")
+
+
+def _column_list(text: str) -> list[str]:
+    columns = [name.strip() for name in text.split(",") if name.strip()]
+    if not columns:
+        raise argparse.ArgumentTypeError("give column names, separated by commas")
+    return columns
 
 
 def _as_of(parser: argparse.ArgumentParser) -> None:
@@ -418,7 +428,7 @@ def _rules_commands(rsub) -> None:
 # --- the handlers: one per command, named after the library function it calls ----------------------
 
 def _print(frame, args, output=None) -> None:
-    outputs.write(frame, args.format, output)
+    outputs.write(frame, args.format, output, columns=getattr(args, "columns", None))
 
 
 def init(args: argparse.Namespace) -> int:
@@ -547,7 +557,7 @@ def worklist(args: argparse.Namespace) -> int:
         raise L2RulesError("--associations adds the pipeline's associations to the published table's list "
                            "(--published); the default work list already is the pipeline's")
     # (the pipeline's list goes through the frame: its Parquet types are the library frame's, a test holds them)
-    if args.published and args.format in outputs.STREAMED_FORMATS and not args.associations:
+    if args.published and args.format in outputs.STREAMED_FORMATS and not (args.associations or args.columns):
         count = l2rules.write_worklist(args.db, args.output, fmt=args.format, source="table", **options)
     else:
         frame = l2rules.worklist(args.db, associations=args.associations,
@@ -564,9 +574,9 @@ def impact(args: argparse.Namespace) -> int:
     exposures, counts = l2rules.impact(args.db, args.from_point, args.to_point, pools=args.pools or None,
                                        source="table" if args.published else "pipeline", store=args.store)
     _print(exposures, args)
-    if args.format == "table":
+    if args.format == "table":  # (--columns names the exposures' columns)
         print()
-        _print(counts, args)
+        outputs.write(counts, args.format)
     return 0
 
 
@@ -653,10 +663,11 @@ def runs(args: argparse.Namespace) -> int:
     if args.recover:
         runs_lib.recover(args.db)
     frame = runs_lib.runs(args.db, last=args.last or None, status=args.status)
-    if args.format != "json":  # inputs: a list in JSON, the paths joined by ';' in a text cell
+    if args.format not in ("json", "jsonl"):  # inputs: a list in JSON, the paths joined by ';' in a text cell
         frame = runs_lib.as_text(frame)
-    if args.format == "table":  # fit a terminal: whole seconds
-        frame = frame.drop(columns=["host", "pid", "reissued_by", "output"])
+    if args.format == "table":  # fit a terminal: whole seconds, and without these unless asked for
+        if not args.columns:
+            frame = frame.drop(columns=["host", "pid", "reissued_by", "output"])
         for column in ("started_at", "finished_at"):  # UTC times (NaT: not finished)
             frame[column] = frame[column].dt.strftime("%Y-%m-%d %H:%M:%S").astype(object)
     _print(frame, args)
@@ -709,7 +720,7 @@ def _print_record(record: dict | None, fmt: str | None) -> None:
     joined as ``runs`` writes them (:func:`runs.joined_inputs`)."""
     if record is None or fmt is None:
         return
-    if fmt == "json":
+    if fmt in ("json", "jsonl"):  # one record: one line either way
         print(json.dumps(record))
         return
     from .runs import joined_inputs

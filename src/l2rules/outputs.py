@@ -35,11 +35,12 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-FORMATS = ("table", "csv", "json", "parquet")
+FORMATS = ("table", "csv", "json", "jsonl", "parquet")
 #: Formats written row chunk by row chunk, with no DataFrame (see ``write_result``).
 STREAMED_FORMATS = ("csv", "parquet")
 #: The format an output file's suffix implies.
-OUTPUT_SUFFIXES = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
+OUTPUT_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet", ".pq": "parquet",
+                   ".txt": "table"}
 
 
 class OutputError(L2RulesError):
@@ -79,21 +80,77 @@ def records(frame: pd.DataFrame) -> list[dict]:
     return [{k: _jsonable(v, missing) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
-def render(frame: pd.DataFrame, fmt: str = "table") -> str:
-    """The frame as text in ``fmt`` (all formats but parquet)."""
+def render(frame: pd.DataFrame, fmt: str = "table", width: int | None = None) -> str:
+    """The frame as text in ``fmt`` (all formats but parquet). ``width``: a table that fits that many
+    characters a line (:func:`terminal_width`), numbers right-aligned; None: every cell whole."""
     if fmt == "table":
         if frame.empty:
             return "(no rows)\n"
         from tabulate import tabulate
 
         shown = _iso_times(frame)
+        numeric = [pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+                   for dtype in shown.dtypes]
         shown = shown.astype(object).where(shown.notna(), "")
-        return tabulate(shown, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True) + "\n"
+        if width is None:
+            return tabulate(shown, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True) + "\n"
+        headers, cells, left_out = _fitted([str(c) for c in shown.columns],
+                                           [[str(v) for v in row] for row in shown.itertuples(index=False)], width)
+        text = tabulate(cells, headers=headers, tablefmt="simple", disable_numparse=True,
+                        colalign=["right" if n else "left" for n in numeric[:len(headers)]]) + "\n"
+        if left_out:  # said, never dropped without a word
+            import textwrap
+
+            text += textwrap.fill(f"({len(left_out)} more columns: {', '.join(left_out)}; --columns chooses them, "
+                                  "--format csv or json shows every one)", width) + "\n"
+        return text
     if fmt == "csv":
         return _iso_times(frame).to_csv(index=False)
     if fmt == "json":
         return json.dumps(records(frame), indent=1) + "\n"
+    if fmt == "jsonl":  # JSON Lines: one object a line, for line-by-line tools
+        return "".join(json.dumps(record) + "\n" for record in records(frame))
     raise L2RulesError(f"format {fmt!r} cannot be printed; choose one of {', '.join(FORMATS)}")
+
+
+#: The narrowest a column is cut to when a table must fit the terminal (or its header's width, up to
+#: :data:`HEADER_KEPT` characters: a header cut shorter names nothing).
+MIN_COLUMN, HEADER_KEPT = 6, 14
+
+
+def terminal_width(stream: TextIO) -> int | None:
+    """The width a table printed on ``stream`` must fit when ``stream`` is a terminal: ``$COLUMNS``, else the
+    terminal's; None otherwise (piped, redirected: every cell whole, for the tools that read it)."""
+    import shutil
+
+    isatty = getattr(stream, "isatty", None)
+    return shutil.get_terminal_size().columns if isatty is not None and isatty() else None
+
+
+def _fitted(headers: list[str], rows: list[list[str]], width: int) -> tuple[list[str], list[list[str]], list[str]]:
+    """Headers and cells cut (with an ellipsis) so that a "simple" table (two spaces between columns) is at
+    most ``width`` wide: the widest column is narrowed first, none below its floor; the columns that still do
+    not fit are left out from the right (returned third, by name)."""
+    # tabulate makes a column at least its header and two spaces wide (its MIN_PADDING): so do these widths
+    widths = [max([len(h) + 2, *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    floors = [min(w, max(MIN_COLUMN, min(len(h), HEADER_KEPT) + 2)) for w, h in zip(widths, headers)]
+    caps = list(widths)
+    kept = len(headers)
+    while kept > 1 and sum(floors[:kept]) + 2 * (kept - 1) > width:
+        kept -= 1
+    caps, floors = caps[:kept], floors[:kept]
+    room = width - 2 * (kept - 1)
+    while sum(caps) > room:
+        widest = max(range(kept), key=lambda i: caps[i] - floors[i])
+        if caps[widest] <= floors[widest]:
+            break  # (one column wider than the terminal alone)
+        caps[widest] -= 1  # (one character at a time: the widest column's share of the excess)
+
+    def cut(text: str, cap: int) -> str:
+        return text if len(text) <= cap else text[:cap - 1] + "\u2026"
+
+    return ([cut(h, cap - 2) for h, cap in zip(headers, caps)],
+            [[cut(v, cap) for v, cap in zip(row, caps)] for row in rows], headers[kept:])
 
 
 def _iso_times(frame: pd.DataFrame) -> pd.DataFrame:
@@ -115,8 +172,16 @@ def make_parent(output: str | Path) -> Path:
 
 
 def write(frame: pd.DataFrame, fmt: str = "table", output: str | Path | None = None,
-          stream: TextIO | None = None) -> None:
-    """Write ``frame`` to ``output`` (a path) or to ``stream`` (stdout by default)."""
+          stream: TextIO | None = None, columns: list[str] | None = None) -> None:
+    """Write ``frame`` to ``output`` (a path) or to ``stream`` (stdout by default); a table printed on a
+    terminal fits it (:func:`terminal_width`). ``columns``: only those, in that order (an unknown one is
+    refused, naming the frame's)."""
+    if columns:
+        unknown = [c for c in columns if c not in frame.columns]
+        if unknown:
+            raise OutputError(f"--columns: no column {', '.join(unknown)}; the columns are "
+                              f"{', '.join(map(str, frame.columns))}")
+        frame = frame[list(columns)]
     if fmt not in FORMATS:
         raise L2RulesError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "parquet":
@@ -124,11 +189,11 @@ def write(frame: pd.DataFrame, fmt: str = "table", output: str | Path | None = N
             raise L2RulesError("--format parquet needs --output PATH")
         frame.to_parquet(make_parent(output), index=False)
         return
-    text = render(frame, fmt)
     if output is None:
-        (stream or sys.stdout).write(text)
-    else:
-        make_parent(output).write_text(text)
+        stream = stream or sys.stdout
+        stream.write(render(frame, fmt, terminal_width(stream) if fmt == "table" else None))
+        return
+    make_parent(output).write_text(render(frame, fmt))
 
 
 def to_frame(result: sa.engine.Result, columns: list[str] | None = None, types: dict | None = None) -> pd.DataFrame:
