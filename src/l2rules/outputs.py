@@ -49,6 +49,17 @@ class OutputError(L2RulesError):
     exit_code = 2
 
 
+def open_no_follow(path: str | Path) -> int:
+    """A file descriptor of ``path`` created or truncated for writing, without following a symbolic link there
+    (a hostile name cannot write elsewhere); a path that cannot be written is :class:`OutputError`."""
+    import os
+
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write it ({exc.strerror}; a symbolic link is not followed)") from None
+
+
 def output_format(output: str | Path, fmt: str | None = None) -> str:
     """The format every ``--output`` is written in, one rule for all: ``fmt`` when given, else the one its
     suffix implies (:data:`OUTPUT_SUFFIXES`); a suffix that implies none needs ``fmt``, and one that implies

@@ -19,6 +19,7 @@ from .._lazy import pandas as pd
 from ..config import DB
 from ..inventory.preview import previewed
 from ..migrate import require_migrated
+from ..outputs import open_no_follow
 from ..points import At, resolve, takes_at
 from .columns import EMPTY, REQUIRED_POOL_COLUMNS, AssociationError
 from .evaluation import evaluating
@@ -329,12 +330,7 @@ def _written(asns: Iterable[Association], out: Path, stamp: str | None) -> Itera
     """Write each association's file in ``out``; yield its path."""
     for association in asns:
         path = out / _checked_file_name(association, stamp)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            descriptor = os.open(path, flags, 0o644)
-        except OSError as exc:
-            raise AssociationError(f"{path}: cannot write it ({exc.strerror}; a symbolic link is not followed)") \
-                from None
+        descriptor = open_no_follow(path)
         # no final newline, as the pipeline; written with os.write: a text file object per file cost more
         # than the file itself (half a million files at a million exposures)
         unwritten = memoryview(json.dumps(association.as_dict(stamp), indent=4).encode())

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..inventory.poolformat import InventoryError, line_body
+from ..outputs import open_no_follow
 from .columns import AssociationError
 
 #: The file asn_generate names when ``--save-orphans`` is given without one.
@@ -83,12 +83,6 @@ def check_pool_file(pool: str | Path) -> None:
 
 def write_orphans(pool: str | Path, path: str | Path) -> str:
     """Write ``pool``'s orphans table to ``path`` (not following a symbolic link); returns the path."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        descriptor = os.open(path, flags, 0o644)
-    except OSError as exc:
-        raise AssociationError(f"{path}: cannot write it ({exc.strerror}; a symbolic link is not followed)") \
-            from None
-    with open(descriptor, "w", encoding="utf-8", newline="") as fh:
+    with open(open_no_follow(path), "w", encoding="utf-8", newline="") as fh:
         fh.writelines(orphan_lines(pool))
     return str(path)
