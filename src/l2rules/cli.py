@@ -29,6 +29,7 @@ import l2rules  # the library API: l2rules.worklist is the function (the package
 
 from . import _fits_cli, association, catalog, inventory, migrate, outputs, points
 from ._lazy import pandas as pd
+from .association.orphans import DEFAULT_NAME as ORPHANS_NAME
 from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled
 from .inventory import fits
 
@@ -294,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, meaning in (("--merge", "merged associations"), ("--no-finalize", "unfinalized associations"),
                           ("--per-pool-algorithm", "the per-pool algorithm at releases from 1.14.0")):
         p.add_argument(flag, action="store_true", help=f"refused: {meaning} are not modelled")
-    p.add_argument("--save-orphans", nargs="?", const="orphaned.csv", default=None, metavar="FILE",
-                   help="also write asn_generate's orphans table as FILE (default orphaned.csv) beside the "
+    p.add_argument("--save-orphans", nargs="?", const=ORPHANS_NAME, default=None, metavar="FILE",
+                   help=f"also write asn_generate's orphans table as FILE (default {ORPHANS_NAME}) beside the "
                         "files: the pool's rows as the pipeline reads them (every row: see "
                         "docs/associations.md)")
     p.add_argument("--format", dest="asn_format", choices=("json",), default="json",
