@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "explain", explain, "why an exposure is or is not the science of a Level 2b association",
                  "l2rules explain jw_00001_uncal.fits --pool samples/pools/pool_002_image_miri.csv")
     p.add_argument("filename", metavar="FILENAME", help="the exposure's FILENAME (or its stem)")
-    p.add_argument("--pool", metavar="P", help="a loaded pool's name, or a pool file")
+    p.add_argument("--pool", metavar="P", help="a loaded pool's name or id, or a pool file")
     _store(p)
     _as_of(p)
     _formats(p, printable_only=True)

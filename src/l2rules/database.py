@@ -18,13 +18,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.engine import Engine
 
 from . import association as association_api
 from . import catalog as rules_catalog
 from . import inventory, migrate
+from .association.selection import DEFAULT, Selection
 from .config import DB, describe, get_engine
 from .points import At
 
@@ -33,6 +34,8 @@ work_list = importlib.import_module("l2rules.worklist")
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .inventory import fits
 
 
 class Catalog:
@@ -99,12 +102,15 @@ class Catalog:
         return rules_catalog.check_all(self.engine, seeds)
 
     # -- inventories --------------------------------------------------------------------------
-    def load(self, source: str | Path | pd.DataFrame | list[str | Path], **options: Any) -> inventory.LoadResult:
+    def load(self, source: str | Path | pd.DataFrame | list[str | Path], *, name: str | None = None,
+             skip_bad: bool = False, progress: bool | None = None, method: str = "auto",
+             fits_options: fits.Options | None = None) -> inventory.LoadResult:
         """Load a pool file, CSV file, DataFrame or FITS files in one transaction (see ``l2rules.load``)."""
-        return inventory.load(self.engine, source, **options)
+        return inventory.load(self.engine, source, name=name, skip_bad=skip_bad, progress=progress, method=method,
+                              fits_options=fits_options)
 
-    def exposures(self, pool: str | None = None) -> pd.DataFrame:
-        """The loaded exposures (of one pool)."""
+    def exposures(self, pool: str | int | None = None) -> pd.DataFrame:
+        """The loaded exposures (of one pool, by name or id; an unknown pool is an error)."""
         return inventory.exposures(self.engine, pool)
 
     def rejections(self) -> pd.DataFrame:
@@ -112,13 +118,20 @@ class Catalog:
         return inventory.rejections(self.engine)
 
     # -- the work list ------------------------------------------------------------------------
-    def worklist(self, **options: Any) -> pd.DataFrame:
-        """The Level 2b work list (see ``l2rules.worklist`` for ``pools``, ``include_all``, points...)."""
-        return work_list.worklist(self.engine, **options)
+    def worklist(self, *, pools: Iterable[str | Path] | None = None, inventory: pd.DataFrame | None = None,
+                 include_all: bool = False, at: At = None, skip_bad: bool = False, associations: bool = False,
+                 source: str = "pipeline", store: bool = False) -> pd.DataFrame:
+        """The Level 2b work list (see ``l2rules.worklist``): of every loaded exposure, or of ``pools``
+        (files) or ``inventory`` (a DataFrame) without changing the catalog unless ``store``."""
+        return work_list.worklist(self.engine, pools=pools, inventory=inventory, include_all=include_all, at=at,
+                                  skip_bad=skip_bad, associations=associations, source=source, store=store)
 
-    def write_worklist(self, output: str | Path | None = None, **options: Any) -> int:
-        """Write the work list to ``output`` (stdout when None); returns the number of work items."""
-        return work_list.write_worklist(self.engine, output, **options)
+    def write_worklist(self, output: str | Path | None = None, *, fmt: str = "csv",
+                       pools: Iterable[str | Path] | None = None, include_all: bool = False, at: At = None,
+                       skip_bad: bool = False, source: str = "pipeline", store: bool = False) -> int:
+        """Write the work list to ``output`` (stdout when None) as CSV or Parquet; returns the number of rows."""
+        return work_list.write_worklist(self.engine, output, fmt=fmt, pools=pools, include_all=include_all, at=at,
+                                        skip_bad=skip_bad, source=source, store=store)
 
     def evaluate(self, pool_ids: Iterable[int] | None = None) -> list[int]:
         """Store the pipeline's answer for every pool whose answers are missing or behind."""
@@ -128,30 +141,42 @@ class Catalog:
         """Loaded exposures whose EXP_TYPE the catalog does not know."""
         return work_list.unmatched(self.engine)
 
-    def impact(self, from_point: At, to_point: At, **options: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def impact(self, from_point: At, to_point: At, *, pools: Iterable[str | Path] | None = None,
+               source: str = "pipeline", store: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Exposures a rules change moves in or out of the work list, and counts per instrument."""
-        return work_list.impact(self.engine, from_point, to_point, **options)
+        return work_list.impact(self.engine, from_point, to_point, pools=pools, source=source, store=store)
 
     # -- associations -------------------------------------------------------------------------
-    def associations(self, pool: str | int, *, at: At = None,
-                     conditions: bool = True) -> list[association_api.Association]:
-        """The Level 2b associations the pipeline makes of one loaded pool (at point ``at``)."""
-        return association_api.associations(self.engine, pool, at=at, conditions=conditions)
+    def associations(self, pool: str | int, *, at: At = None, conditions: bool = True,
+                     selection: Selection = DEFAULT) -> list[association_api.Association]:
+        """The Level 2b associations the pipeline makes of one loaded pool, by name or id (at point ``at``)."""
+        return association_api.associations(self.engine, pool, at=at, conditions=conditions, selection=selection)
 
-    def asn(self, pools: Iterable[str | Path], output: str | Path, **options: Any) -> association_api.WrittenFiles:
-        """Load each pool and write its association files under ``output``; returns the files."""
-        return association_api.asn(self.engine, pools, output, **options)
+    def asn(self, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bool = False, at: At = None,
+            version_id: str | bool | None = None, progress: bool | None = None, store: bool = False,
+            selection: Selection = DEFAULT, dry_run: bool = False,
+            save_orphans: str | Path | None = None) -> association_api.WrittenFiles:
+        """Write the pools' association files under ``output`` as asn_generate does; returns the files
+        (see ``l2rules.association.asn``)."""
+        return association_api.asn(self.engine, pools, output, skip_bad=skip_bad, at=at, version_id=version_id,
+                                   progress=progress, store=store, selection=selection, dry_run=dry_run,
+                                   save_orphans=save_orphans)
 
-    def explain(self, filename: str, pool: str | None = None, *, at: At = None) -> pd.DataFrame:
-        """Why an exposure is or is not the science of a Level 2b association (at point ``at``)."""
-        return association_api.explain(self.engine, filename, pool, at=at)
+    def explain(self, filename: str, pool: str | int | None = None, *, at: At = None,
+                store: bool = False) -> pd.DataFrame:
+        """Why an exposure is or is not the science of a Level 2b association (at point ``at``); ``pool``
+        a loaded pool's name or id, or a pool file."""
+        return association_api.explain(self.engine, filename, pool, at=at, store=store)
 
     # -- runs and reporting -------------------------------------------------------------------
-    def run(self, pools: Iterable[str | Path] | None = None, **options: Any) -> dict:
+    def run(self, pools: Iterable[str | Path] | None = None, *, inventory_dir: str | Path | None = None,
+            output: str | Path | None = None, output_format: str | None = None, skip_bad: bool = False,
+            wait: float = 0.0, progress: bool | None = None, create: bool = False) -> dict:
         """One scheduled run (see ``l2rules.runs.run``); returns its record."""
         from . import runs  # when asked: `run` needs no pandas, `runs` and `items` do
 
-        return runs.run(self.engine, pools, **options)
+        return runs.run(self.engine, pools, inventory_dir=inventory_dir, output=output, output_format=output_format,
+                        skip_bad=skip_bad, wait=wait, progress=progress, create=create)
 
     def runs(self, last: int | None = None, status: str | None = None) -> pd.DataFrame:
         """The run record, newest first."""
@@ -165,8 +190,15 @@ class Catalog:
 
         return runs.items(self.engine, run_ids)
 
-    def report(self, **options: Any) -> dict[str, pd.DataFrame]:
+    def report(self, *, html: str | Path | None = None, stream: TextIO | None = None) -> dict[str, pd.DataFrame]:
         """Print the summary (and write the HTML page with ``html=PATH``); returns its tables."""
         from . import report  # imports pandas and matplotlib: only when asked (the CLI starts without them)
 
-        return report.report(self.engine, **options)
+        return report.report(self.engine, html=html, stream=stream)
+
+    def view(self, name: str) -> pd.DataFrame:
+        """Every row of a reporting view (``l2rules.schema.VIEW_COLUMNS`` names them), typed the same on
+        SQLite and PostgreSQL; an unknown view is an error."""
+        from . import report  # imports pandas: only when asked
+
+        return report.view(self.engine, name)

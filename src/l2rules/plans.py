@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from .schema import VIEW_COLUMNS
+
 #: The reporting views (migrations 0018 and 0020), each to be planned without per-row work.
-VIEWS = ("v_current_rules", "v_exposure_status", "v_current_worklist", "v_exposure_counts", "v_unmatched", "v_runs")
+VIEWS = tuple(VIEW_COLUMNS)
 
 #: Tables (and the subquery names l2rules gives them) sized by the rules, not by the archive: the published
 #: table and its conditions, the catalog versions, the association rules and their per-evaluation copies.

@@ -16,8 +16,8 @@ from typing import TextIO
 import pandas as pd
 import sqlalchemy as sa
 
-from . import outputs
-from .config import DB, describe, require
+from . import outputs, schema
+from .config import DB, CatalogError, describe, require
 from .migrate import require_migrated
 
 #: The queries behind the report, one per table.
@@ -107,6 +107,18 @@ def tables(db: DB = None) -> dict[str, pd.DataFrame]:
         out["runs"].loc[running & (out["runs"]["run_id"] != alive), "status"] = "dead"
     out["runs"] = out["runs"].rename(columns=RUN_HEADERS)
     return out
+
+
+def view(db: DB, name: str) -> pd.DataFrame:
+    """Every row of reporting view ``name`` (``v_current_worklist``, ``v_runs``...), each column typed as
+    :data:`l2rules.schema.VIEW_COLUMNS` has it: the same dtypes on SQLite and PostgreSQL, where
+    ``pandas.read_sql`` gives SQLite's computed columns as objects or floats."""
+    if name not in schema.VIEW_COLUMNS:
+        raise CatalogError(f"no view {name!r}; the views: {', '.join(schema.VIEW_COLUMNS)}")
+    engine = require_migrated(db)
+    with engine.connect() as conn:
+        return outputs.query_frame(conn, sa.select(sa.text("*")).select_from(sa.table(name)),
+                                   types=schema.VIEW_COLUMNS[name])
 
 
 def _when(value) -> str:

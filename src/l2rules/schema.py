@@ -445,3 +445,33 @@ pipeline_release = sa.Table(
     sa.Column("rules_as_of", sa.Date, nullable=False),
     *_dated("version"),
 )
+
+
+#: The reporting views' columns (migrations 0018 onwards) and the type each is read as, the same on both
+#: backends: SQLite gives a view's computed columns no type, so ``report.view`` types them from here
+#: (tests/test_views.py checks this against PostgreSQL's own description of the views, column by column).
+_TEXT, _INT, _BOOL, _TIME = sa.Text(), sa.Integer(), sa.Boolean(), sa.DateTime(timezone=True)
+VIEW_COLUMNS: dict[str, dict[str, sa.types.TypeEngine]] = {
+    "v_current_rules": {"instrument": _TEXT, "exp_type": _TEXT, "special": _TEXT, "exptype": _TEXT, "level2b": _BOOL,
+        "asn_type": _TEXT, "note": _TEXT, "catalog_revision": _TEXT},
+    "v_exposure_status": {"exposure_id": _INT, "pool": _TEXT, "source_line": _INT, "filename": _TEXT,
+        "exp_type": _TEXT, "instrument": _TEXT, "exptype": _TEXT, "asn_type": _TEXT, "level2b_input": _TEXT,
+        "association": _TEXT, "asn_rule": _TEXT, "program": _TEXT, "obs_num": _TEXT, "level2b": _BOOL, "reason": _TEXT,
+        "table_level2b": _BOOL, "table_asn_type": _TEXT, "table_rule": _TEXT, "table_reason": _TEXT,
+        "answer_revision": _TEXT, "answer_current": _BOOL},
+    "v_current_worklist": {"pool": _TEXT, "source_line": _INT, "filename": _TEXT, "exp_type": _TEXT,
+        "instrument": _TEXT, "exptype": _TEXT, "asn_type": _TEXT, "level2b_input": _TEXT, "association": _TEXT,
+        "asn_rule": _TEXT, "program": _TEXT, "obs_num": _TEXT, "table_level2b": _BOOL, "work_item_id": _INT,
+        "item_revision": _TEXT, "item_run_id": _INT, "issued_at": _TIME, "item_up_to_date": _BOOL,
+        "catalog_revision": _TEXT, "answer_revision": _TEXT, "answer_current": _BOOL, "exposure_version": _INT,
+        "item_exposure_version": _INT},
+    "v_exposure_counts": {"instrument": _TEXT, "exp_type": _TEXT, "exptype": _TEXT, "selected": _INT,
+        "not_selected": _INT, "table_selected": _INT, "exposures": _INT},
+    "v_unmatched": {"pool": _TEXT, "source_line": _INT, "filename": _TEXT, "exp_type": _TEXT, "instrument": _TEXT,
+        "program": _TEXT, "obs_num": _TEXT},
+    "v_runs": {"run_id": _INT, "status": _TEXT, "started_at": _TIME, "finished_at": _TIME, "catalog_revision": _TEXT,
+        "inputs": _TEXT, "exposures_seen": _INT, "exposures_new": _INT, "exposures_changed": _INT,
+        "exposures_withdrawn": _INT, "items_created": _INT, "items_changed": _INT, "items_withdrawn": _INT,
+        "exposures_unmatched": _INT, "rows_rejected": _INT, "items_reissued": _INT, "reissued_by": _INT,
+        "output": _TEXT, "error": _TEXT, "host": _TEXT, "pid": _INT, "items_held": _INT, "exposures_taken_over": _INT},
+}

@@ -38,23 +38,25 @@ TSO_ALWAYS = ("NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ")
 FLAG_SPECIALS = (("is_psf", "PSF"), ("is_imprt", "IMPRINT"), ("bkgdtarg", "BACKGROUND"))
 
 WORK_ITEM_COLUMNS = [
-    "pool", "source_line", "filename", "exp_type", "exptype", "special", "asn_type", "level2b_input",
-    "program", "obs_num", "rule",
+    "pool", "source_line", "filename", "exp_type", "instrument", "exptype", "special", "asn_type", "level2b_input",
+    "program", "obs_num", "rule", "exposure_id",
 ]
-ALL_COLUMNS = [*WORK_ITEM_COLUMNS[:-1], "level2b", "rule", "reason"]
+ALL_COLUMNS = [*WORK_ITEM_COLUMNS[:-2], "level2b", "rule", "reason", "exposure_id"]
 #: The pipeline's work list: what jwst's asn_generate makes of each exposure, the published table's verdict beside.
+#: ``exposure_id`` is the exposure's id in the catalog (the exposures frame's ``id``, the views'
+#: ``exposure_id``); empty when the pool was answered without being loaded into it (a preview).
 PIPELINE_COLUMNS = [
-    "pool", "source_line", "filename", "exp_type", "exptype", "asn_type", "level2b_input", "association",
-    "asn_rule", "program", "obs_num", "table_level2b", "table_asn_type", "table_rule",
+    "pool", "source_line", "filename", "exp_type", "instrument", "exptype", "asn_type", "level2b_input",
+    "association", "asn_rule", "program", "obs_num", "table_level2b", "table_asn_type", "table_rule", "exposure_id",
 ]
-PIPELINE_ALL_COLUMNS = [*PIPELINE_COLUMNS[:-3], "level2b", "reason", "table_level2b", "table_asn_type",
-                        "table_rule", "table_reason"]
+PIPELINE_ALL_COLUMNS = [*PIPELINE_COLUMNS[:-4], "level2b", "reason", "table_level2b", "table_asn_type",
+                        "table_rule", "table_reason", "exposure_id"]
 #: The SQL type of each column of the pipeline's work list (and of ``impact``'s frames): the schema column it
 #: is read from or stored in. Its dtype follows (``outputs.typed``), as a SELECT's columns give theirs.
 COLUMN_TYPES = {
     "pool": schema.pool.c.name.type,
     **{c: schema.exposure.c[c].type for c in ("source_line", "filename", "exp_type", "program", "obs_num")},
-    **{c.name: c.type for c in schema.level2b_answer.c if c.name not in ("exposure_id", "catalog_revision")},
+    **{c.name: c.type for c in schema.level2b_answer.c if c.name != "catalog_revision"},
     "instrument": sa.Text(), "change": sa.Text(), "exposures": sa.Integer(),
     **{f"{c}_{side}": t for side in ("from", "to") for c, t in (
         ("exptype", sa.Text()), ("asn_type", sa.Text()), ("reason", sa.Text()), ("role", sa.Text()),
@@ -65,6 +67,12 @@ COLUMN_TYPES = {
 }
 #: Where the work list comes from: the pipeline's association rules (default) or the published table alone.
 SOURCES = ("pipeline", "table")
+
+
+def instrument_of(exp_type: sa.ColumnElement) -> sa.ColumnElement[str]:
+    """The instrument of an EXP_TYPE, by its first three letters ("other" for none), as the views have it."""
+    return sa.case(*((sa.func.substr(exp_type, 1, 3) == prefix, name)
+                     for prefix, name in schema.INSTRUMENT_OF_PREFIX.items()), else_="other")
 
 
 def _condition_value(e: sa.Table, column: sa.ColumnElement) -> sa.ColumnElement:
@@ -89,11 +97,12 @@ def _condition_passes(value: sa.ColumnElement, cond) -> sa.ColumnElement[bool]:
 
 
 def worklist_query(when: Point | None = None, pool_ids: list[int] | None = None,
-                   include_all: bool = False) -> sa.Select:
+                   include_all: bool = False, ids: bool = True) -> sa.Select:
     """The work list as one SELECT: every exposure joined with the rule that applies to it.
 
     ``when`` picks the catalog point, a day (None: the head rules); ``include_all`` keeps
-    the exposures that are not selected, with ``level2b`` false and the reason.
+    the exposures that are not selected, with ``level2b`` false and the reason; ``ids`` False
+    leaves ``exposure_id`` empty (a scratch catalog's ids name nothing).
     """
     e, p = schema.exposure, schema.pool
     r = rules_at(when)
@@ -127,7 +136,8 @@ def worklist_query(when: Point | None = None, pool_ids: list[int] | None = None,
         else_="matched rule " + rule_label,
     )
     columns = [
-        p.c.name.label("pool"), e.c.source_line, e.c.filename, e.c.exp_type, r.c.exptype,
+        p.c.name.label("pool"), e.c.source_line, e.c.filename, e.c.exp_type,
+        instrument_of(e.c.exp_type).label("instrument"), r.c.exptype,
         flagged.c.special, r.c.asn_type, level2b_input.label("level2b_input"), e.c.program, e.c.obs_num,
     ]
     if include_all:
@@ -135,6 +145,7 @@ def worklist_query(when: Point | None = None, pool_ids: list[int] | None = None,
                     rule_label.label("rule"), reason.label("reason")]
     else:
         columns += [rule_label.label("rule")]
+    columns += [(e.c.id if ids else sa.null()).label("exposure_id")]
     query = (
         sa.select(*columns)
         .select_from(e)
@@ -189,11 +200,11 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
         engine, when = preview.engine, resolve(preview.engine, at)
         if source == "pipeline":
             # pools evaluated lazily, each right after its load, as `asn` does (pools may share stems)
-            return _pipeline_worklist(engine, preview.pool_ids, when, include_all)
-        query = worklist_query(when, _listed(preview.pool_ids), include_all)
+            return _pipeline_worklist(engine, preview.pool_ids, when, include_all, ids=not preview.scratch)
+        query = worklist_query(when, _listed(preview.pool_ids), include_all, ids=not preview.scratch)
         with engine.connect() as conn:
             plan_without_jit(conn)
-            frame = query_frame(conn, query, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS)
+            frame = query_frame(conn, query, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS, COLUMN_TYPES)
         return _with_associations(engine, frame, when) if associations else frame
 
 
@@ -221,28 +232,30 @@ def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str 
         engine, when = preview.engine, resolve(preview.engine, at)
         if source == "pipeline":
             results = (conn.execute(query, execution_options=STREAMED)
-                       for conn, query in answer_selects(engine, preview.pool_ids, when, include_all))
+                       for conn, query in answer_selects(engine, preview.pool_ids, when, include_all,
+                                                         ids=not preview.scratch))
             return write_result(results, PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS, fmt, output,
-                                stream, booleans=("level2b", "table_level2b"), integers=("source_line",))
-        query = worklist_query(when, _listed(preview.pool_ids), include_all)
+                                stream, booleans=("level2b", "table_level2b"), integers=("source_line", "exposure_id"))
+        query = worklist_query(when, _listed(preview.pool_ids), include_all, ids=not preview.scratch)
         with engine.connect() as conn:
             plan_without_jit(conn)
             rows = conn.execute(query, execution_options=STREAMED)
             return write_result(rows, ALL_COLUMNS if include_all else WORK_ITEM_COLUMNS, fmt, output,
-                                stream, booleans=("level2b",), integers=("source_line",))
+                                stream, booleans=("level2b",), integers=("source_line", "exposure_id"))
 
 
 def _pipeline_worklist(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Point | None,
-                       include_all: bool) -> pd.DataFrame:
+                       include_all: bool, ids: bool = True) -> pd.DataFrame:
     """Every exposure of the pools with the pipeline's answer and the published table's beside it."""
     columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
-    frames = [query_frame(conn, query, columns) for conn, query in answer_selects(engine, pool_ids, when, include_all)]
+    frames = [query_frame(conn, query, columns, COLUMN_TYPES)
+              for conn, query in answer_selects(engine, pool_ids, when, include_all, ids)]
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else None
     return typed(pd.DataFrame(columns=columns) if frame is None else frame, COLUMN_TYPES)
 
 
 def answer_selects(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Point | None,
-                   include_all: bool) -> Iterator[tuple[sa.Connection, sa.Select]]:
+                   include_all: bool, ids: bool = True) -> Iterator[tuple[sa.Connection, sa.Select]]:
     """The pipeline's work list of the pools (every pool by name when None) as SELECTs in pool order, each
     with the connection to run it on, valid until the next is asked for.
 
@@ -262,7 +275,7 @@ def answer_selects(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Poin
     for stale, pools in groups:
         if stale:
             for pool_id in pools:
-                with engine.begin() as conn, answers_of(conn, pool_id, when, include_all, strict) as query:
+                with engine.begin() as conn, answers_of(conn, pool_id, when, include_all, strict, ids) as query:
                     yield conn, query
         else:
             with engine.begin() as conn:
@@ -291,7 +304,7 @@ def _readable(conn: sa.Connection, pool_id: int, strict: bool) -> str | None:
 
 @contextmanager
 def answers_of(conn: sa.Connection, pool_id: int, when: Point | None, include_all: bool,
-               strict: bool = True) -> Iterator[sa.Select]:
+               strict: bool = True, ids: bool = True) -> Iterator[sa.Select]:
     """The SELECT of one pool's exposures with the pipeline's answer and the published table's beside it,
     in pool order, valid while the evaluation it reads is open (its temporary tables, on ``conn``).
 
@@ -304,8 +317,7 @@ def answers_of(conn: sa.Connection, pool_id: int, when: Point | None, include_al
     e = schema.exposure
     plan_without_jit(conn)
     unreadable = _readable(conn, pool_id, strict)
-    table = (worklist_query(when, [pool_id], include_all=True)
-             .add_columns(e.c.id.label("exposure_id"), e.c.version.label("exposure_version"))
+    table = (worklist_query(when, [pool_id], include_all=True).add_columns(e.c.version.label("exposure_version"))
              .order_by(None).subquery("published"))
     with evaluating(conn, when) as evaluation:
         if unreadable:
@@ -313,11 +325,11 @@ def answers_of(conn: sa.Connection, pool_id: int, when: Point | None, include_al
         else:
             evaluation.run(pool_id)
             answers = evaluation.answer()
-        yield _answer_select(table, answers, include_all, unreadable)
+        yield _answer_select(table, answers, include_all, unreadable, ids)
 
 
 def _answer_select(table: sa.Subquery, answers: sa.Table | None, include_all: bool,
-                   unreadable: str | None) -> sa.Select:
+                   unreadable: str | None, ids: bool = True) -> sa.Select:
     """The published table's work list (``table``, every exposure) joined with the pipeline's answers."""
     from .association.answers import JOINED
 
@@ -337,7 +349,8 @@ def _answer_select(table: sa.Subquery, answers: sa.Table | None, include_all: bo
         else_="the science of no Level 2b association" + said)
     if unreadable:
         reason = sa.literal(unreadable.split(": ", 1)[1])
-    columns = [table.c.pool, table.c.source_line, table.c.filename, table.c.exp_type, answers.c.exptype,
+    columns = [table.c.pool, table.c.source_line, table.c.filename, table.c.exp_type, table.c.instrument,
+               answers.c.exptype,
                answers.c.asn_type, answers.c.level2b_input, answers.c.association, answers.c.asn_rule,
                table.c.program, table.c.obs_num]
     if include_all:
@@ -347,7 +360,8 @@ def _answer_select(table: sa.Subquery, answers: sa.Table | None, include_all: bo
                 sa.case((table.c.exptype.is_not(None), table.c.rule)).label("table_rule")]
     if include_all:
         columns += [table.c.reason.label("table_reason")]
-    query = (sa.select(*columns, table.c.exposure_id, table.c.exposure_version)
+    query = (sa.select(*columns, (table.c.exposure_id if ids else sa.null()).label("exposure_id"),
+                       table.c.exposure_version)
              .select_from(table.outerjoin(answers, answers.c.exposure_id == table.c.exposure_id))
              .order_by(table.c.pool, table.c.source_line))
     return query if include_all else query.where(selected)
@@ -393,6 +407,7 @@ def stored_answers(pool_ids: list[int], include_all: bool = False) -> sa.Select:
     and line order."""
     a, e, p = schema.level2b_answer, schema.exposure, schema.pool
     values = {"pool": p.c.name, **{c: e.c[c] for c in ("source_line", "filename", "exp_type", "program", "obs_num")},
+              "instrument": instrument_of(e.c.exp_type), "exposure_id": e.c.id,
               **{c: a.c[c] for c in ANSWER_COLUMNS[2:]}}
     query = (sa.select(*(values[name].label(name) for name in (PIPELINE_ALL_COLUMNS if include_all
                                                                 else PIPELINE_COLUMNS)))
@@ -505,9 +520,8 @@ def impact_query(from_point: Point | None, to_point: Point | None, pool_ids: lis
     Computed in the database (the two work lists are joined on the exposure), so comparing the work lists
     of an archive takes no more memory than its changes.
     """
-    e = schema.exposure
-    before, after = (worklist_query(point, pool_ids, include_all=True).add_columns(e.c.id.label("exposure_id"))
-                     .order_by(None).subquery(name) for point, name in ((from_point, "before"), (to_point, "after")))
+    before, after = (worklist_query(point, pool_ids, include_all=True).order_by(None).subquery(name)
+                     for point, name in ((from_point, "before"), (to_point, "after")))
     kept = sa.and_(before.c.level2b == sa.true(), after.c.level2b == sa.true())
     change = sa.case(
         (sa.and_(after.c.level2b == sa.true(), before.c.level2b != sa.true()), "enters"),
@@ -517,9 +531,7 @@ def impact_query(from_point: Point | None, to_point: Point | None, pool_ids: lis
                  before.c.asn_type != after.c.asn_type), "asn_type changes"),
         (sa.and_(kept, before.c.exptype.is_distinct_from(after.c.exptype)), "role changes"),
     ).label("change")
-    instrument = sa.case(*((sa.func.substr(before.c.exp_type, 1, 3) == prefix, name)
-                           for prefix, name in schema.INSTRUMENT_OF_PREFIX.items()), else_="other").label("instrument")
-    compared = (sa.select(change, instrument, before.c.pool, before.c.filename, before.c.exp_type,
+    compared = (sa.select(change, before.c.instrument, before.c.pool, before.c.filename, before.c.exp_type,
                           before.c.exptype.label("exptype_from"), after.c.exptype.label("exptype_to"),
                           before.c.asn_type.label("asn_type_from"), after.c.asn_type.label("asn_type_to"),
                           before.c.reason.label("reason_from"), after.c.reason.label("reason_to"),

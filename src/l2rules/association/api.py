@@ -18,6 +18,7 @@ from .. import __version__, schema
 from .._lazy import pandas as pd
 from ..config import DB
 from ..inventory.preview import previewed
+from ..inventory.store import pool_row
 from ..migrate import require_migrated
 from ..outputs import open_no_follow
 from ..points import At, resolve, takes_at
@@ -103,16 +104,6 @@ class Association:
                                           if member.get("exposure_id") is not None else {})}
                                       for member in self.members]}],
         }
-
-
-def pool_row(conn: sa.Connection, pool: str | int) -> sa.Row:
-    """The loaded pool, by name or id."""
-    table = schema.pool
-    where = table.c.id == pool if isinstance(pool, int) else table.c.name == pool
-    row = conn.execute(sa.select(table).where(where)).first()
-    if row is None:
-        raise AssociationError(f"no loaded pool {pool!r}; load it first (`l2rules load POOL`)")
-    return row
 
 
 def missing_columns(pool: sa.Row) -> list[str]:

@@ -12,9 +12,10 @@ from .._lazy import pandas as pd
 from ..config import DB
 from ..inventory import exposure_stem
 from ..inventory.preview import previewed
+from ..inventory.store import pool_row
 from ..points import At, Point, resolve, takes_at
 from . import rules
-from .api import missing_columns, pool_row
+from .api import missing_columns
 from .columns import AssociationError
 from .evaluation import evaluating
 
@@ -29,13 +30,14 @@ def _describe(condition) -> str:
 
 
 @takes_at
-def explain(db: DB, filename: str, pool: str | None = None, *, at: At = None, store: bool = False) -> pd.DataFrame:
+def explain(db: DB, filename: str, pool: str | int | None = None, *, at: At = None,
+            store: bool = False) -> pd.DataFrame:
     """Why an exposure is or is not the science of a Level 2b association: per candidate and rule.
 
-    ``pool`` is a loaded pool's name or a pool file; without it, the pool the exposure was last loaded
+    ``pool`` is a loaded pool's name or id, or a pool file; without it, the pool the exposure was last loaded
     from. A pool file is evaluated without changing the catalog (``inventory.preview``) unless ``store``.
     """
-    given = pool is not None and Path(pool).is_file()
+    given = isinstance(pool, (str, Path)) and Path(pool).is_file()
     with previewed(db, [pool] if given else None, store=store) as preview:
         return _explain(preview.engine, filename, next(preview.pool_ids) if given else pool,
                         resolve(preview.engine, at))
@@ -79,8 +81,7 @@ def _published_verdict(engine, when, pool_id: int, exposure_id: int, rows: list[
     """The published table's row for the exposure, first: where the pipeline's rules below go beyond it."""
     from ..worklist import worklist_query
 
-    query = worklist_query(when, [pool_id], include_all=True).add_columns(
-        schema.exposure.c.id.label("exposure_id")).subquery()
+    query = worklist_query(when, [pool_id], include_all=True).subquery()
     with engine.connect() as conn:
         table = conn.execute(sa.select(query).where(query.c.exposure_id == exposure_id)).mappings().first()
     selected = any(row.get("selected") for row in rows)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from .. import schema
 from .._lazy import pandas as pd
-from ..config import DB
+from ..config import DB, CatalogError
 from ..migrate import require_migrated
 from ..outputs import query_frame
 from .poolformat import InventoryError
@@ -288,12 +288,26 @@ def rejections(db: DB = None) -> pd.DataFrame:
         return query_frame(conn, sa.select(schema.load_rejection).order_by(schema.load_rejection.c.id))
 
 
-def exposures(db: DB = None, pool: str | None = None) -> pd.DataFrame:
-    """The loaded exposures (every stored column), optionally of one pool."""
+def pool_row(conn: sa.Connection, pool: str | int) -> sa.Row:
+    """The loaded pool named ``pool``, or of that id: an int, or digits no pool is named (as the CLI
+    passes ids). An unknown pool is an error (exit 2), never an empty answer."""
+    table = schema.pool
+    row = conn.execute(sa.select(table).where(
+        table.c.id == pool if isinstance(pool, int) else table.c.name == pool)).first()
+    if row is None and isinstance(pool, str) and pool.isdigit():
+        row = conn.execute(sa.select(table).where(table.c.id == int(pool))).first()
+    if row is None:
+        raise CatalogError(f"no loaded pool {pool!r}; load it first (`l2rules load POOL`)")
+    return row
+
+
+def exposures(db: DB = None, pool: str | int | None = None) -> pd.DataFrame:
+    """The loaded exposures (every stored column, the pool's name beside its id), optionally of one
+    pool, by name or id."""
     engine = require_migrated(db)
     e, p = schema.exposure, schema.pool
     query = sa.select(e, p.c.name.label("pool")).join(p, p.c.id == e.c.pool_id).order_by(e.c.id)
-    if pool:
-        query = query.where(p.c.name == pool)
     with engine.connect() as conn:
+        if pool is not None:
+            query = query.where(e.c.pool_id == pool_row(conn, pool).id)
         return query_frame(conn, query)
