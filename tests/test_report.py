@@ -10,7 +10,7 @@ import pytest
 
 from l2rules import catalog, load, unmatched, worklist
 from l2rules.cli import main
-from l2rules.report import report, tables
+from l2rules.report import figure, report, tables
 from l2rules.runs import run
 from l2rules.worklist import evaluate
 
@@ -84,6 +84,10 @@ def test_html_page(reported, tmp_path, capsys):
         assert f">{row.instrument}<" in svg and f">{row.asn_type}<" in svg and f">{row.work_items}<" in svg
     assert ">issued by runs<" in svg and ">pending<" in svg
     assert "last good run" in html and " ago (" in html
+    # The cards say `l2rules run` as code, not with the terminal's backticks.
+    cards = re.findall(r'<div class="card">(.*?)</div></div>', html)
+    assert len(cards) == 7 and not any("`" in card for card in cards), cards
+    assert "<code>l2rules run</code>" in html
 
 
 def test_failed_runs_are_highlighted_and_pending_items_counted(db, tmp_path):
@@ -113,3 +117,49 @@ def test_report_on_an_empty_catalog(db, tmp_path):
     report(db, html=tmp_path / "empty.html", stream=out)
     assert "0 items" in out.getvalue() and "(no rows)" in out.getvalue()
     assert "The work list is empty" in (tmp_path / "empty.html").read_text()
+
+
+def _frame(totals: list[int], pending: int = 0) -> pd.DataFrame:
+    """A work_items table of ``len(totals)`` bars, the last ``pending`` items of each bar pending."""
+    names = [("FGS", "image2"), ("MIRI", "image2"), ("MIRI", "spec2"), ("NIRCam", "image2"), ("NIRISS", "image2"),
+             ("NIRISS", "spec2"), ("NIRISS", "tso-spec2"), ("NIRSpec", "image2"), ("NIRSpec", "spec2"),
+             ("NIRSpec", "tso-spec2")]
+    return pd.DataFrame([{"instrument": i, "asn_type": a, "work_items": n, "issued": max(0, n - pending)}
+                         for (i, a), n in zip(names, totals)])
+
+
+CHARTS = {
+    "sample pools": _frame([2, 3, 7, 4, 9, 11, 1, 6, 17, 1]),
+    "first bar tallest": _frame([40, 3, 7, 4, 9, 11, 1, 6, 17, 1]),
+    "every bar as tall": _frame([12] * 10, pending=5),  # no free corner for a legend inside the axes
+    "one bar": _frame([3], pending=3),
+}
+
+
+@pytest.mark.parametrize("name", CHARTS)
+def test_the_chart_has_no_overlaps(name):
+    """The legend covers no bar, total, title or label (issue 31: it covered the first bar), and each bar's
+    total stays inside the axes, below the title: measured on matplotlib's own renderer."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(CHARTS[name])
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        (ax,) = fig.axes
+        legends = [*fig.legends, *([ax.get_legend()] if ax.get_legend() else [])]
+        assert len(legends) == 1
+        legend = legends[0].get_window_extent(renderer)
+        bars = [bar.get_window_extent(renderer) for bar in ax.patches if bar.get_height() > 0]
+        totals = [text.get_window_extent(renderer) for text in ax.texts]
+        labels = [label.get_window_extent(renderer) for label in ax.get_xticklabels() + ax.get_yticklabels()
+                  if label.get_text()]
+        title, ylabel = ax.title.get_window_extent(renderer), ax.yaxis.label.get_window_extent(renderer)
+        assert len(bars) >= len(CHARTS[name]) and len(totals) == len(CHARTS[name])
+        for box in [*bars, *totals, *labels, title, ylabel]:
+            assert not legend.overlaps(box), (legend, box)
+        axes = ax.get_window_extent(renderer)
+        for total in totals:
+            assert axes.y0 <= total.y0 and total.y1 <= axes.y1 and not total.overlaps(title), (total, axes, title)
+    finally:
+        plt.close(fig)

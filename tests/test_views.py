@@ -35,7 +35,7 @@ def readme_examples() -> list[tuple[str, str]]:
     """(query, psql output) pairs of the analysts page (docs/analysts.md)."""
     section = (REPO / "docs" / "analysts.md").read_text()
     pairs = re.findall(r"```sql\n(.*?)```\n\n```text\n(.*?)```", section, flags=re.S)
-    assert len(pairs) == 7
+    assert len(pairs) == 8
     return [(q.strip(), out.rstrip("\n")) for q, out in pairs]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -196,12 +197,46 @@ tr.failed td { background: #fdecea; }
 th { background: #f5f7fa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .empty { color: #616e7c; font-style: italic; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .92em;
+       background: #e4e7eb; border-radius: 3px; padding: 0 .25em; }
 """
 
 
+def figure(work_items: pd.DataFrame):
+    """The chart as a matplotlib Figure: work items per instrument and association type, each bar split into
+    issued and pending items, its total above it. The legend sits below the axes, under the bars' labels,
+    where no bar can reach it; the y axis leaves room above the tallest bar for its total."""
+    matplotlib = require("matplotlib", "report", "the HTML report")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    if not len(work_items):  # say so, rather than draw empty axes
+        fig, ax = plt.subplots(figsize=(9, 1.2), layout="constrained")
+        ax.axis("off")
+        ax.text(0.5, 0.5, "The work list is empty: load inventories with l2rules run POOL...", ha="center",
+                va="center", color="#616e7c", fontsize=13)
+        return fig
+    frame = work_items.sort_values(["instrument", "asn_type"])
+    labels = [f"{i}\n{a}" for i, a in zip(frame["instrument"], frame["asn_type"])]
+    issued = frame["issued"].to_numpy()
+    pending = (frame["work_items"] - frame["issued"]).to_numpy()
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(frame) + 2), 4), layout="constrained")
+    ax.bar(labels, issued, color="#3e7cb1", label="issued by runs")
+    ax.bar(labels, pending, bottom=issued, color="#f0a202", label="pending")
+    for x, total in enumerate(frame["work_items"]):
+        ax.text(x, total, str(total), ha="center", va="bottom")
+    ax.set_ylim(0, max(1, frame["work_items"].max()) * 1.15)  # each total inside the axes, clear of the title
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # items are whole
+    ax.set_ylabel("Work items")
+    ax.set_title("Work items per instrument and association type", loc="left")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.legend(loc="outside lower center", ncols=2, frameon=False)
+    return fig
+
+
 def chart(work_items: pd.DataFrame) -> str:
-    """An SVG bar chart (text kept as text): work items per instrument and association type, each bar split
-    into issued and pending items. A few kilobytes, readable offline: no script."""
+    """:func:`figure` as inline SVG (text kept as text): a few kilobytes, readable offline, no script."""
     matplotlib = require("matplotlib", "report", "the HTML report")
     matplotlib.use("Agg")
     import io
@@ -209,26 +244,7 @@ def chart(work_items: pd.DataFrame) -> str:
     import matplotlib.pyplot as plt
 
     with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 10}):
-        if not len(work_items):  # say so, rather than draw empty axes
-            fig, ax = plt.subplots(figsize=(9, 1.2))
-            ax.axis("off")
-            ax.text(0.5, 0.5, "The work list is empty: load inventories with l2rules run POOL...", ha="center",
-                    va="center", color="#616e7c", fontsize=13)
-        else:
-            frame = work_items.sort_values(["instrument", "asn_type"])
-            labels = [f"{i}\n{a}" for i, a in zip(frame["instrument"], frame["asn_type"])]
-            issued = frame["issued"].to_numpy()
-            pending = (frame["work_items"] - frame["issued"]).to_numpy()
-            fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(frame) + 2), 3.6))
-            ax.bar(labels, issued, color="#3e7cb1", label="issued by runs")
-            ax.bar(labels, pending, bottom=issued, color="#f0a202", label="pending")
-            for x, total in enumerate(frame["work_items"]):
-                ax.text(x, total, str(total), ha="center", va="bottom")
-            ax.set_ylabel("Work items")
-            ax.set_title("Work items per instrument and association type", loc="left")
-            ax.spines[["top", "right"]].set_visible(False)
-            ax.legend(frameon=False)
-        fig.tight_layout()
+        fig = figure(work_items)
         out = io.StringIO()
         fig.savefig(out, format="svg")
         plt.close(fig)
@@ -257,11 +273,16 @@ def _table_html(frame: pd.DataFrame) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
+def _inline_html(text: str) -> str:
+    """A headline value for the page: escaped, its `code` spans (written for the terminal) as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def write_html(data: dict[str, pd.DataFrame], path: str | Path, source: str = "") -> None:
     """A self-contained page (the chart inline SVG, no script): headline numbers, the chart, the tables."""
-    figure = chart(data["work_items"])
+    svg = chart(data["work_items"])
     cards = "".join(f'<div class="card"><div class="label">{html.escape(k)}</div>'
-                    f'<div class="value">{html.escape(v)}</div></div>' for k, v in _headline(data["summary"]))
+                    f'<div class="value">{_inline_html(v)}</div></div>' for k, v in _headline(data["summary"]))
     sections = "".join(f"<h2>{html.escape(TITLES[name])}</h2>{_table_html(data[name])}" for name in TITLES)
     made = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!DOCTYPE html>
@@ -270,7 +291,7 @@ def write_html(data: dict[str, pd.DataFrame], path: str | Path, source: str = ""
 <h1>Level 2b work list report</h1>
 <p class="source">{html.escape(source)} &middot; made {made}</p>
 <div class="cards">{cards}</div>
-<div class="chart">{figure}</div>
+<div class="chart">{svg}</div>
 {sections}
 </body></html>
 """
