@@ -55,6 +55,8 @@ EXIT_CODES = {  # code: (what, in more words)
 }
 #: The formats a command prints to standard output (parquet needs a file: --output).
 PRINTABLE = ("table", "csv", "json", "jsonl")
+#: What a POOL argument's help says of ``-`` (``inventory.stdin``).
+STDIN_HELP = "- reads standard input (the pool named stdin; errors name <stdin>)"
 
 
 class UsageError(L2RulesError):
@@ -206,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "their primary headers) into the catalog database",
                  "l2rules load samples/pools/pool_002_image_miri.csv samples/pools/pool_003_image_nircam.csv",
                  "l2rules load raw/jw01234/ --asn-candidate \"[('c1000', 'background')]\"")
-    p.add_argument("pools", nargs="+", metavar="POOL")
+    p.add_argument("pools", nargs="+", metavar="POOL", help=f"a pool or CSV file, or FITS input; {STDIN_HELP}")
     _skip_bad(p)
     p.add_argument("--method", choices=inventory.METHODS, default="auto",
                    help="bulk: the columnar path (fails if the file is not one for it); rows: line by line; "
@@ -226,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "worklist", worklist, "the Level 2b work list: what the pipeline does with each exposure "
                                             "(of the POOLs alone when given)",
                  "l2rules worklist samples/pools/pool_002_image_miri.csv --all --format csv --output work.csv")
-    p.add_argument("pools", nargs="*", metavar="POOL")
+    p.add_argument("pools", nargs="*", metavar="POOL", help=f"a pool or CSV file; {STDIN_HELP}")
     p.add_argument("--all", action="store_true", help="every exposure, with level2b true/false and why")
     _published(p, "the published table's work list alone (one SQL query, streamed)")
     p.add_argument("--associations", action="store_true",
@@ -245,14 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="date, catalog revision or pipeline release (3.0.0)")
     _published(p, "compare the published table's work lists instead of the pipeline's (asn_type, role, "
                   "Level 2b input, association)")
-    p.add_argument("pools", nargs="*", metavar="POOL")
+    p.add_argument("pools", nargs="*", metavar="POOL", help=f"a pool or CSV file; {STDIN_HELP}")
     _store(p)
     _formats(p, printable_only=True)
 
     p = _command(sub, "explain", explain, "why an exposure is or is not the science of a Level 2b association",
                  "l2rules explain jw_00001_uncal.fits --pool samples/pools/pool_002_image_miri.csv")
     p.add_argument("filename", metavar="FILENAME", help="the exposure's FILENAME (or its stem)")
-    p.add_argument("--pool", metavar="P", help="a loaded pool's name, or a pool file")
+    p.add_argument("--pool", metavar="P", help=f"a loaded pool's name, or a pool file; {STDIN_HELP}")
     _store(p)
     _as_of(p)
     _formats(p, printable_only=True)
@@ -268,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "that would change what is written and that l2rules does not model (--merge, "
                              "--no-finalize, --per-pool-algorithm, another --format, --delimiter or --pool-format) "
                              "exit 2 naming the option.")
-    p.add_argument("pools", nargs="+", metavar="POOL")
+    p.add_argument("pools", nargs="+", metavar="POOL", help=f"a pool file; {STDIN_HELP}")
     p.add_argument("-p", "--path", "--output", dest="output", default=".", metavar="DIR",
                    help="directory for the *_asn.json files, as asn_generate's -p (default: the current "
                         "directory; one subdirectory per pool when several are given)")
@@ -329,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "changed), withdraws the items of exposures a redelivery left out, and records the run. "
                     "Quiet unless asked. Exit codes: 0 done (also when there was nothing to do), 2 bad input, "
                     "3 database unreachable, not created or not migrated, 5 another run is in progress.")
-    p.add_argument("pools", nargs="*", metavar="POOL", help="pool or CSV files to load first")
+    p.add_argument("pools", nargs="*", metavar="POOL", help=f"pool or CSV files to load first; {STDIN_HELP}")
     p.add_argument("--inventory-dir", metavar="DIR", help="also load every *.csv file of DIR")
     p.add_argument("--output", metavar="PATH",
                    help="write the run's new work items to PATH ('{run_id}' is replaced by the run's id); "

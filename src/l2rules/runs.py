@@ -50,7 +50,7 @@ from sqlalchemy.engine import Engine
 from . import outputs, schema
 from ._lazy import pandas as pd
 from .config import DB, DatabaseError, L2RulesError, describe
-from .inventory import InventoryError, keep_statistics, load, unchanged_pool
+from .inventory import InventoryError, keep_statistics, load, stdin, unchanged_pool
 from .inventory.store import phase_bar
 from .migrate import require_migrated
 from .worklist import evaluate, head_revision, without_rule
@@ -203,7 +203,7 @@ def input_paths(pools: Iterable[str | Path] | None = None, inventory_dir: str | 
 
     for path in paths:
         # FITS input (a directory, a glob pattern, .fits files) is read as one pool each, as `load` does
-        if not path.is_file() and not fits.is_fits_path(path):
+        if not stdin.is_stdin(path) and not path.is_file() and not fits.is_fits_path(path):
             raise InventoryError(str(path), None, None, "no such file")
     return paths
 
@@ -319,7 +319,7 @@ def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bo
     for path in paths:
         item = _Input(path)
         # FITS input has no one file to digest: it is always read (the loader versions what changed)
-        name = fits.pool_name(str(path)) if fits.is_fits_source(str(path)) else path.name
+        name = fits.pool_name(str(path)) if fits.is_fits_source(str(path)) else stdin.resolved(path).name
         unchanged = unchanged_pool(engine, path, skip_bad=skip_bad, whole=False)
         with engine.connect() as conn:
             known = conn.execute(sa.select(p.c.id, p.c.n_exposures).where(p.c.name == name)).first()

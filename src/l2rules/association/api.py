@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from .. import __version__, schema
 from .._lazy import pandas as pd
 from ..config import DB
+from ..inventory import stdin
 from ..inventory.preview import previewed
 from ..migrate import require_migrated
 from ..outputs import open_no_follow
@@ -367,7 +368,7 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     pools = list(pools)
     if dry_run and store:
         raise AssociationError("--dry-run writes nothing: it cannot --store the pools too")
-    stems = [Path(path).stem for path in pools]
+    stems = [stdin.resolved(path).stem for path in pools]  # (-: standard input's copy, named stdin)
     if len(set(stems)) < len(stems):
         raise AssociationError("two pools have the same file name; write them in separate runs")
     stamp = make_version_id(version_id)

@@ -1,0 +1,101 @@
+"""What a person sees (issue 31): ``-`` as standard input wherever a pool is taken."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from l2rules import inventory
+from l2rules.cli import main
+from l2rules.runs import record
+
+from .conftest import POOLS
+
+POOL = POOLS / "pool_002_image_miri.csv"
+
+
+def l2rules(*args: str, input: bytes | None = None, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "l2rules", *args], input=input, capture_output=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def piped(monkeypatch, data: bytes | Path) -> None:
+    """``data`` (or a file's bytes) as this process's standard input, for ``main()``."""
+    raw = data.read_bytes() if isinstance(data, Path) else data
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
+
+
+# --- `-`: standard input -----------------------------------------------------------------------------
+
+def test_worklist_of_standard_input_is_the_pools(tmp_path):
+    """Piped (a subprocess's input, not a file): the same work list as the path's, of the pool named stdin."""
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    by_path = l2rules("--db", db, "worklist", str(POOL), "--all", "--format", "csv")
+    piped_in = l2rules("--db", db, "worklist", "-", "--all", "--format", "csv", input=POOL.read_bytes())
+    assert by_path.returncode == piped_in.returncode == 0, piped_in.stderr
+    assert piped_in.stderr == b""
+    expected = by_path.stdout.decode().replace(f"{POOL.name},", "stdin,")
+    assert piped_in.stdout.decode() == expected and expected.count("\nstdin,") == 8
+    assert not (tmp_path / "c.db").exists()  # a preview, as of a path
+
+
+def test_load_of_standard_input_is_the_files_load(db, twin_db, monkeypatch, capsys):
+    assert main(["--db", db, "load", str(POOL)]) == 0
+    by_path = capsys.readouterr().out
+    piped(monkeypatch, POOL)
+    assert main(["--db", twin_db, "load", "-"]) == 0
+    assert capsys.readouterr().out == by_path.replace(str(POOL), "<stdin>") == \
+        "<stdin>: 8 exposures (8 new, 0 updated)\n"
+    ours, theirs = (inventory.exposures(url).drop(columns=["id", "pool_id"]) for url in (db, twin_db))
+    assert set(theirs["pool"]) == {"stdin"}
+    assert ours.drop(columns="pool").equals(theirs.drop(columns="pool"))
+    # and the work lists the two catalogs answer
+    for url in (db, twin_db):
+        assert main(["--db", url, "worklist", "--all", "--format", "csv"]) == 0
+    first, second = capsys.readouterr().out.split("pool,", 2)[1:]
+    assert second == first.replace(f"{POOL.name},", "stdin,")
+
+
+def test_a_bad_row_on_standard_input_names_stdin_its_line_and_column(db, monkeypatch, capsys):
+    piped(monkeypatch, b"# a pool\nFILENAME|EXP_TYPE\njw_1_uncal.fits|MIR_IMAGE\n|MIR_IMAGE\n")
+    assert main(["--db", db, "load", "-"]) == 2
+    assert capsys.readouterr().err == "l2rules: error: <stdin>:4: column FILENAME: FILENAME is empty\n"
+    piped(monkeypatch, b"FILENAME|EXP_TYPE\njw_1_uncal.fits|MIR\xff\n")
+    assert main(["--db", db, "worklist", "-"]) == 2
+    assert capsys.readouterr().err.startswith("l2rules: error: <stdin>:2: column EXP_TYPE (character 20): bytes "
+                                              "that are not UTF-8")
+
+
+def test_bulk_declines_standard_input(db, monkeypatch, capsys):
+    piped(monkeypatch, POOL)
+    assert main(["--db", db, "load", "--method", "bulk", "-"]) == 2
+    assert "<stdin>: the bulk path declines standard input" in capsys.readouterr().err
+
+
+def test_asn_explain_impact_and_run_read_standard_input(db, tmp_path, monkeypatch, capsys):
+    assert main(["--db", db, "asn", str(POOL), "-p", str(tmp_path / "by-path"), "--save-orphans"]) == 0
+    piped(monkeypatch, POOL)
+    assert main(["--db", db, "asn", "-", "-p", str(tmp_path / "piped"), "--save-orphans"]) == 0
+    capsys.readouterr()
+    by_path = sorted(p.name for p in (tmp_path / "by-path").iterdir())
+    assert by_path == sorted(p.name for p in (tmp_path / "piped").iterdir()) and len(by_path) == 9
+    for name in by_path:
+        ours, theirs = ((tmp_path / d / name).read_text() for d in ("by-path", "piped"))
+        assert theirs == ours.replace(f'"asn_pool": "{POOL.name}"', '"asn_pool": "stdin"'), name
+
+    assert main(["--db", db, "explain", "jw_00001_uncal.fits", "--pool", "-", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["pool"] for row in rows} == {"stdin"} and any(row["selected"] for row in rows)
+
+    impact = ["--db", db, "impact", "--from", "1.16.1", "--to", "3.0.0", "--format", "csv"]
+    assert main([*impact, str(POOL)]) == 0 and main([*impact, "-"]) == 0
+    by_path, from_stdin = capsys.readouterr().out.split("change,")[1:]
+    assert from_stdin == by_path.replace(f",{POOL.name},", ",stdin,")
+
+    assert main(["--db", db, "run", "-", "--print", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["inputs"] == ["-"] and printed["exposures_new"] == 8
+    assert record(db, printed["run_id"])["inputs"] == ["-"]
