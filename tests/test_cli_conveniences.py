@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from l2rules import inventory
 from l2rules.cli import main
 from l2rules.runs import record
@@ -99,3 +101,48 @@ def test_asn_explain_impact_and_run_read_standard_input(db, tmp_path, monkeypatc
     printed = json.loads(capsys.readouterr().out)
     assert printed["inputs"] == ["-"] and printed["exposures_new"] == 8
     assert record(db, printed["run_id"])["inputs"] == ["-"]
+
+
+# --- -q/--quiet ------------------------------------------------------------------------------------------
+
+def test_quiet_writes_nothing_on_standard_error_and_the_same_standard_output(db, twin_db, tmp_path, monkeypatch,
+                                                                              capsys):
+    """With standard error a terminal, load and asn show progress bars and worklist --output says what it
+    wrote; with -q (before or after the command) none of it, the same standard output and files."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    said = {}
+    for quiet, url in ((False, db), (True, twin_db)):
+        q = ["-q"] if quiet else []
+        commands = [[*q, "--db", url, "load", str(POOL)],
+                    ["--db", url, "worklist", str(POOL), "--all", "--output", str(tmp_path / f"w{quiet}.csv"), *q],
+                    [*q, "--db", url, "asn", str(POOL), "-p", str(tmp_path / f"asn{quiet}")]]
+        for argv in commands:
+            assert main(argv) == 0, argv
+        said[quiet] = capsys.readouterr()
+    assert said[True].err == ""
+    assert "100%" in said[False].err and "8 work items written to" in said[False].err
+    assert "associations" in said[False].err  # asn's bar
+    assert said[True].out == said[False].out.replace(f"asn{False}", f"asn{True}")
+    assert (tmp_path / "wTrue.csv").read_text() == (tmp_path / "wFalse.csv").read_text()
+
+
+def test_quiet_still_prints_errors_with_the_same_exit_codes(tmp_path, capsys):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    for argv, code, error in ((["load", str(tmp_path / "missing.csv")], 2, "missing.csv: no such file"),
+                              (["--db", f"sqlite:///{tmp_path / 'none.db'}", "runs"], 3, "no l2rules catalog at")):
+        assert main(["--db", db, *argv]) == code
+        assert error in capsys.readouterr().err
+        assert main(["-q", "--db", db, *argv]) == code
+        assert error in capsys.readouterr().err, argv
+    with pytest.raises(SystemExit) as exited:  # one or the other
+        main(["-q", "--db", db, "runs", "-v"])
+    assert exited.value.code == 2 and "--quiet and --verbose" in capsys.readouterr().err
+
+
+def test_quiet_in_a_subprocess(tmp_path):
+    out = tmp_path / "w.csv"
+    loud = l2rules("--db", f"sqlite:///{tmp_path / 'c.db'}", "worklist", str(POOL), "--output", str(out))
+    quiet = l2rules("--db", f"sqlite:///{tmp_path / 'c.db'}", "worklist", str(POOL), "--output", str(out), "-q")
+    assert loud.returncode == quiet.returncode == 0
+    assert loud.stderr.decode() == f"8 work items written to {out}\n" and quiet.stderr == b""
+    assert loud.stdout == quiet.stdout == b""

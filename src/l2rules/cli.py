@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 import l2rules  # the library API: l2rules.worklist is the function (the package binds it over its module)
 
-from . import _fits_cli, association, catalog, inventory, migrate, outputs, points
+from . import _fits_cli, association, catalog, console, inventory, migrate, outputs, points
 from ._lazy import pandas as pd
 from .association.orphans import DEFAULT_NAME as ORPHANS_NAME
 from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled
@@ -130,11 +130,14 @@ def _skip_bad(parser: argparse.ArgumentParser) -> None:
 
 
 def _global_options(parser: argparse.ArgumentParser, default=None) -> None:
-    """--db and -v, on the program and on every (sub)command, so that they may come before or after it."""
+    """--db, -v and -q, on the program and on every (sub)command, so that they may come before or after it."""
     parser.add_argument("--db", metavar="URL", default=default,
                         help="database URL (sqlite:///file.db, postgresql://...)")
     parser.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
                         help="log more (-vv for SQL)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=False if default is None else default,
+                        help="no progress bars and no informational messages on standard error (errors and "
+                             "warnings still; standard output and exit codes the same)")
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -547,7 +550,7 @@ def make_pool(args: argparse.Namespace) -> int:
     count = made.write(args.output)
     if args.output:
         left_out = f" ({len(made.errors)} bad files left out)" if made.errors else ""
-        print(f"{count} exposures written to {args.output}{left_out}", file=sys.stderr)
+        console.info(f"{count} exposures written to {args.output}{left_out}")
     return 0
 
 
@@ -568,7 +571,7 @@ def worklist(args: argparse.Namespace) -> int:
         _print(frame, args, args.output)
         count = len(frame)
     if args.output:
-        print(f"{count} work items written to {args.output}", file=sys.stderr)
+        console.info(f"{count} work items written to {args.output}")
     return 0
 
 
@@ -754,6 +757,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The parsed command line, checked as argparse alone cannot (``rules diff``'s end points)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet and args.verbose:
+        parser.exit(2, "l2rules: error: --quiet and --verbose (or asn's --debug) cannot go together\n")
     if args.handler is diff_all:
         _end_points(parser, args)
     if args.handler is asn:
@@ -773,6 +778,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    console.set_quiet(args.quiet)  # progress bars and informational messages: the one switch
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%d %H:%M:%S")

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from . import outputs, schema
+from . import console, outputs, schema
 from ._lazy import pandas as pd
 from .config import DB, DatabaseError, L2RulesError, describe
 from .inventory import InventoryError, keep_statistics, load, stdin, unchanged_pool
@@ -466,7 +466,7 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
     with engine.connect() as conn:
         revision = head_revision(conn)
     # The pipeline's answers: after the loads' bars, a label while they are made (a terminal only)
-    with phase_bar(sys.stderr.isatty() if progress is None else progress, "work list"):
+    with phase_bar(console.progress(progress), "work list"):
         evaluated = evaluate(engine)
     if evaluated:
         log.info("run %s: the pipeline's answers of %d pool(s) stored at catalog revision %s", run_id,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .. import __version__, schema
+from .. import __version__, console, schema
 from .._lazy import pandas as pd
 from ..config import DB
 from ..inventory import stdin
@@ -379,7 +379,7 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     orphans: list[str] = []
     from tqdm import tqdm  # imported when used: the CLI starts without it
 
-    show = sys.stderr.isatty() if progress is None else progress
+    show = console.progress(progress)
     with previewed(db, pools, store=store, skip_bad=skip_bad, progress=progress) as preview:
         for source, stem, pool_id in zip(pools, stems, preview.pool_ids):
             with preview.engine.connect() as conn:

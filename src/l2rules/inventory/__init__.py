@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from .. import schema
+from .. import console, schema
 from .._lazy import loaded
 from .._lazy import pandas as pd
 from ..config import DB, L2RulesError
@@ -98,7 +97,7 @@ def load(db: DB, source: str | Path | pd.DataFrame | list[str | Path], *, name: 
 
 
 def _load(engine, source, name, skip_bad, progress, method, fits_options) -> LoadResult:
-    show = sys.stderr.isatty() if progress is None else progress
+    show = console.progress(progress)
     if fits.is_fits_source(source):
         if method == "bulk":
             raise L2RulesError(f"{source}: the bulk path declines this file: it takes pool and CSV files and "
