@@ -1,20 +1,23 @@
-"""What a person sees (issue 31): ``-`` as standard input wherever a pool is taken."""
+"""What a person sees (issue 31): ``-`` as standard input wherever a pool is taken, -q/--quiet, ``l2rules db``
+(Alembic's commands on the packaged migrations)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from l2rules import inventory
+from l2rules import inventory, migrate
 from l2rules.cli import main
 from l2rules.runs import record
 
-from .conftest import POOLS
+from .conftest import POOLS, REPO
 
 POOL = POOLS / "pool_002_image_miri.csv"
 
@@ -146,3 +149,79 @@ def test_quiet_in_a_subprocess(tmp_path):
     assert loud.returncode == quiet.returncode == 0
     assert loud.stderr.decode() == f"8 work items written to {out}\n" and quiet.stderr == b""
     assert loud.stdout == quiet.stdout == b""
+
+
+# --- l2rules db upgrade / downgrade / current / history ----------------------------------------------
+
+def _revisions() -> list[str]:
+    """The revision ids, newest first."""
+    return sorted((p.name[:4] for p in (REPO / "migrations" / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")),
+                  reverse=True)
+
+
+def test_db_upgrade_current_downgrade_history(empty_db, capsys):
+    head, previous = _revisions()[:2]
+    assert main(["--db", empty_db, "db", "upgrade"]) == 0
+    assert capsys.readouterr().out.endswith(f": revision {head} (was empty)\n")
+    assert migrate.current_revision(empty_db) == head
+    assert main(["--db", empty_db, "db", "current"]) == 0
+    assert capsys.readouterr().out == f"{head} (head)\n"
+    assert main(["--db", empty_db, "db", "downgrade", "-1"]) == 0
+    assert capsys.readouterr().out.endswith(f": revision {previous}\n")
+    assert main(["db", "current", "--db", empty_db]) == 0
+    assert capsys.readouterr().out == f"{previous}\n"
+    assert main(["--db", empty_db, "db", "upgrade", "head"]) == 0
+    assert capsys.readouterr().out.endswith(f": revision {head} (was {previous})\n")
+    assert main(["--db", empty_db, "db", "history"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines[:2]] == [f"{previous} -> {head} (head)", f"{_revisions()[2]} -> "
+                                                                                          f"{previous}"]
+    assert len(lines) == len(_revisions()) and lines[-1].startswith("<base> -> 0001, ")
+    assert migrate.revisions(stream=io.StringIO()) == _revisions()
+
+
+def test_db_downgrade_refuses_to_drop_data_unless_asked(db, capsys):
+    assert main(["--db", db, "run", str(POOLS / "pool_021_tso.csv")]) == 0
+    assert main(["--db", db, "db", "downgrade", "0007"]) == 2
+    err = capsys.readouterr().err
+    assert "would drop run (1 rows), work_item (5 rows)" in err and "nothing was changed" in err
+    assert err.rstrip().endswith("here: l2rules db downgrade 0007 --drop-data") and len(err.splitlines()) == 1
+    assert migrate.current_revision(db) == _revisions()[0]
+    assert main(["--db", db, "db", "downgrade", "0007", "--drop-data"]) == 0
+    assert migrate.current_revision(db) == "0007"
+
+
+def test_db_errors_are_one_line_and_create_no_file(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    for argv in (["db", "current"], ["db", "downgrade", "-1"]):
+        assert main(["--db", url, *argv]) == 3, argv
+        assert "none.db does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert main(["--db", url, "db", "upgrade", "nope"]) == 2
+    assert "Can't locate revision identified by 'nope'" in capsys.readouterr().err
+
+
+def test_db_upgrade_from_the_wheels_layout_outside_a_checkout(tmp_path):
+    """The package as the wheel lays it out (pyproject.toml's force-include: the migrations as
+    l2rules/_migrations), run from another directory: `db upgrade` needs no checkout and no alembic.ini."""
+    tomllib = pytest.importorskip("tomllib")  # (Python 3.11 and later)
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "src" / "l2rules", site / "l2rules", ignore=shutil.ignore_patterns("__pycache__"))
+    wheel = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    for source, target in wheel["force-include"].items():
+        shutil.copytree(REPO / source, site / target, ignore=shutil.ignore_patterns("__pycache__"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("L2RULES_DATABASE_URL", None)
+    where = subprocess.run([sys.executable, "-c", "import l2rules.migrate as m; print(m.__file__); "
+                            "print(m.alembic_config().get_main_option('script_location'))"],
+                           capture_output=True, text=True, cwd=elsewhere, env=env, check=True).stdout.split()
+    assert where == [str(site / "l2rules" / "migrate.py"), str(site / "l2rules" / "_migrations")]
+    head = _revisions()[0]
+    upgraded = l2rules("--db", "sqlite:///catalog.db", "db", "upgrade", cwd=elsewhere, env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.decode() == f"catalog at sqlite:///catalog.db: revision {head} (was empty)\n"
+    assert l2rules("--db", "sqlite:///catalog.db", "db", "current", cwd=elsewhere, env=env).stdout.decode() \
+        == f"{head} (head)\n"
+    assert not (elsewhere / "alembic.ini").exists()

@@ -203,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "init", init, "create the catalog or upgrade it to the latest revision (safe to rerun)",
              "l2rules --db sqlite:///l2rules.db init")
 
+    group = _command(sub, "db", None, "the catalog's schema migrations, packaged with l2rules (Alembic's commands, "
+                                      "no alembic.ini needed): upgrade, downgrade, current, history",
+                     "l2rules --db postgresql://postgres@127.0.0.1:5432/test db upgrade", "l2rules db current")
+    _db_commands(group.add_subparsers(dest="db_command", required=True, metavar="ACTION"))
+
     group = _command(sub, "rules", None, "the rules catalog: list, show, history, diff, check, revision",
                      "l2rules rules list --instrument MIRI", "l2rules rules diff --from 1.16.1 --to 3.0.0")
     _rules_commands(group.add_subparsers(dest="rules_command", required=True, metavar="ACTION"))
@@ -369,6 +374,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _db_commands(dsub) -> None:
+    """The ``db`` actions: Alembic's commands on the packaged migrations and the --db database."""
+    p = _command(dsub, "upgrade", init, "create the catalog or upgrade it to REV (as `l2rules init`; `alembic upgrade "
+                                        "head` without alembic.ini): one transaction, the migration lock held",
+                 "l2rules db upgrade", "l2rules --db sqlite:///l2rules.db db upgrade 0056")
+    p.add_argument("revision", nargs="?", default="head", metavar="REV",
+                   help="the revision to reach (default: head, the latest)")
+    p = _command(dsub, "downgrade", downgrade, "downgrade the catalog to REV (a revision, -1, base), in one "
+                                               "transaction",
+                 "l2rules db downgrade -1", "l2rules db downgrade 0007 --drop-data")
+    p.add_argument("revision", metavar="REV", help="the revision to reach: a revision (0056), -N (N steps down) "
+                                                   "or base (no catalog)")
+    p.add_argument("--drop-data", action="store_true",
+                   help="go below 0008 (runs, work items) or 0003 (pools, exposures) even while those tables hold "
+                        "rows, dropping them (default: refused, nothing changed)")
+    _command(dsub, "current", current, "the catalog's revision, as `alembic current` prints it (0057 (head))",
+             "l2rules db current")
+    _command(dsub, "history", revisions, "the revisions, newest first, as `alembic history` prints them",
+             "l2rules db history")
+
+
 def _rules_commands(rsub) -> None:
     """The ``rules`` actions."""
     p = _command(rsub, "list", rules, "the rules in force (now, or --as-of DATE / --catalog-version REV)",
@@ -438,10 +464,34 @@ def _print(frame, args, output=None) -> None:
 
 
 def init(args: argparse.Namespace) -> int:
-    """``init``: :func:`migrate.init`."""
-    before, after = migrate.init(args.db)
+    """``init`` and ``db upgrade [REV]``: :func:`migrate.init`."""
+    before, after = migrate.init(args.db, getattr(args, "revision", "head"))
     print(f"catalog at {describe(get_engine(args.db))}: revision {after}"
           + ("" if before == after else f" (was {before or 'empty'})"))
+    return 0
+
+
+def downgrade(args: argparse.Namespace) -> int:
+    """``db downgrade REV``: :func:`migrate.downgrade`."""
+    try:
+        after = migrate.downgrade(args.db, args.revision, drop_data=args.drop_data)
+    except migrate.MigrationError as exc:
+        if "drop_data" not in str(exc):
+            raise
+        raise migrate.MigrationError(f"{exc}; here: l2rules db downgrade {args.revision} --drop-data") from None
+    print(f"catalog at {describe(get_engine(args.db))}: revision {after or 'none (base: no catalog left)'}")
+    return 0
+
+
+def current(args: argparse.Namespace) -> int:
+    """``db current``: :func:`migrate.current` (Alembic's ``current``)."""
+    migrate.current(args.db)
+    return 0
+
+
+def revisions(args: argparse.Namespace) -> int:
+    """``db history``: :func:`migrate.revisions` (Alembic's ``history``)."""
+    migrate.revisions()
     return 0
 
 
@@ -522,7 +572,8 @@ def write_revision(args: argparse.Namespace) -> int:
         return 0
     for note in plan.notes:  # what it splits and carries into, in effective order
         print(note)
-    print(f"wrote {path} (effective {plan.effective}); apply it with `alembic upgrade head` or `l2rules init`")
+    print(f"wrote {path} (effective {plan.effective}); apply it with `l2rules db upgrade` (or `alembic upgrade "
+          "head`)")
     return 0
 
 
