@@ -112,7 +112,9 @@ def _leaves(parser, prefix=()):
 
 
 COMMANDS = {
-    ("init",): "init", ("rules", "list"): "rules", ("rules", "show"): "conditions", ("rules", "history"): "history",
+    ("init",): "init", ("db", "upgrade"): "init", ("db", "downgrade"): "downgrade", ("db", "current"): "current",
+    ("db", "history"): "revisions", ("rules", "list"): "rules", ("rules", "show"): "conditions",
+    ("rules", "history"): "history",
     ("rules", "tables"): "tables", ("rules", "releases"): "releases", ("rules", "rows"): "table_rows",
     ("rules", "versions"): "versions", ("rules", "diff"): "diff_all", ("rules", "check"): "check_all",
     ("rules", "revision"): "write_revision", ("load",): "load", ("pool",): "make_pool", ("worklist",): "worklist",
@@ -144,8 +146,9 @@ def test_every_command_help_has_an_example_that_parses():
         assert "Example" in text and all(f"\n  {line}\n" in text for line in lines), command  # each line kept whole
         for line in lines:  # parsed as main parses it, into this command
             assert parse_args(shlex.split(line)[1:]).handler is leaf.get_default("handler"), line
-    rules = parser._subparsers._group_actions[0].choices["rules"]  # the group's help has examples too
-    assert examples(rules) and all(parse_args(shlex.split(line)[1:]).command == "rules" for line in examples(rules))
+    for group in ("rules", "db"):  # a group's help has examples too
+        sub = parser._subparsers._group_actions[0].choices[group]
+        assert examples(sub) and all(parse_args(shlex.split(line)[1:]).command == group for line in examples(sub))
 
 
 def test_an_example_line_stays_one_line_in_a_narrow_terminal(monkeypatch):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .inventory import fits
+from .inventory import fits, stdin
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def group_files(args: argparse.Namespace) -> None:
 
 def sources(args: argparse.Namespace) -> list[tuple[str, object, dict]]:
     """(label, source, load options) for each of ``load``'s sources (FITS files grouped by :func:`group_files`)."""
-    out = [(str(p), p, {"fits_options": options(args)} if fits.is_fits_source(p) else {}) for p in args.pools]
+    out = [(stdin.label(p), p, {"fits_options": options(args)} if fits.is_fits_source(p) else {}) for p in args.pools]
     if _given(args) and not any(o for _, _, o in out):
         raise fits.InventoryError(out[0][0], None, None, "not FITS input: --asn-candidate, --dms-note, --is-imprt "
                                                         "and --pntgtype set columns of FITS files' pools")

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 import l2rules  # the library API: l2rules.worklist is the function (the package binds it over its module)
 
-from . import _fits_cli, association, catalog, inventory, migrate, outputs, points
+from . import _fits_cli, association, catalog, console, inventory, migrate, outputs, points
 from ._lazy import pandas as pd
 from .association.orphans import DEFAULT_NAME as ORPHANS_NAME
 from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled
@@ -55,6 +55,8 @@ EXIT_CODES = {  # code: (what, in more words)
 }
 #: The formats a command prints to standard output (parquet needs a file: --output).
 PRINTABLE = ("table", "csv", "json", "jsonl")
+#: What a POOL argument's help says of ``-`` (``inventory.stdin``).
+STDIN_HELP = "- reads standard input (the pool named stdin; errors name <stdin>)"
 
 
 class UsageError(L2RulesError):
@@ -128,11 +130,14 @@ def _skip_bad(parser: argparse.ArgumentParser) -> None:
 
 
 def _global_options(parser: argparse.ArgumentParser, default=None) -> None:
-    """--db and -v, on the program and on every (sub)command, so that they may come before or after it."""
+    """--db, -v and -q, on the program and on every (sub)command, so that they may come before or after it."""
     parser.add_argument("--db", metavar="URL", default=default,
                         help="database URL (sqlite:///file.db, postgresql://...)")
     parser.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
                         help="log more (-vv for SQL)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=False if default is None else default,
+                        help="no progress bars and no informational messages on standard error (errors and "
+                             "warnings still; standard output and exit codes the same)")
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -198,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "init", init, "create the catalog or upgrade it to the latest revision (safe to rerun)",
              "l2rules --db sqlite:///l2rules.db init")
 
+    group = _command(sub, "db", None, "the catalog's schema migrations, packaged with l2rules (Alembic's commands, "
+                                      "no alembic.ini needed): upgrade, downgrade, current, history",
+                     "l2rules --db postgresql://postgres@127.0.0.1:5432/test db upgrade", "l2rules db current")
+    _db_commands(group.add_subparsers(dest="db_command", required=True, metavar="ACTION"))
+
     group = _command(sub, "rules", None, "the rules catalog: list, show, history, diff, check, revision",
                      "l2rules rules list --instrument MIRI", "l2rules rules diff --from 1.16.1 --to 3.0.0")
     _rules_commands(group.add_subparsers(dest="rules_command", required=True, metavar="ACTION"))
@@ -206,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "their primary headers) into the catalog database",
                  "l2rules load samples/pools/pool_002_image_miri.csv samples/pools/pool_003_image_nircam.csv",
                  "l2rules load raw/jw01234/ --asn-candidate \"[('c1000', 'background')]\"")
-    p.add_argument("pools", nargs="+", metavar="POOL")
+    p.add_argument("pools", nargs="+", metavar="POOL", help=f"a pool or CSV file, or FITS input; {STDIN_HELP}")
     _skip_bad(p)
     p.add_argument("--method", choices=inventory.METHODS, default="auto",
                    help="bulk: the columnar path (fails if the file is not one for it); rows: line by line; "
@@ -226,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "worklist", worklist, "the Level 2b work list: what the pipeline does with each exposure "
                                             "(of the POOLs alone when given)",
                  "l2rules worklist samples/pools/pool_002_image_miri.csv --all --format csv --output work.csv")
-    p.add_argument("pools", nargs="*", metavar="POOL")
+    p.add_argument("pools", nargs="*", metavar="POOL", help=f"a pool or CSV file; {STDIN_HELP}")
     p.add_argument("--all", action="store_true", help="every exposure, with level2b true/false and why")
     _published(p, "the published table's work list alone (one SQL query, streamed)")
     p.add_argument("--associations", action="store_true",
@@ -245,14 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="date, catalog revision or pipeline release (3.0.0)")
     _published(p, "compare the published table's work lists instead of the pipeline's (asn_type, role, "
                   "Level 2b input, association)")
-    p.add_argument("pools", nargs="*", metavar="POOL")
+    p.add_argument("pools", nargs="*", metavar="POOL", help=f"a pool or CSV file; {STDIN_HELP}")
     _store(p)
     _formats(p, printable_only=True)
 
     p = _command(sub, "explain", explain, "why an exposure is or is not the science of a Level 2b association",
                  "l2rules explain jw_00001_uncal.fits --pool samples/pools/pool_002_image_miri.csv")
     p.add_argument("filename", metavar="FILENAME", help="the exposure's FILENAME (or its stem)")
-    p.add_argument("--pool", metavar="P", help="a loaded pool's name or id, or a pool file")
+    p.add_argument("--pool", metavar="P", help=f"a loaded pool's name or id, or a pool file; {STDIN_HELP}")
     _store(p)
     _as_of(p)
     _formats(p, printable_only=True)
@@ -268,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "that would change what is written and that l2rules does not model (--merge, "
                              "--no-finalize, --per-pool-algorithm, another --format, --delimiter or --pool-format) "
                              "exit 2 naming the option.")
-    p.add_argument("pools", nargs="+", metavar="POOL")
+    p.add_argument("pools", nargs="+", metavar="POOL", help=f"a pool file; {STDIN_HELP}")
     p.add_argument("-p", "--path", "--output", dest="output", default=".", metavar="DIR",
                    help="directory for the *_asn.json files, as asn_generate's -p (default: the current "
                         "directory; one subdirectory per pool when several are given)")
@@ -329,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "changed), withdraws the items of exposures a redelivery left out, and records the run. "
                     "Quiet unless asked. Exit codes: 0 done (also when there was nothing to do), 2 bad input, "
                     "3 database unreachable, not created or not migrated, 5 another run is in progress.")
-    p.add_argument("pools", nargs="*", metavar="POOL", help="pool or CSV files to load first")
+    p.add_argument("pools", nargs="*", metavar="POOL", help=f"pool or CSV files to load first; {STDIN_HELP}")
     p.add_argument("--inventory-dir", metavar="DIR", help="also load every *.csv file of DIR")
     p.add_argument("--output", metavar="PATH",
                    help="write the run's new work items to PATH ('{run_id}' is replaced by the run's id); "
@@ -362,6 +372,27 @@ def build_parser() -> argparse.ArgumentParser:
                  "l2rules report --html out/report.html")
     p.add_argument("--html", metavar="PATH", help="also write an HTML page with the tables and a chart")
     return parser
+
+
+def _db_commands(dsub) -> None:
+    """The ``db`` actions: Alembic's commands on the packaged migrations and the --db database."""
+    p = _command(dsub, "upgrade", init, "create the catalog or upgrade it to REV (as `l2rules init`; `alembic upgrade "
+                                        "head` without alembic.ini): one transaction, the migration lock held",
+                 "l2rules db upgrade", "l2rules --db sqlite:///l2rules.db db upgrade 0056")
+    p.add_argument("revision", nargs="?", default="head", metavar="REV",
+                   help="the revision to reach (default: head, the latest)")
+    p = _command(dsub, "downgrade", downgrade, "downgrade the catalog to REV (a revision, -1, base), in one "
+                                               "transaction",
+                 "l2rules db downgrade -1", "l2rules db downgrade 0007 --drop-data")
+    p.add_argument("revision", metavar="REV", help="the revision to reach: a revision (0056), -N (N steps down) "
+                                                   "or base (no catalog)")
+    p.add_argument("--drop-data", action="store_true",
+                   help="go below 0008 (runs, work items) or 0003 (pools, exposures) even while those tables hold "
+                        "rows, dropping them (default: refused, nothing changed)")
+    _command(dsub, "current", current, "the catalog's revision, as `alembic current` prints it (0057 (head))",
+             "l2rules db current")
+    _command(dsub, "history", revisions, "the revisions, newest first, as `alembic history` prints them",
+             "l2rules db history")
 
 
 def _rules_commands(rsub) -> None:
@@ -433,10 +464,34 @@ def _print(frame, args, output=None) -> None:
 
 
 def init(args: argparse.Namespace) -> int:
-    """``init``: :func:`migrate.init`."""
-    before, after = migrate.init(args.db)
+    """``init`` and ``db upgrade [REV]``: :func:`migrate.init`."""
+    before, after = migrate.init(args.db, getattr(args, "revision", "head"))
     print(f"catalog at {describe(get_engine(args.db))}: revision {after}"
           + ("" if before == after else f" (was {before or 'empty'})"))
+    return 0
+
+
+def downgrade(args: argparse.Namespace) -> int:
+    """``db downgrade REV``: :func:`migrate.downgrade`."""
+    try:
+        after = migrate.downgrade(args.db, args.revision, drop_data=args.drop_data)
+    except migrate.MigrationError as exc:
+        if "drop_data" not in str(exc):
+            raise
+        raise migrate.MigrationError(f"{exc}; here: l2rules db downgrade {args.revision} --drop-data") from None
+    print(f"catalog at {describe(get_engine(args.db))}: revision {after or 'none (base: no catalog left)'}")
+    return 0
+
+
+def current(args: argparse.Namespace) -> int:
+    """``db current``: :func:`migrate.current` (Alembic's ``current``)."""
+    migrate.current(args.db)
+    return 0
+
+
+def revisions(args: argparse.Namespace) -> int:
+    """``db history``: :func:`migrate.revisions` (Alembic's ``history``)."""
+    migrate.revisions()
     return 0
 
 
@@ -517,7 +572,8 @@ def write_revision(args: argparse.Namespace) -> int:
         return 0
     for note in plan.notes:  # what it splits and carries into, in effective order
         print(note)
-    print(f"wrote {path} (effective {plan.effective}); apply it with `alembic upgrade head` or `l2rules init`")
+    print(f"wrote {path} (effective {plan.effective}); apply it with `l2rules db upgrade` (or `alembic upgrade "
+          "head`)")
     return 0
 
 
@@ -545,7 +601,7 @@ def make_pool(args: argparse.Namespace) -> int:
     count = made.write(args.output)
     if args.output:
         left_out = f" ({len(made.errors)} bad files left out)" if made.errors else ""
-        print(f"{count} exposures written to {args.output}{left_out}", file=sys.stderr)
+        console.info(f"{count} exposures written to {args.output}{left_out}")
     return 0
 
 
@@ -566,7 +622,7 @@ def worklist(args: argparse.Namespace) -> int:
         _print(frame, args, args.output)
         count = len(frame)
     if args.output:
-        print(f"{count} work items written to {args.output}", file=sys.stderr)
+        console.info(f"{count} work items written to {args.output}")
     return 0
 
 
@@ -752,6 +808,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The parsed command line, checked as argparse alone cannot (``rules diff``'s end points)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet and args.verbose:
+        parser.exit(2, "l2rules: error: --quiet and --verbose (or asn's --debug) cannot go together\n")
     if args.handler is diff_all:
         _end_points(parser, args)
     if args.handler is asn:
@@ -771,6 +829,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    console.set_quiet(args.quiet)  # progress bars and informational messages: the one switch
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%d %H:%M:%S")

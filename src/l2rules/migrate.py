@@ -1,4 +1,10 @@
-"""Running the Alembic migrations from Python and the CLI (``l2rules init``)."""
+"""Running the Alembic migrations from Python and the CLI (``l2rules init``, ``l2rules db ...``).
+
+The migrations are the packaged ones (:func:`alembic_config`: a checkout's, or the wheel's
+``l2rules/_migrations``), so a wheel install needs no ``alembic.ini``: ``l2rules db upgrade``
+is ``alembic upgrade head``, ``db downgrade``, ``db current`` and ``db history`` are Alembic's
+commands of those names, on the database ``--db`` names.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -34,6 +40,12 @@ log = logging.getLogger(__name__)
 
 #: The PostgreSQL advisory lock key that serializes migrations ("l2r-migr" as a big-endian int64).
 MIGRATION_LOCK_KEY = int.from_bytes(b"l2r-migr", "big")
+
+
+class MigrationError(L2RulesError):
+    """Alembic refused: a revision it cannot find or reach, a downgrade that would drop data (bad input, exit 2)."""
+
+    exit_code = 2
 
 
 @contextmanager
@@ -146,8 +158,12 @@ def init(db: DB = None, revision: str = "head") -> tuple[str | None, str | None]
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         from alembic import command
+        from alembic.util import CommandError
 
-        command.upgrade(cfg, revision)
+        try:
+            command.upgrade(cfg, revision)
+        except CommandError as exc:  # an unknown revision, or one below the catalog's
+            raise MigrationError(f"upgrade to {revision}: {exc}") from None
     return before, current_revision(engine)
 
 
@@ -156,9 +172,11 @@ def downgrade(db: DB = None, revision: str = "-1", *, drop_data: bool = False) -
 
     The downgrades of 0008 and 0003 drop the runs, work items, pools and exposures;
     when those tables hold rows they refuse (nothing changes) unless ``drop_data``
-    (``alembic -x drop_data=yes downgrade ...`` on the command line).
+    (``l2rules db downgrade REV --drop-data``, ``alembic -x drop_data=yes downgrade ...``).
+    A SQLite file that does not exist is a :class:`DatabaseError` (exit 3), not created.
     """
     engine = get_engine(db)
+    _require_file(engine)  # (nothing to downgrade, and no file to create)
     from alembic import command
     from alembic.util import CommandError
 
@@ -170,8 +188,48 @@ def downgrade(db: DB = None, revision: str = "-1", *, drop_data: bool = False) -
             cfg.cmd_opts = argparse.Namespace(x=["drop_data=yes"] if drop_data else [])
             command.downgrade(cfg, revision)
     except CommandError as exc:
-        raise L2RulesError(str(exc)) from None
+        raise MigrationError(str(exc)) from None
     return current_revision(engine)
+
+
+def current(db: DB = None, *, stream: TextIO | None = None) -> str:
+    """Alembic's ``current``: the catalog's revision, also printed on ``stream`` (standard output) as Alembic
+    prints it (``0057 (head)``). A database without a catalog is a :class:`DatabaseError` (exit 3); a SQLite
+    file that does not exist is not created."""
+    engine = get_engine(db)
+    _require_file(engine)
+    revision = current_revision(engine)
+    if revision is None:
+        raise DatabaseError(f"database {describe(engine)} has no l2rules catalog; create it with `l2rules db "
+                            "upgrade` (or `l2rules init`)" + _where_hint(engine))
+    head = _head_from_files()
+    if head and revision.isdigit() and head.isdigit() and int(revision) > int(head):
+        raise DatabaseError(f"the catalog at {describe(engine)} is at revision {revision}, newer than this "
+                            f"l2rules knows (its head is {head})")
+    from alembic import command
+    from alembic.util import CommandError
+
+    with engine.connect() as conn:
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        cfg.stdout = sys.stdout if stream is None else stream
+        try:
+            command.current(cfg)
+        except CommandError as exc:
+            raise MigrationError(str(exc)) from None
+    return revision
+
+
+def revisions(*, stream: TextIO | None = None) -> list[str]:
+    """Alembic's ``history``: the revisions, newest first, printed on ``stream`` (standard output) as Alembic
+    prints them (``0056 -> 0057 (head), runs count takeovers``); returns their ids. Reads no database."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config()
+    cfg.stdout = sys.stdout if stream is None else stream
+    command.history(cfg)
+    return [script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions()]
 
 
 def sqlite_file(engine: Engine) -> Path | None:
@@ -195,12 +253,8 @@ def require_migrated(db: DB = None, *, create: bool = False) -> Engine:
     migrated by ``l2rules init``.
     """
     engine = get_engine(db)
-    path = sqlite_file(engine)
-    # Connecting would create the file (or, to an empty one, write a header): check first.
-    if path is not None and not create and (not path.exists() or path.stat().st_size == 0):
-        raise DatabaseError(f"no l2rules catalog at {describe(engine)}: {path} "
-                            + ("is an empty file" if path.exists() else "does not exist")
-                            + "; create it with `l2rules init` (or `l2rules run --create`)" + _where_hint(engine))
+    if not create:
+        _require_file(engine)
     current = current_revision(engine)
     if current is None:
         if create and engine.dialect.name == "sqlite" and not sa.inspect(engine).get_table_names():
@@ -211,6 +265,16 @@ def require_migrated(db: DB = None, *, create: bool = False) -> Engine:
                             + _where_hint(engine))
     _require_head(engine, current)
     return engine
+
+
+def _require_file(engine: Engine) -> None:
+    """A one-line :class:`DatabaseError` (exit 3) for an embedded SQLite database that does not exist yet or is
+    an empty file: connecting would create the file (or, to an empty one, write a header)."""
+    path = sqlite_file(engine)
+    if path is not None and (not path.exists() or path.stat().st_size == 0):
+        raise DatabaseError(f"no l2rules catalog at {describe(engine)}: {path} "
+                            + ("is an empty file" if path.exists() else "does not exist")
+                            + "; create it with `l2rules init` (or `l2rules run --create`)" + _where_hint(engine))
 
 
 def _require_head(engine: Engine, current: str) -> None:

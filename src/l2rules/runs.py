@@ -47,10 +47,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from . import outputs, schema
+from . import console, outputs, schema
 from ._lazy import pandas as pd
 from .config import DB, DatabaseError, L2RulesError, describe
-from .inventory import InventoryError, keep_statistics, load, unchanged_pool
+from .inventory import InventoryError, keep_statistics, load, stdin, unchanged_pool
 from .inventory.store import phase_bar
 from .migrate import require_migrated
 from .worklist import evaluate, head_revision, without_rule
@@ -203,7 +203,7 @@ def input_paths(pools: Iterable[str | Path] | None = None, inventory_dir: str | 
 
     for path in paths:
         # FITS input (a directory, a glob pattern, .fits files) is read as one pool each, as `load` does
-        if not path.is_file() and not fits.is_fits_path(path):
+        if not stdin.is_stdin(path) and not path.is_file() and not fits.is_fits_path(path):
             raise InventoryError(str(path), None, None, "no such file")
     return paths
 
@@ -319,7 +319,7 @@ def _load_inputs(engine: Engine, paths: list[Path], skip_bad: bool, progress: bo
     for path in paths:
         item = _Input(path)
         # FITS input has no one file to digest: it is always read (the loader versions what changed)
-        name = fits.pool_name(str(path)) if fits.is_fits_source(str(path)) else path.name
+        name = fits.pool_name(str(path)) if fits.is_fits_source(str(path)) else stdin.resolved(path).name
         unchanged = unchanged_pool(engine, path, skip_bad=skip_bad, whole=False)
         with engine.connect() as conn:
             known = conn.execute(sa.select(p.c.id, p.c.n_exposures).where(p.c.name == name)).first()
@@ -466,7 +466,7 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
     with engine.connect() as conn:
         revision = head_revision(conn)
     # The pipeline's answers: after the loads' bars, a label while they are made (a terminal only)
-    with phase_bar(sys.stderr.isatty() if progress is None else progress, "work list"):
+    with phase_bar(console.progress(progress), "work list"):
         evaluated = evaluate(engine)
     if evaluated:
         log.info("run %s: the pipeline's answers of %d pool(s) stored at catalog revision %s", run_id,

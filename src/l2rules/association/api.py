@@ -14,9 +14,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .. import __version__, schema
+from .. import __version__, console, schema
 from .._lazy import pandas as pd
 from ..config import DB
+from ..inventory import stdin
 from ..inventory.preview import previewed
 from ..inventory.store import pool_row
 from ..migrate import require_migrated
@@ -358,7 +359,7 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     pools = list(pools)
     if dry_run and store:
         raise AssociationError("--dry-run writes nothing: it cannot --store the pools too")
-    stems = [Path(path).stem for path in pools]
+    stems = [stdin.resolved(path).stem for path in pools]  # (-: standard input's copy, named stdin)
     if len(set(stems)) < len(stems):
         raise AssociationError("two pools have the same file name; write them in separate runs")
     stamp = make_version_id(version_id)
@@ -369,7 +370,7 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     orphans: list[str] = []
     from tqdm import tqdm  # imported when used: the CLI starts without it
 
-    show = sys.stderr.isatty() if progress is None else progress
+    show = console.progress(progress)
     with previewed(db, pools, store=store, skip_bad=skip_bad, progress=progress) as preview:
         for source, stem, pool_id in zip(pools, stems, preview.pool_ids):
             with preview.engine.connect() as conn:

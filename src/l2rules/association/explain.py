@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from .. import schema
 from .._lazy import pandas as pd
 from ..config import DB
-from ..inventory import exposure_stem
+from ..inventory import exposure_stem, stdin
 from ..inventory.preview import previewed
 from ..inventory.store import pool_row
 from ..points import At, Point, resolve, takes_at
@@ -37,7 +37,7 @@ def explain(db: DB, filename: str, pool: str | int | None = None, *, at: At = No
     ``pool`` is a loaded pool's name or id, or a pool file; without it, the pool the exposure was last loaded
     from. A pool file is evaluated without changing the catalog (``inventory.preview``) unless ``store``.
     """
-    given = isinstance(pool, (str, Path)) and Path(pool).is_file()
+    given = isinstance(pool, (str, Path)) and (stdin.is_stdin(pool) or Path(pool).is_file())  # (-: standard input)
     with previewed(db, [pool] if given else None, store=store) as preview:
         return _explain(preview.engine, filename, next(preview.pool_ids) if given else pool,
                         resolve(preview.engine, at))

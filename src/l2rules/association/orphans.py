@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..inventory import stdin
 from ..inventory.poolformat import InventoryError, line_body
 from ..outputs import open_no_follow
 from .columns import AssociationError
@@ -29,9 +30,10 @@ _COMMENT = re.compile(r"\s*#")
 def orphan_lines(pool: str | Path) -> Iterator[str]:
     """The lines asn_generate's ``--save-orphans`` writes for ``pool`` (a ``|``-separated pool file), each
     with its line end; a bad header or row fails as it reaches it (as asn_generate fails on the pool)."""
-    path = Path(pool)
-    if not path.is_file():
+    label = stdin.label(pool)  # (-: standard input, read from its copy, named <stdin>)
+    if not stdin.is_stdin(pool) and not Path(pool).is_file():
         raise AssociationError(f"--save-orphans: {pool}: not a pool file (the table is the file's rows)")
+    path = stdin.resolved(pool)
     comments: list[str] = []
     header: list[str] | None = None
     out = io.StringIO()
@@ -55,18 +57,18 @@ def orphan_lines(pool: str | Path) -> Iterator[str]:
             fields = next(csv.reader([text], delimiter="|", quotechar='"'))
             if header is None:
                 if "|" not in text:
-                    raise AssociationError(f"--save-orphans: {path} is not a pool ('|'-separated): "
+                    raise AssociationError(f"--save-orphans: {label} is not a pool ('|'-separated): "
                                            "asn_generate reads no other file")
                 header = [name.strip().lower() for name in fields]
                 yield from (f"# {comment}\n" for comment in comments)
                 yield written(header)
             elif len(fields) != len(header):  # asn_generate fails on such a row too
-                raise InventoryError(str(path), number, None,
+                raise InventoryError(label, number, None,
                                      f"{len(fields)} fields where the header has {len(header)}")
             else:
                 yield written([value.strip().lower() or "null" for value in fields])
     if header is None:
-        raise InventoryError(str(path), None, None, "empty file: no header line")
+        raise InventoryError(label, None, None, "empty file: no header line")
 
 
 def orphans_table(pool: str | Path) -> str:

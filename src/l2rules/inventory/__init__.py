@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from .. import schema
+from .. import console, schema
 from .._lazy import loaded
 from .._lazy import pandas as pd
 from ..config import DB, L2RulesError
 from ..migrate import require_migrated
-from . import fits
+from . import fits, stdin
 from .poolformat import (
     FLAG_FALSE,
     FLAG_NULL,
@@ -78,6 +77,9 @@ def load(db: DB, source: str | Path | pd.DataFrame | list[str | Path], *, name: 
     ``asn_make_pool`` makes it (see ``inventory.fits``; ``fits_options`` sets the columns
     headers lack). Its default name is the directory's name (a single file's name).
 
+    ``-`` reads standard input (see ``inventory.stdin``): the pool ``stdin``, its errors naming ``<stdin>``,
+    loaded line by line.
+
     ``name`` names the pool (default: the file's name; for a DataFrame ``dataframe-``
     and the start of its content's SHA-256, so each different DataFrame is a pool of its
     own and the same one loaded again updates it in place). ``method``: ``"auto"`` tries
@@ -95,7 +97,7 @@ def load(db: DB, source: str | Path | pd.DataFrame | list[str | Path], *, name: 
 
 
 def _load(engine, source, name, skip_bad, progress, method, fits_options) -> LoadResult:
-    show = sys.stderr.isatty() if progress is None else progress
+    show = console.progress(progress)
     if fits.is_fits_source(source):
         if method == "bulk":
             raise L2RulesError(f"{source}: the bulk path declines this file: it takes pool and CSV files and "
@@ -129,8 +131,12 @@ def _load(engine, source, name, skip_bad, progress, method, fits_options) -> Loa
                 log.info("%s: loaded line by line: %s", pool_name, exc)
         table = read_arrow(text, pool_name, sha256)
     else:
-        pool_name = name or Path(source).name
-        if method != "rows" and Path(source).is_file():
+        piped = stdin.is_stdin(source)
+        if piped and method == "bulk":
+            raise BulkDeclined(f"{stdin.LABEL}: the bulk path declines standard input: it reads named files "
+                               "(standard input goes to the row loader)")
+        pool_name = name or (stdin.NAME if piped else Path(source).name)
+        if method != "rows" and not piped and Path(source).is_file():
             # Imported here, not at the top: ``python -m l2rules.inventory.columnar`` runs the
             # module as __main__, and a copy imported by this package first would be a second one.
             from . import columnar
@@ -166,13 +172,16 @@ def unchanged_pool(engine: sa.Engine, source: str | Path | pd.DataFrame, *, skip
 
     Reading a million-line pool again only to find it unchanged took the row loader minutes.
     """
-    if not isinstance(source, (str, Path)) or fits.is_fits_source(str(source)) or not Path(source).is_file():
+    if not isinstance(source, (str, Path)) or fits.is_fits_source(str(source)):
+        return None
+    path = stdin.resolved(source)  # (standard input: its copy, a file named as its pool)
+    if not path.is_file():
         return None
     p, e, r = schema.pool, schema.exposure, schema.load_rejection
     with engine.connect() as conn:
         known = conn.execute(sa.select(p.c.id, p.c.source, p.c.sha256, p.c.n_exposures)
-                             .where(p.c.name == Path(source).name)).first()
-        if known is None or known.sha256 != _file_digest(source):
+                             .where(p.c.name == path.name)).first()
+        if known is None or known.sha256 != _file_digest(path):
             return None
         if whole and conn.execute(sa.select(sa.func.count()).where(
                 e.c.pool_id == known.id, e.c.withdrawn_at.is_(None))).scalar_one() != known.n_exposures:

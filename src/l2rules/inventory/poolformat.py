@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .._lazy import pandas as pd
 from ..config import L2RulesError
+from . import stdin
 
 #: Values that mean "missing" in any column.
 NULLS = frozenset({"", "null"})
@@ -149,9 +150,9 @@ class _CountingDigest:
         return self.hash.hexdigest()
 
 
-def _decoded_lines(path: Path, digest) -> Iterator[tuple[int, str | _NotUtf8]]:
+def _decoded_lines(path: Path, digest, label: str) -> Iterator[tuple[int, str | _NotUtf8]]:
     """The file's lines, numbered; a line that is not UTF-8 comes as its error (a bad row like any other:
-    it fails the load, or under ``--skip-bad`` is kept as a rejection)."""
+    it fails the load, or under ``--skip-bad`` is kept as a rejection), naming the file ``label``."""
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             digest.update(raw)
@@ -161,7 +162,7 @@ def _decoded_lines(path: Path, digest) -> Iterator[tuple[int, str | _NotUtf8]]:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 before = raw[: exc.start].decode("utf-8", errors="replace")
-                yield number, _NotUtf8(str(path), number, before,
+                yield number, _NotUtf8(label, number, before,
                                        f"bytes that are not UTF-8 ({raw[exc.start:exc.end]!r})")
 
 
@@ -246,28 +247,30 @@ def column_names(header: list[str]) -> list[str]:
 
 
 def read_file(path: str | Path) -> SourceTable:
-    """Open a pool or CSV file: `#` comments before the header, `|` or `,` separated."""
-    path = Path(path)
-    if not path.is_file():
-        raise InventoryError(str(path), None, None, "no such file")
+    """Open a pool or CSV file: `#` comments before the header, `|` or `,` separated; ``-`` reads standard
+    input (``inventory.stdin``: its errors name ``<stdin>``)."""
+    label = stdin.label(path)
+    if not stdin.is_stdin(path) and not Path(path).is_file():
+        raise InventoryError(label, None, None, "no such file")
+    path = stdin.resolved(path)
     digest = _CountingDigest()
-    lines = _decoded_lines(path, digest)
+    lines = _decoded_lines(path, digest, label)
     found = find_header(lines)
     if found is None:
-        raise InventoryError(str(path), None, None, "empty file: no header line")
+        raise InventoryError(label, None, None, "empty file: no header line")
     header_line, header_text = found
     if line_body(header_text).rstrip("\r").count("\r") and "\n" not in header_text:
         # the whole file read as one line: its lines end with a CR alone (classic Mac OS)
-        raise InventoryError(str(path), header_line, None, "lines end with a CR alone (classic Mac OS): a pool's "
+        raise InventoryError(label, header_line, None, "lines end with a CR alone (classic Mac OS): a pool's "
                              "lines end with LF or CRLF; convert it, e.g. `tr '\\r' '\\n' < FILE`")
     fields = line_body(header_text).split("|" if "|" in header_text else ",")
-    bad = control_error(str(path), header_line, fields, fields, "|" if "|" in header_text else ",")
+    bad = control_error(label, header_line, fields, fields, "|" if "|" in header_text else ",")
     if bad is not None:  # before the csv module, which reads a lone CR as a line end
         raise bad
     try:
         delimiter, header = split_header(header_text)
     except csv.Error as exc:  # a quoted field over the csv module's limit
-        raise InventoryError(str(path), header_line, None, f"the header cannot be read: {exc}") from None
+        raise InventoryError(label, header_line, None, f"the header cannot be read: {exc}") from None
 
     def split(number: int, text: str) -> list[str] | InventoryError | None:
         """The line's fields; None for an empty or comment line; the error for a control character."""
@@ -276,13 +279,13 @@ def read_file(path: str | Path) -> SourceTable:
         if stripped.startswith("#") or not (stripped or CONTROL.search(body)):
             return None
         if CONTROL.search(body):  # before the csv module, which reads a lone CR as a line end
-            return control_error(str(path), number, header, body.split(delimiter), delimiter)
+            return control_error(label, number, header, body.split(delimiter), delimiter)
         if delimiter == "|" and '"' not in body:
             return body.split("|")
         try:
             return next(csv.reader([body], delimiter=delimiter))
         except csv.Error as exc:  # a quoted field over the csv module's limit
-            return InventoryError(str(path), number, None, f"the line cannot be read: {exc}", body)
+            return InventoryError(label, number, None, f"the line cannot be read: {exc}", body)
 
     def rows() -> Iterator[tuple[int, list[str] | InventoryError]]:
         for number, text in lines:
@@ -297,7 +300,7 @@ def read_file(path: str | Path) -> SourceTable:
     def reread(numbers: set[int]) -> dict[int, list[str]]:
         found: dict[int, list[str]] = {}
         last = max(numbers, default=0)
-        for number, text in _decoded_lines(path, hashlib.sha256()):
+        for number, text in _decoded_lines(path, hashlib.sha256(), label):
             if number in numbers and isinstance(text, str):
                 fields = split(number, text)
                 if isinstance(fields, list):
@@ -306,7 +309,7 @@ def read_file(path: str | Path) -> SourceTable:
                 break
         return found
 
-    table = SourceTable(str(path), header, header_line, rows(), reread=reread, size=path.stat().st_size,
+    table = SourceTable(label, header, header_line, rows(), reread=reread, size=path.stat().st_size,
                         bytes_read=lambda: digest.count)
     return table
 
