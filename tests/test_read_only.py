@@ -194,7 +194,13 @@ def test_previews_leave_the_catalog_as_it_was(db, tmp_path, capsys):
     assert main(["--db", db, "worklist", str(new), "--format", "csv"]) == 0
     previewed = capsys.readouterr().out
     assert main(["--db", db, "worklist", str(new), "--format", "csv", "--store"]) == 0
-    assert capsys.readouterr().out == previewed and previewed.count("\n") > 2
+    stored = capsys.readouterr().out
+    # the same work list; the stored one has the exposures' catalog ids (a preview's are empty)
+    assert previewed.count("\n") > 2 and previewed.splitlines()[0].endswith(",exposure_id")
+    assert [line.rsplit(",", 1)[0] for line in stored.splitlines()] == [
+        line.rsplit(",", 1)[0] for line in previewed.splitlines()]
+    assert all(line.endswith(",") for line in previewed.splitlines()[1:])
+    assert all(line.rsplit(",", 1)[1].isdigit() for line in stored.splitlines()[1:])
     assert _contents(db)["pool"] != before["pool"]  # --store loads it
 
 
