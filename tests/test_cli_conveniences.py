@@ -225,3 +225,65 @@ def test_db_upgrade_from_the_wheels_layout_outside_a_checkout(tmp_path):
     assert l2rules("--db", "sqlite:///catalog.db", "db", "current", cwd=elsewhere, env=env).stdout.decode() \
         == f"{head} (head)\n"
     assert not (elsewhere / "alembic.ini").exists()
+
+
+# --- nothing left behind by a failed first command ---------------------------------------------------
+
+BAD_POOL = REPO / "tests" / "data" / "corpus" / "csv_unclosed_quote.csv"
+
+
+def _catalog_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("l2rules.db"))
+
+
+def test_a_failed_first_load_leaves_no_catalog_file(tmp_path):
+    """The default catalog (./l2rules.db), first use, a pool the load refuses: exit 2 and no file, -wal or
+    -shm left (the user's next try starts from nothing, as this one did)."""
+    env = {**os.environ, "L2RULES_DATABASE_URL": ""}
+    failed = l2rules("load", str(BAD_POOL), cwd=tmp_path, env=env)
+    assert failed.returncode == 2 and b"Traceback" not in failed.stderr, failed.stderr
+    assert _catalog_files(tmp_path) == []
+    loaded = l2rules("load", str(POOL), cwd=tmp_path, env=env)  # and the next, good, command creates it
+    assert loaded.returncode == 0, loaded.stderr
+    assert "l2rules.db" in _catalog_files(tmp_path)
+
+
+def test_a_failed_command_keeps_a_catalog_it_did_not_create(tmp_path):
+    url = f"sqlite:///{tmp_path / 'l2rules.db'}"
+    assert l2rules("--db", url, "init").returncode == 0
+    failed = l2rules("--db", url, "load", str(BAD_POOL))
+    assert failed.returncode == 2
+    assert (tmp_path / "l2rules.db").is_file()
+    assert migrate.current_revision(url) is not None
+
+
+def test_a_failed_run_create_keeps_its_run(tmp_path):
+    """`run --create` that fails has recorded its run (failed): that file is the user's record, kept."""
+    url = f"sqlite:///{tmp_path / 'l2rules.db'}"
+    failed = l2rules("--db", url, "run", "--create", str(BAD_POOL))
+    assert failed.returncode == 2, failed.stderr
+    assert (tmp_path / "l2rules.db").is_file()
+    listed = l2rules("--db", url, "runs", "--format", "csv", "--columns", "status")
+    assert listed.stdout.decode().split() == ["status", "failed"]
+
+
+def test_a_file_another_connection_holds_is_not_removed(tmp_path):
+    """A concurrent first use: the file is removed only when no other connection has it open."""
+    import sqlite3
+
+    path = tmp_path / "l2rules.db"
+    other = sqlite3.connect(path)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("CREATE TABLE t (x)")
+    other.commit()
+    assert migrate.remove_if_unused(path) is False and path.is_file()
+    other.close()
+    assert migrate.remove_if_unused(path) is True
+    assert _catalog_files(tmp_path) == []
+
+
+def test_a_file_holding_a_pool_is_not_removed(db):
+    assert main(["--db", db, "load", str(POOL)]) == 0
+    path = Path(db.removeprefix("sqlite:///"))
+    assert migrate.remove_if_unused(path) is False
+    assert len(inventory.exposures(db)) == 8

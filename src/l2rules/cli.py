@@ -30,7 +30,7 @@ import l2rules  # the library API: l2rules.worklist is the function (the package
 from . import _fits_cli, association, catalog, console, inventory, migrate, outputs, points
 from ._lazy import pandas as pd
 from .association.orphans import DEFAULT_NAME as ORPHANS_NAME
-from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled
+from .config import DatabaseError, L2RulesError, StatementCancelled, describe, drop_engine, get_engine, is_cancelled
 from .inventory import fits
 
 log = logging.getLogger("l2rules")
@@ -835,6 +835,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                         datefmt="%Y-%m-%d %H:%M:%S")
     if args.verbose >= 2:
         logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+    new_file = _new_sqlite_file(args)
+    code = _handle(args)
+    if code != 0 and new_file is not None and new_file.exists():
+        # a failed first command leaves nothing behind (a started `run --create` is kept: it holds its run)
+        drop_engine(get_engine(args.db))
+        migrate.remove_if_unused(new_file)
+    return code
+
+
+def _new_sqlite_file(args: argparse.Namespace) -> Path | None:
+    """The SQLite file this command would create (it does not exist yet), or None."""
+    if not hasattr(args, "db"):
+        return None
+    try:
+        path = migrate.sqlite_file(get_engine(args.db))
+    except L2RulesError:  # a bad URL: _handle says so
+        return None
+    return path if path is not None and not path.exists() else None
+
+
+def _handle(args: argparse.Namespace) -> int:
+    """The command's exit code: its handler's, or the documented code of the error it raised."""
     try:
         return args.handler(args)
     except L2RulesError as exc:

@@ -242,6 +242,42 @@ def sqlite_file(engine: Engine) -> Path | None:
     return Path(database).resolve()
 
 
+#: The tables whose rows are a user's work: a file holding any of them is never removed.
+_WORK_TABLES = ("pool", "load_rejection", "run")
+
+
+def remove_if_unused(path: Path) -> bool:
+    """Remove the SQLite file ``path`` (with its -wal, -shm and -journal) when it holds no pool, rejected row
+    or run: what a failed first command created and nothing uses. Returns whether it was removed.
+
+    Only while no other connection has it open: leaving WAL mode needs every other connection closed, so a
+    process that opened the new file at the same moment (a concurrent first use) keeps it.
+    """
+    import sqlite3
+
+    if not path.is_file():
+        return False
+    try:
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            if conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0].lower() != "delete":
+                return False  # another connection is open: not ours alone
+            conn.execute("BEGIN EXCLUSIVE")
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if any(conn.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() for table in _WORK_TABLES
+                   if table in tables):
+                conn.execute("ROLLBACK")
+                return False
+            for suffix in ("", "-wal", "-shm", "-journal"):  # unlinked under the lock: no writer can come between
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        finally:
+            conn.close()
+    except sqlite3.Error:  # not a database we can read, or busy: leave it as it is
+        return False
+    log.info("removed %s: the failed command created it and it holds no pool, rejection or run", path)
+    return True
+
+
 def require_migrated(db: DB = None, *, create: bool = False) -> Engine:
     """The engine for ``db``, or a one-line :class:`DatabaseError` (exit 3) when it holds no catalog.
 
