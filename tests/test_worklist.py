@@ -406,6 +406,75 @@ def test_worklist_evaluates_only_the_pools_behind_and_stores_nothing(db, twin_db
         assert conn.execute(sa.text("SELECT count(*), sum(exposure_id) FROM level2b_answer")).one() == before
 
 
+POINT_POOLS = ["jw00632_dups.csv", "pool_010_spec_nirspec_lv2bkg.csv", "pool_005_spec_niriss.csv"]  # (no stem shared)
+
+
+@pytest.mark.parametrize("at", ["1.16.1", "2023-06-01"])
+def test_answers_at_another_point_are_stored_once_and_read_after(db, at, monkeypatch):
+    """``worklist(at=..., store=True)`` keeps the answers at that point (``level2b_answer_at``): the same
+    rows as evaluated, and asking again reads them, with and without ``include_all``; the head's stored
+    answers are not touched."""
+    for name in POINT_POOLS:
+        load(db, POOLS / name)
+    evaluated = worklist(db, at=at, include_all=True)
+    with get_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer_at")).scalar() == 0  # a read stores nothing
+    stored = worklist(db, at=at, include_all=True, store=True)
+    pd.testing.assert_frame_equal(stored, evaluated)
+    with get_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer_at")).scalar() == len(evaluated)
+        assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer")).scalar() == 0
+        assert WORKLIST.stale_pools(conn, WORKLIST.head_revision(conn), when=catalog_point(db, at)) == []
+    _no_evaluation(monkeypatch)
+    pd.testing.assert_frame_equal(worklist(db, at=at, include_all=True), evaluated)
+    selected = worklist(db, at=at)
+    assert len(selected) == int(evaluated["level2b"].sum()) > 0
+    with pytest.raises(AssertionError, match="evaluated again"):
+        worklist(db)  # the head's answers were never stored: it is evaluated
+
+
+def catalog_point(db: str, at: str):
+    from l2rules.points import resolve
+
+    return resolve(get_engine(db), at)
+
+
+def test_answers_at_a_point_are_behind_after_a_reload_or_a_new_head(db, tmp_path):
+    """Stored at a point, a pool's answers are of its load and of the head revision they were made under:
+    a reload (a redelivered pool) or another head (a revision that may change the point's past) makes
+    them behind, and the work list is evaluated again (and, with store, stored again)."""
+    for name in POINT_POOLS:
+        load(db, POOLS / name)
+    when = catalog_point(db, "1.16.1")
+    assert sorted(WORKLIST.evaluate(db, at="1.16.1")) == [1, 2, 3]
+    assert WORKLIST.evaluate(db, at="1.16.1") == []  # nothing behind: nothing done
+    lines = open(POOLS / POINT_POOLS[0]).read().splitlines()
+    redelivered = tmp_path / POINT_POOLS[0]
+    redelivered.write_text("\n".join(lines[:-1]) + "\n")
+    load(db, redelivered)
+    engine = get_engine(db)
+    with engine.connect() as conn:
+        head = WORKLIST.head_revision(conn)
+        reloaded = conn.execute(sa.text("SELECT id FROM pool WHERE name = :n"), {"n": POINT_POOLS[0]}).scalar_one()
+        assert WORKLIST.stale_pools(conn, head, when=when) == [reloaded]
+        assert WORKLIST.stale_pools(conn, "0001", when=when) == [1, 2, 3]  # another head: every pool behind
+    assert WORKLIST.evaluate(db, at="1.16.1") == [reloaded]
+    frame = worklist(db, at="1.16.1", include_all=True)
+    assert len(frame[frame["pool"] == POINT_POOLS[0]]) == len(lines) - 2  # (the header, the line left out)
+    with engine.connect() as conn:  # the withdrawn exposure's answer is not served
+        assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer_at")).scalar() == len(frame)
+
+
+def test_worklist_store_at_the_head_stores_the_pools_behind(db):
+    for name in POINT_POOLS:
+        load(db, POOLS / name)
+    frame = worklist(db, store=True)
+    with get_engine(db).connect() as conn:
+        assert WORKLIST.stale_pools(conn, WORKLIST.head_revision(conn)) == []
+        assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer WHERE level2b")).scalar() == len(frame) > 0
+        assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer_at")).scalar() == 0
+
+
 def test_a_pool_whose_exposures_another_load_took_over_is_behind(db, twin_db):
     """An exposure is identified by its FILENAME stem: loading pool_018 takes over exposures pool_007
     holds, so pool_007's stored answers are behind and the work list is what a

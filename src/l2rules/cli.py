@@ -119,10 +119,12 @@ def _published(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--table", action=_DeprecatedTable, nargs=0, help=argparse.SUPPRESS)
 
 
-def _store(parser: argparse.ArgumentParser) -> None:
+def _store(parser: argparse.ArgumentParser, answers: bool = False) -> None:
+    kept = ("; and keep the pipeline's answers at the point asked (--pipeline, --as-of...), so that asking "
+            "again reads them") if answers else ""
     parser.add_argument("--store", action="store_true",
-                        help="load the POOLs into the catalog (as `load` does); without, the catalog is left as "
-                             "it was: pools not loaded unchanged are evaluated in a scratch catalog")
+                        help=f"load the POOLs into the catalog (as `load` does){kept}; without, the catalog is "
+                             "left as it was: pools not loaded unchanged are evaluated in a scratch catalog")
 
 
 def _skip_bad(parser: argparse.ArgumentParser) -> None:
@@ -242,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--associations", action="store_true",
                    help="with --published: add the pipeline's Level 2b associations each exposure is the science of")
     _skip_bad(p)
-    _store(p)
+    _store(p, answers=True)
     _as_of(p)
     _formats(p)
     p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
@@ -389,7 +391,7 @@ def _db_commands(dsub) -> None:
     p.add_argument("--drop-data", action="store_true",
                    help="go below 0008 (runs, work items) or 0003 (pools, exposures) even while those tables hold "
                         "rows, dropping them (default: refused, nothing changed)")
-    _command(dsub, "current", current, "the catalog's revision, as `alembic current` prints it (0057 (head))",
+    _command(dsub, "current", current, "the catalog's revision, as `alembic current` prints it (0058 (head))",
              "l2rules db current")
     _command(dsub, "history", revisions, "the revisions, newest first, as `alembic history` prints them",
              "l2rules db history")

@@ -133,9 +133,9 @@ class Catalog:
         return work_list.write_worklist(self.engine, output, fmt=fmt, pools=pools, include_all=include_all, at=at,
                                         skip_bad=skip_bad, source=source, store=store)
 
-    def evaluate(self, pool_ids: Iterable[int] | None = None) -> list[int]:
-        """Store the pipeline's answer for every pool whose answers are missing or behind."""
-        return work_list.evaluate(self.engine, pool_ids)
+    def evaluate(self, pool_ids: Iterable[int] | None = None, *, at: At = None) -> list[int]:
+        """Store the pipeline's answer (at point ``at``) for every pool whose answers are missing or behind."""
+        return work_list.evaluate(self.engine, pool_ids, at=at)
 
     def unmatched(self) -> pd.DataFrame:
         """Loaded exposures whose EXP_TYPE the catalog does not know."""

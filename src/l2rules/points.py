@@ -45,6 +45,11 @@ class Point:
     def __str__(self) -> str:
         return self.label or str(self.day)
 
+    @property
+    def key(self) -> str:
+        """The point as stored answers are keyed (``level2b_answer_at.point``): its day and seq."""
+        return f"{self.day.isoformat()}:{'' if self.seq is None else self.seq}"
+
 
 @dataclass(frozen=True)
 class Named:

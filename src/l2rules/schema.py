@@ -274,6 +274,41 @@ level2b_answer = sa.Table(
     sa.Column("table_reason", sa.Text, nullable=True),
 )
 
+#: Migration 0058: the pipeline's answers at catalog points other than the head (``--pipeline 1.16.1``,
+#: ``--as-of``), stored by ``worklist --store`` so that asking again reads them: one row per exposure and
+#: point (``Point.key``), the columns of ``level2b_answer``.
+level2b_answer_at = sa.Table(
+    "level2b_answer_at",
+    metadata,
+    sa.Column("point", sa.String(40), primary_key=True),
+    sa.Column("exposure_id", sa.Integer, sa.ForeignKey("exposure.id"), primary_key=True),
+    sa.Column("exposure_version", sa.Integer, nullable=False),
+    sa.Column("level2b", sa.Boolean, nullable=False),
+    sa.Column("exptype", sa.Text, nullable=True),
+    sa.Column("asn_type", sa.Text, nullable=True),
+    sa.Column("level2b_input", sa.Text, nullable=True),
+    sa.Column("association", sa.Text, nullable=True),
+    sa.Column("asn_rule", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("table_level2b", sa.Boolean, nullable=False),
+    sa.Column("table_asn_type", sa.String(32), nullable=True),
+    sa.Column("table_rule", sa.String(60), nullable=True),
+    sa.Column("table_reason", sa.Text, nullable=True),
+)
+
+#: Which pools' answers ``level2b_answer_at`` holds at a point: of which load, and at which head revision
+#: (plain text, no foreign key: a revision written later may change an earlier point's rules, and a data
+#: revision's downgrade must not be held by a cache; a different head makes them behind).
+pool_answers_at = sa.Table(
+    "pool_answers_at",
+    metadata,
+    sa.Column("pool_id", sa.Integer, sa.ForeignKey("pool.id"), primary_key=True),
+    sa.Column("point", sa.String(40), primary_key=True),
+    sa.Column("answers_load", sa.Integer, nullable=False),
+    sa.Column("head_revision", sa.String(32), nullable=False),
+)
+
+
 # --- Level 2b associations as the jwst pipeline builds them (issue 7, dated in issue 12) ---------
 # The published table above says which exp_types are processed; these tables hold the rest of the
 # pipeline's conditions as data: its association rules, their conditions on pool columns, the

@@ -200,7 +200,8 @@ def worklist(db: DB = None, *, pools: Iterable[str | Path] | None = None, invent
         engine, when = preview.engine, resolve(preview.engine, at)
         if source == "pipeline":
             # pools evaluated lazily, each right after its load, as `asn` does (pools may share stems)
-            return _pipeline_worklist(engine, preview.pool_ids, when, include_all, ids=not preview.scratch)
+            return _pipeline_worklist(engine, preview.pool_ids, when, include_all, ids=not preview.scratch,
+                                      store=store and not preview.scratch)
         query = worklist_query(when, _listed(preview.pool_ids), include_all, ids=not preview.scratch)
         with engine.connect() as conn:
             plan_without_jit(conn)
@@ -233,7 +234,8 @@ def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str 
         if source == "pipeline":
             results = (conn.execute(query, execution_options=STREAMED)
                        for conn, query in answer_selects(engine, preview.pool_ids, when, include_all,
-                                                         ids=not preview.scratch))
+                                                         ids=not preview.scratch,
+                                                         store=store and not preview.scratch))
             return write_result(results, PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS, fmt, output,
                                 stream, booleans=("level2b", "table_level2b"), integers=("source_line", "exposure_id"))
         query = worklist_query(when, _listed(preview.pool_ids), include_all, ids=not preview.scratch)
@@ -245,44 +247,48 @@ def write_worklist(db: DB = None, output: str | Path | None = None, *, fmt: str 
 
 
 def _pipeline_worklist(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Point | None,
-                       include_all: bool, ids: bool = True) -> pd.DataFrame:
+                       include_all: bool, ids: bool = True, store: bool = False) -> pd.DataFrame:
     """Every exposure of the pools with the pipeline's answer and the published table's beside it."""
     columns = PIPELINE_ALL_COLUMNS if include_all else PIPELINE_COLUMNS
     frames = [query_frame(conn, query, columns, COLUMN_TYPES)
-              for conn, query in answer_selects(engine, pool_ids, when, include_all, ids)]
+              for conn, query in answer_selects(engine, pool_ids, when, include_all, ids, store)]
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else None
     return typed(pd.DataFrame(columns=columns) if frame is None else frame, COLUMN_TYPES)
 
 
 def answer_selects(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Point | None,
-                   include_all: bool, ids: bool = True) -> Iterator[tuple[sa.Connection, sa.Select]]:
+                   include_all: bool, ids: bool = True, store: bool = False
+                   ) -> Iterator[tuple[sa.Connection, sa.Select]]:
     """The pipeline's work list of the pools (every pool by name when None) as SELECTs in pool order, each
     with the connection to run it on, valid until the next is asked for.
 
-    At the head, the pools whose answers ``run`` stored are current (:func:`stale_pools`) are read from
-    ``level2b_answer``, consecutive ones in one SELECT; the others are evaluated here (the association
-    stages, in SQL) and not stored: this is a read, and ``run`` stores them. Pools given are taken one at a
-    time (a lazy load each: a pool is read right after its load, as pools may share stems).
+    The pools whose stored answers are current at the point asked (:func:`stale_pools`: ``run`` stores them
+    at the head, ``store`` at any point) are read from the store, consecutive ones in one SELECT; the others
+    are evaluated here (the association stages, in SQL), and stored first when ``store`` (else not: this is
+    a read). Pools given are taken one at a time (a lazy load each: a pool is read right after its load,
+    as pools may share stems).
     """
     strict = pool_ids is not None  # pools asked for by name must be ones the pipeline can read
     if pool_ids is None:
         with engine.connect() as conn:
             every = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())
-            behind = set(stale_pools(conn, head_revision(conn)) if when is None else every)
+            behind = set(stale_pools(conn, head_revision(conn), when=when))
         groups = ((stale, list(pools)) for stale, pools in itertools.groupby(every, key=behind.__contains__))
     else:
-        groups = ((when is not None or not _answers_current(engine, pool_id), [pool_id]) for pool_id in pool_ids)
+        groups = ((not _answers_current(engine, pool_id, when), [pool_id]) for pool_id in pool_ids)
     for stale, pools in groups:
-        if stale:
+        if stale and store:
+            evaluate(engine, pools, at=when)  # stored, then read as the current ones are
+        elif stale:
             for pool_id in pools:
                 with engine.begin() as conn, answers_of(conn, pool_id, when, include_all, strict, ids) as query:
                     yield conn, query
-        else:
-            with engine.begin() as conn:
-                plan_without_jit(conn)
-                if strict:
-                    _readable(conn, pools[0], strict)
-                yield conn, stored_answers(pools, include_all)
+            continue
+        with engine.begin() as conn:
+            plan_without_jit(conn)
+            if strict:
+                _readable(conn, pools[0], strict)
+            yield conn, stored_answers(pools, include_all, when)
 
 
 def _readable(conn: sa.Connection, pool_id: int, strict: bool) -> str | None:
@@ -384,35 +390,49 @@ def head_revision(conn: sa.Connection) -> str:
     return revision
 
 
-def stale_pools(conn: sa.Connection, revision: str, pool_ids: list[int] | None = None) -> list[int]:
-    """The pools whose stored answers are not of their latest load at catalog revision ``revision``
-    (migration 0021: every load adds one to the pool's ``load_serial``; :func:`evaluate` records it with the
-    answers). One row per pool read, not a pass over every exposure of the catalog."""
-    p = schema.pool
-    query = (sa.select(p.c.id).where(sa.or_(p.c.answers_load.is_distinct_from(p.c.load_serial),
-                                            p.c.answers_revision.is_distinct_from(revision)))
-             .order_by(p.c.id))
+def stale_pools(conn: sa.Connection, revision: str, pool_ids: list[int] | None = None,
+                when: Point | None = None) -> list[int]:
+    """The pools whose stored answers at ``when`` (the head when None) are not of their latest load at head
+    catalog revision ``revision`` (migration 0021: every load adds one to the pool's ``load_serial``;
+    :func:`evaluate` records it with the answers; at another point, ``pool_answers_at`` does, migration
+    0058). One row per pool read, not a pass over every exposure of the catalog."""
+    p, at = schema.pool, schema.pool_answers_at
+    if when is None:
+        behind = sa.or_(p.c.answers_load.is_distinct_from(p.c.load_serial),
+                        p.c.answers_revision.is_distinct_from(revision))
+    else:
+        behind = ~sa.exists().where(at.c.pool_id == p.c.id, at.c.point == when.key,
+                                    at.c.answers_load == p.c.load_serial, at.c.head_revision == revision)
+    query = sa.select(p.c.id).where(behind).order_by(p.c.id)
     return list(conn.execute(query if pool_ids is None else query.where(p.c.id.in_(pool_ids))).scalars())
 
 
-def _answers_current(engine: sa.Engine, pool_id: int) -> bool:
-    """Whether the pool's stored answers are of its latest load at the head revision."""
+def _answers_current(engine: sa.Engine, pool_id: int, when: Point | None = None) -> bool:
+    """Whether the pool's stored answers at ``when`` are of its latest load at the head revision."""
     with engine.connect() as conn:
-        return pool_id not in stale_pools(conn, head_revision(conn), [pool_id])
+        return pool_id not in stale_pools(conn, head_revision(conn), [pool_id], when)
 
 
-def stored_answers(pool_ids: list[int], include_all: bool = False) -> sa.Select:
-    """The pools' stored answers (``level2b_answer``) as the pipeline's work list: the rows and columns
-    :func:`worklist` evaluates, for pools whose answers are current (:func:`stale_pools`), in pool (name)
-    and line order."""
-    a, e, p = schema.level2b_answer, schema.exposure, schema.pool
+def _answer_table(when: Point | None) -> tuple[sa.Table, sa.ColumnElement[bool]]:
+    """Where the answers at ``when`` are stored, and the condition that picks that point's rows."""
+    if when is None:
+        return schema.level2b_answer, sa.true()
+    return schema.level2b_answer_at, schema.level2b_answer_at.c.point == when.key
+
+
+def stored_answers(pool_ids: list[int], include_all: bool = False, when: Point | None = None) -> sa.Select:
+    """The pools' stored answers at ``when`` (the head's ``level2b_answer`` when None) as the pipeline's work
+    list: the rows and columns :func:`worklist` evaluates, for pools whose answers are current
+    (:func:`stale_pools`), in pool (name) and line order."""
+    (a, of_point), e, p = _answer_table(when), schema.exposure, schema.pool
     values = {"pool": p.c.name, **{c: e.c[c] for c in ("source_line", "filename", "exp_type", "program", "obs_num")},
               "instrument": instrument_of(e.c.exp_type), "exposure_id": e.c.id,
               **{c: a.c[c] for c in ANSWER_COLUMNS[2:]}}
     query = (sa.select(*(values[name].label(name) for name in (PIPELINE_ALL_COLUMNS if include_all
                                                                 else PIPELINE_COLUMNS)))
              .select_from(a.join(e, e.c.id == a.c.exposure_id).join(p, p.c.id == e.c.pool_id))
-             .where(e.c.pool_id.in_(pool_ids), e.c.withdrawn_at.is_(None), a.c.exposure_version == e.c.version)
+             .where(e.c.pool_id.in_(pool_ids), e.c.withdrawn_at.is_(None), a.c.exposure_version == e.c.version,
+                    of_point)
              .order_by(p.c.name, e.c.source_line))
     return query if include_all else query.where(a.c.level2b == sa.true())
 
@@ -429,22 +449,28 @@ _FOUND = sa.Table("l2rules_tmp_found_answers", sa.MetaData(),
                     if column.name in ANSWER_COLUMNS), prefixes=["TEMPORARY"])
 
 
-def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
-    """Store the pipeline's answer at the head revision (``level2b_answer``) for every exposure of the
-    pools whose answers are missing or behind (or of ``pool_ids``); returns the pools evaluated.
+@takes_at
+def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None, *, at: At = None) -> list[int]:
+    """Store the pipeline's answer at catalog point ``at`` (the head when None: ``level2b_answer``; another
+    point: ``level2b_answer_at``) for every exposure of the pools whose answers there are missing or behind
+    (or of ``pool_ids``); returns the pools evaluated.
 
-    The same rows ``worklist(include_all=True)`` gives; each pool's answers replace its old ones in one
-    short transaction, after they are made (the catalog is not locked while they are). A pool without the
-    columns the pipeline needs is said once (a warning) and its
-    exposures are stored as not selected, with that reason.
+    The same rows ``worklist(include_all=True, at=at)`` gives; each pool's answers replace its old ones in
+    one short transaction, after they are made (the catalog is not locked while they are). A pool without
+    the columns the pipeline needs is said once (a warning) and its exposures are stored as not selected,
+    with that reason.
     """
     engine = require_migrated(db)
-    a, e = schema.level2b_answer, schema.exposure
+    when = resolve(engine, at)
+    (a, of_point), e = _answer_table(when), schema.exposure
     with engine.connect() as conn:
         revision = head_revision(conn)
-        todo = stale_pools(conn, revision) if pool_ids is None else list(pool_ids)
+        todo = stale_pools(conn, revision, when=when) if pool_ids is None else list(pool_ids)
     stored = 0
     p = schema.pool
+    # the head's answers carry the revision they are of; another point's, the point (its pool row the revision)
+    columns = [*ANSWER_COLUMNS, "catalog_revision"] if when is None else ["point", *ANSWER_COLUMNS]
+    stamp = sa.literal(revision if when is None else when.key)
     for pool_id in todo:
         # Made in one transaction into a temporary table (no lock on the catalog meanwhile: loads and runs
         # go on), then stored in a short second one. The state they are of is read first: a load
@@ -454,27 +480,37 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None) -> list[int]:
                 with conn.begin():
                     load = conn.execute(sa.select(p.c.load_serial).where(p.c.id == pool_id)).scalar_one()
                     _FOUND.create(conn)
-                    with answers_of(conn, pool_id, None, include_all=True, strict=False) as query:
+                    with answers_of(conn, pool_id, when, include_all=True, strict=False) as query:
                         found = query.order_by(None).subquery("found")
                         conn.execute(_FOUND.insert().from_select(ANSWER_COLUMNS,
                                                                  sa.select(*(found.c[n] for n in ANSWER_COLUMNS))))
                 with conn.begin():
-                    conn.execute(a.delete().where(a.c.exposure_id.in_(sa.select(e.c.id)
-                                                                      .where(e.c.pool_id == pool_id))))
-                    count = conn.execute(a.insert().from_select(
-                        [*ANSWER_COLUMNS, "catalog_revision"],
-                        sa.select(*(_FOUND.c[n] for n in ANSWER_COLUMNS),
-                                  sa.literal(revision).label("catalog_revision")))
-                        .execution_options(preserve_rowcount=True)).rowcount  # (psycopg: -1 without)
-                    conn.execute(p.update().where(p.c.id == pool_id)
-                                 .values(answers_load=load, answers_revision=revision))
+                    conn.execute(a.delete().where(of_point, a.c.exposure_id.in_(sa.select(e.c.id)
+                                                                                .where(e.c.pool_id == pool_id))))
+                    made = [stamp.label(key) if key in ("point", "catalog_revision") else _FOUND.c[key]
+                            for key in columns]
+                    insert = a.insert().from_select(columns, sa.select(*made))
+                    # (psycopg: rowcount -1 without preserve_rowcount)
+                    count = conn.execute(insert.execution_options(preserve_rowcount=True)).rowcount
+                    _record_answers(conn, pool_id, when, load, revision)
             finally:
                 with conn.begin():
                     _FOUND.drop(conn, checkfirst=True)
-        log.info("pool %s: %d answers stored at catalog revision %s", pool_id, count, revision)
+        log.info("pool %s: %d answers stored at %s (head catalog revision %s)", pool_id, count,
+                 "the head" if when is None else when, revision)
         stored += count
-    keep_statistics(engine, ("level2b_answer",), stored)  # the views and `run` join the answers
+    keep_statistics(engine, (a.name,), stored)  # the views and `run` join the answers
     return todo
+
+
+def _record_answers(conn: sa.Connection, pool_id: int, when: Point | None, load: int, revision: str) -> None:
+    """Which load of the pool, at which head revision, its stored answers at ``when`` are of."""
+    p, at = schema.pool, schema.pool_answers_at
+    if when is None:
+        conn.execute(p.update().where(p.c.id == pool_id).values(answers_load=load, answers_revision=revision))
+        return
+    conn.execute(at.delete().where(at.c.pool_id == pool_id, at.c.point == when.key))
+    conn.execute(at.insert().values(pool_id=pool_id, point=when.key, answers_load=load, head_revision=revision))
 
 
 def _with_associations(engine, frame: pd.DataFrame, when: Point | None = None) -> pd.DataFrame:
