@@ -53,7 +53,8 @@ from .config import DB, DatabaseError, L2RulesError, describe
 from .inventory import InventoryError, keep_statistics, load, stdin, unchanged_pool
 from .inventory.store import phase_bar
 from .migrate import require_migrated
-from .worklist import evaluate, head_revision, without_rule
+from .published import without_rule
+from .worklist import evaluate, head_revision
 
 log = logging.getLogger("l2rules.runs")
 

@@ -510,3 +510,18 @@ VIEW_COLUMNS: dict[str, dict[str, sa.types.TypeEngine]] = {
         "exposures_unmatched": _INT, "rows_rejected": _INT, "items_reissued": _INT, "reissued_by": _INT,
         "output": _TEXT, "error": _TEXT, "host": _TEXT, "pid": _INT, "items_held": _INT, "exposures_taken_over": _INT},
 }
+
+#: The SQL type of each column of the work lists' frames (and of ``impact``'s and ``explain``'s): the schema column
+#: it is read from or stored in. Its dtype follows (``outputs.typed``), as a SELECT's columns give theirs.
+COLUMN_TYPES = {
+    "pool": pool.c.name.type,
+    **{c: exposure.c[c].type for c in ("source_line", "filename", "exp_type", "program", "obs_num")},
+    **{c.name: c.type for c in level2b_answer.c if c.name != "catalog_revision"},
+    "instrument": sa.Text(), "change": sa.Text(), "exposures": sa.Integer(),
+    **{f"{c}_{side}": t for side in ("from", "to") for c, t in (
+        ("exptype", sa.Text()), ("asn_type", sa.Text()), ("reason", sa.Text()), ("role", sa.Text()),
+        ("input", sa.Text()), ("association", sa.Text()))},
+    "pipeline_selected": sa.Boolean(), "pipeline_asn_type": sa.Text(),
+    # explain: per association candidate and rule
+    "candidate": sa.Text(), "candidate_type": sa.Text(), "rule": sa.Text(), "selected": sa.Boolean(),
+}

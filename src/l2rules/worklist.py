@@ -1,13 +1,8 @@
-"""Work list: the query layer that joins exposures with the rules, in SQL.
+"""Work list: what the pipeline does with each exposure, and the published table's verdict beside it.
 
-One SQLAlchemy Core query serves SQLite, PostgreSQL and the reporting views:
-no Python loop decides anything about an exposure.
-
-The special of an exposure comes from its flags, in the pipeline's order of
-precedence: IS_PSF (PSF), then IS_IMPRT (IMPRINT), then BKGDTARG (BACKGROUND).
-The first flag that is set *and* has a rule for the exposure's EXP_TYPE wins;
-an exposure whose flags name no existing (exp_type, special) rule falls back to
-the exp_type's plain rule (special '').
+The pipeline's answer comes from the association stages (``association``, in SQL), read from the
+stored answers where they are current (``level2b_answer``, ``level2b_answer_at``); the published
+table's verdict is one query (``published``). Both serve SQLite, PostgreSQL and the reporting views.
 """
 
 from __future__ import annotations
@@ -22,26 +17,31 @@ import sqlalchemy as sa
 
 from . import schema
 from ._lazy import pandas as pd
-from .catalog import conditions_at, rules_at
+from .association import REQUIRED_POOL_COLUMNS, AssociationError, associations, science_by_stem
+from .association import impact as pipeline_impact
+from .association.answers import JOINED
+from .association.evaluation import evaluating
 from .config import DB, L2RulesError
-from .inventory import keep_statistics
+from .inventory import exposure_stem, keep_statistics
 from .inventory.preview import previewed
 from .migrate import require_migrated
 from .outputs import query_frame, typed, write_result
 from .points import At, Point, resolve, takes_at
+from .published import (  # noqa: F401  (the published table's query, read here and by the library's users)
+    ALL_COLUMNS,
+    FLAG_SPECIALS,
+    TSO_ALWAYS,
+    WORK_ITEM_COLUMNS,
+    instrument_of,
+    plan_without_jit,
+    unmatched,
+    without_rule,
+    worklist_query,
+)
+from .schema import COLUMN_TYPES
 
 log = logging.getLogger(__name__)
 
-#: Exposure types that are always time series: their Level 2b input is the _rateints product.
-TSO_ALWAYS = ("NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ")
-#: Flag columns and the special each one names, in order of precedence.
-FLAG_SPECIALS = (("is_psf", "PSF"), ("is_imprt", "IMPRINT"), ("bkgdtarg", "BACKGROUND"))
-
-WORK_ITEM_COLUMNS = [
-    "pool", "source_line", "filename", "exp_type", "instrument", "exptype", "special", "asn_type", "level2b_input",
-    "program", "obs_num", "rule", "exposure_id",
-]
-ALL_COLUMNS = [*WORK_ITEM_COLUMNS[:-2], "level2b", "rule", "reason", "exposure_id"]
 #: The pipeline's work list: what jwst's asn_generate makes of each exposure, the published table's verdict beside.
 #: ``exposure_id`` is the exposure's id in the catalog (the exposures frame's ``id``, the views'
 #: ``exposure_id``); empty when the pool was answered without being loaded into it (a preview).
@@ -51,126 +51,8 @@ PIPELINE_COLUMNS = [
 ]
 PIPELINE_ALL_COLUMNS = [*PIPELINE_COLUMNS[:-4], "level2b", "reason", "table_level2b", "table_asn_type",
                         "table_rule", "table_reason", "exposure_id"]
-#: The SQL type of each column of the pipeline's work list (and of ``impact``'s frames): the schema column it
-#: is read from or stored in. Its dtype follows (``outputs.typed``), as a SELECT's columns give theirs.
-COLUMN_TYPES = {
-    "pool": schema.pool.c.name.type,
-    **{c: schema.exposure.c[c].type for c in ("source_line", "filename", "exp_type", "program", "obs_num")},
-    **{c.name: c.type for c in schema.level2b_answer.c if c.name != "catalog_revision"},
-    "instrument": sa.Text(), "change": sa.Text(), "exposures": sa.Integer(),
-    **{f"{c}_{side}": t for side in ("from", "to") for c, t in (
-        ("exptype", sa.Text()), ("asn_type", sa.Text()), ("reason", sa.Text()), ("role", sa.Text()),
-        ("input", sa.Text()), ("association", sa.Text()))},
-    "pipeline_selected": sa.Boolean(), "pipeline_asn_type": sa.Text(),
-    # explain: per association candidate and rule
-    "candidate": sa.Text(), "candidate_type": sa.Text(), "rule": sa.Text(), "selected": sa.Boolean(),
-}
 #: Where the work list comes from: the pipeline's association rules (default) or the published table alone.
 SOURCES = ("pipeline", "table")
-
-
-def instrument_of(exp_type: sa.ColumnElement) -> sa.ColumnElement[str]:
-    """The instrument of an EXP_TYPE, by its first three letters ("other" for none), as the views have it."""
-    return sa.case(*((sa.func.substr(exp_type, 1, 3) == prefix, name)
-                     for prefix, name in schema.INSTRUMENT_OF_PREFIX.items()), else_="other")
-
-
-def _condition_value(e: sa.Table, column: sa.ColumnElement) -> sa.ColumnElement:
-    """The exposure's value of the pool column a condition names."""
-    whens = [(c.name, e.c[c.name]) for c in e.columns if isinstance(c.type, sa.Text) or c.name == "filename"]
-    return sa.case(*((column == name, value) for name, value in whens), else_=sa.null())
-
-
-def _condition_passes(value: sa.ColumnElement, cond) -> sa.ColumnElement[bool]:
-    wanted = sa.func.upper(cond.c.value)
-    got = sa.func.upper(value)
-    in_list = sa.literal("|") + wanted + "|"
-    member = in_list.like(sa.literal("%|") + got + "|%")
-    return sa.case(
-        (cond.c.operator == "present", value.is_not(None)),
-        (cond.c.operator == "equals", sa.and_(value.is_not(None), got == wanted)),
-        (cond.c.operator == "not_equals", sa.or_(value.is_(None), got != wanted)),
-        (cond.c.operator == "in", sa.and_(value.is_not(None), member)),
-        (cond.c.operator == "not_in", sa.or_(value.is_(None), sa.not_(member))),
-        else_=sa.false(),
-    )
-
-
-def worklist_query(when: Point | None = None, pool_ids: list[int] | None = None,
-                   include_all: bool = False, ids: bool = True) -> sa.Select:
-    """The work list as one SELECT: every exposure joined with the rule that applies to it.
-
-    ``when`` picks the catalog point, a day (None: the head rules); ``include_all`` keeps
-    the exposures that are not selected, with ``level2b`` false and the reason; ``ids`` False
-    leaves ``exposure_id`` empty (a scratch catalog's ids name nothing).
-    """
-    e, p = schema.exposure, schema.pool
-    r = rules_at(when)
-
-    def has_rule(special: str) -> sa.ColumnElement[bool]:  # uncorrelated: one list per special, not a lookup per row
-        return e.c.exp_type.in_(sa.select(r.c.exp_type).where(r.c.special == special))
-
-    special = sa.case(*((sa.and_(e.c[flag] == sa.true(), has_rule(name)), name) for flag, name in FLAG_SPECIALS),
-                      else_="")
-    flagged = sa.select(e.c.id.label("exposure_id"), special.label("special")).subquery("flagged")
-
-    cond = conditions_at(when)
-    value = _condition_value(e, cond.c.pool_column)
-    described = cond.c.pool_column + " " + cond.c.operator + sa.case(
-        (cond.c.value.is_(None), ""), else_=" " + cond.c.value)
-    failing = (
-        sa.select(described)
-        .where(cond.c.exp_type == r.c.exp_type, cond.c.special == r.c.special,
-               sa.not_(_condition_passes(value, cond)))
-        .order_by(cond.c.id).limit(1)
-        .scalar_subquery()
-    )
-    rule_label = sa.case((r.c.special == "", r.c.exp_type), else_=r.c.exp_type + "/" + r.c.special)
-    selected = sa.and_(r.c.level2b == sa.true(), failing.is_(None))
-    tso = sa.or_(e.c.tsovisit == sa.true(), e.c.exp_type.in_(TSO_ALWAYS), r.c.asn_type.like("tso%"))
-    level2b_input = e.c.stem + sa.case((tso, "_rateints.fits"), else_="_rate.fits")
-    reason = sa.case(
-        (r.c.exp_type.is_(None), "no rule for exp_type " + e.c.exp_type),
-        (r.c.level2b != sa.true(), "rule " + rule_label + " says not processed"),
-        (failing.is_not(None), "rule " + rule_label + " condition failed: " + failing),
-        else_="matched rule " + rule_label,
-    )
-    columns = [
-        p.c.name.label("pool"), e.c.source_line, e.c.filename, e.c.exp_type,
-        instrument_of(e.c.exp_type).label("instrument"), r.c.exptype,
-        flagged.c.special, r.c.asn_type, level2b_input.label("level2b_input"), e.c.program, e.c.obs_num,
-    ]
-    if include_all:
-        columns += [sa.case((selected, sa.true()), else_=sa.false()).label("level2b"),
-                    rule_label.label("rule"), reason.label("reason")]
-    else:
-        columns += [rule_label.label("rule")]
-    columns += [(e.c.id if ids else sa.null()).label("exposure_id")]
-    query = (
-        sa.select(*columns)
-        .select_from(e)
-        .join(p, p.c.id == e.c.pool_id)
-        .join(flagged, flagged.c.exposure_id == e.c.id)
-        .outerjoin(r, sa.and_(r.c.exp_type == e.c.exp_type, r.c.special == flagged.c.special))
-        .order_by(p.c.name, e.c.source_line)
-    )
-    # An exposure a redelivery of its pool left out is on no work list (the pool is its latest delivery).
-    query = query.where(e.c.withdrawn_at.is_(None))
-    if not include_all:
-        query = query.where(selected)
-    if pool_ids is not None:
-        query = query.where(e.c.pool_id.in_(pool_ids))
-    return query
-
-
-def plan_without_jit(conn: sa.Connection) -> None:
-    """On PostgreSQL, no JIT compilation for this connection's transaction.
-
-    The work list is many small expressions over every exposure: for a million of them
-    PostgreSQL's JIT spent 2.7 s compiling a query that runs in 2 s without it.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL jit = off")
 
 
 @takes_at
@@ -294,8 +176,6 @@ def answer_selects(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Poin
 def _readable(conn: sa.Connection, pool_id: int, strict: bool) -> str | None:
     """Why the pipeline makes no association from the pool (a column it needs is missing), or None. Raised
     when ``strict`` (a pool asked for by name); said once otherwise (a warning), its exposures on no list."""
-    from .association import REQUIRED_POOL_COLUMNS, AssociationError
-
     p = schema.pool
     name, columns = conn.execute(sa.select(p.c.name, p.c.columns).where(p.c.id == pool_id)).one()
     missing = [c for c in REQUIRED_POOL_COLUMNS if c not in columns.split("|")]
@@ -318,8 +198,6 @@ def answers_of(conn: sa.Connection, pool_id: int, when: Point | None, include_al
     :func:`evaluate` stores the answers under). A pool without the columns the pipeline needs raises
     (``strict``) or gives every exposure as not selected, with that reason (said once, a warning).
     """
-    from .association.evaluation import evaluating
-
     e = schema.exposure
     plan_without_jit(conn)
     unreadable = _readable(conn, pool_id, strict)
@@ -337,8 +215,6 @@ def answers_of(conn: sa.Connection, pool_id: int, when: Point | None, include_al
 def _answer_select(table: sa.Subquery, answers: sa.Table | None, include_all: bool,
                    unreadable: str | None, ids: bool = True) -> sa.Select:
     """The published table's work list (``table``, every exposure) joined with the pipeline's answers."""
-    from .association.answers import JOINED
-
     if answers is None:  # no association: an empty answer of the same shape
         answers = (sa.select(sa.literal(None, sa.Integer).label("exposure_id"),
                              *(sa.literal(None, sa.Text).label(name) for name in JOINED),
@@ -437,12 +313,6 @@ def stored_answers(pool_ids: list[int], include_all: bool = False, when: Point |
     return query if include_all else query.where(a.c.level2b == sa.true())
 
 
-def without_rule(e: sa.Table) -> sa.ColumnElement[bool]:
-    """The exposure's EXP_TYPE has no rule in the published table (one list of the rules' types, not a
-    lookup per exposure; both columns are NOT NULL, so NOT IN is never unknown)."""
-    return e.c.exp_type.not_in(sa.select(schema.rule.c.exp_type))
-
-
 #: One pool's answers as made, before they are stored (a temporary table, per connection).
 _FOUND = sa.Table("l2rules_tmp_found_answers", sa.MetaData(),
                   *(sa.Column(column.name, column.type) for column in schema.level2b_answer.c
@@ -515,9 +385,6 @@ def _record_answers(conn: sa.Connection, pool_id: int, when: Point | None, load:
 
 def _with_associations(engine, frame: pd.DataFrame, when: Point | None = None) -> pd.DataFrame:
     """Add the associations each exposure is the science of: file names and asn_types, ';'-joined."""
-    from .association import associations, science_by_stem
-    from .inventory import exposure_stem
-
     science = {pool: science_by_stem(associations(engine, pool, at=when)) for pool in set(frame["pool"])}
     keys = zip(frame["pool"], frame["filename"].map(lambda f: exposure_stem(f).lower()))
     found = [sorted(science[pool].get(stem, []), key=lambda a: a.filename) for pool, stem in keys]
@@ -526,22 +393,6 @@ def _with_associations(engine, frame: pd.DataFrame, when: Point | None = None) -
     frame["pipeline_asn_type"] = [";".join(sorted({x.asn_type for x in a})) or None for a in found]
     frame["association"] = [";".join(x.filename for x in a) or None for a in found]
     return typed(frame, COLUMN_TYPES)
-
-
-def unmatched(db: DB = None) -> pd.DataFrame:
-    """Exposures whose EXP_TYPE has no rule in the catalog, per pool and exp_type, with counts."""
-    engine = require_migrated(db)
-    e, p = schema.exposure, schema.pool
-    query = (
-        sa.select(p.c.name.label("pool"), e.c.exp_type, sa.func.count().label("exposures"),
-                  sa.func.min(e.c.filename).label("example"))
-        .join(p, p.c.id == e.c.pool_id)
-        .where(without_rule(e), e.c.withdrawn_at.is_(None))
-        .group_by(p.c.name, e.c.exp_type)
-        .order_by(p.c.name, e.c.exp_type)
-    )
-    with engine.connect() as conn:
-        return query_frame(conn, query, ["pool", "exp_type", "exposures", "example"])
 
 
 #: ``impact(source="table")``'s exposures: each change, with both sides.
@@ -592,8 +443,6 @@ def impact(db: DB, from_point: At, to_point: At, *, pools: Iterable[str | Path] 
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     if source == "pipeline":
-        from .association import impact as pipeline_impact
-
         return pipeline_impact(db, from_point, to_point, pools=pools, store=store)  # typed there
 
     with previewed(db, pools or None, store=store) as preview:

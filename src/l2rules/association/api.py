@@ -21,8 +21,9 @@ from ..inventory import stdin
 from ..inventory.preview import previewed
 from ..inventory.store import pool_row
 from ..migrate import require_migrated
-from ..outputs import open_no_follow
+from ..outputs import open_no_follow, typed
 from ..points import At, resolve, takes_at
+from ..schema import COLUMN_TYPES
 from .columns import EMPTY, REQUIRED_POOL_COLUMNS, AssociationError
 from .evaluation import evaluating
 from .orphans import check_pool_file, write_orphans
@@ -410,9 +411,6 @@ def impact(db: DB, from_point: At, to_point: At, *, pools: Iterable[str | Path] 
     with previewed(db, pools or None, store=store) as preview:
         exposures = _impact_rows(preview.engine, preview.pool_ids,
                                  [resolve(preview.engine, point) for point in (from_point, to_point)])
-    from ..outputs import typed
-    from ..worklist import COLUMN_TYPES
-
     exposures = pd.DataFrame(exposures, columns=IMPACT_COLUMNS)
     counts = (exposures.groupby(["instrument", "change"]).size().rename("exposures").reset_index()
               if len(exposures) else pd.DataFrame(columns=["instrument", "change", "exposures"]))

@@ -13,7 +13,10 @@ from ..config import DB
 from ..inventory import exposure_stem, stdin
 from ..inventory.preview import previewed
 from ..inventory.store import pool_row
+from ..outputs import typed
 from ..points import At, Point, resolve, takes_at
+from ..published import worklist_query
+from ..schema import COLUMN_TYPES
 from . import rules
 from .api import missing_columns
 from .columns import AssociationError
@@ -71,16 +74,11 @@ def _explain(engine: sa.Engine, filename: str, pool: str | int | None, when: Poi
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    from ..outputs import typed
-    from ..worklist import COLUMN_TYPES
-
     return typed(frame, COLUMN_TYPES)
 
 
 def _published_verdict(engine, when, pool_id: int, exposure_id: int, rows: list[dict]) -> dict:
     """The published table's row for the exposure, first: where the pipeline's rules below go beyond it."""
-    from ..worklist import worklist_query
-
     query = worklist_query(when, [pool_id], include_all=True).subquery()
     with engine.connect() as conn:
         table = conn.execute(sa.select(query).where(query.c.exposure_id == exposure_id)).mappings().first()

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..config import L2RulesError
+
 #: The argument that means standard input.
 STDIN = "-"
 #: What messages call standard input (as Python's tracebacks do).
@@ -27,6 +29,15 @@ LABEL = "<stdin>"
 NAME = "stdin"
 
 _spooled: tuple[object, Path] | None = None  # (the stream read, its copy)
+
+
+class NoStandardInput(L2RulesError):
+    """``-`` was given and the process has no standard input (bad input: exit 2, as a pool's errors)."""
+
+    exit_code = 2
+
+    def __init__(self) -> None:
+        super().__init__(f"{LABEL}: - reads standard input, and there is none")
 
 
 def is_stdin(source: object) -> bool:
@@ -52,9 +63,7 @@ def spooled() -> Path:
     if _spooled is not None and _spooled[0] is stream:
         return _spooled[1]
     if stream is None:
-        from .poolformat import InventoryError
-
-        raise InventoryError(LABEL, None, None, "- reads standard input, and there is none")
+        raise NoStandardInput()
     if _spooled is not None:
         _remove(_spooled[1].parent)
     directory = Path(tempfile.mkdtemp(prefix="l2rules-stdin-"))
