@@ -287,3 +287,36 @@ def test_a_file_holding_a_pool_is_not_removed(db):
     path = Path(db.removeprefix("sqlite:///"))
     assert migrate.remove_if_unused(path) is False
     assert len(inventory.exposures(db)) == 8
+
+
+def test_a_command_that_fails_with_a_bug_leaves_no_catalog_file(tmp_path, monkeypatch):
+    """An exception no handler expects (exit 1, its traceback) fails the command too: the file it created goes."""
+    import l2rules.cli as cli
+
+    url = f"sqlite:///{tmp_path / 'l2rules.db'}"
+
+    def created_then_broken(db, *_args, **_kwargs):
+        migrate.require_migrated(db, create=True)  # the catalog made, as a load makes it
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli.inventory, "load", created_then_broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["--db", url, "load", str(POOL)])
+    assert _catalog_files(tmp_path) == []
+
+
+def test_a_file_another_process_made_in_the_meantime_is_kept(tmp_path, monkeypatch):
+    """Absent when the command started, but made by another process before this one connected: not this
+    command's file, so a failure here keeps it (another `init` said it succeeded)."""
+    url = f"sqlite:///{tmp_path / 'l2rules.db'}"
+    import l2rules.cli as cli
+
+    def others_init_then_fail(args):
+        assert l2rules("--db", url, "init").returncode == 0  # another process creates and migrates it
+        migrate.current_revision(url)  # then this one connects
+        return 2
+
+    monkeypatch.setattr(cli, "_handle", others_init_then_fail)
+    assert main(["--db", url, "runs"]) == 2
+    assert (tmp_path / "l2rules.db").is_file()
+    assert migrate.current_revision(url) is not None

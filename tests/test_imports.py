@@ -1,7 +1,8 @@
 """The package's modules import one another without a circle (issue 30).
 
 Every import of an l2rules module counts, at module level and inside functions alike (an import
-moved into a function to dodge a circle is still a circle), except those under ``TYPE_CHECKING``
+moved into a function to dodge a circle is still a circle), ``importlib.import_module("l2rules...")``
+too, except those under ``TYPE_CHECKING``
 (annotations only) and a module's import of its own parent package (already being imported).
 A circle is found as a strongly connected component of the import graph (Tarjan's algorithm,
 through graphlib's cycle error).
@@ -52,6 +53,10 @@ def _imported(module: str, path: Path) -> set[str]:
             for alias in node.names:
                 submodule = f"{target}.{alias.name}"
                 add(submodule if submodule in MODULES else target)
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+              and isinstance(node.args[0].value, str)):
+            add(node.args[0].value)  # importlib.import_module("l2rules.worklist"): an import all the same
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -63,6 +68,7 @@ def test_the_import_graph_has_no_circle():
     graph = {module: _imported(module, path) for module, path in MODULES.items()}
     assert "l2rules.published" in graph["l2rules.worklist"]  # (the graph is read: a known edge)
     assert "l2rules.association" in graph["l2rules.worklist"]
+    assert "l2rules.worklist" in graph["l2rules.database"]  # (by importlib.import_module)
     try:
         order = list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as exc:

@@ -532,11 +532,11 @@ def test_answers_stored_while_items_are_made_leave_the_pool_pending(postgres, tm
                 redeliver(2)
 
         event.listen(conn, "after_execute", after_the_items)
-        made = runs_module.make_items(conn, run_id, runs_module.head_revision(conn))
+        made = runs_module.make_items(conn, run_id, runs_module.head_catalog_version(conn))
         conn.execute(schema.run.update().where(schema.run.c.id == run_id).values(status="succeeded"))
     assert made.created == 1  # of the second delivery
     with engine.connect() as conn:
-        assert list(runs_module.items_pending(conn, runs_module.head_revision(conn))) == [1]
+        assert list(runs_module.items_pending(conn, runs_module.head_catalog_version(conn))) == [1]
     assert run(db, [])["items_created"] == 1  # of the third
     assert [i.exposure_version for i in _items_of(db, "jw9_000001_nrca1_uncal.fits")] == [1, 2, 3]
 

@@ -93,6 +93,22 @@ def test_special_precedence_and_fallback(db, tmp_path):
     assert items.loc["jw9_c_uncal.fits", "rule"] == "MIR_MRS"
 
 
+def test_the_published_list_reads_the_always_tso_types_from_the_catalog(db, tmp_path):
+    """The published table's Level 2b input is _rateints for the catalog's TSO_ALWAYS types (asn_value_set, as
+    the pipeline's rules read it), not a list of the code's: a type added to the set is a TSO exposure."""
+    path = tmp_path / "tso.csv"
+    path.write_text("FILENAME|EXP_TYPE\njw8_a_uncal.fits|NRC_TSGRISM\njw8_b_uncal.fits|NRC_IMAGE\n")
+    before = worklist(db, source="table", pools=[path], store=True).set_index("filename")["level2b_input"]
+    assert before.to_dict() == {"jw8_a_uncal.fits": "jw8_a_rateints.fits", "jw8_b_uncal.fits": "jw8_b_rate.fits"}
+    with get_engine(db).begin() as conn:
+        revision = conn.execute(sa.text("SELECT valid_from FROM asn_value_set WHERE set_name = 'TSO_ALWAYS' "
+                                        "AND valid_to IS NULL LIMIT 1")).scalar_one()
+        conn.execute(sa.text("INSERT INTO asn_value_set (set_name, value, valid_from) "
+                             "VALUES ('TSO_ALWAYS', 'nrc_image', :r)"), {"r": revision})
+    after = worklist(db, source="table").set_index("filename")["level2b_input"]
+    assert after["jw8_b_uncal.fits"] == "jw8_b_rateints.fits"
+
+
 def test_unknown_exp_type_is_unmatched_not_dropped(db, tmp_path):
     path = tmp_path / "new.csv"
     path.write_text("FILENAME|EXP_TYPE\njw8_a_uncal.fits|NRC_FUTURE\njw8_b_uncal.fits|NRC_IMAGE\n")
@@ -389,7 +405,7 @@ def test_worklist_evaluates_only_the_pools_behind_and_stores_nothing(db, twin_db
     redelivered.write_text("\n".join(header[:-2]) + "\n")  # its last two exposures withdrawn
     load(db, redelivered)
     with get_engine(db).connect() as conn:
-        behind = WORKLIST.stale_pools(conn, WORKLIST.head_revision(conn))
+        behind = WORKLIST.stale_pools(conn, WORKLIST.head_catalog_version(conn))
         before = conn.execute(sa.text("SELECT count(*), sum(exposure_id) FROM level2b_answer")).one()
     assert len(behind) == 1
     calls, original = [], WORKLIST.answers_of
@@ -424,7 +440,7 @@ def test_answers_at_another_point_are_stored_once_and_read_after(db, at, monkeyp
     with get_engine(db).connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer_at")).scalar() == len(evaluated)
         assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer")).scalar() == 0
-        assert WORKLIST.stale_pools(conn, WORKLIST.head_revision(conn), when=catalog_point(db, at)) == []
+        assert WORKLIST.stale_pools(conn, WORKLIST.head_catalog_version(conn), when=catalog_point(db, at)) == []
     _no_evaluation(monkeypatch)
     pd.testing.assert_frame_equal(worklist(db, at=at, include_all=True), evaluated)
     selected = worklist(db, at=at)
@@ -454,7 +470,7 @@ def test_answers_at_a_point_are_behind_after_a_reload_or_a_new_head(db, tmp_path
     load(db, redelivered)
     engine = get_engine(db)
     with engine.connect() as conn:
-        head = WORKLIST.head_revision(conn)
+        head = WORKLIST.head_catalog_version(conn)
         reloaded = conn.execute(sa.text("SELECT id FROM pool WHERE name = :n"), {"n": POINT_POOLS[0]}).scalar_one()
         assert WORKLIST.stale_pools(conn, head, when=when) == [reloaded]
         assert WORKLIST.stale_pools(conn, "0001", when=when) == [1, 2, 3]  # another head: every pool behind
@@ -470,7 +486,7 @@ def test_worklist_store_at_the_head_stores_the_pools_behind(db):
         load(db, POOLS / name)
     frame = worklist(db, store=True)
     with get_engine(db).connect() as conn:
-        assert WORKLIST.stale_pools(conn, WORKLIST.head_revision(conn)) == []
+        assert WORKLIST.stale_pools(conn, WORKLIST.head_catalog_version(conn)) == []
         assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer WHERE level2b")).scalar() == len(frame) > 0
         assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer_at")).scalar() == 0
 
@@ -487,7 +503,7 @@ def test_a_pool_whose_exposures_another_load_took_over_is_behind(db, twin_db):
     assert shared
     with get_engine(db).connect() as conn:
         first_id = conn.execute(sa.text("SELECT id FROM pool WHERE name = :n"), {"n": first}).scalar_one()
-        assert WORKLIST.stale_pools(conn, WORKLIST.head_revision(conn)) == sorted([first_id, result.pool_id])
+        assert WORKLIST.stale_pools(conn, WORKLIST.head_catalog_version(conn)) == sorted([first_id, result.pool_id])
     assert result.taken_over == {first_id: len(shared)}
     assert result.taken_from == {first: len(shared)}
     for name in (first, second):

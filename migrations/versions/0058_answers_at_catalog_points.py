@@ -4,7 +4,8 @@ Schema revision (no catalog version). ``level2b_answer`` holds the answers at th
 head; a work list asked at another point (``--pipeline 1.16.1``, ``--as-of``) was
 evaluated again at every call. ``worklist --store`` now keeps them here, keyed by
 the point (its day and the last catalog version of that day it includes), and
-``pool_answers_at`` says of which load and at which head revision they were made,
+``pool_answers_at`` says of which load and under which head catalog revision
+(``answers_revision``) they were made,
 so a reload or a new catalog version makes them behind. Both are a cache of an
 evaluation: the downgrade drops them.
 
@@ -46,7 +47,7 @@ def upgrade() -> None:
         sa.Column("pool_id", sa.Integer, sa.ForeignKey("pool.id"), primary_key=True),
         sa.Column("point", sa.String(40), primary_key=True),
         sa.Column("answers_load", sa.Integer, nullable=False),
-        sa.Column("head_revision", sa.String(32), nullable=False),
+        sa.Column("answers_revision", sa.String(32), nullable=False),
     )
 
 

@@ -132,6 +132,9 @@ def _drop_answers(bind) -> None:
     if "level2b_answer" in tables:
         answer = sa.table("level2b_answer", sa.column("catalog_revision"))
         bind.execute(answer.delete().where(answer.c.catalog_revision == revision))
+    if "pool_answers_at" in tables:  # answers at other points made under this head (migration 0058)
+        at = sa.table("pool_answers_at", sa.column("answers_revision"))
+        bind.execute(at.delete().where(at.c.answers_revision == revision))
     if "pool" in tables and "answers_revision" in {{c["name"] for c in sa.inspect(bind).get_columns("pool")}}:
         pool = sa.table("pool", sa.column("answers_revision"), sa.column("items_revision"))
         for column in (pool.c.answers_revision, pool.c.items_revision):

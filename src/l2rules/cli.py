@@ -837,24 +837,58 @@ def main(argv: Sequence[str] | None = None) -> int:
                         datefmt="%Y-%m-%d %H:%M:%S")
     if args.verbose >= 2:
         logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
-    new_file = _new_sqlite_file(args)
-    code = _handle(args)
-    if code != 0 and new_file is not None and new_file.exists():
-        # a failed first command leaves nothing behind (a started `run --create` is kept: it holds its run)
-        drop_engine(get_engine(args.db))
-        migrate.remove_if_unused(new_file)
+    created = _created_file(args)
+    code = 1  # an exception that escapes _handle (a bug) fails the command too
+    try:
+        code = _handle(args)
+    finally:
+        if created:
+            for event, listener in created.pop("listeners"):
+                sa.event.remove(created["engine"], event, listener)
+            if code != 0:
+                _remove_created(created)
     return code
 
 
-def _new_sqlite_file(args: argparse.Namespace) -> Path | None:
-    """The SQLite file this command would create (it does not exist yet), or None."""
-    if not hasattr(args, "db"):
-        return None
+def _created_file(args: argparse.Namespace) -> dict:
+    """Watch whether this command creates its SQLite catalog file: filled at the engine's first connection
+    (``path``, and the file's ``inode`` once made) when the file does not exist then; empty otherwise."""
     try:
-        path = migrate.sqlite_file(get_engine(args.db))
+        engine = get_engine(args.db) if hasattr(args, "db") else None
+        path = None if engine is None else migrate.sqlite_file(engine)
     except L2RulesError:  # a bad URL: _handle says so
-        return None
-    return path if path is not None and not path.exists() else None
+        return {}
+    created: dict = {}
+    if engine is None or path is None or path.exists():
+        return created
+
+    def before(*_args) -> None:  # (do_connect: before the driver opens, so creates, the file)
+        created.setdefault("path", None if path.exists() else path)
+
+    def after(*_args) -> None:
+        if created.get("path") is not None and "inode" not in created:
+            stat = path.stat()
+            created["inode"] = (stat.st_dev, stat.st_ino)
+
+    created.update(engine=engine, listeners=[("do_connect", before), ("connect", after)])
+    for event, listener in created["listeners"]:
+        sa.event.listen(engine, event, listener)
+    return created
+
+
+def _remove_created(created: dict) -> None:
+    """A failed command leaves nothing behind: the file it created, if that very file (not one another
+    process made in its place) holds no pool, rejection or run and no one else has it open."""
+    path = created.get("path")
+    if path is None or "inode" not in created:
+        return
+    drop_engine(created["engine"])
+    try:
+        stat = path.stat()
+    except OSError:
+        return
+    if (stat.st_dev, stat.st_ino) == created["inode"]:
+        migrate.remove_if_unused(path)
 
 
 def _handle(args: argparse.Namespace) -> int:

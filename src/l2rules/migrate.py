@@ -251,7 +251,9 @@ def remove_if_unused(path: Path) -> bool:
     or run: what a failed first command created and nothing uses. Returns whether it was removed.
 
     Only while no other connection has it open: leaving WAL mode needs every other connection closed, so a
-    process that opened the new file at the same moment (a concurrent first use) keeps it.
+    process that has the new file open (a concurrent first use) keeps it. One that opens it in the instant
+    between that test and the unlink finds its writes refused ("attempt to write a readonly database"):
+    loud, not lost. A file kept is left in WAL mode, as it was.
     """
     import sqlite3
 
@@ -267,8 +269,9 @@ def remove_if_unused(path: Path) -> bool:
             if any(conn.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() for table in _WORK_TABLES
                    if table in tables):
                 conn.execute("ROLLBACK")
+                conn.execute("PRAGMA journal_mode=WAL")
                 return False
-            for suffix in ("", "-wal", "-shm", "-journal"):  # unlinked under the lock: no writer can come between
+            for suffix in ("", "-wal", "-shm", "-journal"):  # unlinked under the exclusive lock
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         finally:
             conn.close()

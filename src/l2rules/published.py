@@ -22,10 +22,8 @@ from .catalog import conditions_at, rules_at
 from .config import DB
 from .migrate import require_migrated
 from .outputs import query_frame
-from .points import Point
+from .points import Point, in_force
 
-#: Exposure types that are always time series: their Level 2b input is the _rateints product.
-TSO_ALWAYS = ("NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ")
 #: Flag columns and the special each one names, in order of precedence.
 FLAG_SPECIALS = (("is_psf", "PSF"), ("is_imprt", "IMPRINT"), ("bkgdtarg", "BACKGROUND"))
 
@@ -94,7 +92,7 @@ def worklist_query(when: Point | None = None, pool_ids: list[int] | None = None,
     )
     rule_label = sa.case((r.c.special == "", r.c.exp_type), else_=r.c.exp_type + "/" + r.c.special)
     selected = sa.and_(r.c.level2b == sa.true(), failing.is_(None))
-    tso = sa.or_(e.c.tsovisit == sa.true(), e.c.exp_type.in_(TSO_ALWAYS), r.c.asn_type.like("tso%"))
+    tso = sa.or_(e.c.tsovisit == sa.true(), e.c.exp_type.in_(tso_always()), r.c.asn_type.like("tso%"))
     level2b_input = e.c.stem + sa.case((tso, "_rateints.fits"), else_="_rate.fits")
     reason = sa.case(
         (r.c.exp_type.is_(None), "no rule for exp_type " + e.c.exp_type),
@@ -128,6 +126,14 @@ def worklist_query(when: Point | None = None, pool_ids: list[int] | None = None,
     if pool_ids is not None:
         query = query.where(e.c.pool_id.in_(pool_ids))
     return query
+
+
+def tso_always() -> sa.Select:
+    """The exposure types that are always time series (their Level 2b input is the _rateints product): the
+    pipeline's set ``TSO_ALWAYS`` (``asn_value_set``) as the head has it, at every point, since the published
+    table's verdict is older than the dated association rules (uncorrelated: one list, not a lookup per row)."""
+    v = schema.asn_value_set
+    return sa.select(sa.func.upper(v.c.value)).where(v.c.set_name == "TSO_ALWAYS", in_force(v, None))
 
 
 def plan_without_jit(conn: sa.Connection) -> None:

@@ -54,7 +54,7 @@ from .inventory import InventoryError, keep_statistics, load, stdin, unchanged_p
 from .inventory.store import phase_bar
 from .migrate import require_migrated
 from .published import without_rule
-from .worklist import evaluate, head_revision
+from .worklist import evaluate, head_catalog_version
 
 log = logging.getLogger("l2rules.runs")
 
@@ -290,7 +290,7 @@ def _start(engine: Engine, paths: list[Path]) -> int:
     with engine.begin() as conn:
         return conn.execute(r.insert().values(
             started_at=_now(), status="running", inputs=json.dumps([str(p) for p in paths]),
-            catalog_revision=head_revision(conn),
+            catalog_revision=head_catalog_version(conn),
             host=socket.gethostname(), pid=os.getpid(), **{c: 0 for c in _COUNTS},
         ).returning(r.c.id)).scalar_one()
 
@@ -465,7 +465,7 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
     counts["items_reissued"] = 0
     _checkpoint("loaded")
     with engine.connect() as conn:
-        revision = head_revision(conn)
+        revision = head_catalog_version(conn)
     # The pipeline's answers: after the loads' bars, a label while they are made (a terminal only)
     with phase_bar(console.progress(progress), "work list"):
         evaluated = evaluate(engine)

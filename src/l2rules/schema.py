@@ -252,6 +252,23 @@ work_item = sa.Table(
     sa.UniqueConstraint("exposure_id", "catalog_revision", "exposure_version"),
 )
 
+def _answer_columns() -> list[sa.Column]:
+    """An exposure's answer: the pipeline's, and the published table's verdict beside it (``table_*``)."""
+    return [
+        sa.Column("level2b", sa.Boolean, nullable=False),
+        sa.Column("exptype", sa.Text, nullable=True),
+        sa.Column("asn_type", sa.Text, nullable=True),
+        sa.Column("level2b_input", sa.Text, nullable=True),
+        sa.Column("association", sa.Text, nullable=True),
+        sa.Column("asn_rule", sa.Text, nullable=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("table_level2b", sa.Boolean, nullable=False),
+        sa.Column("table_asn_type", sa.String(32), nullable=True),
+        sa.Column("table_rule", sa.String(60), nullable=True),
+        sa.Column("table_reason", sa.Text, nullable=True),
+    ]
+
+
 #: What the pipeline makes of each exposure (migration 0018): the answer ``l2rules worklist`` gives, stored for
 #: one version of the exposure at one catalog revision, the published table's verdict beside it. ``l2rules run``
 #: writes it (``worklist.evaluate``); the views and work items read it.
@@ -261,17 +278,7 @@ level2b_answer = sa.Table(
     sa.Column("exposure_id", sa.Integer, sa.ForeignKey("exposure.id"), primary_key=True),
     sa.Column("exposure_version", sa.Integer, nullable=False),
     sa.Column("catalog_revision", sa.String(32), sa.ForeignKey("catalog_version.revision"), nullable=False),
-    sa.Column("level2b", sa.Boolean, nullable=False),
-    sa.Column("exptype", sa.Text, nullable=True),
-    sa.Column("asn_type", sa.Text, nullable=True),
-    sa.Column("level2b_input", sa.Text, nullable=True),
-    sa.Column("association", sa.Text, nullable=True),
-    sa.Column("asn_rule", sa.Text, nullable=True),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("table_level2b", sa.Boolean, nullable=False),
-    sa.Column("table_asn_type", sa.String(32), nullable=True),
-    sa.Column("table_rule", sa.String(60), nullable=True),
-    sa.Column("table_reason", sa.Text, nullable=True),
+    *_answer_columns(),
 )
 
 #: Migration 0058: the pipeline's answers at catalog points other than the head (``--pipeline 1.16.1``,
@@ -283,29 +290,20 @@ level2b_answer_at = sa.Table(
     sa.Column("point", sa.String(40), primary_key=True),
     sa.Column("exposure_id", sa.Integer, sa.ForeignKey("exposure.id"), primary_key=True),
     sa.Column("exposure_version", sa.Integer, nullable=False),
-    sa.Column("level2b", sa.Boolean, nullable=False),
-    sa.Column("exptype", sa.Text, nullable=True),
-    sa.Column("asn_type", sa.Text, nullable=True),
-    sa.Column("level2b_input", sa.Text, nullable=True),
-    sa.Column("association", sa.Text, nullable=True),
-    sa.Column("asn_rule", sa.Text, nullable=True),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("table_level2b", sa.Boolean, nullable=False),
-    sa.Column("table_asn_type", sa.String(32), nullable=True),
-    sa.Column("table_rule", sa.String(60), nullable=True),
-    sa.Column("table_reason", sa.Text, nullable=True),
+    *_answer_columns(),
 )
 
-#: Which pools' answers ``level2b_answer_at`` holds at a point: of which load, and at which head revision
-#: (plain text, no foreign key: a revision written later may change an earlier point's rules, and a data
-#: revision's downgrade must not be held by a cache; a different head makes them behind).
+#: Which pools' answers ``level2b_answer_at`` holds at a point: of which load, and made when which catalog
+#: revision was the head (``answers_revision``, as ``pool.answers_revision``). Plain text, no foreign key: a
+#: revision written later may change an earlier point's rules, and a data revision's downgrade must not be
+#: held by a cache; another head makes them behind.
 pool_answers_at = sa.Table(
     "pool_answers_at",
     metadata,
     sa.Column("pool_id", sa.Integer, sa.ForeignKey("pool.id"), primary_key=True),
     sa.Column("point", sa.String(40), primary_key=True),
     sa.Column("answers_load", sa.Integer, nullable=False),
-    sa.Column("head_revision", sa.String(32), nullable=False),
+    sa.Column("answers_revision", sa.String(32), nullable=False),
 )
 
 

@@ -30,7 +30,6 @@ from .points import At, Point, resolve, takes_at
 from .published import (  # noqa: F401  (the published table's query, read here and by the library's users)
     ALL_COLUMNS,
     FLAG_SPECIALS,
-    TSO_ALWAYS,
     WORK_ITEM_COLUMNS,
     instrument_of,
     plan_without_jit,
@@ -154,7 +153,7 @@ def answer_selects(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Poin
     if pool_ids is None:
         with engine.connect() as conn:
             every = list(conn.execute(sa.select(schema.pool.c.id).order_by(schema.pool.c.name)).scalars())
-            behind = set(stale_pools(conn, head_revision(conn), when=when))
+            behind = set(stale_pools(conn, head_catalog_version(conn), when=when))
         groups = ((stale, list(pools)) for stale, pools in itertools.groupby(every, key=behind.__contains__))
     else:
         groups = ((not _answers_current(engine, pool_id, when), [pool_id]) for pool_id in pool_ids)
@@ -257,7 +256,7 @@ ANSWER_COLUMNS = ["exposure_id", "exposure_version", "level2b", "exptype", "asn_
                   "table_reason"]
 
 
-def head_revision(conn: sa.Connection) -> str:
+def head_catalog_version(conn: sa.Connection) -> str:
     """The head catalog revision (the latest catalog version): the point stored answers and work items are at."""
     v = schema.catalog_version
     revision = conn.execute(sa.select(v.c.revision).order_by(v.c.seq.desc()).limit(1)).scalar()
@@ -278,7 +277,7 @@ def stale_pools(conn: sa.Connection, revision: str, pool_ids: list[int] | None =
                         p.c.answers_revision.is_distinct_from(revision))
     else:
         behind = ~sa.exists().where(at.c.pool_id == p.c.id, at.c.point == when.key,
-                                    at.c.answers_load == p.c.load_serial, at.c.head_revision == revision)
+                                    at.c.answers_load == p.c.load_serial, at.c.answers_revision == revision)
     query = sa.select(p.c.id).where(behind).order_by(p.c.id)
     return list(conn.execute(query if pool_ids is None else query.where(p.c.id.in_(pool_ids))).scalars())
 
@@ -286,7 +285,7 @@ def stale_pools(conn: sa.Connection, revision: str, pool_ids: list[int] | None =
 def _answers_current(engine: sa.Engine, pool_id: int, when: Point | None = None) -> bool:
     """Whether the pool's stored answers at ``when`` are of its latest load at the head revision."""
     with engine.connect() as conn:
-        return pool_id not in stale_pools(conn, head_revision(conn), [pool_id], when)
+        return pool_id not in stale_pools(conn, head_catalog_version(conn), [pool_id], when)
 
 
 def _answer_table(when: Point | None) -> tuple[sa.Table, sa.ColumnElement[bool]]:
@@ -334,20 +333,20 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None, *, at: At = N
     when = resolve(engine, at)
     (a, of_point), e = _answer_table(when), schema.exposure
     with engine.connect() as conn:
-        revision = head_revision(conn)
+        revision = head_catalog_version(conn)
         todo = stale_pools(conn, revision, when=when) if pool_ids is None else list(pool_ids)
     stored = 0
     p = schema.pool
     # the head's answers carry the revision they are of; another point's, the point (its pool row the revision)
     columns = [*ANSWER_COLUMNS, "catalog_revision"] if when is None else ["point", *ANSWER_COLUMNS]
-    stamp = sa.literal(revision if when is None else when.key)
     for pool_id in todo:
         # Made in one transaction into a temporary table (no lock on the catalog meanwhile: loads and runs
         # go on), then stored in a short second one. The state they are of is read first: a load
         # meanwhile leaves the pool stale for the next run.
         with engine.connect() as conn:
             try:
-                with conn.begin():
+                with conn.begin():  # (the head and the load read with the rules the answers are made from)
+                    revision = head_catalog_version(conn)
                     load = conn.execute(sa.select(p.c.load_serial).where(p.c.id == pool_id)).scalar_one()
                     _FOUND.create(conn)
                     with answers_of(conn, pool_id, when, include_all=True, strict=False) as query:
@@ -357,6 +356,7 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None, *, at: At = N
                 with conn.begin():
                     conn.execute(a.delete().where(of_point, a.c.exposure_id.in_(sa.select(e.c.id)
                                                                                 .where(e.c.pool_id == pool_id))))
+                    stamp = sa.literal(revision if when is None else when.key)
                     made = [stamp.label(key) if key in ("point", "catalog_revision") else _FOUND.c[key]
                             for key in columns]
                     insert = a.insert().from_select(columns, sa.select(*made))
@@ -380,7 +380,7 @@ def _record_answers(conn: sa.Connection, pool_id: int, when: Point | None, load:
         conn.execute(p.update().where(p.c.id == pool_id).values(answers_load=load, answers_revision=revision))
         return
     conn.execute(at.delete().where(at.c.pool_id == pool_id, at.c.point == when.key))
-    conn.execute(at.insert().values(pool_id=pool_id, point=when.key, answers_load=load, head_revision=revision))
+    conn.execute(at.insert().values(pool_id=pool_id, point=when.key, answers_load=load, answers_revision=revision))
 
 
 def _with_associations(engine, frame: pd.DataFrame, when: Point | None = None) -> pd.DataFrame:
