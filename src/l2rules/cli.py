@@ -71,6 +71,22 @@ class Terminated(L2RulesError):
     exit_code = 143
 
 
+class _SigTerm(SystemExit):
+    """What the SIGTERM handler raises, wherever the run is: an exit, as psycopg and SQLAlchemy know one.
+
+    Raised while psycopg waits for the server, psycopg answers it as it answers Ctrl-C: it cancels the statement
+    and waits for the server to end it; SQLAlchemy then discards that connection. An Exception raised there
+    left the connection busy, and the run's cleanup and its failure record failed on it ("another command is
+    already in progress", exit 3 with a traceback). :func:`run` turns it into :class:`Terminated`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(Terminated.exit_code)
+
+    def __str__(self) -> str:
+        return "stopped by SIGTERM"
+
+
 # --- options several commands share --------------------------------------------------------------
 
 def _formats(parser: argparse.ArgumentParser, printable_only: bool = False) -> None:
@@ -704,6 +720,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         record = runs_lib.run(args.db, args.pools, inventory_dir=args.inventory_dir, output=args.output,
                               output_format=fmt, skip_bad=args.skip_bad, wait=args.wait, create=args.create)
+    except _SigTerm as exc:  # (recorded failed by runs.run, on a fresh connection)
+        _print_record(getattr(exc, "run_record", None), args.print_format)
+        raise Terminated(str(exc)) from None
     except Exception as exc:
         _print_record(getattr(exc, "run_record", None), args.print_format)
         raise
@@ -769,7 +788,7 @@ def _run_format(args: argparse.Namespace) -> str | None:
 
 
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess test
-    raise Terminated("stopped by SIGTERM")
+    raise _SigTerm()
 
 
 def _print_record(record: dict | None, fmt: str | None) -> None:

@@ -250,10 +250,9 @@ def run(db: DB = None, pools: Iterable[str | Path] | None = None, *, inventory_d
         _checkpoint("started")
         try:
             record = _work(engine, run_id, paths, output, fmt, skip_bad, progress)
-        except BaseException as exc:
+        except BaseException as exc:  # (an exit too: the CLI's SIGTERM raises one, see cli._SigTerm)
             record = _fail(engine, run_id, exc)
-            if isinstance(exc, Exception):
-                exc.run_record = record  # type: ignore[attr-defined]
+            exc.run_record = record  # type: ignore[attr-defined]
             raise
     return record
 
