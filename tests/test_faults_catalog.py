@@ -8,12 +8,17 @@ certain), resources (a full disk, a read-only catalog) and input (a FITS file na
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from l2rules import get_engine
+from l2rules.config import mask_url
 
 from .runs_helpers import assert_exactly_once, cli, item_rows, spawn, write_pool
 
@@ -77,3 +82,45 @@ def test_sigterm_in_the_middle_of_a_statement_exits_143_recorded_failed(db, back
     again = cli(db, "run", pool)
     assert again.returncode == 0, again.stderr
     assert_exactly_once(db)
+
+
+# --- secrets: malformed URLs ------------------------------------------------------------------------
+
+MALFORMED = [
+    "postgresql//user:SECRETPW@127.0.0.1:5432/x",    # the ':' after the scheme missing
+    "postgresql:/user:SECRETPW@127.0.0.1:5432/x",    # one '/' missing
+    "user:SECRETPW@127.0.0.1:5432/x",                # no scheme at all
+    "postgres ql://user:SECRETPW@127.0.0.1:5432/x",  # a space in the scheme
+    "postgresql:user:SECRETPW@127.0.0.1/x",          # no '//'
+    "postgresql://user:SECRETPW@127.0.0.1:1/x",      # well formed, nothing listens there: unreachable
+    "postgresql://user:SECRETPW@127.0.0.1:5432/x?sslmode=bogus",  # refused by the driver
+]
+
+
+def _l2rules(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "l2rules", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120, env={k: v for k, v in os.environ.items() if k != "L2RULES_DATABASE_URL"})
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_a_malformed_url_never_prints_its_password(url, tmp_path):
+    plain = _l2rules("--db", url, "runs", cwd=tmp_path)
+    assert plain.returncode == 3, plain.stderr
+    line = _one_error_line(plain.stderr)
+    assert "SECRETPW" not in line + plain.stdout and ":***@" in line
+    for command in (["init"], ["worklist"]):  # and in the logs, SQL and all
+        verbose = _l2rules("--db", url, "-vv", *command, cwd=tmp_path)
+        assert verbose.returncode == 3, verbose.stderr
+        assert "SECRETPW" not in verbose.stderr + verbose.stdout and "Traceback" not in verbose.stderr
+    from_env = subprocess.run([sys.executable, "-m", "l2rules", "worklist"], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120, env={**os.environ, "L2RULES_DATABASE_URL": url})
+    assert from_env.returncode == 3 and "SECRETPW" not in _one_error_line(from_env.stderr)
+
+
+def test_mask_url_covers_what_a_typo_makes_of_a_url():
+    assert mask_url("URL 'postgresql//u:pw@h:5432/x': no") == "URL 'postgresql//u:***@h:5432/x': no"
+    assert mask_url("u:p/w:x@h") == "u:***@h"
+    assert mask_url("postgresql://u:/pw@h") == "postgresql://u:***@h"
+    # nothing else: a path with an '@', a URL without a password, one with a '@' in its path
+    for text in ("sqlite:////tmp/a@b.db", "postgresql://user@host/db", "http://h/p@x", "at 12:30 to me@home"):
+        assert mask_url(text) == text

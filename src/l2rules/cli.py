@@ -30,7 +30,7 @@ import l2rules  # the library API: l2rules.worklist is the function (the package
 from . import _fits_cli, association, catalog, console, inventory, migrate, outputs, points
 from ._lazy import pandas as pd
 from .association.orphans import DEFAULT_NAME as ORPHANS_NAME
-from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled
+from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled, mask_url
 from .inventory import fits
 
 log = logging.getLogger("l2rules")
@@ -864,7 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"l2rules: error: cancelled by the database: {migrate._first_line(exc)} (a statement_timeout or "
                   "a cancel request); what the statement did was rolled back", file=sys.stderr)
             return StatementCancelled.exit_code
-        print(f"l2rules: error: {DatabaseError(migrate._first_line(exc))}", file=sys.stderr)
+        print(f"l2rules: error: {DatabaseError(mask_url(migrate._first_line(exc)))}", file=sys.stderr)
         return DatabaseError.exit_code
     except KeyboardInterrupt:
         print("l2rules: interrupted; what was under way was rolled back", file=sys.stderr)

@@ -137,12 +137,16 @@ def describe(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)(?=@)", re.IGNORECASE)
+#: ``user:secret@``, wherever it is: in a URL (``scheme://user:secret@host``) and in what a typo makes of one
+#: (``postgresql//user:secret@``, ``postgresql:/user:secret@``, ``user:secret@host`` with no scheme), which
+#: SQLAlchemy cannot parse and a message quotes as given. What follows a ``:`` up to the next ``@`` is taken
+#: for a password unless it starts with ``//`` (``http://host/p@x`` holds none): masking too much is safe.
+_PASSWORD = re.compile(r"(?P<head>[^\s:/@'\"]*:)(?P<secret>(?!//)[^\s@'\"]*)(?=@)")
 
 
 def mask_url(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``: the one masking function for
-    messages and logs (``describe`` does the same for a parsed URL)."""
+    """``text`` with the password of every URL in it, well formed or not, replaced by ``***``: the one masking
+    function for messages and logs (``describe`` does the same for a parsed URL)."""
     return _PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 
