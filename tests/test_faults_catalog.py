@@ -17,9 +17,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from l2rules import get_engine
+from l2rules import get_engine, migrate
+from l2rules.cli import main
 from l2rules.config import mask_url
 
+from .conftest import POOLS
 from .runs_helpers import assert_exactly_once, cli, item_rows, spawn, write_pool
 
 
@@ -124,3 +126,128 @@ def test_mask_url_covers_what_a_typo_makes_of_a_url():
     # nothing else: a path with an '@', a URL without a password, one with a '@' in its path
     for text in ("sqlite:////tmp/a@b.db", "postgresql://user@host/db", "http://h/p@x", "at 12:30 to me@home"):
         assert mask_url(text) == text
+
+
+# --- migrations: broken catalogs ----------------------------------------------------------------------
+
+def _run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _versions(db: str) -> list[str]:
+    with get_engine(db).connect() as conn:
+        return sorted(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def _columns(db: str, table: str) -> set[str]:
+    with get_engine(db).connect() as conn:
+        return {column["name"] for column in sa.inspect(conn).get_columns(table)}
+
+
+def test_two_rows_in_alembic_version_one_line_exit_3(db, tmp_path, capsys):
+    with get_engine(db).begin() as conn:
+        conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES ('0056')"))
+    for command in (["runs"], ["init"], ["worklist"], ["db", "current"]):
+        code, out, err = _run_cli(capsys, "--db", db, *command)
+        assert code == 3, (command, err)
+        assert "records 2 revisions in alembic_version (0056, 0057)" in _one_error_line(err)
+        assert out == ""
+    assert _versions(db) == ["0056", "0057"]  # nothing changed
+
+
+def test_tables_without_a_revision_one_line_exit_3(db, capsys):
+    with get_engine(db).begin() as conn:
+        conn.execute(sa.text("DELETE FROM alembic_version"))
+    for command in (["init"], ["runs"], ["run", str(POOLS / "pool_002_image_miri.csv")]):
+        code, _out, err = _run_cli(capsys, "--db", db, *command)
+        assert code == 3, (command, err)
+        assert "alembic_version records no revision" in _one_error_line(err)
+    assert _versions(db) == []
+    with get_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pool")).scalar() == 0
+
+
+def test_an_empty_alembic_version_alone_is_an_empty_catalog(empty_db, capsys):
+    """What a downgrade to base leaves: init makes the catalog (not "tables without a revision")."""
+    with get_engine(empty_db).begin() as conn:
+        conn.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+    code, out, err = _run_cli(capsys, "--db", empty_db, "init")
+    assert code == 0, err
+    assert _versions(empty_db) == [migrate.head_revision()]
+
+
+def test_a_missing_table_one_line_exit_3_before_any_work(db, backend, capsys):
+    with get_engine(db).begin() as conn:
+        conn.execute(sa.text("DROP TABLE exposure_candidate" + (" CASCADE" if backend == "postgresql" else "")))
+    pool = str(POOLS / "pool_002_image_miri.csv")
+    for command in (["run", pool], ["worklist"], ["worklist", pool], ["load", pool], ["runs"]):
+        code, _out, err = _run_cli(capsys, "--db", db, *command)
+        assert code == 3, (command, err)
+        line = _one_error_line(err)
+        assert "lacks the table(s) exposure_candidate" in line and "restore it from a backup" in line
+    with get_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pool")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM run")).scalar() == 0
+
+
+#: What revision 0021 adds (to ``pool``): a schema revision that changes no rows.
+COLUMNS_0021 = ["load_serial INTEGER NOT NULL DEFAULT 0", "answers_load INTEGER", "answers_revision VARCHAR(32)",
+                "items_load INTEGER", "items_revision VARCHAR(32)"]
+
+
+def _half_migrated(db: str, columns: list[str]) -> None:
+    """A catalog recorded at 0020 that holds ``columns`` of 0021's: what a SQLite migration made before
+    migrations were one transaction (its DDL committed, its record not)."""
+    migrate.upgrade(db, "0020")
+    with get_engine(db).begin() as conn:
+        for column in columns:
+            conn.execute(sa.text(f"ALTER TABLE pool ADD COLUMN {column}"))
+
+
+def test_half_migrated_with_the_next_revision_wholly_there_init_records_it_and_goes_on(empty_db, twin_db, capsys,
+                                                                                      caplog):
+    _half_migrated(empty_db, COLUMNS_0021)
+    code, out, err = _run_cli(capsys, "--db", empty_db, "init")
+    assert code == 0, err
+    assert "revision 0057 (was 0020)" in out
+    assert "holds all of revision 0021's changes" in caplog.text
+    assert _versions(empty_db) == ["0057"]
+    with get_engine(empty_db).connect() as a, get_engine(twin_db).connect() as b:
+        assert migrate._shape(a) == migrate._shape(b)  # the catalog a straight upgrade makes
+    assert main(["--db", empty_db, "worklist", str(POOLS / "pool_002_image_miri.csv"), "--store"]) == 0
+
+
+def test_half_migrated_with_part_of_the_next_revision_one_line_exit_3_nothing_changed(empty_db, capsys):
+    _half_migrated(empty_db, COLUMNS_0021[:1])
+    before = _columns(empty_db, "pool")
+    code, _out, err = _run_cli(capsys, "--db", empty_db, "init")
+    assert code == 3, err
+    line = _one_error_line(err)
+    assert "recorded at revision 0020 but its tables are not that revision's (pool.load_serial not expected)" in line
+    assert "restore it from a backup" in line
+    assert _versions(empty_db) == ["0020"] and _columns(empty_db, "pool") == before
+    code, _out, err = _run_cli(capsys, "--db", empty_db, "runs")  # and the commands say it needs init
+    assert code == 3 and "run `l2rules init` to upgrade it" in _one_error_line(err)
+
+
+# --- input: a FITS file's bad value ---------------------------------------------------------------------
+
+def test_a_bad_exp_type_in_a_fits_directory_names_the_file_and_the_keyword(db, tmp_path, capsys):
+    from .test_fits import write_fits
+
+    directory = tmp_path / "raw"
+    directory.mkdir()
+    for i in range(4):
+        write_fits(directory / f"a{i}_uncal.fits", {"FILENAME": f"jw1_a{i}_uncal.fits", "EXP_TYPE": "MIR_IMAGE"})
+    bad = write_fits(directory / "z_uncal.fits", {"FILENAME": "jw1_z_uncal.fits", "EXP_TYPE": "MIR_" + "X" * 50})
+    for command in (["load", str(directory)], ["worklist", str(directory)], ["load", *map(str, directory.iterdir())]):
+        code, _out, err = _run_cli(capsys, "--db", db, *command)
+        assert code == 2, err
+        line = _one_error_line(err)
+        assert line.startswith(f"l2rules: error: {bad}: EXP_TYPE: EXP_TYPE longer than 40 characters"), line
+        assert f"{directory}:" not in line  # not the directory and the file's position in it
+    with get_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM exposure")).scalar() == 0
