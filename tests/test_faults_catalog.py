@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -21,7 +25,7 @@ from l2rules import get_engine, migrate
 from l2rules.cli import main
 from l2rules.config import mask_url
 
-from .conftest import POOLS
+from .conftest import POOLS, _dispose
 from .runs_helpers import assert_exactly_once, cli, item_rows, spawn, write_pool
 
 
@@ -251,3 +255,76 @@ def test_a_bad_exp_type_in_a_fits_directory_names_the_file_and_the_keyword(db, t
         assert f"{directory}:" not in line  # not the directory and the file's position in it
     with get_engine(db).connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM exposure")).scalar() == 0
+
+
+# --- resources: a full disk ---------------------------------------------------------------------------
+
+def _mount_tmpfs(path, size_kb: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here (root needed): {proc.stderr.strip()}")
+
+
+def _umount(path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+@pytest.fixture
+def full_db(request, backend, tmp_path, sqlite_template):
+    """A migrated catalog whose exposures go to a file system of a few hundred KB: SQLite's file on it, or
+    (PostgreSQL, a server on this machine) the exposure table in a tablespace on it."""
+    disk = tmp_path / "small"
+    if backend == "sqlite":
+        _mount_tmpfs(disk, sqlite_template.stat().st_size // 1024 + 512)
+        try:
+            shutil.copy(sqlite_template, disk / "catalog.db")
+            url = f"sqlite:///{disk / 'catalog.db'}"
+            yield url
+            _dispose(url)
+        finally:
+            _umount(disk)
+        return
+    url = request.getfixturevalue("db")
+    base = Path(tempfile.mkdtemp(prefix="catalogs_faults_", dir="/tmp"))  # (the server must reach it)
+    base.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    disk = base / "small"
+    _mount_tmpfs(disk, 512)
+    space = f"catalogs_faults_{uuid.uuid4().hex[:8]}"
+    admin = request.getfixturevalue("postgres").admin
+    try:
+        shutil.chown(disk, "postgres", "postgres")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE TABLESPACE {space} LOCATION '{disk}'"))
+    except (LookupError, PermissionError, sa.exc.DBAPIError) as exc:
+        _umount(disk)
+        pytest.skip(f"no tablespace on a small file system for this server: {exc}")
+    try:
+        with get_engine(url).begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE exposure SET TABLESPACE {space}"))
+        yield url
+    finally:
+        with get_engine(url).begin() as conn:
+            conn.execute(sa.text("ALTER TABLE exposure SET TABLESPACE pg_default"))
+        _dispose(url)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP TABLESPACE {space}"))
+        _umount(disk)
+
+
+def test_a_full_disk_is_exit_3_one_line_and_nothing_written(full_db, backend, tmp_path, capsys):
+    pool = str(write_pool(tmp_path / "p.csv", 30000))
+    for command in (["load", "--method", "rows", pool], ["load", "--method", "bulk", pool], ["run", pool]):
+        proc = cli(full_db, *command)
+        assert proc.returncode == 3, (command, proc.stderr)
+        line = _one_error_line(proc.stderr)
+        assert "the database's disk is full" in line and "rolled back" in line, line
+        assert "cannot rollback" not in line
+    with get_engine(full_db).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM exposure")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM pool")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM work_item")).scalar() == 0
+        if backend == "sqlite":
+            assert conn.execute(sa.text("PRAGMA integrity_check")).scalar() == "ok"

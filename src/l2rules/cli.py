@@ -30,7 +30,16 @@ import l2rules  # the library API: l2rules.worklist is the function (the package
 from . import _fits_cli, association, catalog, console, inventory, migrate, outputs, points
 from ._lazy import pandas as pd
 from .association.orphans import DEFAULT_NAME as ORPHANS_NAME
-from .config import DatabaseError, L2RulesError, StatementCancelled, describe, get_engine, is_cancelled, mask_url
+from .config import (
+    DatabaseError,
+    L2RulesError,
+    StatementCancelled,
+    describe,
+    get_engine,
+    is_cancelled,
+    mask_url,
+    storage_problem,
+)
 from .inventory import fits
 
 log = logging.getLogger("l2rules")
@@ -864,7 +873,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"l2rules: error: cancelled by the database: {migrate._first_line(exc)} (a statement_timeout or "
                   "a cancel request); what the statement did was rolled back", file=sys.stderr)
             return StatementCancelled.exit_code
-        print(f"l2rules: error: {DatabaseError(mask_url(migrate._first_line(exc)))}", file=sys.stderr)
+        # (a full disk, a read-only database: said once, in config.storage_problem)
+        print(f"l2rules: error: {storage_problem(exc) or mask_url(migrate._first_line(exc))}", file=sys.stderr)
         return DatabaseError.exit_code
     except KeyboardInterrupt:
         print("l2rules: interrupted; what was under way was rolled back", file=sys.stderr)

@@ -68,6 +68,28 @@ def is_cancelled(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == "57014" or str(orig).strip() == "interrupted"
 
 
+#: What SQLite says (its messages) and PostgreSQL (its SQLSTATE) when the storage refuses a write.
+_DISK_FULL = ("database or disk is full", "53100")
+_READ_ONLY = ("attempt to write a readonly database", "25006")
+
+
+def storage_problem(exc: BaseException | str) -> str | None:
+    """One line for a write the storage refused (None for any other error): the disk is full (SQLite's
+    SQLITE_FULL, PostgreSQL's disk_full 53100), or the database is read-only. The one place that names them:
+    ``cli.main`` (exit 3) and the bulk loader's report read it. The statement's transaction is rolled back."""
+    orig = exc if isinstance(exc, str) else getattr(exc, "orig", exc)
+    text = orig if isinstance(orig, str) else str(orig)
+    codes = {text, getattr(orig, "sqlstate", None) or ""}
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    if any(sign in code for code in codes for sign in _DISK_FULL):
+        return (f"the database's disk is full ({first}): what the command was writing was rolled back; "
+                "free some space (or move the catalog) and run it again")
+    if any(sign in code for code in codes for sign in _READ_ONLY):
+        return (f"the database is read-only ({first}): nothing was written; a reading command can read it, "
+                "one that writes needs it writable")
+    return None
+
+
 def database_url(db: str | None = None) -> str:
     """Resolve the database URL: explicit argument, then the environment, then the default."""
     url = db or os.environ.get(ENV_VAR) or DEFAULT_URL
