@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -328,3 +329,65 @@ def test_a_full_disk_is_exit_3_one_line_and_nothing_written(full_db, backend, tm
         assert conn.execute(sa.text("SELECT count(*) FROM work_item")).scalar() == 0
         if backend == "sqlite":
             assert conn.execute(sa.text("PRAGMA integrity_check")).scalar() == "ok"
+
+
+# --- resources: a read-only catalog -------------------------------------------------------------------
+
+READING = [["runs"], ["worklist"], ["worklist", "--published"], ["rules", "list"], ["unmatched"], ["report"]]
+
+
+@pytest.fixture
+def read_only_mount(tmp_path):
+    """A small file system to put a catalog on, then made read-only (``mount -o remount,ro``)."""
+    disk = tmp_path / "media"
+    _mount_tmpfs(disk, 16 << 10)
+    made = []
+
+    def remount_ro():
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        made.append(disk)
+
+    yield disk, remount_ro
+    _umount(disk)
+
+
+@pytest.mark.parametrize("wal", [False, True], ids=["checkpointed", "with-wal-and-shm"])
+def test_reading_commands_read_a_catalog_on_a_read_only_mount(read_only_mount, sqlite_template, tmp_path, wal):
+    disk, remount_ro = read_only_mount
+    work = tmp_path / "catalog.db"
+    shutil.copy(sqlite_template, work)
+    url = f"sqlite:///{work}"
+    holder = None
+    if wal:  # a reader keeps the WAL from being checkpointed and removed when the run's connections close
+        holder = sqlite3.connect(work)
+        holder.execute("SELECT count(*) FROM run").fetchone()
+    assert cli(url, "run", str(POOLS / "pool_002_image_miri.csv")).returncode == 0
+    expected = {tuple(command): cli(url, *command).stdout for command in READING}
+    assert "succeeded" in expected[("runs",)] and "jw_00007_uncal.fits" in expected[("worklist",)]
+    if holder is None:  # the last connection to close after a checkpoint removes the -wal and -shm files
+        last = sqlite3.connect(work)
+        last.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        last.close()
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{work}{suffix}").exists():
+            shutil.copy(f"{work}{suffix}", disk / f"catalog.db{suffix}")
+    if holder is not None:
+        holder.close()
+    # checkpointed: no -shm, and none can be made (opened immutable); else the WAL holds the run (mode=ro)
+    assert (disk / "catalog.db-wal").exists() == wal and (disk / "catalog.db-shm").exists() == wal
+    on_disk = f"sqlite:///{disk / 'catalog.db'}"
+    remount_ro()
+    for command in READING:
+        proc = cli(on_disk, *command)
+        assert proc.returncode == 0, (command, proc.stderr)
+        if command != ["report"]:  # (which says how long ago the last run was)
+            assert proc.stdout == expected[tuple(command)], command
+    assert "succeeded" in proc.stdout  # (the report)
+    pool = str(POOLS / "pool_003_image_nircam.csv")
+    for command in (["load", pool], ["run", pool]):
+        proc = cli(on_disk, *command)
+        assert proc.returncode == 3, (command, proc.stderr)
+        line = _one_error_line(proc.stderr)
+        assert "read-only" in line.lower(), line
+    assert sorted(p.name for p in disk.iterdir()) == sorted(f"catalog.db{s}" for s in ("", "-wal", "-shm")
+                                                           if wal or not s)
