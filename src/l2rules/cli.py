@@ -874,7 +874,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "a cancel request); what the statement did was rolled back", file=sys.stderr)
             return StatementCancelled.exit_code
         # (a full disk, a read-only database: said once, in config.storage_problem)
-        print(f"l2rules: error: {storage_problem(exc) or mask_url(migrate._first_line(exc))}", file=sys.stderr)
+        print(f"l2rules: error: {mask_url(storage_problem(exc) or migrate._first_line(exc))}", file=sys.stderr)
         return DatabaseError.exit_code
     except KeyboardInterrupt:
         print("l2rules: interrupted; what was under way was rolled back", file=sys.stderr)

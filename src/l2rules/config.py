@@ -70,7 +70,7 @@ def is_cancelled(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == "57014" or str(orig).strip() == "interrupted"
 
 
-#: What SQLite says (its messages) and PostgreSQL (its SQLSTATE) when the storage refuses a write.
+#: What SQLite says (its message) and PostgreSQL (its SQLSTATE) when the storage refuses a write.
 _DISK_FULL = ("database or disk is full", "53100")
 _READ_ONLY = ("attempt to write a readonly database", "25006")
 
@@ -81,12 +81,16 @@ def storage_problem(exc: BaseException | str) -> str | None:
     ``cli.main`` (exit 3) and the bulk loader's report read it. The statement's transaction is rolled back."""
     orig = exc if isinstance(exc, str) else getattr(exc, "orig", exc)
     text = orig if isinstance(orig, str) else str(orig)
-    codes = {text, getattr(orig, "sqlstate", None) or ""}
+    sqlstate = getattr(orig, "sqlstate", None)
     first = text.strip().splitlines()[0] if text.strip() else ""
-    if any(sign in code for code in codes for sign in _DISK_FULL):
+
+    def said(message: str, code: str) -> bool:
+        return message in text or sqlstate == code
+
+    if said(*_DISK_FULL):
         return (f"the database's disk is full ({first}): what the command was writing was rolled back; "
                 "free some space (or move the catalog) and run it again")
-    if any(sign in code for code in codes for sign in _READ_ONLY):
+    if said(*_READ_ONLY):
         return (f"the database is read-only ({first}): nothing was written; a reading command can read it, "
                 "one that writes needs it writable")
     return None
