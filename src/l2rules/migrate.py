@@ -180,6 +180,8 @@ def init(db: DB = None, revision: str = "head") -> tuple[str | None, str | None]
         if is_cancelled(exc):
             raise
         stamp = _repairable(engine, exc)
+        if stamp is None:  # not a half-migration: the error as it was
+            raise
         log.warning("the catalog at %s is recorded at revision %s but holds all of revision %s's changes (a "
                     "migration that committed its tables and not its record): recorded at %s, then upgraded",
                     describe(engine), current_revision(engine), stamp, stamp)
@@ -255,9 +257,10 @@ def _writes_rows(statement: str) -> bool:
         and "_ALEMBIC_TMP_" not in text
 
 
-def _repairable(engine: Engine, exc: sa.exc.DBAPIError) -> str:
+def _repairable(engine: Engine, exc: sa.exc.DBAPIError) -> str | None:
     """The revision to record when the upgrade failed because the next revision's changes are already there;
-    else :class:`BrokenCatalog` saying what the tables are.
+    :class:`BrokenCatalog` saying what the tables are when they are not the recorded revision's; None when
+    they are (the failure is something else: a lock, the server...).
 
     Certain only when the catalog's tables and views (with their columns) are exactly those of the revision
     after the one recorded, differ from the recorded one's, and that revision changes no rows: then all of it
@@ -265,28 +268,25 @@ def _repairable(engine: Engine, exc: sa.exc.DBAPIError) -> str:
     loses nothing. A revision that also changes rows is never taken as done: its rows may not be.
     """
     before = current_revision(engine)
+    if before is None:
+        return None
     with engine.connect() as conn:
         have = _shape(conn)
     shapes = revision_shapes()
     order = list(shapes)
-    failed = f"`l2rules init` failed ({_first_line(exc)}) and changed nothing"
-    if before not in shapes:  # (current_revision vouched for the record: an empty catalog fails otherwise)
-        raise BrokenCatalog(f"{failed}: the catalog at {describe(engine)} is at revision {before}, which this "
-                            "l2rules does not know")
-    expected = shapes[before][0]
+    if before not in shapes or have == shapes[before][0]:
+        return None
     nxt = order[order.index(before) + 1] if order.index(before) + 1 < len(order) else None
-    if have == expected:
-        raise DatabaseError(f"{failed}: the catalog at {describe(engine)} has the tables of its revision {before}, "
-                            "so this is not a half-migration; please report it (`l2rules -vv init` shows the SQL)")
     if nxt is not None and have == shapes[nxt][0] and not shapes[nxt][1]:
         return nxt
-    what = _difference(have, expected)
     advice = "restore it from a backup"
     if nxt is not None and have == shapes[nxt][0]:
         advice = (f"it holds revision {nxt}'s schema changes, but {nxt} also changes rows, which may not be there: "
                   + advice)
-    raise BrokenCatalog(f"{failed}: the catalog at {describe(engine)} is recorded at revision {before} but its "
-                        f"tables are not that revision's ({what}): changed by hand or half-migrated; {advice}")
+    raise BrokenCatalog(f"`l2rules init` failed ({_first_line(exc)}) and changed nothing: the catalog at "
+                        f"{describe(engine)} is recorded at revision {before} but its tables are not that "
+                        f"revision's ({_difference(have, shapes[before][0])}): changed by hand or half-migrated; "
+                        f"{advice}")
 
 
 def _difference(have: Shape, expected: Shape) -> str:

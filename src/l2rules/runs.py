@@ -522,10 +522,12 @@ def _fail(engine: Engine, run_id: int, exc: BaseException) -> dict | None:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, sa.exc.SQLAlchemyError):
         text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    # an exit raised in a signal handler (the CLI's SIGTERM, cli._SigTerm) stopped the run
+    kind = "Terminated" if isinstance(exc, SystemExit) else type(exc).__name__
     try:
         with engine.begin() as conn:
             conn.execute(schema.run.update().where(schema.run.c.id == run_id)
-                         .values(status="failed", finished_at=_now(), error=f"{type(exc).__name__}: {text}"))
+                         .values(status="failed", finished_at=_now(), error=f"{kind}: {text}"))
         return record(engine, run_id)
     except Exception as second:  # the database itself may be what failed; the next run recovers the row
         log.warning("run %s: could not record the failure (%s); the next run will", run_id, second)
