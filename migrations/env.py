@@ -50,6 +50,9 @@ def _applied(ctx, step, heads, run_args) -> None:
 
     _steps.append(step.up_revision_id)
     hold_after(step.up_revision_id if step.is_upgrade else (step.down_revision_ids or ("base",))[0])
+    after_step = config.attributes.get("after_step")  # l2rules.migrate's look at each revision's schema
+    if after_step is not None and step.is_upgrade:
+        after_step(step.up_revision_id, ctx.connection)
 
 
 def _run(connection) -> None:

@@ -30,7 +30,17 @@ import l2rules  # the library API: l2rules.worklist is the function (the package
 from . import _fits_cli, association, catalog, console, inventory, migrate, outputs, points
 from ._lazy import pandas as pd
 from .association.orphans import DEFAULT_NAME as ORPHANS_NAME
-from .config import DatabaseError, L2RulesError, StatementCancelled, describe, drop_engine, get_engine, is_cancelled
+from .config import (
+    DatabaseError,
+    L2RulesError,
+    StatementCancelled,
+    describe,
+    drop_engine,
+    get_engine,
+    is_cancelled,
+    mask_url,
+    storage_problem,
+)
 from .inventory import fits
 
 log = logging.getLogger("l2rules")
@@ -69,6 +79,22 @@ class Terminated(L2RulesError):
     """The run was stopped by SIGTERM (a workflow engine's timeout, a shutdown): it is recorded as failed."""
 
     exit_code = 143
+
+
+class _SigTerm(SystemExit):
+    """What the SIGTERM handler raises, wherever the run is: an exit, as psycopg and SQLAlchemy know one.
+
+    Raised while psycopg waits for the server, psycopg answers it as it answers Ctrl-C: it cancels the statement
+    and waits for the server to end it; SQLAlchemy then discards that connection. An Exception raised there
+    left the connection busy, and the run's cleanup and its failure record failed on it ("another command is
+    already in progress", exit 3 with a traceback). :func:`run` turns it into :class:`Terminated`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(Terminated.exit_code)
+
+    def __str__(self) -> str:
+        return "stopped by SIGTERM"
 
 
 # --- options several commands share --------------------------------------------------------------
@@ -706,6 +732,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         record = runs_lib.run(args.db, args.pools, inventory_dir=args.inventory_dir, output=args.output,
                               output_format=fmt, skip_bad=args.skip_bad, wait=args.wait, create=args.create)
+    except _SigTerm as exc:  # (recorded failed by runs.run, on a fresh connection)
+        _print_record(getattr(exc, "run_record", None), args.print_format)
+        raise Terminated(str(exc)) from None
     except Exception as exc:
         _print_record(getattr(exc, "run_record", None), args.print_format)
         raise
@@ -771,7 +800,7 @@ def _run_format(args: argparse.Namespace) -> str | None:
 
 
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess test
-    raise Terminated("stopped by SIGTERM")
+    raise _SigTerm()
 
 
 def _print_record(record: dict | None, fmt: str | None) -> None:
@@ -903,7 +932,8 @@ def _handle(args: argparse.Namespace) -> int:
             print(f"l2rules: error: cancelled by the database: {migrate._first_line(exc)} (a statement_timeout or "
                   "a cancel request); what the statement did was rolled back", file=sys.stderr)
             return StatementCancelled.exit_code
-        print(f"l2rules: error: {DatabaseError(migrate._first_line(exc))}", file=sys.stderr)
+        # (a full disk, a read-only database: said once, in config.storage_problem)
+        print(f"l2rules: error: {mask_url(storage_problem(exc) or migrate._first_line(exc))}", file=sys.stderr)
         return DatabaseError.exit_code
     except KeyboardInterrupt:
         print("l2rules: interrupted; what was under way was rolled back", file=sys.stderr)

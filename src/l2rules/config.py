@@ -8,6 +8,7 @@ the current directory. ``migrations/env.py`` uses the same function, so
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Union
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+log = logging.getLogger(__name__)
 ENV_VAR = "L2RULES_DATABASE_URL"
 DEFAULT_URL = "sqlite:///l2rules.db"
 
@@ -68,6 +70,32 @@ def is_cancelled(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == "57014" or str(orig).strip() == "interrupted"
 
 
+#: What SQLite says (its message) and PostgreSQL (its SQLSTATE) when the storage refuses a write.
+_DISK_FULL = ("database or disk is full", "53100")
+_READ_ONLY = ("attempt to write a readonly database", "25006")
+
+
+def storage_problem(exc: BaseException | str) -> str | None:
+    """One line for a write the storage refused (None for any other error): the disk is full (SQLite's
+    SQLITE_FULL, PostgreSQL's disk_full 53100), or the database is read-only. The one place that names them:
+    ``cli.main`` (exit 3) and the bulk loader's report read it. The statement's transaction is rolled back."""
+    orig = exc if isinstance(exc, str) else getattr(exc, "orig", exc)
+    text = orig if isinstance(orig, str) else str(orig)
+    sqlstate = getattr(orig, "sqlstate", None)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+
+    def said(message: str, code: str) -> bool:
+        return message in text or sqlstate == code
+
+    if said(*_DISK_FULL):
+        return (f"the database's disk is full ({first}): what the command was writing was rolled back; "
+                "free some space (or move the catalog) and run it again")
+    if said(*_READ_ONLY):
+        return (f"the database is read-only ({first}): nothing was written; a reading command can read it, "
+                "one that writes needs it writable")
+    return None
+
+
 def database_url(db: str | None = None) -> str:
     """Resolve the database URL: explicit argument, then the environment, then the default."""
     url = db or os.environ.get(ENV_VAR) or DEFAULT_URL
@@ -109,7 +137,7 @@ def get_engine(db: DB = None) -> Engine:
     if url in _engines:
         return _engines[url]
     try:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(url, **_read_only_sqlite(url))
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
         raise DatabaseError(f"bad database URL {mask_url(url)!r}: {mask_url(str(exc))}") from None
     except ImportError as exc:  # a dialect whose driver is not installed (psycopg2, MySQLdb, ...)
@@ -120,9 +148,56 @@ def get_engine(db: DB = None) -> Engine:
         raise DatabaseError(f"no driver for {scheme!r} URLs here ({exc.name or exc}): l2rules works with "
                             "sqlite:/// and postgresql:// (psycopg 3) URLs") from None
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", _sqlite_read_pragmas if read_only(engine) else _sqlite_pragmas)
     _engines[url] = engine
     return engine
+
+
+def _read_only_sqlite(url: str) -> dict:
+    """``create_engine``'s arguments for an embedded SQLite catalog this process cannot write: on a read-only
+    mount, or a file or directory without write permission, opened read-only (``mode=ro``).
+
+    Opened as usual SQLite fails at once ("unable to open database file"), even to read: a WAL database
+    wants its ``-shm`` file, which it cannot create there. Read-only it needs the ``-shm`` to exist, or a
+    directory it can be made in; when neither ``-shm`` nor ``-wal`` is there and none can be made, no
+    process is writing the catalog (a writer keeps both beside it), so it is opened ``immutable=1`` (SQLite
+    then takes no locks and reads the file as it is). A writing command on such a catalog gets "the
+    database is read-only" (exit 3). Any other URL: no arguments (:func:`read_only` is False).
+    """
+    if not url.startswith("sqlite") or "?" in url:  # (a URL with options, `uri=true`...: as given)
+        return {}
+    try:
+        database = sa.make_url(url).database
+    except sa.exc.ArgumentError:
+        return {}
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return {}
+    path = Path(database).resolve()
+    directory_writable = os.access(path.parent, os.W_OK)
+    if not path.is_file() or (os.access(path, os.W_OK) and directory_writable):
+        return {}
+    import sqlite3
+    from urllib.parse import quote
+
+    wal, shm = (Path(f"{path}-{suffix}") for suffix in ("wal", "shm"))
+    immutable = not directory_writable and not shm.exists() and not (wal.exists() and wal.stat().st_size)
+    uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
+    log.info("%s cannot be written here: opened read-only%s", path, " (immutable)" if immutable else "")
+    return {"creator": lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+            "execution_options": {"l2rules_read_only": True}}
+
+
+def read_only(engine: Engine) -> bool:
+    """Whether ``engine`` opens its SQLite catalog read-only (:func:`_read_only_sqlite`)."""
+    return bool(engine.get_execution_options().get("l2rules_read_only"))
+
+
+def _sqlite_read_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+    # A read-only connection sets no page size nor journal mode (it cannot write them).
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={sqlite_busy_ms()}")
+    cur.close()
 
 
 def drop_engine(engine: Engine) -> None:
@@ -137,12 +212,16 @@ def describe(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)(?=@)", re.IGNORECASE)
+#: ``user:secret@``, wherever it is: in a URL (``scheme://user:secret@host``) and in what a typo makes of one
+#: (``postgresql//user:secret@``, ``postgresql:/user:secret@``, ``user:secret@host`` with no scheme), which
+#: SQLAlchemy cannot parse and a message quotes as given. What follows a ``:`` up to the next ``@`` is taken
+#: for a password unless it starts with ``//`` (``http://host/p@x`` holds none): masking too much is safe.
+_PASSWORD = re.compile(r"(?P<head>[^\s:/@'\"]*:)(?P<secret>(?!//)[^\s@'\"]*)(?=@)")
 
 
 def mask_url(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``: the one masking function for
-    messages and logs (``describe`` does the same for a parsed URL)."""
+    """``text`` with the password of every URL in it, well formed or not, replaced by ``***``: the one masking
+    function for messages and logs (``describe`` does the same for a parsed URL)."""
     return _PASSWORD.sub(lambda m: m.group("head") + "***", text)
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from . import schema
 from .config import (
     DB,
     DatabaseError,
@@ -121,18 +122,43 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+class BrokenCatalog(DatabaseError):
+    """The catalog's record of its revision and its tables disagree (exit 3): changed by hand, or half-migrated.
+    Nothing was changed; the message says what is wrong and what to do."""
+
+
 def current_revision(db: DB = None) -> str | None:
+    """The catalog's revision (None: no catalog), or :class:`BrokenCatalog` when ``alembic_version``
+    cannot be believed: more than one row, or none while the catalog's tables are there."""
     engine = get_engine(db)
     try:
         with engine.connect() as conn:
             # What Alembic's MigrationContext.get_current_revision() reads, without importing Alembic.
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return None
-            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            inspector = sa.inspect(conn)
+            if inspector.has_table("alembic_version"):
+                recorded = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+            else:
+                recorded = []
+            if len(recorded) == 1:
+                return recorded[0]
+            # (none recorded: an empty database, a downgrade to base - or tables some migration left)
+            tables = set(inspector.get_table_names()) & set(schema.metadata.tables) if not recorded else set()
     except Exception as exc:  # the driver's own errors vary; one clear line is what users need
         if is_cancelled(exc):
             raise StatementCancelled(f"cancelled by the database {describe(engine)}: {_first_line(exc)}") from None
         raise DatabaseError(f"cannot reach database {describe(engine)}: {_first_line(exc)}") from None
+    if len(recorded) > 1:
+        raise BrokenCatalog(f"the catalog at {describe(engine)} records {len(recorded)} revisions in alembic_version "
+                            f"({', '.join(sorted(recorded))}), where a catalog has one: nothing was changed; delete "
+                            "the row(s) of the revisions its tables are not at (`l2rules db history` lists them), "
+                            "or restore it from a backup")
+    if tables:
+        names = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+        raise BrokenCatalog(f"database {describe(engine)} holds {len(tables)} l2rules tables ({names}) but "
+                            "alembic_version records no revision (a migration that never committed, or a copy "
+                            "without it): nothing was changed; restore it from a backup, or drop those tables (or "
+                            "the SQLite file) and run `l2rules init`")
+    return None
 
 
 def upgrade(db: DB = None, revision: str = "head") -> str | None:
@@ -147,7 +173,25 @@ def init(db: DB = None, revision: str = "head") -> tuple[str | None, str | None]
     catalog at once, only the one that created it finds it empty.
     """
     engine = get_engine(db)
-    current_revision(engine)  # fail early, with one line, when the server is unreachable
+    current_revision(engine)  # fail early, with one line, when the server is unreachable or the record broken
+    try:
+        before = _upgrade(engine, revision)
+    except sa.exc.DBAPIError as exc:  # a migration's statement failed, and the whole upgrade was rolled back
+        if is_cancelled(exc):
+            raise
+        stamp = _repairable(engine, exc)
+        if stamp is None:  # not a half-migration: the error as it was
+            raise
+        log.warning("the catalog at %s is recorded at revision %s but holds all of revision %s's changes (a "
+                    "migration that committed its tables and not its record): recorded at %s, then upgraded",
+                    describe(engine), current_revision(engine), stamp, stamp)
+        before = _upgrade(engine, revision, stamp=stamp)
+    return before, current_revision(engine)
+
+
+def _upgrade(engine: Engine, revision: str, *, stamp: str | None = None) -> str | None:
+    """One upgrade in one transaction holding the migration lock (recording ``stamp`` first, when given, as
+    the revision the catalog is at); returns the revision found."""
     with migration_connection(engine) as conn:
         before = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() \
             if sa.inspect(conn).has_table("alembic_version") else None
@@ -155,6 +199,8 @@ def init(db: DB = None, revision: str = "head") -> tuple[str | None, str | None]
         if before and head and before.isdigit() and head.isdigit() and int(before) > int(head):
             raise DatabaseError(f"the catalog at {describe(engine)} is at revision {before}, newer than this "
                                 f"l2rules knows (its head is {head}): nothing was changed")
+        if stamp is not None:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :stamp"), {"stamp": stamp})
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         from alembic import command
@@ -164,7 +210,92 @@ def init(db: DB = None, revision: str = "head") -> tuple[str | None, str | None]
             command.upgrade(cfg, revision)
         except CommandError as exc:  # an unknown revision, or one below the catalog's
             raise MigrationError(f"upgrade to {revision}: {exc}") from None
-    return before, current_revision(engine)
+    return before
+
+
+#: What :func:`_shape` holds: each table and view, with the names of its columns.
+Shape = dict[str, frozenset[str]]
+
+
+def _shape(conn: sa.Connection) -> Shape:
+    inspector = sa.inspect(conn)
+    names = [*inspector.get_table_names(), *inspector.get_view_names()]
+    return {name: frozenset(column["name"] for column in inspector.get_columns(name)) for name in names
+            if name != "alembic_version" and not name.startswith("_alembic_tmp")}
+
+
+def revision_shapes() -> dict[str, tuple[Shape, bool]]:
+    """For each revision, oldest first: the tables and views it leaves (their columns), and whether its step
+    writes rows (a data change) - found by migrating a scratch in-memory SQLite catalog step by step."""
+    from alembic import command
+    from sqlalchemy.pool import StaticPool
+
+    scratch = sa.create_engine("sqlite://", poolclass=StaticPool)
+    statements: list[str] = []
+    sa.event.listen(scratch, "before_cursor_execute", lambda c, cur, statement, *_: statements.append(statement))
+    shapes: dict[str, tuple[Shape, bool]] = {}
+
+    def after_step(revision: str, conn: sa.Connection) -> None:
+        writes = any(_writes_rows(statement) for statement in statements)
+        shapes[revision] = (_shape(conn), writes)
+        statements.clear()
+
+    try:
+        with migration_connection(scratch) as conn:
+            cfg = alembic_config(scratch)
+            cfg.attributes.update(connection=conn, after_step=after_step)
+            command.upgrade(cfg, "head")
+    finally:
+        scratch.dispose()
+    return shapes
+
+
+def _writes_rows(statement: str) -> bool:
+    # (not Alembic's record of the revision, nor the copy of a table SQLite's batch mode rebuilds)
+    text = statement.lstrip().upper()
+    return text.startswith(("INSERT", "UPDATE", "DELETE", "WITH")) and "ALEMBIC_VERSION" not in text \
+        and "_ALEMBIC_TMP_" not in text
+
+
+def _repairable(engine: Engine, exc: sa.exc.DBAPIError) -> str | None:
+    """The revision to record when the upgrade failed because the next revision's changes are already there;
+    :class:`BrokenCatalog` saying what the tables are when they are not the recorded revision's; None when
+    they are (the failure is something else: a lock, the server...).
+
+    Certain only when the catalog's tables and views (with their columns) are exactly those of the revision
+    after the one recorded, differ from the recorded one's, and that revision changes no rows: then all of it
+    is there (a SQLite migration before issue 19's fix committed its DDL and lost its record), and recording it
+    loses nothing. A revision that also changes rows is never taken as done: its rows may not be.
+    """
+    before = current_revision(engine)
+    if before is None:
+        return None
+    with engine.connect() as conn:
+        have = _shape(conn)
+    shapes = revision_shapes()
+    order = list(shapes)
+    if before not in shapes or have == shapes[before][0]:
+        return None
+    nxt = order[order.index(before) + 1] if order.index(before) + 1 < len(order) else None
+    if nxt is not None and have == shapes[nxt][0] and not shapes[nxt][1]:
+        return nxt
+    advice = "restore it from a backup"
+    if nxt is not None and have == shapes[nxt][0]:
+        advice = (f"it holds revision {nxt}'s schema changes, but {nxt} also changes rows, which may not be there: "
+                  + advice)
+    raise BrokenCatalog(f"`l2rules init` failed ({_first_line(exc)}) and changed nothing: the catalog at "
+                        f"{describe(engine)} is recorded at revision {before} but its tables are not that "
+                        f"revision's ({_difference(have, shapes[before][0])}): changed by hand or half-migrated; "
+                        f"{advice}")
+
+
+def _difference(have: Shape, expected: Shape) -> str:
+    parts = [f"table {name} missing" for name in sorted(set(expected) - set(have))]
+    parts += [f"{name} not expected" for name in sorted(set(have) - set(expected))]
+    for name in sorted(set(have) & set(expected)):
+        parts += [f"{name}.{column} not expected" for column in sorted(have[name] - expected[name])]
+        parts += [f"{name}.{column} missing" for column in sorted(expected[name] - have[name])]
+    return ", ".join(parts[:4]) + (f" and {len(parts) - 4} more" if len(parts) > 4 else "")
 
 
 def downgrade(db: DB = None, revision: str = "-1", *, drop_data: bool = False) -> str | None:
@@ -303,7 +434,19 @@ def require_migrated(db: DB = None, *, create: bool = False) -> Engine:
         raise DatabaseError(f"database {describe(engine)} has no l2rules catalog; run `l2rules init` first"
                             + _where_hint(engine))
     _require_head(engine, current)
+    _require_tables(engine, current)
     return engine
+
+
+def _require_tables(engine: Engine, current: str) -> None:
+    """A catalog at the head that lacks one of the head's tables (dropped by hand, a partial copy) would fail
+    half-way through a command, with the driver's words: one line instead, before any work."""
+    with engine.connect() as conn:
+        missing = sorted(set(schema.metadata.tables) - set(sa.inspect(conn).get_table_names()))
+    if missing:
+        raise BrokenCatalog(f"the catalog at {describe(engine)} is at revision {current} but lacks the table(s) "
+                            f"{', '.join(missing)}: changed outside l2rules; nothing was changed; restore it from a "
+                            "backup (or make a new catalog with `l2rules init` and load the pools again)")
 
 
 def _require_file(engine: Engine) -> None:

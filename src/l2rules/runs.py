@@ -251,10 +251,9 @@ def run(db: DB = None, pools: Iterable[str | Path] | None = None, *, inventory_d
         _checkpoint("started")
         try:
             record = _work(engine, run_id, paths, output, fmt, skip_bad, progress)
-        except BaseException as exc:
+        except BaseException as exc:  # (an exit too: the CLI's SIGTERM raises one, see cli._SigTerm)
             record = _fail(engine, run_id, exc)
-            if isinstance(exc, Exception):
-                exc.run_record = record  # type: ignore[attr-defined]
+            exc.run_record = record  # type: ignore[attr-defined]
             raise
     return record
 
@@ -524,10 +523,12 @@ def _fail(engine: Engine, run_id: int, exc: BaseException) -> dict | None:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, sa.exc.SQLAlchemyError):
         text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    # an exit raised in a signal handler (the CLI's SIGTERM, cli._SigTerm) stopped the run
+    kind = "Terminated" if isinstance(exc, SystemExit) else type(exc).__name__
     try:
         with engine.begin() as conn:
             conn.execute(schema.run.update().where(schema.run.c.id == run_id)
-                         .values(status="failed", finished_at=_now(), error=f"{type(exc).__name__}: {text}"))
+                         .values(status="failed", finished_at=_now(), error=f"{kind}: {text}"))
         return record(engine, run_id)
     except Exception as second:  # the database itself may be what failed; the next run recovers the row
         log.warning("run %s: could not record the failure (%s); the next run will", run_id, second)

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import sqlalchemy as sa
 
@@ -144,8 +144,14 @@ def evaluating(conn: sa.Connection, when: dt.date | None, selection: Selection =
     try:
         rules.stage(evaluation, when)
         yield evaluation
-    finally:
-        evaluation.close()
+    except BaseException:
+        # The connection may be unusable now (a failed PostgreSQL transaction, a statement cancelled by
+        # SIGTERM, a connection SQLAlchemy discarded): a cleanup failing here would hide the error. The
+        # rollback drops PostgreSQL's temporary tables; SQLite's are dropped by the next evaluation.
+        with suppress(sa.exc.SQLAlchemyError):
+            evaluation.close()
+        raise
+    evaluation.close()
 
 
 def _drop_leftovers(conn: sa.Connection) -> None:

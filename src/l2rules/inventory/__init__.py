@@ -106,7 +106,11 @@ def _load(engine, source, name, skip_bad, progress, method, fits_options) -> Loa
         stems = pool.stems()
         before = fits.versions(engine, stems)
         # The rows path: it keeps a bad file as a rejection (or fails the load) as a pool's bad row.
-        result = load_rows(engine, pool.table(), name or fits.pool_name(source), skip_bad=skip_bad, progress=show)
+        try:
+            result = load_rows(engine, pool.table(), name or fits.pool_name(source), skip_bad=skip_bad,
+                               progress=show)
+        except InventoryError as exc:
+            raise pool.named(exc) from None
         after = fits.versions(engine, stems)
         result.changed = sum(1 for stem, version in after.items() if stem in before and before[stem] != version)
         return result

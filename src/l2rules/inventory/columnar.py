@@ -34,6 +34,7 @@ import csv
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import queue
 import sys
@@ -44,7 +45,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .. import schema
-from ..config import DatabaseError, L2RulesError, sqlite_busy_ms
+from ..config import DatabaseError, L2RulesError, sqlite_busy_ms, storage_problem
 from .poolformat import (
     BOM,
     CONTROL,
@@ -67,11 +68,14 @@ from .store import (
     TRUNCATE_WAL_AFTER,
     DeferredIndexes,
     LoadResult,
+    driver_error,
     finish_load,
     progress_bar,
     truncate_wal,
     upsert_pool,
 )
+
+log = logging.getLogger(__name__)
 
 #: Bytes a file may hold for this path: printable ASCII but the double quote, and line ends (LF, CRLF).
 _ALLOWED = bytes(range(0x20, 0x7F)).replace(b'"', b"") + b"\n\r"
@@ -638,14 +642,16 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
                 bar.phase("indexes")
                 _finish(conn, result, source, converter, deferred)
             except adbc.Error as exc:
+                _rollback(cursor)
+                if storage_problem(exc):  # a full disk: the row loader would meet it too, only later
+                    raise
                 # Mostly a stem already in the catalog or repeated (the driver reports a UNIQUE
                 # failure as an internal error); any other the row loader meets and reports too.
-                cursor.execute("ROLLBACK")
                 message = str(exc).splitlines()[0]
                 raise NotBulk(REPEATED if "UNIQUE constraint failed: exposure.stem" in message
                               else f"the database refused a batch: {message}") from None
             except BaseException:
-                cursor.execute("ROLLBACK")
+                _rollback(cursor)
                 raise
             cursor.execute("COMMIT")
         finally:
@@ -653,6 +659,16 @@ def _write_sqlite(database: str, source: _Source, pool_name: str, bar) -> LoadRe
     finally:
         connection.close()
     return result
+
+
+def _rollback(cursor) -> None:
+    """ROLLBACK, if SQLite has not rolled back already: on a full disk (or an I/O error) it ends the
+    transaction itself, and ROLLBACK then fails ("cannot rollback - no transaction is active"), which hid
+    the error that mattered. Closing the connection rolls back whatever is left."""
+    try:
+        cursor.execute("ROLLBACK")
+    except Exception as exc:  # noqa: BLE001 - the error being handled is the one to report
+        log.debug("ROLLBACK after a failed bulk load: %s", exc)
 
 
 def _load_sqlite(engine: sa.Engine, arguments: list[str], source: str, progress: bool) -> LoadResult:
@@ -690,6 +706,8 @@ def _load_sqlite(engine: sa.Engine, arguments: list[str], source: str, progress:
     if "declined" in answer:
         raise NotBulk(answer["declined"])
     if "error" in answer:
+        if problem := storage_problem(answer["error"]):
+            raise DatabaseError(f"{source}: {problem}")
         if "database is locked" in answer["error"]:
             raise DatabaseError(f"{source}: the catalog is locked by another process (it waited the busy "
                                 "timeout); nothing was loaded: load again when it is free")
@@ -769,6 +787,8 @@ def _load_postgres(engine: sa.Engine, source: _Source | _ArrowSource, pool_name:
     except (sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError) as exc:  # SQLAlchemy's, or COPY's own
         error = getattr(exc, "orig", exc)
         raise NotBulk(REPEATED if "uq_exposure_stem" in str(error) else f"the database refused it: {error}") from None
+    except engine.dialect.loaded_dbapi.Error as exc:  # COPY's own (a full disk)
+        raise driver_error(engine, exc) from exc
     finally:
         bar.close()
         source.close()
@@ -905,7 +925,9 @@ def main(argv: list[str] | None = None) -> int:
         answer = {"declined": str(exc)}
     except Exception as exc:  # noqa: BLE001 - said in one line by the parent; the transaction is rolled back
         lines = str(exc).strip().splitlines()
-        answer = {"error": f"{type(exc).__name__}: {lines[-1] if lines else ''}"}
+        # (the driver's line that says the disk is full, when one does: not the query it quotes after it)
+        said = next((line for line in lines if storage_problem(line)), lines[-1] if lines else "")
+        answer = {"error": f"{type(exc).__name__}: {said}"}
     print(json.dumps(answer), flush=True)
     return 0
 

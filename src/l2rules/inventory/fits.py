@@ -298,6 +298,16 @@ class FitsPool:
     source: str
     columns: list[str]
     items: list[dict[str, str] | FitsFileError] = field(default_factory=list)
+    #: The file of each item: line N of :meth:`table` is file N-2.
+    files: list[str] = field(default_factory=list)
+
+    def named(self, error: InventoryError) -> InventoryError:
+        """The loader's error on a line of :meth:`table` (``DIR:5: column EXP_TYPE: ...``) as the error of
+        the FITS file that line is, named by its own name and the header keyword, as a bad file is."""
+        if isinstance(error, FitsFileError) or error.source != self.source or error.line is None \
+                or not 2 <= error.line < len(self.files) + 2:
+            return error
+        return FitsFileError(error.source, error.line, self.files[error.line - 2], error.column, error.reason)
 
     @property
     def errors(self) -> list[FitsFileError]:
@@ -398,4 +408,4 @@ def make_pool(sources, *, source: str | None = None, options: Options | None = N
         stems.setdefault(stem, (str(path), row))
         columns.update(row)
         items.append(row)
-    return FitsPool(source, sorted(columns), items)
+    return FitsPool(source, sorted(columns), items, [str(path) for path in files])

@@ -44,6 +44,7 @@ from .store import (
     VERSIONED_POSITIONS,
     DeferredIndexes,
     LoadResult,
+    driver_error,
     finish_load,
     progress_bar,
     truncate_wal,
@@ -430,6 +431,17 @@ def load_rows(engine: sa.Engine, table: SourceTable, pool_name: str, *, skip_bad
     """Load ``table`` line by line into pool ``pool_name``, in one transaction."""
     converter = RowConverter(table)
     result = LoadResult(table.source, declined=declined)
+    try:
+        _load_rows(engine, table, pool_name, skip_bad, progress, converter, result)
+    except engine.dialect.loaded_dbapi.Error as exc:  # the writer's own cursor's (a full disk)
+        raise driver_error(engine, exc) from exc
+    if engine.dialect.name == "sqlite" and result.loaded >= TRUNCATE_WAL_AFTER:
+        truncate_wal(engine)
+    return result
+
+
+def _load_rows(engine: sa.Engine, table: SourceTable, pool_name: str, skip_bad: bool, progress: bool,
+               converter: RowConverter, result: LoadResult) -> None:
     with engine.begin() as conn:
         pool_id = upsert_pool(conn, pool_name, table.source, converter.names)
         result.pool_id = pool_id
@@ -451,6 +463,3 @@ def load_rows(engine: sa.Engine, table: SourceTable, pool_name: str, *, skip_bad
                 result.taken_from = {names[i]: count for i, count in sorted(result.taken_over.items())}
         finally:
             bar.close()
-    if engine.dialect.name == "sqlite" and result.loaded >= TRUNCATE_WAL_AFTER:
-        truncate_wal(engine)
-    return result

@@ -108,6 +108,13 @@ class DeferredIndexes:
             conn.execute(sa.schema.AddConstraint(constraint))
 
 
+def driver_error(engine: sa.Engine, exc: Exception) -> sa.exc.DBAPIError:
+    """The driver's own error, raised on a loader's own cursor (executemany, COPY), as SQLAlchemy's: what any
+    other statement's error is when it reaches the caller (and the command line's one line: a full disk
+    is exit 3, ``cli.main``)."""
+    return sa.exc.DBAPIError.instance(None, None, exc, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect)
+
+
 def upsert_pool(conn: sa.Connection, name: str, source: str, columns: list[str]) -> int:
     """The pool's id, its row made or updated (source, columns, time) for this load."""
     p = schema.pool
