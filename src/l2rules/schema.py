@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+#: The schema revision this metadata describes (tests/test_migrations.py holds it to the migrations' head).
+REVISION = "0058"
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
