@@ -689,6 +689,8 @@ def _load_sqlite(engine: sa.Engine, arguments: list[str], source: str, progress:
     answer = json.loads(out.strip().splitlines()[-1])
     if "declined" in answer:
         raise NotBulk(answer["declined"])
+    if "os_error" in answer:  # (cli.main says it in one line, exit 2, as any file the system refuses)
+        raise OSError(*answer["os_error"])
     if "error" in answer:
         if "database is locked" in answer["error"]:
             raise DatabaseError(f"{source}: the catalog is locked by another process (it waited the busy "
@@ -903,6 +905,12 @@ def main(argv: list[str] | None = None) -> int:
                   "template_rows": [[e.line, e.raw] for e in result.rejections]}
     except NotBulk as exc:
         answer = {"declined": str(exc)}
+    except OSError as exc:  # a file the system refuses (permissions ...): raised again by the parent, as its own
+        if exc.filename is None:
+            lines = str(exc).strip().splitlines()
+            answer = {"error": f"{type(exc).__name__}: {lines[-1] if lines else ''}"}
+        else:
+            answer = {"os_error": [exc.errno, exc.strerror, os.fspath(exc.filename)]}
     except Exception as exc:  # noqa: BLE001 - said in one line by the parent; the transaction is rolled back
         lines = str(exc).strip().splitlines()
         answer = {"error": f"{type(exc).__name__}: {lines[-1] if lines else ''}"}
