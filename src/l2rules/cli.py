@@ -44,7 +44,9 @@ EXIT_CODES = {  # code: (what, in more words)
     1: ("unexpected error", "a bug: please report it"),
     2: ("bad input", "a pool, a date, a revision, an unknown exp_type, options that cannot go together, an "
                      "option not modelled, a pool the pipeline cannot associate (no ASN_CANDIDATE), a file "
-                     "`load --method bulk` declines"),
+                     "`load --method bulk` declines, a file or directory the system refuses (no permission, "
+                     "not a regular file, no space left: an output is then as it was) or a symbolic link "
+                     "where an output would be written"),
     3: ("database or optional part missing", "database unreachable, bad URL, not created (no catalog: "
         "`l2rules init`, or `run --create`) or not migrated; or an optional part not installed (the message "
         "names the extra, as `pip install 'l2rules[report]'`), said before any output"),

@@ -89,6 +89,7 @@ class OutputDirectory:
         self.path = Path(path)
         self.fd = _open_directory(self.path, follow) if _fd is None else _fd
         self._serial = 0
+        self._prefix = os.path.join(str(self.path), "")  # (a file's path: a string join, not a Path per file)
 
     def close(self) -> None:
         if getattr(self, "fd", -1) >= 0:
@@ -127,7 +128,7 @@ class OutputDirectory:
             if isinstance(exc, OSError):
                 raise path_error(exc, self.path / name) from None
             raise
-        return str(self.path / name)
+        return self._prefix + name
 
     @contextmanager
     def open(self, name: str, mode: str = "w", **options) -> Iterator[IO]:
