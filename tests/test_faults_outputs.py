@@ -104,7 +104,9 @@ def test_output_directory_at_any_depth(tmp_path):
             deep.write_bytes("y.json", b"{}")
         with pytest.raises(outputs.PathError, match="not a directory"):
             deep.sub("x.json")
+        (tmp_path / "a/b/c/d/x.json").chmod(0o600)
         assert deep.write_bytes("x.json", b'{"a": 1}') == str(tmp_path / "a" / "b" / "c" / "d" / "x.json")
+        assert (tmp_path / "a/b/c/d/x.json").stat().st_mode & 0o777 == 0o600  # replaced, its permissions kept
     assert json.loads((tmp_path / "a/b/c/d/x.json").read_text()) == {"a": 1}
     assert list(victim.iterdir()) == [] and [p.name for p in (tmp_path / "a/b/c/d").iterdir()
                                           if p.name.endswith(".tmp")] == []

@@ -161,11 +161,14 @@ class OutputDirectory:
 
     def _replace(self, tmp: str, name: str) -> None:
         try:
-            if stat.S_ISLNK(os.lstat(name, dir_fd=self.fd).st_mode):
-                raise PathError(f"{self.path / name}: a symbolic link (a symbolic link is not followed: l2rules "
-                                "writes nothing through one): remove it")
+            mode = os.lstat(name, dir_fd=self.fd).st_mode
         except FileNotFoundError:
-            pass
+            mode = None
+        if mode is not None and stat.S_ISLNK(mode):
+            raise PathError(f"{self.path / name}: a symbolic link, and a symbolic link is not followed "
+                            "(nothing is written through one): remove it")
+        if mode is not None and stat.S_ISREG(mode) and stat.S_IMODE(mode) != 0o644:
+            os.chmod(tmp, stat.S_IMODE(mode), dir_fd=self.fd)  # a file replaced keeps its permissions
         os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
     def _discard(self, tmp: str) -> None:
@@ -216,8 +219,8 @@ def _enter(parent_fd: int, name: str, path: Path) -> int:
         except OSError:
             mode = 0
         if stat.S_ISLNK(mode):
-            raise PathError(f"{path}: a symbolic link to a directory (a symbolic link is not followed: l2rules "
-                            "writes nothing through one): remove it") from None
+            raise PathError(f"{path}: a symbolic link to a directory, and a symbolic link is not followed "
+                            "(nothing is written through one): remove it") from None
         if mode and not stat.S_ISDIR(mode):
             raise PathError(f"{path}: not a directory") from None
         raise path_error(exc, path) from None
