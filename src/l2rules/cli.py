@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -53,7 +54,9 @@ EXIT_CODES = {  # code: (what, in more words)
     1: ("unexpected error", "a bug: please report it"),
     2: ("bad input", "a pool, a date, a revision, an unknown exp_type, options that cannot go together, an "
                      "option not modelled, a pool the pipeline cannot associate (no ASN_CANDIDATE), a file "
-                     "`load --method bulk` declines"),
+                     "`load --method bulk` declines, a file or directory the system refuses (no permission, "
+                     "not a regular file, no space left: an output is then as it was) or a symbolic link "
+                     "where an output would be written"),
     3: ("database or optional part missing", "database unreachable, bad URL, not created (no catalog: "
         "`l2rules init`, or `run --create`) or not migrated; or an optional part not installed (the message "
         "names the extra, as `pip install 'l2rules[report]'`), said before any output"),
@@ -178,7 +181,31 @@ class _HelpFormatter(argparse.HelpFormatter):
                            for paragraph in text.split("\n\n"))
 
 
-class _CommandParser(argparse.ArgumentParser):
+class _Parser(argparse.ArgumentParser):
+    """The program's parser and every command's: an option whose value looks like an option
+    (``--as-of -2024-01-01``) is one line naming the option and the way to write such a value, not the
+    usage block (argparse reads a word that starts with ``-`` as the next option)."""
+
+    _EXPECTED = re.compile(r"argument (?P<names>[^:]+): expected (?:one|\d+) arguments?")
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._words = list(sys.argv[1:] if args is None else args)  # (a command's parser: its own words)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        found = self._EXPECTED.fullmatch(message)
+        if found is None:
+            super().error(message)
+        names = found["names"].split("/")
+        words = getattr(self, "_words", [])
+        given = [i for i, word in enumerate(words[:-1]) if word in names and words[i + 1].startswith("-")]
+        if given:  # (the option given with a value that starts with '-', not the same option given before)
+            option, value = words[given[-1]], words[given[-1] + 1]
+            message += f" (write {option}={value} for a value that starts with '-')"
+        self.exit(2, f"l2rules: error: {message}\n")
+
+
+class _CommandParser(_Parser):
     """A (sub)command's parser: it takes the global options too, with no default of its own
     (argparse.SUPPRESS), so that ``l2rules --db URL worklist`` keeps the URL given before the command."""
 
@@ -215,7 +242,7 @@ def program_version() -> str:
 # --- the commands -------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="l2rules", formatter_class=_HelpFormatter, allow_abbrev=False,
         description="The JWST Level 2b rules as a SQL catalog, and the work lists that come from it.",
         epilog="Database: --db URL, else $L2RULES_DATABASE_URL, else sqlite:///l2rules.db. "
@@ -940,6 +967,12 @@ def _handle(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `l2rules worklist | head`
         return 0
+    except OSError as exc:  # a file named on the line that the system refuses (outputs.path_error: the one message)
+        if exc.filename is None:
+            raise
+        error = outputs.path_error(exc)
+        print(f"l2rules: error: {error}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

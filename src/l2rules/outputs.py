@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
 import gc
 import json
+import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 import sqlalchemy as sa
 
@@ -49,15 +52,197 @@ class OutputError(L2RulesError):
     exit_code = 2
 
 
-def open_no_follow(path: str | Path) -> int:
-    """A file descriptor of ``path`` created or truncated for writing, without following a symbolic link there
-    (a hostile name cannot write elsewhere); a path that cannot be written is :class:`OutputError`."""
-    import os
+class PathError(OutputError):
+    """A file or directory l2rules reads or writes that the system refuses (no permission, not a directory, a
+    symbolic link where none is followed, disk full ...): bad input, exit 2, one line naming it."""
 
+
+def path_error(exc: OSError, path: str | os.PathLike | None = None) -> PathError:
+    """The one message for an OSError on a file the user named (every reader and writer's, and cli.main's for
+    any that reaches it): the path, then the system's reason."""
+    name = os.fspath(path) if path is not None else exc.filename
+    why = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno == errno.ENOSPC:
+        why += "; nothing was written (the file is as it was)"
+    return PathError(f"{name}: {why}" if name is not None else why)
+
+
+# --- output files: all or nothing, never through a symbolic link ---------------------------------------
+# An output file is written under a temporary name in its directory, then renamed over its name: a
+# process killed (kill -9), a full disk or a failed query leaves the file as it was, never half written.
+# The path the user names is followed as the system follows it up to its last component; that last
+# component (the file, or asn's directory) and everything l2rules makes or enters under it is opened
+# relative to its directory's descriptor without following a symbolic link: a link planted there (a
+# pool's own subdirectory, a file name) is refused, never written through.
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+class OutputDirectory:
+    """A directory open by descriptor, made if missing, that files are written in all or nothing
+    (:meth:`write_bytes`, :meth:`open`); :meth:`sub` enters (makes) a subdirectory the same way."""
+
+    def __init__(self, path: str | os.PathLike, *, follow: bool = False, _fd: int | None = None):
+        """``follow``: ``path`` may itself be a symbolic link (a file's directory: the user's path, as its
+        parents); without, it is refused as any link under it."""
+        self.path = Path(path)
+        self.fd = _open_directory(self.path, follow) if _fd is None else _fd
+        self._serial = 0
+        self._prefix = os.path.join(str(self.path), "")  # (a file's path: a string join, not a Path per file)
+
+    def close(self) -> None:
+        if getattr(self, "fd", -1) >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> OutputDirectory:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # (a directory left open by an error between two pools)
+        try:
+            self.close()
+        except OSError:
+            pass
+
+    def sub(self, name: str) -> OutputDirectory:
+        """The subdirectory ``name`` (one component), made if missing; a symbolic link there is refused."""
+        return OutputDirectory(self.path / name, _fd=_enter(self.fd, name, self.path / name))
+
+    def write_bytes(self, name: str, data: bytes | memoryview) -> str:
+        """``data`` as the file ``name`` (one component), all or nothing; returns its path."""
+        tmp, descriptor = self._temporary(name)
+        unwritten = memoryview(data)
+        try:
+            try:
+                while unwritten:
+                    unwritten = unwritten[os.write(descriptor, unwritten):]
+            finally:
+                os.close(descriptor)
+            self._replace(tmp, name)
+        except BaseException as exc:
+            self._discard(tmp)
+            if isinstance(exc, OSError):
+                raise path_error(exc, self.path / name) from None
+            raise
+        return self._prefix + name
+
+    @contextmanager
+    def open(self, name: str, mode: str = "w", **options) -> Iterator[IO]:
+        """A file object (``open``'s ``mode`` and options) that becomes the file ``name`` (one component)
+        when the block ends without an error; after one, nothing is left (an OSError: :class:`PathError`)."""
+        tmp, descriptor = self._temporary(name)
+        try:
+            with open(descriptor, mode, **options) as fh:
+                yield fh
+            self._replace(tmp, name)
+        except BaseException as exc:
+            self._discard(tmp)
+            if isinstance(exc, OSError):
+                raise path_error(exc, self.path / name) from None
+            raise
+
+    def _temporary(self, name: str) -> tuple[str, int]:
+        # hidden and not *_asn.json: a reader of the directory never takes a left-over one for an output
+        self._serial += 1
+        tmp = f".{name}.{os.getpid()}-{self._serial}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+        try:
+            try:
+                return tmp, os.open(tmp, flags, 0o644, dir_fd=self.fd)
+            except FileExistsError:  # a process of the same pid, killed: its leftover
+                os.unlink(tmp, dir_fd=self.fd)
+                return tmp, os.open(tmp, flags, 0o644, dir_fd=self.fd)
+        except OSError as exc:
+            raise path_error(exc, self.path / name) from None
+
+    def _replace(self, tmp: str, name: str) -> None:
+        try:
+            mode = os.lstat(name, dir_fd=self.fd).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and stat.S_ISLNK(mode):
+            raise PathError(f"{self.path / name}: a symbolic link, and a symbolic link is not followed "
+                            "(nothing is written through one): remove it")
+        if mode is not None and stat.S_ISREG(mode) and stat.S_IMODE(mode) != 0o644:
+            os.chmod(tmp, stat.S_IMODE(mode), dir_fd=self.fd)  # a file replaced keeps its permissions
+        os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def _discard(self, tmp: str) -> None:
+        try:
+            os.unlink(tmp, dir_fd=self.fd)
+        except OSError:
+            pass
+
+
+def _open_directory(path: Path, follow: bool = False) -> int:
+    """A descriptor of directory ``path``, made (with its parents) if missing: its parents followed as the
+    system follows them, ``path`` itself not if it is a symbolic link (unless ``follow``)."""
+    name = path.name
+    if follow or name in ("", ".", ".."):  # (`.`, `/`, `a/..`: no last component that could be a link)
+        return _made(path)
+    parent_fd = _made(path.parent)
     try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        return _enter(parent_fd, name, path)
+    finally:
+        os.close(parent_fd)
+
+
+def _made(path: Path) -> int:
+    """A descriptor of directory ``path`` (followed), made with its parents if missing."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDONLY | _DIRECTORY)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write it ({exc.strerror}; a symbolic link is not followed)") from None
+        for each in (path, *path.parents):  # the one in the way: a file where a directory must be
+            if each.exists() and not each.is_dir():
+                raise PathError(f"{each}: not a directory") from None
+        raise path_error(exc, exc.filename or path) from None
+
+
+def _enter(parent_fd: int, name: str, path: Path) -> int:
+    """A descriptor of the directory ``name`` in ``parent_fd``, made if missing, never through a link."""
+    if "/" in name or name in ("", ".", ".."):
+        raise PathError(f"{path}: not a name of a directory in {path.parent}")
+    try:
+        try:
+            os.mkdir(name, 0o777, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+        return os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=parent_fd)
+    except OSError as exc:
+        try:
+            mode = os.lstat(name, dir_fd=parent_fd).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISLNK(mode):
+            raise PathError(f"{path}: a symbolic link to a directory, and a symbolic link is not followed "
+                            "(nothing is written through one): remove it") from None
+        if mode and not stat.S_ISDIR(mode):
+            raise PathError(f"{path}: not a directory") from None
+        raise path_error(exc, path) from None
+
+
+@contextmanager
+def output_file(path: str | os.PathLike, mode: str = "w", **options) -> Iterator[IO]:
+    """The file object for an output file ``path`` (``open``'s mode and options), all or nothing, not through a
+    symbolic link (:class:`OutputDirectory`); its directory made if missing. Every ``--output`` goes here."""
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise PathError(f"{path}: a directory, not a file")
+    # (the file's directory is the user's path: followed, as a parent is; the file itself is not)
+    with OutputDirectory(path.parent, follow=True) as directory:
+        with directory.open(path.name, mode, **options) as fh:
+            yield fh
+
+
+def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
+    """``text`` as the output file ``path``, all or nothing (:func:`output_file`)."""
+    with output_file(path, "w", encoding=encoding, newline="") as fh:
+        fh.write(text)
 
 
 def output_format(output: str | Path, fmt: str | None = None) -> str:
@@ -175,18 +360,11 @@ def _iso_times(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def make_parent(output: str | Path) -> Path:
-    """``output`` as a Path, its directory created if missing (as ``asn --output`` creates its own)."""
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def write(frame: pd.DataFrame, fmt: str = "table", output: str | Path | None = None,
           stream: TextIO | None = None, columns: list[str] | None = None) -> None:
-    """Write ``frame`` to ``output`` (a path) or to ``stream`` (stdout by default); a table printed on a
-    terminal fits it (:func:`terminal_width`). ``columns``: only those, in that order (an unknown one is
-    refused, naming the frame's)."""
+    """Write ``frame`` to ``output`` (a path: all or nothing, :func:`output_file`) or to ``stream`` (stdout by
+    default); a table printed on a terminal fits it (:func:`terminal_width`). ``columns``: only those, in that
+    order (an unknown one is refused, naming the frame's)."""
     if columns:
         unknown = [c for c in columns if c not in frame.columns]
         if unknown:
@@ -198,13 +376,14 @@ def write(frame: pd.DataFrame, fmt: str = "table", output: str | Path | None = N
     if fmt == "parquet":
         if output is None:
             raise L2RulesError("--format parquet needs --output PATH")
-        frame.to_parquet(make_parent(output), index=False)
+        with output_file(output, "wb") as fh:
+            frame.to_parquet(fh, index=False)
         return
     if output is None:
         stream = stream or sys.stdout
         stream.write(render(frame, fmt, terminal_width(stream) if fmt == "table" else None))
         return
-    make_parent(output).write_text(render(frame, fmt))
+    write_text(output, render(frame, fmt))
 
 
 def to_frame(result: sa.engine.Result, columns: list[str] | None = None, types: dict | None = None) -> pd.DataFrame:
@@ -425,7 +604,7 @@ def write_result(result: sa.engine.Result | Iterable[sa.engine.Result], columns:
         return _write_parquet(chunks(), columns, output, booleans, integers)
     if output is None:
         return _write_csv(chunks(), columns, stream or sys.stdout)
-    with open(make_parent(output), "w", newline="") as fh:
+    with output_file(output, "w", newline="") as fh:
         return _write_csv(chunks(), columns, fh)
 
 
@@ -448,7 +627,7 @@ def _write_parquet(chunks, columns: list[str], output: str | Path | None, boolea
     schema = pa.schema([(name, pa.bool_() if name in booleans else pa.int64() if name in integers else pa.string())
                         for name in columns])
     count = 0
-    with pq.ParquetWriter(make_parent(output), schema) as writer:
+    with output_file(output, "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
         for rows in chunks:
             writer.write_table(pa.Table.from_arrays(
                 [pa.array(list(col), type=field.type) for col, field in zip(zip(*rows), schema)], schema=schema))

@@ -295,4 +295,4 @@ def write_html(data: dict[str, pd.DataFrame], path: str | Path, source: str = ""
 {sections}
 </body></html>
 """
-    outputs.make_parent(path).write_text(page, encoding="utf-8")
+    outputs.write_text(path, page)  # all or nothing

@@ -205,7 +205,9 @@ def input_paths(pools: Iterable[str | Path] | None = None, inventory_dir: str | 
     for path in paths:
         # FITS input (a directory, a glob pattern, .fits files) is read as one pool each, as `load` does
         if not stdin.is_stdin(path) and not path.is_file() and not fits.is_fits_path(path):
-            raise InventoryError(str(path), None, None, "no such file")
+            from .inventory.poolformat import not_a_file
+
+            raise InventoryError(str(path), None, None, not_a_file(path))
     return paths
 
 
@@ -500,23 +502,13 @@ def _work(engine: Engine, run_id: int, paths: list[Path], output: str | None, fm
     written = None
     if output is not None and made.created + counts["items_reissued"] > 0:
         written = output.replace("{run_id}", str(run_id))
-        _write_atomically(items(engine, [run_id, *orphans]), fmt, written)
+        outputs.write(items(engine, [run_id, *orphans]), fmt, written)  # all or nothing
         log.info("run %s: work items written to %s", run_id, written)
     _checkpoint("written")
     with engine.begin() as conn:
         conn.execute(r.update().where(r.c.id == run_id).values(status="succeeded", finished_at=_now(),
                                                                 output=written))
     return record(engine, run_id)
-
-
-def _write_atomically(frame: pd.DataFrame, fmt: str, path: str) -> None:
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        outputs.write(frame, fmt, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _fail(engine: Engine, run_id: int, exc: BaseException) -> dict | None:

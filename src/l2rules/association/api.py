@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,7 +21,7 @@ from ..inventory import stdin
 from ..inventory.preview import previewed
 from ..inventory.store import pool_row
 from ..migrate import require_migrated
-from ..outputs import open_no_follow, typed
+from ..outputs import OutputDirectory, PathError, typed
 from ..points import At, resolve, takes_at
 from ..schema import COLUMN_TYPES
 from .columns import EMPTY, REQUIRED_POOL_COLUMNS, AssociationError
@@ -298,15 +298,16 @@ def write_associations(asns: Iterable[Association], output: str | Path, *,
     hostile PROGRAM or candidate id in a pool cannot write outside ``output``.
     """
     stamp = make_version_id(version)  # refused before the directory is made
-    return WrittenFiles(_written(asns, _output_directory(output), stamp))
+    with _output_directory(output) as directory:
+        return WrittenFiles(_written(asns, directory, stamp))
 
 
-def _output_directory(output: str | Path) -> Path:
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise AssociationError(f"-p/--output {output}: not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def _output_directory(output: str | Path) -> OutputDirectory:
+    """``output`` open as asn's directory (made if missing; a symbolic link is refused: :class:`OutputDirectory`)."""
+    try:
+        return OutputDirectory(output)
+    except PathError as exc:  # (the message asn's users know)
+        raise AssociationError(f"-p/--output {exc}") from None
 
 
 def _checked_file_name(association: Association, stamp: str | None) -> str:
@@ -319,20 +320,13 @@ def _checked_file_name(association: Association, stamp: str | None) -> str:
     return association.file_name(stamp)
 
 
-def _written(asns: Iterable[Association], out: Path, stamp: str | None) -> Iterator[str]:
-    """Write each association's file in ``out``; yield its path."""
+def _written(asns: Iterable[Association], out: OutputDirectory, stamp: str | None) -> Iterator[str]:
+    """Write each association's file in ``out``, all or nothing (a temporary name renamed); yield its path."""
     for association in asns:
-        path = out / _checked_file_name(association, stamp)
-        descriptor = open_no_follow(path)
         # no final newline, as the pipeline; written with os.write: a text file object per file cost more
         # than the file itself (half a million files at a million exposures)
-        unwritten = memoryview(json.dumps(association.as_dict(stamp), indent=4).encode())
-        try:
-            while unwritten:
-                unwritten = unwritten[os.write(descriptor, unwritten):]
-        finally:
-            os.close(descriptor)
-        yield str(path)
+        yield out.write_bytes(_checked_file_name(association, stamp),
+                              json.dumps(association.as_dict(stamp), indent=4).encode())
 
 
 @takes_at
@@ -372,7 +366,22 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
     from tqdm import tqdm  # imported when used: the CLI starts without it
 
     show = console.progress(progress)
-    with previewed(db, pools, store=store, skip_bad=skip_bad, progress=progress) as preview:
+    root: OutputDirectory | None = None  # opened (made) when the first file is written
+
+    def directory_of(stem: str) -> OutputDirectory:
+        nonlocal root
+        if root is None:
+            root = _output_directory(output)
+        if len(pools) == 1:
+            return root
+        try:  # each pool's own directory, entered from the output's descriptor: never through a link
+            return root.sub(stem)
+        except PathError as exc:
+            raise AssociationError(f"-p/--output {exc}") from None
+
+    with contextlib.ExitStack() as closing, \
+            previewed(db, pools, store=store, skip_bad=skip_bad, progress=progress) as preview:
+        closing.callback(lambda: root is not None and root.close())
         for source, stem, pool_id in zip(pools, stems, preview.pool_ids):
             with preview.engine.connect() as conn:
                 found = pool_row(conn, pool_id)
@@ -386,9 +395,11 @@ def asn(db: DB, pools: Iterable[str | Path], output: str | Path, *, skip_bad: bo
                 if dry_run:
                     written += sorted(str(target / _checked_file_name(association, stamp)) for association in bar)
                 else:
-                    written += sorted(_written(bar, _output_directory(target), stamp))  # one directory: by name
-            if save_orphans is not None and not dry_run:
-                orphans.append(write_orphans(source, _output_directory(target) / save_orphans))
+                    directory = directory_of(stem)
+                    with contextlib.nullcontext() if directory is root else directory:
+                        written += sorted(_written(bar, directory, stamp))  # one directory: by name
+                        if save_orphans is not None:
+                            orphans.append(write_orphans(source, directory, save_orphans))
     return WrittenFiles(written, orphans)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..inventory import stdin
 from ..inventory.poolformat import InventoryError, line_body
-from ..outputs import open_no_follow
+from ..outputs import OutputDirectory
 from .columns import AssociationError
 
 #: The file asn_generate names when ``--save-orphans`` is given without one.
@@ -83,8 +83,17 @@ def check_pool_file(pool: str | Path) -> None:
             return
 
 
-def write_orphans(pool: str | Path, path: str | Path) -> str:
-    """Write ``pool``'s orphans table to ``path`` (not following a symbolic link); returns the path."""
-    with open(open_no_follow(path), "w", encoding="utf-8", newline="") as fh:
+def write_orphans(pool: str | Path, directory: OutputDirectory | str | Path, name: str = DEFAULT_NAME) -> str:
+    """Write ``pool``'s orphans table as ``name`` in ``directory`` (all or nothing, not through a symbolic
+    link: :class:`~l2rules.outputs.OutputDirectory`); returns its path."""
+    if not isinstance(directory, OutputDirectory):
+        with OutputDirectory(directory) as opened:
+            return write_orphans(pool, opened, name)
+    *parts, last = Path(name).parts or ("",)
+    if Path(name).is_absolute() or ".." in parts or not last or last == "..":
+        raise AssociationError(f"--save-orphans {name}: a file name under the output directory")
+    for part in parts:  # (a name with directories: each entered as the output's own)
+        directory = directory.sub(part)
+    with directory.open(last, "w", encoding="utf-8", newline="") as fh:
         fh.writelines(orphan_lines(pool))
-    return str(path)
+    return str(directory.path / last)

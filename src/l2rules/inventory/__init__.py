@@ -100,7 +100,7 @@ def _load(engine, source, name, skip_bad, progress, method, fits_options) -> Loa
     show = console.progress(progress)
     if fits.is_fits_source(source):
         if method == "bulk":
-            raise L2RulesError(f"{source}: the bulk path declines this file: it takes pool and CSV files and "
+            raise BulkDeclined(f"{source}: the bulk path declines this file: it takes pool and CSV files and "
                                "DataFrames, not FITS input")
         pool = fits.make_pool(source, options=fits_options)
         stems = pool.stems()

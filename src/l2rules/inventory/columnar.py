@@ -705,6 +705,8 @@ def _load_sqlite(engine: sa.Engine, arguments: list[str], source: str, progress:
     answer = json.loads(out.strip().splitlines()[-1])
     if "declined" in answer:
         raise NotBulk(answer["declined"])
+    if "os_error" in answer:  # (cli.main says it in one line, exit 2, as any file the system refuses)
+        raise OSError(*answer["os_error"])
     if "error" in answer:
         if problem := storage_problem(answer["error"]):
             raise DatabaseError(f"{source}: {problem}")
@@ -923,6 +925,12 @@ def main(argv: list[str] | None = None) -> int:
                   "template_rows": [[e.line, e.raw] for e in result.rejections]}
     except NotBulk as exc:
         answer = {"declined": str(exc)}
+    except OSError as exc:  # a file the system refuses (permissions ...): raised again by the parent, as its own
+        if exc.filename is None:
+            lines = str(exc).strip().splitlines()
+            answer = {"error": f"{type(exc).__name__}: {lines[-1] if lines else ''}"}
+        else:
+            answer = {"os_error": [exc.errno, exc.strerror, os.fspath(exc.filename)]}
     except Exception as exc:  # noqa: BLE001 - said in one line by the parent; the transaction is rolled back
         lines = str(exc).strip().splitlines()
         # (the driver's line that says the disk is full, when one does: not the query it quotes after it)

@@ -164,7 +164,9 @@ def paths(sources: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path
             if not files:
                 raise InventoryError(s, None, None, "no FITS file (*.fits, *.fits.gz) matches this pattern")
         else:
-            raise InventoryError(s, None, None, "no such file or directory")
+            from .poolformat import not_a_file
+
+            raise InventoryError(s, None, None, not_a_file(p) if p.exists() else "no such file or directory")
         found += files
     seen: set[Path] = set()
     return [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]
@@ -361,7 +363,9 @@ class FitsPool:
 
             sys.stdout.write(text)
         else:
-            Path(output).write_text(text, encoding="utf-8")
+            from ..outputs import write_text
+
+            write_text(output, text)  # all or nothing, as every output file
         return len(rows)
 
 

@@ -11,7 +11,9 @@ import ast
 import csv
 import hashlib
 import itertools
+import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,12 +248,27 @@ def column_names(header: list[str]) -> list[str]:
     return [h.strip().lower() for h in header]
 
 
+def not_a_file(path: str | Path) -> str:
+    """Why ``path`` is not a file l2rules can read, from its status alone (a FIFO is never opened: opening it
+    would wait for a writer that may never come)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file")
+    return f"{kind}, not a pool file (a stream is read as standard input: - < {path})"
+
+
 def read_file(path: str | Path) -> SourceTable:
     """Open a pool or CSV file: `#` comments before the header, `|` or `,` separated; ``-`` reads standard
     input (``inventory.stdin``: its errors name ``<stdin>``)."""
     label = stdin.label(path)
     if not stdin.is_stdin(path) and not Path(path).is_file():
-        raise InventoryError(label, None, None, "no such file")
+        raise InventoryError(label, None, None, not_a_file(path))
     path = stdin.resolved(path)
     digest = _CountingDigest()
     lines = _decoded_lines(path, digest, label)
