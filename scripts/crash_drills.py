@@ -247,7 +247,7 @@ def _selected(url: str) -> int:
 
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool) if url.startswith("sqlite") else pg_engine(url)
     try:
-        return len(worklist(engine, source="table"))
+        return len(worklist(engine))  # the pipeline's answer, as runs make their items (not the table's alone)
     finally:
         engine.dispose()
 
