@@ -71,6 +71,32 @@ CATEGORIES = ("badfiles", "dataframes", "crash", "concurrency", "secrets", "migr
 #: Checks that fail on this branch, for faults being fixed elsewhere (issues 32 and 33): glob
 #: patterns of check names. Printed with each run; emptied as the fixes land.
 KNOWN_FAILING: list[str] = [
+    # issue 32: a file that cannot be read is a PermissionError (a traceback, or exit 1 on the bulk path)
+    "badfiles/*/rows/unreadable", "badfiles/*/bulk/unreadable",
+    # issue 32: a file the bulk path declines exits 1, not 2
+    "badfiles/*/bulk/directory_named_csv", "badfiles/*/bulk/directory_of_pools",
+    # issue 32: an option-like value prints the usage block
+    "badfiles/*/args/as_of_option_like",
+    # issue 33: a bad EXP_TYPE in a FITS directory is named DIR:2, not by its file
+    "badfiles/*/rows/fits_overlong_exp_type",
+    # issue 33: SIGTERM of run on PostgreSQL: a traceback, exit 3
+    "crash/run-sigterm-pg/*",
+    # issue 33: a malformed URL is echoed whole, password included
+    "secrets/no_colon_after_scheme*", "secrets/one_slash*", "secrets/no_scheme*",
+    # issue 33: broken catalogs
+    "migrations/*/broken/two_versions/*", "migrations/pg/broken/empty_version/init",
+    "migrations/pg/broken/no_version_table/init", "migrations/*/broken/missing_table/run",
+    "migrations/*/broken/missing_table/init", "migrations/*/broken/missing_table/load",
+    # issues 32, 33: output paths (a symlinked per-pool directory followed; PermissionError, FileNotFoundError)
+    "resources/*/output/symlinked_pool_dir", "resources/*/output/worklist_unwritable",
+    "resources/*/output/asn_unwritable", "resources/*/output/asn_under_a_file",
+    "resources/*/output/report_unwritable",
+    # issue 33: disk full (tracebacks; the bulk path's "cannot rollback")
+    "resources/sqlite/disk-full/catalog/*", "resources/*/disk-full/output/*",
+    # issue 33: a read-only SQLite catalog cannot be read; a read-only PostgreSQL one: tracebacks
+    "resources/sqlite/read-only/runs", "resources/sqlite/read-only/worklist", "resources/sqlite/read-only/report",
+    "resources/sqlite/read-only/rules", "resources/pg/read-only/worklist", "resources/pg/read-only/load",
+    "resources/pg/read-only/run",
 ]
 
 
@@ -171,6 +197,19 @@ class Databases(drills.Databases):
     """The drills' scratch catalogs, the PostgreSQL ones named ``fault_suite_*``."""
 
     prefix = "fault_suite_"
+
+    def drop(self, url: str) -> None:
+        """SQLite files at once; PostgreSQL databases at the end (``cleanup``): a DROP DATABASE waits for a
+        checkpoint, seconds each on a busy server."""
+        if url.startswith("sqlite"):
+            super().drop(url)
+
+    def cleanup(self) -> None:
+        """The PostgreSQL databases dropped together: their drops share the checkpoints they wait for."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(self._drop_pg, list(self.created)))
 
 
 def counts(url: str) -> dict[str, int]:
@@ -898,6 +937,8 @@ def cat_crash(ctx: Context) -> None:
             scenarios = [(drills.Scenario(kind, backend, pool, rows), dbs) for kind in drills.KINDS]
             scenarios.append((AsnScenario(backend, pool, rows, crashdir / f"asn_{short(backend)}"), dbs))
             scenarios.append((RevisionScenario(backend, checkout), revision_dbs))
+            if ctx.bounded and backend != "sqlite":  # bounded: every command on SQLite, three on PostgreSQL
+                scenarios = [x for x in scenarios if x[0].kind in ("load-bulk", "run", "init")]
             for scenario, where in scenarios:
                 durations: dict[str, float] = {scenario.name: 1.5}
                 # Unkilled first, to time the command (bounded: a kill in its first 1.5 s, the rerun the
@@ -1007,7 +1048,7 @@ def _reads_during_load(ctx: Context, backend: str, pool: Path, rows: int) -> Non
 def cat_concurrency(ctx: Context) -> None:
     condir = ctx.workdir / "concurrency"
     condir.mkdir()
-    rows = 8000 if ctx.bounded else 30000
+    rows = 4000 if ctx.bounded else 30000
     pool = drills.synthetic_pool(condir, rows)
     small = drills.synthetic_pool(condir, 300, seed=5)
     firsts = [REPO / "samples" / "pools" / n for n in ("jw00632_dups.csv", "jw87800_20180412T163456_pool.csv")]
@@ -1021,7 +1062,9 @@ def cat_concurrency(ctx: Context) -> None:
             for n in ((3,) if ctx.bounded else (2, 4, 8)):
                 ctx.check("concurrency", f"{b}/first-use-inits-{n}", _first_use_inits, ctx, backend, n)
                 ctx.check("concurrency", f"{b}/runs-at-once-{n}", _runs_at_once, ctx, backend, pool, n, False)
-                ctx.check("concurrency", f"{b}/runs-at-once-{n}-wait", _runs_at_once, ctx, backend, pool, n, True)
+                if not ctx.bounded:
+                    ctx.check("concurrency", f"{b}/runs-at-once-{n}-wait", _runs_at_once, ctx, backend, pool, n,
+                              True)
             ctx.check("concurrency", f"{b}/reads-and-a-load-during-a-load", _reads_during_load, ctx, backend, pool,
                       rows)
     finally:
@@ -1149,11 +1192,18 @@ BROKEN = {  # name -> statements that break a catalog at the head
 BROKEN_COMMANDS = [["runs"], ["worklist"], ["run"], ["init"], ["load", str(SAMPLE)], ["report"]]
 
 
-def _broken(ctx: Context, url: str, command: list[str]) -> None:
+def _broken(ctx: Context, url: str, command: list[str], name: str) -> None:
     before = counts(url) if "exposure_candidate" in _tables(url) else None
     tables = _tables(url)
     ran = l2(url, *command, cwd=ctx.workdir)
-    one_line(ran, 3)
+    if name == "missing_table" and ran.code == 0 and command[0] in ("runs", "worklist", "report"):
+        pass  # a reading command that needs not the missing table may answer
+    elif name == "missing_table" and ran.code == 0 and command[0] == "init":
+        expect("exposure_candidate" in _tables(url), "init says the catalog is at the head, the table still missing",
+               ran)
+        return  # repaired: the tables changed, as they should
+    else:
+        one_line(ran, 3)
     expect(_tables(url) == tables, "tables changed", ran)
     if before is not None:
         unchanged(url, before, ran)
@@ -1175,7 +1225,7 @@ def cat_migrations(ctx: Context) -> None:
             try:
                 execute(url, *statements)
                 for command in ctx.sample(BROKEN_COMMANDS, 1):
-                    ctx.check("migrations", f"{b}/broken/{name}/{command[0]}", _broken, ctx, url, command)
+                    ctx.check("migrations", f"{b}/broken/{name}/{command[0]}", _broken, ctx, url, command, name)
             finally:
                 ctx.dbs.drop(url)
 
@@ -1435,6 +1485,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(args, workdir, backends, random.Random(args.seed),
                   Databases(workdir, "postgresql" in backends, prepare=[["load", str(OTHER)]]))
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the scratch databases are dropped all the same
     try:
         if "postgresql" in backends:
             problem = drills._pg_available()
