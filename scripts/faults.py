@@ -79,6 +79,8 @@ KNOWN_FAILING: list[str] = [
     "badfiles/*/args/as_of_option_like",
     # issue 33: a bad EXP_TYPE in a FITS directory is named DIR:2, not by its file
     "badfiles/*/rows/fits_overlong_exp_type",
+    # issue 32: kill -9 of asn leaves a truncated (empty) association file
+    "crash/asn-*/kill-*",
     # issue 33: SIGTERM of run on PostgreSQL: a traceback, exit 3
     "crash/run-sigterm-pg/*",
     # issue 33: a malformed URL is echoed whole, password included
