@@ -40,7 +40,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -247,7 +247,7 @@ def _selected(url: str) -> int:
 
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool) if url.startswith("sqlite") else pg_engine(url)
     try:
-        return len(worklist(engine, source="table"))
+        return len(worklist(engine))  # the pipeline's answer, as runs make their items (not the table's alone)
     finally:
         engine.dispose()
 
@@ -286,8 +286,12 @@ def init_outcome(url: str) -> str:
 class Databases:
     """Fresh databases for each kill: SQLite files copied from a migrated one; PostgreSQL from a template."""
 
-    def __init__(self, workdir: Path, pg: bool):
-        self.workdir, self.pg = workdir, pg
+    #: The prefix of the PostgreSQL databases made (the fault suite's are ``fault_suite_*``).
+    prefix = "l2rules_drill_"
+
+    def __init__(self, workdir: Path, pg: bool, prepare: Sequence[Sequence[str]] = ()):
+        """``prepare``: commands run on each template after its ``init`` (e.g. a pool loaded first)."""
+        self.workdir, self.pg, self.prepare = workdir, pg, prepare
         self.created: list[str] = []
         self.template_file = workdir / "template.db"
         self.template_pg: str | None = None
@@ -301,7 +305,7 @@ class Databases:
     def _create_pg(self, template: str | None = None) -> str:
         import sqlalchemy as sa
 
-        name = f"l2rules_drill_{uuid.uuid4().hex[:10]}"
+        name = f"{self.prefix}{uuid.uuid4().hex[:10]}"
         admin = self._admin()
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
@@ -319,12 +323,18 @@ class Databases:
         if backend == "sqlite":
             if not self.template_file.exists():
                 _must(cli(f"sqlite:///{self.template_file}", "init"), "init of the template")
+                for command in self.prepare:
+                    _must(cli(f"sqlite:///{self.template_file}", *command), f"{command[0]} of the template")
+                with sqlite3.connect(self.template_file) as conn:  # its WAL into the file: a copy is the whole
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             path = self.workdir / f"{uuid.uuid4().hex[:10]}.db"
             shutil.copy(self.template_file, path)
             return f"sqlite:///{path}"
         if self.template_pg is None:
             url = self._create_pg()
             _must(cli(url, "init"), "init of the template")
+            for command in self.prepare:
+                _must(cli(url, *command), f"{command[0]} of the template")
             self.template_pg = self.created[-1]
         return self._create_pg(self.template_pg)
 
