@@ -68,38 +68,9 @@ OTHER = REPO / "samples" / "pools" / "jw87800_20180412T163456_pool.csv"  # in ev
 SECRET = "S3cr3tPw9"
 CATEGORIES = ("badfiles", "dataframes", "crash", "concurrency", "secrets", "migrations", "resources")
 
-#: Checks that fail on this branch, for faults being fixed elsewhere (issues 32 and 33): glob
-#: patterns of check names. Printed with each run; emptied as the fixes land.
-KNOWN_FAILING: list[str] = [
-    # issue 32: a file that cannot be read is a PermissionError (a traceback, or exit 1 on the bulk path)
-    "badfiles/*/rows/unreadable", "badfiles/*/bulk/unreadable",
-    # issue 32: a file the bulk path declines exits 1, not 2
-    "badfiles/*/bulk/directory_named_csv", "badfiles/*/bulk/directory_of_pools",
-    # issue 32: an option-like value prints the usage block
-    "badfiles/*/args/as_of_option_like",
-    # issue 33: a bad EXP_TYPE in a FITS directory is named DIR:2, not by its file
-    "badfiles/*/rows/fits_overlong_exp_type",
-    # issue 32: kill -9 of asn leaves a truncated (empty) association file
-    "crash/asn-*/kill-*",
-    # issue 33: SIGTERM of run on PostgreSQL: a traceback, exit 3
-    "crash/run-sigterm-pg/*",
-    # issue 33: a malformed URL is echoed whole, password included
-    "secrets/no_colon_after_scheme*", "secrets/one_slash*", "secrets/no_scheme*",
-    # issue 33: broken catalogs
-    "migrations/*/broken/two_versions/*", "migrations/pg/broken/empty_version/init",
-    "migrations/pg/broken/no_version_table/init", "migrations/*/broken/missing_table/run",
-    "migrations/*/broken/missing_table/init", "migrations/*/broken/missing_table/load",
-    # issues 32, 33: output paths (a symlinked per-pool directory followed; PermissionError, FileNotFoundError)
-    "resources/*/output/symlinked_pool_dir", "resources/*/output/worklist_unwritable",
-    "resources/*/output/asn_unwritable", "resources/*/output/asn_under_a_file",
-    "resources/*/output/report_unwritable",
-    # issue 33: disk full (tracebacks; the bulk path's "cannot rollback")
-    "resources/sqlite/disk-full/catalog/load-*", "resources/*/disk-full/output/*",
-    # issue 33: a read-only SQLite catalog cannot be read; a read-only PostgreSQL one: tracebacks
-    "resources/sqlite/read-only/runs", "resources/sqlite/read-only/worklist", "resources/sqlite/read-only/report",
-    "resources/sqlite/read-only/rules", "resources/pg/read-only/worklist", "resources/pg/read-only/load",
-    "resources/pg/read-only/run",
-]
+#: Checks known to fail, for faults being fixed (glob patterns of check names): printed with each run, counted
+#: apart, and taken off as the fixes land. Empty since issues 32 and 33's fixes landed.
+KNOWN_FAILING: list[str] = []
 
 
 class CheckFailed(AssertionError):

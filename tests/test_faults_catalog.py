@@ -412,3 +412,27 @@ def test_reading_commands_read_a_catalog_on_a_read_only_mount(read_only_mount, s
         assert "read-only" in line.lower(), line
     assert sorted(p.name for p in disk.iterdir()) == sorted(f"catalog.db{s}" for s in ("", "-wal", "-shm")
                                                            if wal or not s)
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgresql_database_is_one_line_exit_3(postgres, capsys):
+    """A database set read-only (default_transaction_read_only, a hot standby): a write is refused on one
+    line (exit 3, nothing written); a read answers. (SQLite's read-only files: the tests above.)"""
+    db = postgres.migrated()
+    engine = get_engine(db)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{engine.url.database}" SET default_transaction_read_only = on'))
+    _dispose(db)  # (new sessions take the setting)
+    try:
+        code, out, err = _run_cli(capsys, "--db", db, "load", str(POOLS / "pool_002_image_miri.csv"))
+        assert code == 3, err
+        assert "the database is read-only" in _one_error_line(err)
+        code, out, err = _run_cli(capsys, "--db", db, "rules", "list", "--format", "csv")
+        assert code == 0 and out.count("\n") > 70, err
+    finally:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("SET default_transaction_read_only = off"))
+            conn.execute(sa.text(f'ALTER DATABASE "{engine.url.database}" RESET default_transaction_read_only'))
+        _dispose(db)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pool")).scalar() == 0

@@ -962,6 +962,12 @@ def _handle(args: argparse.Namespace) -> int:
         # (a full disk, a read-only database: said once, in config.storage_problem)
         print(f"l2rules: error: {mask_url(storage_problem(exc) or migrate._first_line(exc))}", file=sys.stderr)
         return DatabaseError.exit_code
+    except sa.exc.DBAPIError as exc:  # a read-only PostgreSQL transaction is an InternalError (SQLSTATE 25006)
+        problem = storage_problem(exc)
+        if problem is None:
+            raise
+        print(f"l2rules: error: {mask_url(problem)}", file=sys.stderr)
+        return DatabaseError.exit_code
     except KeyboardInterrupt:
         print("l2rules: interrupted; what was under way was rolled back", file=sys.stderr)
         return EXIT_INTERRUPTED
