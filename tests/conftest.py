@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from l2rules.config import _engines
+from l2rules.config import _engine_key, _engines, database_url
 from l2rules.migrate import upgrade
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,11 +77,12 @@ class Postgres:
 
 
 def _dispose(url: str) -> None:
-    engine = _engines.pop(url.replace("postgresql://", "postgresql+psycopg://"), None)
-    if engine is None:
-        engine = _engines.pop(url, None)
-    if engine is not None:
-        engine.dispose()
+    """Close and forget the cached engines of ``url`` (a SQLite file's, read-only or not)."""
+    resolved = database_url(url)
+    for key in {url, resolved, _engine_key(resolved, False), _engine_key(resolved, True)}:
+        engine = _engines.pop(key, None)
+        if engine is not None:
+            engine.dispose()
 
 
 @pytest.fixture(scope="session")

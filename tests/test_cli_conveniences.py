@@ -320,3 +320,21 @@ def test_a_file_another_process_made_in_the_meantime_is_kept(tmp_path, monkeypat
     assert main(["--db", url, "runs"]) == 2
     assert (tmp_path / "l2rules.db").is_file()
     assert migrate.current_revision(url) is not None
+
+
+def test_a_relative_catalog_url_names_the_file_of_the_current_directory(tmp_path, monkeypatch):
+    """Engines are cached per file, not per URL text: ``sqlite:///l2rules.db`` in another directory (or a file
+    read-only in one place) is another engine, so a command never reads or writes the first directory's file."""
+    from l2rules.config import get_engine
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    assert main(["--db", "sqlite:///l2rules.db", "load", str(POOL)]) == 0
+    engine = get_engine("sqlite:///l2rules.db")
+    monkeypatch.chdir(second)
+    assert get_engine("sqlite:///l2rules.db") is not engine
+    assert main(["--db", "sqlite:///l2rules.db", "load", str(BAD_POOL)]) == 2
+    assert _catalog_files(second) == [] and "l2rules.db" in _catalog_files(first)
+    assert len(inventory.exposures(f"sqlite:///{first / 'l2rules.db'}")) == 8

@@ -218,18 +218,9 @@ def test_console_examples_print_what_the_page_shows(page, tmp_path, postgres):
     assert not failures, "\n\n".join(failures)
 
 
-def _forget_relative_engines() -> None:
-    """Engines are cached per URL; ``sqlite:///l2rules.db`` names another file in each sandbox."""
-    for url, engine in list(config._engines.items()):
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            engine.dispose()
-            del config._engines[url]
-
-
 @pytest.mark.parametrize("page", _pages_with("python"), ids=lambda p: p.name)
 def test_python_examples_run(page, tmp_path, monkeypatch):
-    _forget_relative_engines()
-    monkeypatch.setattr(config, "_engines", {})
+    monkeypatch.setattr(config, "_engines", {})  # (each example's engines its own)
     (tmp_path / "samples").symlink_to(REPO / "samples")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("L2RULES_DATABASE_URL", raising=False)

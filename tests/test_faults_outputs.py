@@ -416,3 +416,22 @@ def test_a_missing_value_is_one_line_and_other_errors_keep_their_usage(capsys):
     with pytest.raises(SystemExit):
         main(["worklist", "--no-such-option"])
     assert "usage:" in capsys.readouterr().err
+
+
+def test_the_temporary_files_a_killed_writer_left_are_removed_by_the_next(tmp_path):
+    """kill -9 leaves a hidden ``.NAME.PID-N.tmp`` (no process is left to remove it); the next write into the
+    directory removes those of processes no longer running, and never a live writer's."""
+    import os
+
+    from l2rules.outputs import OutputDirectory
+
+    dead = next(pid for pid in range(4_000_000, 4_100_000) if not os.path.exists(f"/proc/{pid}"))
+    stale = tmp_path / f".jw01000-o021_spec2_00110_asn.json.{dead}-3.tmp"
+    live = tmp_path / f".jw01000-o021_spec2_00111_asn.json.{os.getpid()}-9.tmp"
+    other = tmp_path / "notes.tmp"  # not l2rules' name: not its to remove
+    for path in (stale, live, other):
+        path.write_text("{")
+    with OutputDirectory(tmp_path) as out:
+        out.write_bytes("a_asn.json", b"{}")
+    assert not stale.exists() and live.exists() and other.exists()
+    assert (tmp_path / "a_asn.json").read_text() == "{}"

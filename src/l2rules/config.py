@@ -134,10 +134,12 @@ def get_engine(db: DB = None) -> Engine:
     if isinstance(db, Engine):
         return db
     url = database_url(db)
-    if url in _engines:
-        return _engines[url]
+    options = _read_only_sqlite(url)
+    key = _engine_key(url, bool(options))
+    if key in _engines:
+        return _engines[key]
     try:
-        engine = sa.create_engine(url, **_read_only_sqlite(url))
+        engine = sa.create_engine(url, **options)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
         raise DatabaseError(f"bad database URL {mask_url(url)!r}: {mask_url(str(exc))}") from None
     except ImportError as exc:  # a dialect whose driver is not installed (psycopg2, MySQLdb, ...)
@@ -149,8 +151,27 @@ def get_engine(db: DB = None) -> Engine:
                             "sqlite:/// and postgresql:// (psycopg 3) URLs") from None
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_read_pragmas if read_only(engine) else _sqlite_pragmas)
-    _engines[url] = engine
+    if options:
+        log.info("%s cannot be written here: opened read-only", describe(engine))
+    _engines[key] = engine
     return engine
+
+
+def _engine_key(url: str, read_only: bool) -> str:
+    """What an engine is cached under: the URL, but for a SQLite file its absolute path and whether it is
+    opened read-only, as a relative path names a file of the current directory and a file read-only now
+    may be writable later (an engine cached for one must not serve the other)."""
+    if not url.startswith("sqlite") or "?" in url:
+        return url
+    try:
+        database = sa.make_url(url).database
+    except sa.exc.ArgumentError:
+        return url
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    # (a relative URL's engine keeps its relative URL, which its messages show: keyed by the file it names now)
+    here = "" if Path(database).is_absolute() else f"#{Path(database).resolve()}"
+    return url + here + ("#read-only" if read_only else "")
 
 
 def _read_only_sqlite(url: str) -> dict:
@@ -182,7 +203,6 @@ def _read_only_sqlite(url: str) -> dict:
     wal, shm = (Path(f"{path}-{suffix}") for suffix in ("wal", "shm"))
     immutable = not directory_writable and not shm.exists() and not (wal.exists() and wal.stat().st_size)
     uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
-    log.info("%s cannot be written here: opened read-only%s", path, " (immutable)" if immutable else "")
     return {"creator": lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
             "execution_options": {"l2rules_read_only": True}}
 

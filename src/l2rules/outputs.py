@@ -8,6 +8,7 @@ import errno
 import gc
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterable, Iterator
@@ -79,6 +80,20 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
+#: A temporary output file's name (:meth:`OutputDirectory._temporary`): ``.NAME.PID-SERIAL.tmp``.
+_LEFTOVER = re.compile(r"^\..+\.(\d+)-\d+\.tmp$")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class OutputDirectory:
     """A directory open by descriptor, made if missing, that files are written in all or nothing
     (:meth:`write_bytes`, :meth:`open`); :meth:`sub` enters (makes) a subdirectory the same way."""
@@ -90,6 +105,23 @@ class OutputDirectory:
         self.fd = _open_directory(self.path, follow) if _fd is None else _fd
         self._serial = 0
         self._prefix = os.path.join(str(self.path), "")  # (a file's path: a string join, not a Path per file)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove the temporary files a killed l2rules left here (kill -9 gives it no time to): those of
+        a process that is no longer running. A live writer's are its own."""
+        try:
+            names = [entry.name for entry in os.scandir(self.fd) if entry.name.endswith(".tmp")]
+        except OSError:
+            return
+        for name in names:
+            match = _LEFTOVER.match(name)
+            if match is None or _running(int(match.group(1))):
+                continue
+            try:
+                os.unlink(name, dir_fd=self.fd)
+            except OSError:
+                pass
 
     def close(self) -> None:
         if getattr(self, "fd", -1) >= 0:
