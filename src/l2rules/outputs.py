@@ -146,30 +146,29 @@ class OutputDirectory:
 
     def write_bytes(self, name: str, data: bytes | memoryview) -> str:
         """``data`` as the file ``name`` (one component), all or nothing; returns its path."""
-        tmp, descriptor = self._temporary(name)
-        unwritten = memoryview(data)
-        try:
+        with self._all_or_nothing(name) as descriptor:
+            unwritten = memoryview(data)
             try:
                 while unwritten:
                     unwritten = unwritten[os.write(descriptor, unwritten):]
             finally:
                 os.close(descriptor)
-            self._replace(tmp, name)
-        except BaseException as exc:
-            self._discard(tmp)
-            if isinstance(exc, OSError):
-                raise path_error(exc, self.path / name) from None
-            raise
         return self._prefix + name
 
     @contextmanager
     def open(self, name: str, mode: str = "w", **options) -> Iterator[IO]:
         """A file object (``open``'s ``mode`` and options) that becomes the file ``name`` (one component)
         when the block ends without an error; after one, nothing is left (an OSError: :class:`PathError`)."""
+        with self._all_or_nothing(name) as descriptor, open(descriptor, mode, **options) as fh:
+            yield fh
+
+    @contextmanager
+    def _all_or_nothing(self, name: str) -> Iterator[int]:
+        """A temporary file's descriptor, renamed to ``name`` when the block ends without an error; after one,
+        removed (an OSError: :class:`PathError` naming ``name``)."""
         tmp, descriptor = self._temporary(name)
         try:
-            with open(descriptor, mode, **options) as fh:
-                yield fh
+            yield descriptor
             self._replace(tmp, name)
         except BaseException as exc:
             self._discard(tmp)
