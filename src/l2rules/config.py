@@ -157,17 +157,26 @@ def get_engine(db: DB = None) -> Engine:
     return engine
 
 
+def _sqlite_file_of(url: str) -> str | None:
+    """The file a plain SQLite URL names, as written (relative or not); None for another backend, memory, a
+    ``file:`` URI or a URL with options (``uri=true``...: used as given)."""
+    if not url.startswith("sqlite") or "?" in url:
+        return None
+    try:
+        database = sa.make_url(url).database
+    except sa.exc.ArgumentError:
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
 def _engine_key(url: str, read_only: bool) -> str:
     """What an engine is cached under: the URL, but for a SQLite file its absolute path and whether it is
     opened read-only, as a relative path names a file of the current directory and a file read-only now
     may be writable later (an engine cached for one must not serve the other)."""
-    if not url.startswith("sqlite") or "?" in url:
-        return url
-    try:
-        database = sa.make_url(url).database
-    except sa.exc.ArgumentError:
-        return url
-    if not database or database == ":memory:" or database.startswith("file:"):
+    database = _sqlite_file_of(url)
+    if database is None:
         return url
     # (a relative URL's engine keeps its relative URL, which its messages show: keyed by the file it names now)
     here = "" if Path(database).is_absolute() else f"#{Path(database).resolve()}"
@@ -185,13 +194,8 @@ def _read_only_sqlite(url: str) -> dict:
     then takes no locks and reads the file as it is). A writing command on such a catalog gets "the
     database is read-only" (exit 3). Any other URL: no arguments (:func:`read_only` is False).
     """
-    if not url.startswith("sqlite") or "?" in url:  # (a URL with options, `uri=true`...: as given)
-        return {}
-    try:
-        database = sa.make_url(url).database
-    except sa.exc.ArgumentError:
-        return {}
-    if not database or database == ":memory:" or database.startswith("file:"):
+    database = _sqlite_file_of(url)
+    if database is None:
         return {}
     path = Path(database).resolve()
     directory_writable = os.access(path.parent, os.W_OK)
