@@ -18,7 +18,7 @@ import datetime as dt
 import functools
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar, Union
 
@@ -116,7 +116,7 @@ def named(as_of: str | dt.date | None = None, revision: str | None = None,
     if not given:
         return None
     kind, value = given[0]
-    return value if isinstance(value, dt.date) else Named(kind, str(value))
+    return value if isinstance(value, dt.date) else Named(kind, str(value))  # type: ignore[arg-type]  # (a Kind)
 
 
 def resolve(db: DB | sa.Connection, at: At) -> Point | None:
@@ -167,7 +167,7 @@ def last_reached(versions: list[tuple[dt.date, int, str]], day: dt.date, seq: in
     return max(reached)[2] if reached else None
 
 
-def _execute(db: DB | sa.Connection, query: sa.Executable) -> list[sa.Row]:
+def _execute(db: DB | sa.Connection, query: sa.Executable) -> Sequence[sa.Row]:
     if isinstance(db, sa.Connection):
         return db.execute(query).all()
     with get_engine(db).connect() as conn:
