@@ -1381,7 +1381,9 @@ def cat_resources(ctx: Context) -> None:
                                       ("load-bulk", ["load", "--method", "bulk"]), ("run", ["run"])], 2):
             ctx.check("resources", f"sqlite/disk-full/catalog/{name}", _catalog_on_full_disk, ctx, args, pool)
         for args, code in ctx.sample([(["runs"], 0), (["worklist"], 0), (["report"], 0), (["rules", "list"], 0),
-                                      (["load", str(SAMPLE)], 3), (["run", str(SAMPLE)], 3), (["init"], 3)], 3):
+                                      (["load", str(SAMPLE)], 3), (["run", str(SAMPLE)], 3),
+                                      # (at the head already: nothing to write, as `alembic upgrade head` says)
+                                      (["init"], 0)], 3):
             ctx.check("resources", f"sqlite/read-only/{args[0]}", _read_only_sqlite, ctx, args, code)
     if "postgresql" in ctx.backends:
         for args, code in ctx.sample([(["runs"], 0), (["worklist"], 0), (["report"], 0),

@@ -191,7 +191,7 @@ def test_a_missing_table_one_line_exit_3_before_any_work(db, backend, capsys):
     with get_engine(db).begin() as conn:
         conn.execute(sa.text("DROP TABLE exposure_candidate" + (" CASCADE" if backend == "postgresql" else "")))
     pool = str(POOLS / "pool_002_image_miri.csv")
-    for command in (["run", pool], ["worklist"], ["worklist", pool], ["load", pool], ["runs"]):
+    for command in (["run", pool], ["worklist"], ["worklist", pool], ["load", pool], ["runs"], ["init"]):
         code, _out, err = _run_cli(capsys, "--db", db, *command)
         assert code == 3, (command, err)
         line = _one_error_line(err)

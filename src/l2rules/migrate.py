@@ -176,7 +176,11 @@ def init(db: DB = None, revision: str = "head") -> tuple[str | None, str | None]
     catalog at once, only the one that created it finds it empty.
     """
     engine = get_engine(db)
-    current_revision(engine)  # fail early, with one line, when the server is unreachable or the record broken
+    # fail early, with one line, when the server is unreachable or the record broken
+    current = current_revision(engine)
+    if current is not None:
+        # at the head already but a table gone: "at the head" would be a false all-clear (the fault suite)
+        _require_tables(engine, current)
     try:
         before = _upgrade(engine, revision)
     except sa.exc.DBAPIError as exc:  # a migration's statement failed, and the whole upgrade was rolled back
