@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from .. import __version__, console, schema
 from .._lazy import pandas as pd
+from ..conditions import describe
 from ..config import DB
 from ..inventory import stdin
 from ..inventory.preview import previewed
@@ -215,7 +216,7 @@ def _held_by_science(result: sa.CursorResult) -> Iterator[tuple[int, dict[str, l
                 alternatives.setdefault(row.alt, []).append(row)
             held = [alt for alt, conditions in sorted(alternatives.items())
                     if alt > 0 and all(c.ok for c in conditions)][:1]
-            found[rule_name] = [f"{c.column_name} {c.operator}{'' if c.value is None else ' ' + c.value}: "
+            found[rule_name] = [f"{describe(c.column_name, c.operator, c.value)}: "
                                 f"{'NULL' if c.found is None else c.found}"
                                 for alt in [0, *held] for c in alternatives.get(alt, [])]
         yield eid, found
