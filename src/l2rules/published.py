@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from . import schema
 from ._lazy import pandas as pd
 from .catalog import conditions_at, rules_at
-from .conditions import described, per_row
 from .config import DB
 from .migrate import require_migrated
+from .operators import described, per_row
 from .outputs import query_frame
 from .points import Point, in_force
 
@@ -48,7 +48,7 @@ def _condition_value(e: sa.Table, column: sa.ColumnElement) -> sa.ColumnElement:
 
 
 def _condition_passes(value: sa.ColumnElement, cond) -> sa.ColumnElement[bool]:
-    """The condition row holds for the value: the shared operators (``conditions``), both sides upper-cased
+    """The condition row holds for the value: the shared operators (``operators``), both sides upper-cased
     (the published table's values compare case-insensitively)."""
     return per_row(cond.c.operator, sa.func.upper(value), sa.func.upper(cond.c.value),
                    schema.CONDITION_OPERATORS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from . import conditions
+from . import operators
 
 #: The schema revision this metadata describes (tests/test_migrations.py holds it to the migrations' head).
 REVISION = "0059"
@@ -37,7 +37,7 @@ INSTRUMENT_OF_PREFIX = {"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec", "NIS":
 #: Instruments, named from the EXP_TYPE prefix.
 INSTRUMENTS = tuple(INSTRUMENT_OF_PREFIX.values())
 #: Operators of rule conditions on pool columns (the shared condition language's plain operators, migration 0059).
-CONDITION_OPERATORS = conditions.PUBLISHED_OPERATORS
+CONDITION_OPERATORS = operators.PUBLISHED_OPERATORS
 
 #: Pool columns the catalog stores as columns of their own (lower-case names).
 #: Any other column of a pool is kept in ``exposure.extra`` (JSON).
@@ -323,8 +323,8 @@ pool_answers_at = sa.Table(
 
 #: Operators of association conditions (``asn_condition.operator``); ``constraint`` holds when every
 #: condition of the named ``asn_constraint`` group does (the pipeline's reusable constraint classes).
-#: The shared condition language's (``conditions``).
-ASN_CONDITION_OPERATORS = conditions.ASSOCIATION_OPERATORS
+#: The shared condition language's (``operators``).
+ASN_CONDITION_OPERATORS = operators.ASSOCIATION_OPERATORS
 #: How a companion's column is compared with the science's (``asn_companion_key.match``).
 ASN_KEY_MATCHES = ("eq", "opt_eq", "ne", "same", "lacks")
 

@@ -16,12 +16,12 @@ import sqlalchemy as sa
 
 from .. import __version__, console, schema
 from .._lazy import pandas as pd
-from ..conditions import describe
 from ..config import DB
 from ..inventory import stdin
 from ..inventory.preview import previewed
 from ..inventory.store import pool_row
 from ..migrate import require_migrated
+from ..operators import describe
 from ..outputs import OutputDirectory, PathError, typed
 from ..points import At, resolve, takes_at
 from ..schema import COLUMN_TYPES

@@ -9,11 +9,11 @@ import sqlalchemy as sa
 
 from .. import schema
 from .._lazy import pandas as pd
-from ..conditions import describe
 from ..config import DB
 from ..inventory import exposure_stem, stdin
 from ..inventory.preview import previewed
 from ..inventory.store import pool_row
+from ..operators import describe
 from ..outputs import typed
 from ..points import At, Point, resolve, takes_at
 from ..published import worklist_query

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from .. import schema
-from ..conditions import Context, compiled, per_row
+from ..operators import Context, compiled, per_row
 from ..points import in_force
 from .columns import ACCESSIBLE, AssociationError
 
@@ -113,7 +113,7 @@ def path_test(row, kind):
 
 def condition_holds(row, cond, columns):
     """A condition row ``cond`` (columns of ``condition``) evaluated on an exposure row: boolean SQL, the
-    shared operators (``l2rules.conditions.per_row``) with the staged value sets and optical paths."""
+    shared operators (``l2rules.operators.per_row``) with the staged value sets and optical paths."""
     context = Context(member=in_set, path=lambda kind: path_test(row, kind))
     return per_row(cond.operator, accessor(row, cond.column_name, columns), cond.value,
                    schema.ASN_CONDITION_OPERATORS, context)
@@ -193,7 +193,7 @@ def in_set_where(sets: dict[str, list[str]], set_name: str | None, expr) -> sa.C
 
 def _holds(row, operator: str, column_name: str, value: str | None, sets, paths) -> sa.ColumnElement[bool]:
     """One condition on ``row``, true or false (never null), as :func:`condition_holds` reads it: the shared
-    operators (``l2rules.conditions.compiled``) with the value sets and optical paths in force written in."""
+    operators (``l2rules.operators.compiled``) with the value sets and optical paths in force written in."""
     got = row.c[column_name] if column_name in ACCESSIBLE else sa.cast(sa.null(), sa.String)  # typed: see _key_holds
     context = Context(member=lambda set_name, expr: set_member(sets, value, expr),
                       path=lambda kind: path_holds(row, value, paths))

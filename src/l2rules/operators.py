@@ -13,7 +13,8 @@ its NOT, so true there; no operator ever yields NULL. Case is the caller's: the 
 upper-cased values on both sides, the association stages values they normalised to lower case; the
 operators compare what they are given.
 
-Below both ``published`` and ``association`` (imports neither): the schema's CHECK constraints name its
+Below both ``published`` and ``association`` (imports neither; named ``operators``, as ``l2rules.conditions`` is the
+catalog function the package exports): the schema's CHECK constraints name its
 operator sets.
 """
 
@@ -104,12 +105,19 @@ def _needs(function, name: str):
     return function
 
 
+def _literally(got: sa.ColumnElement) -> sa.ColumnElement[str]:
+    """The value as a LIKE pattern that matches only itself: a value's own % or _ (NRS_LAMP) is no wildcard."""
+    for char in ("!", "%", "_"):
+        got = sa.func.replace(got, char, "!" + char)
+    return got
+
+
 #: The tests of their own, over the value and the operand (each false, never NULL, on a NULL value).
 _TESTS: Mapping[str, Callable[[sa.ColumnElement, sa.ColumnElement, Context], sa.ColumnElement[bool]]] = {
     "present": lambda got, operand, context: got.is_not(None),
     "eq": lambda got, operand, context: _false_on_null(got == operand),
     "in_list": lambda got, operand, context: _false_on_null(
-        (sa.literal("|") + operand + "|").like(sa.literal("%|") + got + "|%")),
+        (sa.literal("|") + operand + "|").like(sa.literal("%|") + _literally(got) + "|%", escape="!")),
     "like": lambda got, operand, context: _false_on_null(got.like(operand)),
     "in_set": lambda got, operand, context: _needs(context.member, "in_set")(operand, got),
     "path": lambda got, operand, context: _needs(context.path, "path")(operand),
