@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from l2rules import catalog, operators, schema, worklist
 from l2rules.config import CatalogError, get_engine
 
-from .conftest import REPO, as_values
+from .conftest import POOLS, REPO, as_values
 from .test_worklist import _holds_by_hand, expected_worklist
 
 #: Values an exposure may have (NULL among them) and operands, already in one case as every caller gives them.
@@ -156,3 +156,22 @@ def test_the_rules_model_lists_every_operator_as_the_table_has_it():
         assert sets == ", ".join(rule_set for rule_set, names in (("published", schema.CONDITION_OPERATORS),
                                                                   ("association", schema.ASN_CONDITION_OPERATORS))
                                  if name in names)
+
+
+def test_explain_quotes_both_rule_sets_conditions_in_one_form(db):
+    """The published table's verdict and the association rules' first failure: each condition as
+    ``operators.describe`` writes it, named by an operator of its rule set."""
+    from l2rules import association, inventory
+
+    inventory.load(db, POOLS / "pool_018_all_exptypes.csv", progress=False)
+    frame = association.explain(db, "jw_00049_uncal.fits")  # NRS_LAMP with no LAMP
+    published = frame.iloc[0]
+    assert published["rule"] == "published table: NRS_LAMP" and not bool(published["selected"])
+    assert published["reason"].startswith("rule NRS_LAMP condition failed: " + operators.describe("lamp", "present",
+                                                                                                  None))
+    failures = frame.iloc[1:]["reason"].dropna()
+    failures = failures[failures.str.startswith("fails ")]
+    assert len(failures)
+    for reason in failures:
+        column, operator = reason.removeprefix("fails ").split(";")[0].split(" ")[:2]
+        assert operator in schema.ASN_CONDITION_OPERATORS and f"the exposure has {column}=" in reason
