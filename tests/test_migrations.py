@@ -281,7 +281,7 @@ def test_0059_renames_the_published_operators_in_place_and_back(db, tmp_path):
     """0059 down: the old names (every dated row), the old CHECK, and the pools whose stored answers quote a
     failed condition behind; up again: the seed's names, the new CHECK; a condition 0058 cannot express refused."""
     from l2rules import load
-    from l2rules.worklist import evaluate, stale_pools
+    from l2rules.worklist import evaluate, head_catalog_version, stale_pools
 
     lamp = tmp_path / "lamp.csv"
     lamp.write_text("FILENAME|EXP_TYPE|LAMP|OPMODE|GRATING\njw7_a_uncal.fits|NRS_LAMP|NOLAMP|FIXEDSLIT|G140H\n")
@@ -323,7 +323,7 @@ def test_0059_renames_the_published_operators_in_place_and_back(db, tmp_path):
 
     assert triples(catalog.conditions(db)) == triples(catalog.read_table_seed("rule_condition"))
     with engine.connect() as conn:
-        assert stale_pools(conn, catalog.versions(db)["revision"].iloc[-1]) == [
+        assert stale_pools(conn, head_catalog_version(conn)) == [
             conn.execute(sa.text("SELECT id FROM pool WHERE name = 'lamp.csv'")).scalar_one()]
     with engine.begin() as conn:  # a condition only the new language has: the downgrade refuses it
         conn.execute(c.insert().values(exp_type="NRS_LAMP", special="", pool_column="lamp", operator="like",
