@@ -275,3 +275,59 @@ def test_an_upgrade_leaves_the_catalog_analysed(db, tmp_path, monkeypatch):
     forget()
     migrate.upgrade(db)  # at head already: nothing migrated, nothing analysed
     assert not analysed(engine, "exposure")
+
+
+def test_0059_renames_the_published_operators_in_place_and_back(db, tmp_path):
+    """0059 down: the old names (every dated row), the old CHECK, and the pools whose stored answers quote a
+    failed condition behind; up again: the seed's names, the new CHECK; a condition 0058 cannot express refused."""
+    from l2rules import load
+    from l2rules.worklist import evaluate, head_catalog_version, stale_pools
+
+    lamp = tmp_path / "lamp.csv"
+    lamp.write_text("FILENAME|EXP_TYPE|LAMP|OPMODE|GRATING\njw7_a_uncal.fits|NRS_LAMP|NOLAMP|FIXEDSLIT|G140H\n")
+    for path in (lamp, POOLS / "pool_021_tso.csv"):  # no condition fails in the second: its answers stay current
+        load(db, path)
+    assert len(evaluate(db)) == 2
+    engine = get_engine(db)
+    c = sa.table("rule_condition", sa.column("operator"), sa.column("valid_from"), sa.column("valid_to"),
+                 sa.column("exp_type"), sa.column("special"), sa.column("pool_column"), sa.column("value"))
+
+    def operators() -> list[str]:
+        with engine.connect() as conn:
+            return sorted(conn.execute(sa.select(c.c.operator)).scalars())
+
+    def refused(operator: str) -> bool:
+        with engine.connect() as conn:
+            try:
+                with conn.begin():
+                    conn.execute(c.insert().values(exp_type="NRS_LAMP", special="", pool_column="lamp",
+                                                   operator=operator, value="X", valid_from="0004"))
+            except sa.exc.IntegrityError:
+                return True
+        with engine.begin() as conn:
+            conn.execute(c.delete().where(c.c.value == "X"))
+        return False
+
+    head = operators()
+    assert head == ["ne", "ne", "ne", "present", "present"]
+    assert migrate.downgrade(db, "0058") == "0058"
+    assert operators() == ["not_equals", "not_equals", "not_equals", "present", "present"]
+    assert refused("ne") and not refused("not_equals")
+    with engine.connect() as conn:
+        behind = conn.execute(sa.text("SELECT name FROM pool WHERE answers_revision IS NULL")).scalars().all()
+    assert behind == ["lamp.csv"]  # its answer quoted "lamp ne NOLAMP"
+    assert migrate.upgrade(db) == migrate.head_revision()
+    assert operators() == head and refused("equals") and not refused("like")
+    def triples(frame: pd.DataFrame) -> list[tuple]:
+        return sorted((r.pool_column, r.operator, None if pd.isna(r.value) else r.value) for r in frame.itertuples())
+
+    assert triples(catalog.conditions(db)) == triples(catalog.read_table_seed("rule_condition"))
+    with engine.connect() as conn:
+        assert stale_pools(conn, head_catalog_version(conn)) == [
+            conn.execute(sa.text("SELECT id FROM pool WHERE name = 'lamp.csv'")).scalar_one()]
+    with engine.begin() as conn:  # a condition only the new language has: the downgrade refuses it
+        conn.execute(c.insert().values(exp_type="NRS_LAMP", special="", pool_column="lamp", operator="like",
+                                       value="LINE%", valid_from="0004"))
+    with pytest.raises(L2RulesError, match="uses the operator like, which revisions before 0059 do not have"):
+        migrate.downgrade(db, "0058")
+    assert migrate.current_revision(db) == migrate.head_revision() and "like" in operators()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -17,6 +18,18 @@ from .test_inventory import analysed, read_pool
 
 WORKLIST = importlib.import_module("l2rules.worklist")  # (the package binds the name worklist to the function)
 SET = lambda v: v is not None and v.strip().lower() not in ("", "null", "--", "n", "f", "false", "n/a")  # noqa: E731
+
+
+def _holds_by_hand(operator: str, value: str | None, wanted: str) -> bool:
+    """A published-table condition on an upper-cased pool value, by its meaning (the oracle's own reading)."""
+    negated = {"absent": "present", "ne": "eq", "not_in_list": "in_list", "not_like": "like"}
+    if operator in negated:
+        return not _holds_by_hand(negated[operator], value, wanted)
+    if value is None:
+        return False
+    pattern = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in wanted)
+    return {"present": True, "eq": value == wanted, "in_list": value in wanted.split("|"),
+            "like": re.fullmatch(pattern, value, re.DOTALL) is not None}[operator]
 
 
 def expected_worklist(path, rules: pd.DataFrame, conditions: pd.DataFrame) -> pd.DataFrame:
@@ -38,9 +51,7 @@ def expected_worklist(path, rules: pd.DataFrame, conditions: pd.DataFrame) -> pd
         for cond in conditions[conditions.exp_type == exp_type].itertuples():
             value = row.get(cond.pool_column)
             value = None if value is None or value.lower() in ("", "null") else value.upper()
-            ok = {"present": value is not None,
-                  "not_equals": value is None or value != (cond.value or "").upper()}[cond.operator]
-            selected = selected and ok
+            selected = selected and _holds_by_hand(cond.operator, value, (cond.value or "").upper())
         tso = SET(row.get("tsovisit")) or exp_type in ("NRC_TSIMAGE", "NRC_TSGRISM", "NRS_BRIGHTOBJ")
         out.append({
             "filename": row["filename"], "exp_type": exp_type, "level2b": selected,
@@ -137,8 +148,8 @@ def test_nrs_lamp_conditions(db, tmp_path):
                     "jw7_e_uncal.fits|NRS_LAMP|LINE1|null|G140H\n")
     every = worklist(db, source="table", pools=[path], include_all=True, store=True).set_index("filename")
     assert every["level2b"].tolist() == [True, False, False, False, False]
-    assert every.loc["jw7_b_uncal.fits", "reason"].endswith("lamp not_equals NOLAMP")
-    assert every.loc["jw7_d_uncal.fits", "reason"].endswith("grating not_equals MIRROR")
+    assert every.loc["jw7_b_uncal.fits", "reason"].endswith("lamp ne NOLAMP")
+    assert every.loc["jw7_d_uncal.fits", "reason"].endswith("grating ne MIRROR")
     # Before 2020-12-07 the footnote had no conditions: every lamp exposure was selected.
     assert worklist(db, source="table", include_all=True, at="2019-01-01")["level2b"].all()
 

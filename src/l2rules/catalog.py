@@ -20,6 +20,7 @@ from ._lazy import pandas as pd
 from ._revision_template import TEMPLATE
 from .config import DB, CatalogError, project_file
 from .migrate import alembic_config, require_migrated, upgrade
+from .operators import check as check_operator
 from .outputs import query_frame, to_frame, typed
 from .points import At, Point, as_date, in_force, parse_date, release_name, resolve, takes_at, version_key
 
@@ -44,6 +45,7 @@ class SeedTable:
     dates: tuple[str, ...] = ()
     blanks: tuple[str, ...] = ()  # text columns where an empty field is '' (NOT NULL), not NULL
     file: str = ""
+    operators: tuple[str, ...] = ()  # the condition operators its ``operator`` column takes (``operators``)
 
     @property
     def path(self) -> Path:
@@ -61,14 +63,15 @@ SEED_TABLES: dict[str, SeedTable] = {t.name: t for t in (
     SeedTable("rule", tuple(KEY), tuple(RULE_COLUMNS), booleans=("level2b",), file="level2b_rules.csv"),
     SeedTable("rule_condition", ("exp_type", "special", "pool_column", "operator", "value"),
               ("exp_type", "special", "pool_column", "operator", "value", "note"), blanks=("special", "note"),
-              file="level2b_rule_conditions.csv"),
+              file="level2b_rule_conditions.csv", operators=schema.CONDITION_OPERATORS),
     SeedTable("asn_rule", ("name",), ("name", "asn_type", "science_set", "forced_science", "nod_overlap", "wfss",
                                       "rate_policy", "imprint_pruning", "note", "position"),
               booleans=("forced_science", "imprint_pruning"), integers=("position",)),
     SeedTable("asn_condition", ("rule_name", "subject", "alt", "seq"),
-              ("rule_name", "subject", "alt", "seq", "column_name", "operator", "value"), integers=("alt", "seq")),
+              ("rule_name", "subject", "alt", "seq", "column_name", "operator", "value"), integers=("alt", "seq"),
+              operators=schema.ASN_CONDITION_OPERATORS),
     SeedTable("asn_constraint", ("name", "seq"), ("name", "seq", "column_name", "operator", "value"),
-              integers=("seq",)),
+              integers=("seq",), operators=schema.ASN_CONDITION_OPERATORS[:-1]),  # groups do not nest
     SeedTable("asn_companion", ("rule_name", "kind"),
               ("rule_name", "kind", "source", "role", "exp_type_set", "attach")),
     SeedTable("asn_companion_key", ("rule_name", "kind", "column_name"), ("rule_name", "kind", "column_name", "match")),
@@ -149,6 +152,11 @@ def read_table_seed(table: str | SeedTable, path: str | Path | None = None) -> p
                 frame.at[line - 2, column] = _typed(spec, column, text)
             except ValueError as exc:
                 raise CatalogError(f"{path}:{line}: column {column}: {exc}") from None
+    for line, operator in enumerate(frame["operator"] if spec.operators else [], start=2):
+        try:  # a name the CHECK constraint refuses, said before a revision is written (an old one: its new name)
+            check_operator(operator, spec.operators)
+        except ValueError as exc:
+            raise CatalogError(f"{path}:{line}: column operator: {exc}") from None
     repeated = frame.duplicated(list(spec.key), keep="first")
     if repeated.any():
         line = int(repeated.idxmax()) + 2

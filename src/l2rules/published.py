@@ -21,6 +21,7 @@ from ._lazy import pandas as pd
 from .catalog import conditions_at, rules_at
 from .config import DB
 from .migrate import require_migrated
+from .operators import described, per_row
 from .outputs import query_frame
 from .points import Point, in_force
 
@@ -47,18 +48,10 @@ def _condition_value(e: sa.Table, column: sa.ColumnElement) -> sa.ColumnElement:
 
 
 def _condition_passes(value: sa.ColumnElement, cond) -> sa.ColumnElement[bool]:
-    wanted = sa.func.upper(cond.c.value)
-    got = sa.func.upper(value)
-    in_list = sa.literal("|") + wanted + "|"
-    member = in_list.like(sa.literal("%|") + got + "|%")
-    return sa.case(
-        (cond.c.operator == "present", value.is_not(None)),
-        (cond.c.operator == "equals", sa.and_(value.is_not(None), got == wanted)),
-        (cond.c.operator == "not_equals", sa.or_(value.is_(None), got != wanted)),
-        (cond.c.operator == "in", sa.and_(value.is_not(None), member)),
-        (cond.c.operator == "not_in", sa.or_(value.is_(None), sa.not_(member))),
-        else_=sa.false(),
-    )
+    """The condition row holds for the value: the shared operators (``operators``), both sides upper-cased
+    (the published table's values compare case-insensitively)."""
+    return per_row(cond.c.operator, sa.func.upper(value), sa.func.upper(cond.c.value),
+                   schema.CONDITION_OPERATORS)
 
 
 def worklist_query(when: Point | None = None, pool_ids: list[int] | None = None,
@@ -81,10 +74,9 @@ def worklist_query(when: Point | None = None, pool_ids: list[int] | None = None,
 
     cond = conditions_at(when)
     value = _condition_value(e, cond.c.pool_column)
-    described = cond.c.pool_column + " " + cond.c.operator + sa.case(
-        (cond.c.value.is_(None), ""), else_=" " + cond.c.value)
+    describing = described(cond.c.pool_column, cond.c.operator, cond.c.value)
     failing = (
-        sa.select(described)
+        sa.select(describing)
         .where(cond.c.exp_type == r.c.exp_type, cond.c.special == r.c.special,
                sa.not_(_condition_passes(value, cond)))
         .order_by(cond.c.id).limit(1)

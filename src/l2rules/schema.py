@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from . import operators
+
 #: The schema revision this metadata describes (tests/test_migrations.py holds it to the migrations' head).
-REVISION = "0058"
+REVISION = "0059"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -34,8 +36,8 @@ ASN_TYPES = ("image2", "spec2", "tso-image2", "tso-spec2", "nrslamp-spec2", "wfs
 INSTRUMENT_OF_PREFIX = {"NRC": "NIRCam", "MIR": "MIRI", "NRS": "NIRSpec", "NIS": "NIRISS", "FGS": "FGS"}
 #: Instruments, named from the EXP_TYPE prefix.
 INSTRUMENTS = tuple(INSTRUMENT_OF_PREFIX.values())
-#: Operators of rule conditions on pool columns.
-CONDITION_OPERATORS = ("present", "equals", "not_equals", "in", "not_in")
+#: Operators of rule conditions on pool columns (the shared condition language's plain operators, migration 0059).
+CONDITION_OPERATORS = operators.PUBLISHED_OPERATORS
 
 #: Pool columns the catalog stores as columns of their own (lower-case names).
 #: Any other column of a pool is kept in ``exposure.extra`` (JSON).
@@ -321,8 +323,8 @@ pool_answers_at = sa.Table(
 
 #: Operators of association conditions (``asn_condition.operator``); ``constraint`` holds when every
 #: condition of the named ``asn_constraint`` group does (the pipeline's reusable constraint classes).
-ASN_CONDITION_OPERATORS = ("present", "absent", "eq", "ne", "in_set", "not_in_set", "like", "not_like",
-                           "path", "not_path", "constraint")
+#: The shared condition language's (``operators``).
+ASN_CONDITION_OPERATORS = operators.ASSOCIATION_OPERATORS
 #: How a companion's column is compared with the science's (``asn_companion_key.match``).
 ASN_KEY_MATCHES = ("eq", "opt_eq", "ne", "same", "lacks")
 

@@ -21,6 +21,7 @@ from ..inventory import stdin
 from ..inventory.preview import previewed
 from ..inventory.store import pool_row
 from ..migrate import require_migrated
+from ..operators import describe
 from ..outputs import OutputDirectory, PathError, typed
 from ..points import At, resolve, takes_at
 from ..schema import COLUMN_TYPES
@@ -215,7 +216,7 @@ def _held_by_science(result: sa.CursorResult) -> Iterator[tuple[int, dict[str, l
                 alternatives.setdefault(row.alt, []).append(row)
             held = [alt for alt, conditions in sorted(alternatives.items())
                     if alt > 0 and all(c.ok for c in conditions)][:1]
-            found[rule_name] = [f"{c.column_name} {c.operator}{'' if c.value is None else ' ' + c.value}: "
+            found[rule_name] = [f"{describe(c.column_name, c.operator, c.value)}: "
                                 f"{'NULL' if c.found is None else c.found}"
                                 for alt in [0, *held] for c in alternatives.get(alt, [])]
         yield eid, found

@@ -13,6 +13,7 @@ from ..config import DB
 from ..inventory import exposure_stem, stdin
 from ..inventory.preview import previewed
 from ..inventory.store import pool_row
+from ..operators import describe
 from ..outputs import typed
 from ..points import At, Point, resolve, takes_at
 from ..published import worklist_query
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
     from .evaluation import Evaluation
 
 EXPLAIN_COLUMNS = ["filename", "pool", "candidate", "candidate_type", "rule", "asn_type", "selected", "reason"]
-
-
-def _describe(condition) -> str:
-    return f"{condition.column_name} {condition.operator}" + ("" if condition.value is None else f" {condition.value}")
 
 
 @takes_at
@@ -163,6 +160,6 @@ def _first_failure(checks) -> str:
     else:
         alt = min(alternatives, key=lambda option: (sum(not check.ok for check in by_alt[option]), option))
     first = next(check for check in by_alt[alt] if not check.ok)
-    text = _describe(first)
+    text = describe(first.column_name, first.operator, first.value)
     more = f" (closest of {len(alternatives)} alternatives: {alt})" if alt else ""
     return f"fails {text}; the exposure has {first.column_name}={first.got if first.got is not None else 'empty'}{more}"

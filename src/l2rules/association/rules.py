@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from .. import schema
+from ..operators import Context, compiled, per_row
 from ..points import in_force
 from .columns import ACCESSIBLE, AssociationError
 
@@ -111,21 +112,11 @@ def path_test(row, kind):
 
 
 def condition_holds(row, cond, columns):
-    """A condition row ``cond`` (columns of ``condition``) evaluated on an exposure row: boolean SQL."""
-    value = accessor(row, cond.column_name, columns)
-    member = in_set(cond.value, value)
-    return sa.case(
-        (cond.operator == "present", value.is_not(None)),
-        (cond.operator == "absent", value.is_(None)),
-        (cond.operator == "eq", sa.func.coalesce(value == cond.value, sa.false())),
-        (cond.operator == "ne", sa.or_(value.is_(None), value != cond.value)),
-        (cond.operator == "in_set", member),
-        (cond.operator == "not_in_set", sa.not_(member)),
-        (cond.operator == "like", sa.func.coalesce(value.like(cond.value), sa.false())),
-        (cond.operator == "not_like", sa.or_(value.is_(None), value.not_like(cond.value))),
-        (cond.operator == "path", path_test(row, cond.value)),
-        (cond.operator == "not_path", sa.not_(path_test(row, cond.value))),
-        else_=sa.false())
+    """A condition row ``cond`` (columns of ``condition``) evaluated on an exposure row: boolean SQL, the
+    shared operators (``l2rules.operators.per_row``) with the staged value sets and optical paths."""
+    context = Context(member=in_set, path=lambda kind: path_test(row, kind))
+    return per_row(cond.operator, accessor(row, cond.column_name, columns), cond.value,
+                   schema.ASN_CONDITION_OPERATORS, context)
 
 
 _PATH_COLUMNS = ("slit_class", "opmode", "grating", "filter", "pupil", "lamp", "detector")
@@ -201,28 +192,12 @@ def in_set_where(sets: dict[str, list[str]], set_name: str | None, expr) -> sa.C
 
 
 def _holds(row, operator: str, column_name: str, value: str | None, sets, paths) -> sa.ColumnElement[bool]:
-    """One condition on ``row``, true or false (never null), as :func:`condition_holds` reads it."""
+    """One condition on ``row``, true or false (never null), as :func:`condition_holds` reads it: the shared
+    operators (``l2rules.operators.compiled``) with the value sets and optical paths in force written in."""
     got = row.c[column_name] if column_name in ACCESSIBLE else sa.cast(sa.null(), sa.String)  # typed: see _key_holds
-    literal = sa.literal(value, sa.String)
-    if operator == "present":
-        return got.is_not(None)
-    if operator == "absent":
-        return got.is_(None)
-    if operator == "eq":
-        return sa.func.coalesce(got == literal, sa.false())
-    if operator == "ne":
-        return sa.or_(got.is_(None), sa.func.coalesce(got != literal, sa.false()))
-    if operator in ("in_set", "not_in_set"):
-        member = set_member(sets, value, got)
-        return member if operator == "in_set" else sa.not_(member)
-    if operator == "like":
-        return sa.func.coalesce(got.like(literal), sa.false())
-    if operator == "not_like":
-        return sa.or_(got.is_(None), sa.func.coalesce(got.not_like(literal), sa.false()))
-    if operator in ("path", "not_path"):
-        held = path_holds(row, value, paths)
-        return held if operator == "path" else sa.not_(held)
-    return sa.false()
+    context = Context(member=lambda set_name, expr: set_member(sets, value, expr),
+                      path=lambda kind: path_holds(row, value, paths))
+    return compiled(operator, got, value, context)
 
 
 def condition_ok(row, cond, columns):
