@@ -481,6 +481,58 @@ def test_answers_at_a_point_are_behind_after_a_reload_or_a_new_head(db, tmp_path
         assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer_at")).scalar() == len(frame)
 
 
+def test_answers_that_can_no_longer_be_served_are_removed_at_the_next_store(db, tmp_path):
+    """A pool's answers at a point, once behind (here: the pool reloaded), are never served again: the next
+    store, at any point, removes them, and the other pools' answers at that point stay."""
+    for name in POINT_POOLS:
+        load(db, POOLS / name)
+    WORKLIST.evaluate(db, at="1.16.1")
+    WORKLIST.evaluate(db, at="2023-06-01")
+    engine = get_engine(db)
+    count = "SELECT count(*) FROM level2b_answer_at WHERE point = :p"
+    points = {at: catalog_point(db, at).key for at in ("1.16.1", "2023-06-01")}
+    with engine.connect() as conn:
+        before = {at: conn.execute(sa.text(count), {"p": key}).scalar() for at, key in points.items()}
+        reloaded = conn.execute(sa.text("SELECT id FROM pool WHERE name = :n"), {"n": POINT_POOLS[0]}).scalar_one()
+        of_reloaded = conn.execute(sa.text("SELECT count(*) FROM level2b_answer_at a JOIN exposure e ON "
+                                           "e.id = a.exposure_id WHERE e.pool_id = :i AND a.point = :p"),
+                                   {"i": reloaded, "p": points["2023-06-01"]}).scalar()
+    assert points["1.16.1"] != points["2023-06-01"] and of_reloaded > 0
+    lines = open(POOLS / POINT_POOLS[0]).read().splitlines()
+    redelivered = tmp_path / POINT_POOLS[0]
+    redelivered.write_text("\n".join(lines[:-1]) + "\n")
+    load(db, redelivered)
+    assert WORKLIST.evaluate(db, at="1.16.1") == [reloaded]
+    with engine.connect() as conn:
+        after = {at: conn.execute(sa.text(count), {"p": key}).scalar() for at, key in points.items()}
+        kept = conn.execute(sa.text("SELECT pool_id, point FROM pool_answers_at ORDER BY pool_id, point")).all()
+    assert after["2023-06-01"] == before["2023-06-01"] - of_reloaded  # the reloaded pool's, gone
+    assert after["1.16.1"] == before["1.16.1"] - 1  # made again, without the line left out
+    assert (reloaded, points["2023-06-01"]) not in kept and (reloaded, points["1.16.1"]) in kept
+    assert len(kept) == 2 * len(POINT_POOLS) - 1
+    assert WORKLIST.evaluate(db, at="2023-06-01") == [reloaded]  # asked again: made again
+
+
+def test_points_that_name_the_same_rules_share_their_stored_answers(db):
+    """A day and the catalog version last in force on it name the same rules: answers stored at one are
+    read at the other (one key, ``Point.key``), where another day with other rules has its own."""
+    from l2rules import catalog
+
+    for name in POINT_POOLS:
+        load(db, POOLS / name)
+    versions = catalog.versions(db).sort_values(["effective_date", "seq"])
+    last = versions.iloc[len(versions) // 2]
+    day = str(last["effective_date"])[:10]
+    same_day = versions[versions["effective_date"] == last["effective_date"]]
+    revision = same_day.iloc[-1]["revision"]  # the last of that day: every version of the day reached
+    assert catalog_point(db, day).key == catalog_point(db, revision).key == f"version:{revision}"
+    assert sorted(WORKLIST.evaluate(db, at=day)) == [1, 2, 3]
+    assert WORKLIST.evaluate(db, at=revision) == []  # stored once, for both names
+    pd.testing.assert_frame_equal(worklist(db, at=revision, include_all=True), worklist(db, at=day, include_all=True))
+    earlier = versions[versions["effective_date"] < last["effective_date"]].iloc[-1]["revision"]
+    assert catalog_point(db, earlier).key != catalog_point(db, day).key
+
+
 def test_worklist_store_at_the_head_stores_the_pools_behind(db):
     for name in POINT_POOLS:
         load(db, POOLS / name)

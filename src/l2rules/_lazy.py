@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from typing import TYPE_CHECKING
 
 
 class _LazyModule(types.ModuleType):
@@ -22,4 +23,7 @@ def loaded(name: str) -> types.ModuleType | None:
     return sys.modules.get(name)
 
 
-pandas = _LazyModule("pandas")
+if TYPE_CHECKING:  # type checkers see pandas itself (and its stubs), not the stand-in
+    import pandas
+else:
+    pandas = _LazyModule("pandas")

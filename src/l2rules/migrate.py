@@ -68,6 +68,7 @@ def migration_connection(engine: Engine) -> Iterator[sa.Connection]:
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             driver = conn.connection.driver_connection
+            assert driver is not None  # (a connection just checked out of the pool)
             legacy = driver.isolation_level
             driver.isolation_level = None  # no implicit BEGIN (nor COMMIT) from pysqlite
             try:
@@ -119,7 +120,9 @@ def hold_after(revision: str) -> None:
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None  # (the project's own migrations have one head)
+    return head
 
 
 class BrokenCatalog(DatabaseError):

@@ -11,7 +11,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TextIO
@@ -289,7 +289,9 @@ def output_format(output: str | Path, fmt: str | None = None) -> str:
                           f"({', '.join(OUTPUT_SUFFIXES)}); give --format ({', '.join(FORMATS)})")
     if fmt is not None and implied is not None and implied != fmt:
         raise OutputError(f"--output {output} is {implied} by its suffix, and --format says {fmt}: give one")
-    return fmt or implied
+    chosen = fmt or implied
+    assert chosen is not None  # (one of them, by the checks above)
+    return chosen
 
 
 def _jsonable(value, missing=()):
@@ -445,7 +447,7 @@ def to_frame(result: sa.engine.Result, columns: list[str] | None = None, types: 
         _fill_columns(result, picks, values, shared)
     data = {}
     for j, name in enumerate(names):
-        column, values[j] = values[j], None  # each list freed once its array is made
+        column, values[j] = values[j], []  # each list freed once its array is made
         array = np.empty(len(column), dtype=object)
         array[:] = column
         del column
@@ -474,12 +476,13 @@ def _typed_frame(result: sa.engine.Result, picks: list[int], names: list[str], d
         del columns_of_chunk, chunk
     data = {}
     for j, name in enumerate(names):
-        column, pieces[j] = pieces[j], None  # each column's pieces freed once joined
-        if dtypes[j] is None:
+        column, pieces[j] = pieces[j], []  # each column's pieces freed once joined
+        dtype = dtypes[j]
+        if dtype is None:
             data[name] = pandas.Series(np.concatenate(column) if column else np.empty(0, dtype=object), dtype=object)
         elif not column:
-            data[name] = _as_dtype(pandas.Series([], dtype=object), dtypes[j])
-        elif dtypes[j] == "category":  # the categories of every chunk, sorted, as _as_dtype makes them
+            data[name] = _as_dtype(pandas.Series([], dtype=object), dtype)
+        elif dtype == "category":  # the categories of every chunk, sorted, as _as_dtype makes them
             categories = pandas.Index(sorted({v for piece in column for v in piece.cat.categories}))
             codes = np.concatenate([piece.cat.set_categories(categories).cat.codes.to_numpy() for piece in column])
             data[name] = pandas.Series(pandas.Categorical.from_codes(codes, categories=categories))
@@ -542,7 +545,8 @@ def _as_dtype(column: pd.Series, dtype: str) -> pd.Series:
     import numpy as np  # with pandas, imported only when a frame is made
     import pandas
 
-    values = column.to_numpy(dtype=object, na_value=None)  # every missing value (NaN, NA, NaT) is None
+    # every missing value (NaN, NA, NaT) is None (pandas-stubs types na_value without None)
+    values = column.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
     index = column.index
     if dtype == "boolean":  # SQLite gives 0/1, PostgreSQL True/False
         return pandas.Series(pandas.array(values, dtype="boolean"), index=index)
@@ -558,7 +562,7 @@ def _as_dtype(column: pd.Series, dtype: str) -> pd.Series:
         uniques = [v for v in pandas.unique(values) if v is not None]
         if not all(type(v) is str for v in uniques):  # text columns hold text; anything else as its text
             values = np.array([None if v is None else str(v) for v in values], dtype=object)
-            uniques = {v for v in values if v is not None}
+            uniques = list({v for v in values if v is not None})
         return pandas.Series(pandas.Categorical(values, categories=pandas.Index(sorted(uniques))), index=index)
     return pandas.Series(pandas.array(values, dtype=dtype), index=index)
 
@@ -588,7 +592,7 @@ def _fill_columns(result: sa.engine.Result, picks: list[int], values: list[list]
     for chunk in result.partitions(_CHUNK):
         columns_of_chunk = list(zip(*chunk))
         for j, i in enumerate(picks):
-            chunk_values = columns_of_chunk[i]
+            chunk_values: Sequence = columns_of_chunk[i]
             seen = shared[j]
             if seen is not None:
                 # Only text is shared (1, 1.0 and True are equal keys but not the same value).
@@ -619,7 +623,7 @@ def write_result(result: sa.engine.Result | Iterable[sa.engine.Result], columns:
         raise L2RulesError(f"format {fmt!r} is not streamed; choose one of {', '.join(STREAMED_FORMATS)}")
     flags = {j for j, name in enumerate(columns) if name in booleans}
 
-    def chunks() -> Iterator[list[tuple]]:
+    def chunks() -> Iterator[Sequence]:
         for each in ([result] if isinstance(result, sa.engine.Result) else result):
             keys = list(each.keys())
             picks = [keys.index(name) for name in columns]
@@ -639,7 +643,7 @@ def write_result(result: sa.engine.Result | Iterable[sa.engine.Result], columns:
         return _write_csv(chunks(), columns, fh)
 
 
-def _write_csv(chunks, columns: list[str], fh: TextIO) -> int:
+def _write_csv(chunks, columns: list[str], fh: IO[str]) -> int:
     writer = csv.writer(fh, lineterminator="\n")
     writer.writerow(columns)
     count = 0

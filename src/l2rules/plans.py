@@ -16,7 +16,7 @@ import collections
 import contextlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -48,7 +48,7 @@ class Subplan:
         return f"{self.text} (reads {', '.join(self.tables) or 'no table'})"
 
 
-def per_row_subplans(conn: sa.Connection, statement: str | sa.Executable) -> list[Subplan]:
+def per_row_subplans(conn: sa.Connection, statement: str | sa.ClauseElement) -> list[Subplan]:
     """The parts of ``statement``'s plan evaluated once per row of another (empty: set-based)."""
     sql = statement if isinstance(statement, str) else str(
         statement.compile(conn, compile_kwargs={"literal_binds": True}))
@@ -57,7 +57,7 @@ def per_row_subplans(conn: sa.Connection, statement: str | sa.Executable) -> lis
     return _per_row(conn.dialect.name, sql, lambda explain: conn.exec_driver_sql(explain + sql).all())
 
 
-def _per_row(dialect: str, sql: str, explained: Callable[[str], list]) -> list[Subplan]:
+def _per_row(dialect: str, sql: str, explained: Callable[[str], Sequence]) -> list[Subplan]:
     """The per-row parts of the plan that ``explained(prefix)`` gives (the rows of ``prefix + sql``)."""
     if dialect == "postgresql":
         plan = explained("EXPLAIN (FORMAT JSON) ")[0][0][0]["Plan"]

@@ -18,7 +18,7 @@ import datetime as dt
 import functools
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar, Union
 
@@ -41,13 +41,20 @@ class Point:
     day: dt.date
     seq: int | None = None
     label: str = field(default="", compare=False)
+    #: The catalog version last reached at the point (its revision), when :func:`resolve` found it: the rules
+    #: in force at a point are those of the versions up to it, so points that reach the same last version
+    #: name the same rules (``--as-of`` a day and ``--catalog-version`` the version in force on it).
+    reached: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return self.label or str(self.day)
 
     @property
     def key(self) -> str:
-        """The point as stored answers are keyed (``level2b_answer_at.point``): its day and seq."""
+        """The point as stored answers are keyed (``level2b_answer_at.point``): the version last reached, so
+        one set of rules is stored once however its point is named; the day and seq when that is unknown."""
+        if self.reached is not None:
+            return f"version:{self.reached}"
         return f"{self.day.isoformat()}:{'' if self.seq is None else self.seq}"
 
 
@@ -109,7 +116,7 @@ def named(as_of: str | dt.date | None = None, revision: str | None = None,
     if not given:
         return None
     kind, value = given[0]
-    return value if isinstance(value, dt.date) else Named(kind, str(value))
+    return value if isinstance(value, dt.date) else Named(kind, str(value))  # type: ignore[arg-type]  # (a Kind)
 
 
 def resolve(db: DB | sa.Connection, at: At) -> Point | None:
@@ -121,32 +128,46 @@ def resolve(db: DB | sa.Connection, at: At) -> Point | None:
     release = release_name(text) if kind in (None, "release") and not isinstance(text, dt.date) else None
     revision = str(text).strip() if kind in (None, "revision") else None
     v, r = schema.catalog_version, schema.pipeline_release
-    # one round trip: the revision of that name, the release of that version, the first day of all
+    # one round trip: the revision of that name, the release of that version, and every version (a few
+    # dozen rows: the first day, and the version last reached at the point found)
     query = sa.union_all(
-        sa.select(sa.literal("revision").label("kind"), v.c.effective_date.label("day"), v.c.seq)
+        sa.select(sa.literal("revision").label("kind"), v.c.effective_date.label("day"), v.c.seq,
+                  v.c.revision.label("name"))
         .where(v.c.revision == revision),
-        sa.select(sa.literal("release"), r.c.rules_as_of, sa.null()).where(r.c.version == release,
-                                                                           r.c.valid_to.is_(None)),
-        sa.select(sa.literal("first"), sa.func.min(v.c.effective_date), sa.null()))
-    found = {row.kind: row for row in _execute(db, query)}
+        sa.select(sa.literal("release"), r.c.rules_as_of, sa.null(), sa.null()).where(r.c.version == release,
+                                                                                     r.c.valid_to.is_(None)),
+        sa.select(sa.literal("version"), v.c.effective_date, v.c.seq, v.c.revision))
+    rows = _execute(db, query)
+    found = {row.kind: row for row in rows if row.kind != "version"}
+    versions = [(as_date(row.day), int(row.seq), row.name) for row in rows if row.kind == "version"]
     if revision is not None and "revision" in found:
-        return Point(as_date(found["revision"].day), int(found["revision"].seq), f"version {revision}")
+        day, seq = as_date(found["revision"].day), int(found["revision"].seq)
+        return Point(day, seq, f"version {revision}", last_reached(versions, day, seq))
     if release is not None and "release" in found:
-        return Point(as_date(found["release"].day), None, f"jwst {release}")
+        day = as_date(found["release"].day)
+        return Point(day, None, f"jwst {release}", last_reached(versions, day, None))
     if kind == "revision":
         raise CatalogError(f"unknown catalog version {text!r}; known: {', '.join(_known(db, v.c.revision))}")
     if kind == "release" or release is not None:
         known = sorted(_known(db, r.c.version, r.c.valid_to.is_(None)), key=version_key)
         raise CatalogError(f"unknown pipeline release {text!r}; known: {', '.join(known)}")
     day = parse_date(text)
-    first = found["first"].day
-    if first is None or day < as_date(first):
-        raise CatalogError(f"no rules were in force on {day}: the first catalog version is effective "
-                           f"{None if first is None else as_date(first)}")
-    return Point(day, None, f"as of {day}")
+    first = min((effective for effective, _, _ in versions), default=None)
+    if first is None or day < first:
+        raise CatalogError(f"no rules were in force on {day}: the first catalog version is effective {first}")
+    return Point(day, None, f"as of {day}", last_reached(versions, day, None))
 
 
-def _execute(db: DB | sa.Connection, query: sa.Executable) -> list[sa.Row]:
+def last_reached(versions: list[tuple[dt.date, int, str]], day: dt.date, seq: int | None) -> str | None:
+    """Of the catalog versions (effective day, seq, revision), the revision of the last one reached at the
+    point (day, seq), as :func:`in_force` reaches them: an earlier day, or that day up to seq (every one of
+    that day when seq is None). A revision written later may take effect earlier, so the last by (day, seq)."""
+    reached = [(effective, number, name) for effective, number, name in versions
+               if effective < day or (effective == day and (seq is None or number <= seq))]
+    return max(reached)[2] if reached else None
+
+
+def _execute(db: DB | sa.Connection, query: sa.Executable) -> Sequence[sa.Row]:
     if isinstance(db, sa.Connection):
         return db.execute(query).all()
     with get_engine(db).connect() as conn:

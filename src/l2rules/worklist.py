@@ -335,6 +335,9 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None, *, at: At = N
     with engine.connect() as conn:
         revision = head_catalog_version(conn)
         todo = stale_pools(conn, revision, when=when) if pool_ids is None else list(pool_ids)
+    if todo:
+        with engine.begin() as conn:
+            forget_behind(conn, head_catalog_version(conn))
     stored = 0
     p = schema.pool
     # the head's answers carry the revision they are of; another point's, the point (its pool row the revision)
@@ -381,6 +384,20 @@ def _record_answers(conn: sa.Connection, pool_id: int, when: Point | None, load:
         return
     conn.execute(at.delete().where(at.c.pool_id == pool_id, at.c.point == when.key))
     conn.execute(at.insert().values(pool_id=pool_id, point=when.key, answers_load=load, answers_revision=revision))
+
+
+def forget_behind(conn: sa.Connection, revision: str) -> None:
+    """Remove the answers stored at points other than the head that can no longer be served: of a load the
+    pool has since replaced, or made under another head revision than ``revision`` (:func:`stale_pools` calls
+    them behind, and the next ask evaluates again). Kept, every point ever asked would stay forever."""
+    p, at, a, e = schema.pool, schema.pool_answers_at, schema.level2b_answer_at, schema.exposure
+    behind = sa.or_(at.c.answers_load != p.c.load_serial, at.c.answers_revision != revision)
+    of_behind = (sa.select(at.c.pool_id).join(p, p.c.id == at.c.pool_id)
+                 .where(behind, at.c.point == a.c.point, at.c.pool_id == e.c.pool_id, e.c.id == a.c.exposure_id))
+    points = sa.select(at.c.point).join(p, p.c.id == at.c.pool_id).where(behind)
+    # (the points that have any: their rows are found by the primary key's first column, not a full scan)
+    conn.execute(a.delete().where(a.c.point.in_(points), sa.exists(of_behind)))
+    conn.execute(at.delete().where(at.c.pool_id.in_(sa.select(p.c.id).where(p.c.id == at.c.pool_id, behind))))
 
 
 def _with_associations(engine, frame: pd.DataFrame, when: Point | None = None) -> pd.DataFrame:

@@ -112,7 +112,9 @@ def driver_error(engine: sa.Engine, exc: Exception) -> sa.exc.DBAPIError:
     """The driver's own error, raised on a loader's own cursor (executemany, COPY), as SQLAlchemy's: what any
     other statement's error is when it reaches the caller (and the command line's one line: a full disk
     is exit 3, ``cli.main``)."""
-    return sa.exc.DBAPIError.instance(None, None, exc, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect)
+    error = sa.exc.DBAPIError.instance(None, None, exc, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect)
+    assert isinstance(error, sa.exc.DBAPIError)  # (a driver's error is wrapped as one)
+    return error
 
 
 def upsert_pool(conn: sa.Connection, name: str, source: str, columns: list[str]) -> int:
@@ -153,7 +155,9 @@ def finish_load(conn, pool_id: int, source: str, sha256: str | None, rejections:
     conn.execute(e.update().where(e.c.pool_id == pool_id, e.c.withdrawn_at == this_load)
                  .values(version=e.c.version + 1))
     now = dt.datetime.now(dt.timezone.utc)
-    width = schema.load_rejection.c.column.type.length  # PostgreSQL refuses a longer one, SQLite would keep it
+    column_type = schema.load_rejection.c.column.type
+    assert isinstance(column_type, sa.String) and column_type.length is not None
+    width = column_type.length  # PostgreSQL refuses a longer one, SQLite would keep it
     rows = [{"source": e.source, "line": e.line,
              "column": e.column if e.column is None or len(e.column) <= width else e.column[:width - 1] + "\u2026",
              "reason": e.reason, "raw": e.raw, "rejected_at": now} for e in rejections]
@@ -229,7 +233,9 @@ def truncate_wal(engine: sa.Engine) -> None:
     reader or writer in the way the checkpoint gives up at once, and nothing changes.
     """
     with engine.connect() as conn:
-        cursor = conn.connection.dbapi_connection.cursor()
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None  # (just checked out)
+        cursor = dbapi_connection.cursor()
         try:
             timeout = cursor.execute("PRAGMA busy_timeout").fetchone()[0]
             cursor.execute("PRAGMA busy_timeout = 0")
@@ -237,7 +243,7 @@ def truncate_wal(engine: sa.Engine) -> None:
                 cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             finally:
                 cursor.execute(f"PRAGMA busy_timeout = {int(timeout)}")
-        except conn.dialect.dbapi.Error:
+        except conn.dialect.loaded_dbapi.Error:
             pass
         finally:
             cursor.close()
