@@ -7,7 +7,7 @@ into the file (while the next blocks are being parsed), a file the database refu
 mid-load, and files it loads. Every writer must exit 0 with its one-line answer; an
 abort (a negative exit code, ``terminate called ...``) or any other failure is counted
 and printed. ``--busy N`` keeps N CPU-bound processes running beside it, the conditions
-under which the writer used to abort at exit (see ``l2rules.inventory.columnar._Source.batches``).
+under which the writer used to abort at exit (see ``l2rules.inventory.columnar.read._Source.batches``).
 
     python scripts/bulk_stress.py --loads 200 --busy 2
     python scripts/bulk_stress.py --loads 20 --db postgresql://postgres@127.0.0.1:5432/test

@@ -1,11 +1,11 @@
-"""The package's modules import one another without a circle (issue 30).
+"""The package's modules import one another without a circle, and only from the layers they may (issue 30).
 
 Every import of an l2rules module counts, at module level and inside functions alike (an import
 moved into a function to dodge a circle is still a circle), ``importlib.import_module("l2rules...")``
 too, except those under ``TYPE_CHECKING``
 (annotations only) and a module's import of its own parent package (already being imported).
 A circle is found as a strongly connected component of the import graph (Tarjan's algorithm,
-through graphlib's cycle error).
+through graphlib's cycle error). The layers are :data:`LAYERS`, the table docs/development.md shows.
 """
 
 from __future__ import annotations
@@ -17,6 +17,34 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "l2rules"
+DEVELOPMENT = PACKAGE.parents[1] / "docs" / "development.md"
+
+#: The architecture's layers, lowest first: each one's modules (a name stands for a module, or a package
+#: and every module in it; ``__init__`` is the package ``l2rules`` itself) and the layers they may import
+#: besides their own (``*``: every layer before it). docs/development.md shows this table, and the picture.
+LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "foundation": (("config", "console", "_lazy"), ()),
+    "operators": (("operators",), ()),
+    "schema": (("schema",), ("operators",)),
+    "outputs": (("outputs",), ("foundation",)),
+    "migrate": (("migrate",), ("foundation", "schema")),
+    "points": (("points",), ("foundation", "schema")),
+    "catalog": (("catalog", "_revision_template"), ("foundation", "operators", "schema", "outputs", "migrate",
+                                                    "points")),
+    "published": (("published",), ("foundation", "operators", "schema", "outputs", "migrate", "points",
+                                   "catalog")),
+    "inventory": (("inventory",), ("foundation", "schema", "outputs", "migrate")),
+    "association": (("association",), ("foundation", "operators", "schema", "outputs", "migrate", "points",
+                                       "catalog", "published", "inventory")),
+    "worklist": (("worklist",), ("foundation", "schema", "outputs", "migrate", "points", "catalog", "published",
+                                 "inventory", "association")),
+    "runs": (("runs",), ("foundation", "schema", "outputs", "migrate", "points", "published", "inventory",
+                         "worklist")),
+    "report": (("report",), ("foundation", "schema", "outputs", "migrate", "runs")),
+    "library": (("__init__", "database"), ("*",)),
+    "cli": (("cli", "_fits_cli", "__main__"), ("*",)),
+    "tools": (("conformance", "plans"), ("*",)),
+}
 
 
 def _module_name(path: Path) -> str:
@@ -106,3 +134,66 @@ def test_the_version_is_kept_once():
     project = (PACKAGE.parents[1] / "pyproject.toml").read_text().split("[project]", 1)[1].split("\n[", 1)[0]
     assert re.search(r'^dynamic = \["version"\]', project, re.M) and not re.search(r"^version\s*=", project, re.M)
     assert metadata.version("l2rules") == l2rules.__version__
+
+
+def _layer_of(module: str) -> str | None:
+    """The layer of an l2rules module: the one whose entry names it, or the longest package holding it."""
+    name = module.removeprefix("l2rules").removeprefix(".") or "__init__"
+    found = [(len(entry), layer) for layer, (entries, _) in LAYERS.items() for entry in entries
+             if name == entry or name.startswith(entry + ".")]
+    return max(found)[1] if found else None
+
+
+def _may_import(layer: str) -> set[str]:
+    order = list(LAYERS)
+    allowed = LAYERS[layer][1]
+    return set(order[:order.index(layer)]) if "*" in allowed else set(allowed)
+
+
+def _wrong_imports(graph: dict[str, set[str]]) -> list[str]:
+    """The imports of ``graph`` the layers do not allow, and the modules in no layer."""
+    wrong = []
+    for module, targets in sorted(graph.items()):
+        layer = _layer_of(module)
+        if layer is None:
+            wrong.append(f"{module}: in no layer (add it to LAYERS and to docs/development.md)")
+            continue
+        for target in sorted(targets):
+            other = _layer_of(target)
+            if other != layer and other not in _may_import(layer):
+                wrong.append(f"{module} ({layer}) imports {target} ({other})")
+    return wrong
+
+
+def test_each_module_imports_only_from_the_layers_it_may():
+    order = list(LAYERS)
+    for layer, (_, allowed) in LAYERS.items():  # the picture is an order: a layer imports only earlier ones
+        assert all(order.index(other) < order.index(layer) for other in allowed if other != "*"), layer
+    graph = {module: _imported(module, path) for module, path in MODULES.items()}
+    assert _layer_of("l2rules.runs.lock") == "runs" and _layer_of("l2rules") == "library"
+    assert _layer_of("l2rules.inventory.columnar.read") == "inventory"
+    assert not _wrong_imports(graph), "\n".join(_wrong_imports(graph))
+
+
+def test_a_wrong_import_is_found():
+    """The check itself: the schema importing the CLI breaks the layers, and a module no layer names is one too."""
+    assert _wrong_imports({"l2rules.schema": {"l2rules.cli"}, "l2rules.cli": {"l2rules.schema"}}) == [
+        "l2rules.schema (schema) imports l2rules.cli (cli)"]
+    assert _wrong_imports({"l2rules.report": {"l2rules.worklist"}}) == [
+        "l2rules.report (report) imports l2rules.worklist (worklist)"]
+    assert _wrong_imports({"l2rules.newthing": set()}) == [
+        "l2rules.newthing: in no layer (add it to LAYERS and to docs/development.md)"]
+
+
+def layers_table() -> str:
+    """:data:`LAYERS` as the Markdown table docs/development.md shows."""
+    rows = ["| layer | modules | may import |", "| --- | --- | --- |"]
+    for layer, (entries, allowed) in LAYERS.items():
+        modules = ", ".join("`l2rules`" if entry == "__init__" else f"`{entry}`" for entry in entries)
+        may = "every layer before it" if "*" in allowed else ", ".join(allowed) or "-"
+        rows.append(f"| {layer} | {modules} | {may} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_development_page_shows_the_layers():
+    assert layers_table() in DEVELOPMENT.read_text()

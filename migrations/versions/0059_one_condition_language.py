@@ -3,7 +3,7 @@
 Schema revision (no catalog version). The published table's footnote conditions
 (``rule_condition``) and the association rules' (``asn_condition``,
 ``asn_constraint``) had two operator sets; they now share one
-(``l2rules.conditions``): ``equals`` is ``eq``, ``not_equals`` is ``ne``, and the
+(``l2rules.operators``): ``equals`` is ``eq``, ``not_equals`` is ``ne``, and the
 '|'-separated list ``in`` / ``not_in`` is ``in_list`` / ``not_in_list`` (not
 ``in_set``, which names a value set of ``asn_value_set``). ``rule_condition``
 also accepts the other operators whose operand the condition holds: ``absent``,

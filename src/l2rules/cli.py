@@ -3,8 +3,10 @@
 One handler per command, named after the library function it calls (``rules list`` is
 :func:`rules`, which calls :func:`catalog.rules`), registered on its parser with
 ``set_defaults(handler=...)``; each command's ``--help`` ends with an example. The file
-reads in three parts: the options several commands share, :func:`build_parser` (every
-command, in the order of ``l2rules --help``), then the handlers in the same order.
+reads in parts: the options several commands share; :func:`build_parser`, the program's
+parser; then one block per command, in the order of ``l2rules --help``: ``_add_<command>``
+(its parser and arguments; a group's actions ``_add_<group>_<action>``) beside its handler and
+what only it uses; last, parsing and running a command (:func:`parse_args`, :func:`main`).
 
 ``--format`` is always the format of the command's data (table, csv, json; parquet where
 there is an --output); ``run --print`` prints the run record.
@@ -239,7 +241,7 @@ def program_version() -> str:
         return __version__
 
 
-# --- the commands -------------------------------------------------------------------------------
+# --- the program's parser: each command adds its own (its block below) -----------------------------
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -255,18 +257,312 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
 
+    for add_command in (_add_init, _add_db, _add_rules, _add_load, _add_pool, _add_worklist, _add_impact,
+                        _add_explain, _add_asn, _add_unmatched, _add_rejections, _add_run, _add_runs, _add_report):
+        add_command(sub)
+    return parser
+
+
+def _print(frame, args, output=None) -> None:
+    outputs.write(frame, args.format, output, columns=getattr(args, "columns", None))
+
+
+# --- l2rules init --------------------------------------------------------------------------------
+
+def _add_init(sub) -> None:
+    """``init``'s arguments."""
     _command(sub, "init", init, "create the catalog or upgrade it to the latest revision (safe to rerun)",
              "l2rules --db sqlite:///l2rules.db init")
 
+
+def init(args: argparse.Namespace) -> int:
+    """``init`` and ``db upgrade [REV]``: :func:`migrate.init`."""
+    before, after = migrate.init(args.db, getattr(args, "revision", "head"))
+    print(f"catalog at {describe(get_engine(args.db))}: revision {after}"
+          + ("" if before == after else f" (was {before or 'empty'})"))
+    return 0
+
+
+# --- l2rules db ----------------------------------------------------------------------------------
+
+def _add_db(sub) -> None:
+    """``db``'s parser, and its actions' (each below, beside its handler)."""
     group = _command(sub, "db", None, "the catalog's schema migrations, packaged with l2rules (Alembic's commands, "
                                       "no alembic.ini needed): upgrade, downgrade, current, history",
                      "l2rules --db postgresql://postgres@127.0.0.1:5432/test db upgrade", "l2rules db current")
-    _db_commands(group.add_subparsers(dest="db_command", required=True, metavar="ACTION"))
+    dsub = group.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    for add_action in (_add_db_upgrade, _add_db_downgrade, _add_db_current, _add_db_history):
+        add_action(dsub)
 
+
+def _add_db_upgrade(dsub) -> None:
+    """``db upgrade``'s arguments."""
+    p = _command(dsub, "upgrade", init, "create the catalog or upgrade it to REV (as `l2rules init`; `alembic upgrade "
+                                        "head` without alembic.ini): one transaction, the migration lock held",
+                 "l2rules db upgrade", "l2rules --db sqlite:///l2rules.db db upgrade 0056")
+    p.add_argument("revision", nargs="?", default="head", metavar="REV",
+                   help="the revision to reach (default: head, the latest)")
+
+
+def _add_db_downgrade(dsub) -> None:
+    """``db downgrade``'s arguments."""
+    p = _command(dsub, "downgrade", downgrade, "downgrade the catalog to REV (a revision, -1, base), in one "
+                                               "transaction",
+                 "l2rules db downgrade -1", "l2rules db downgrade 0007 --drop-data")
+    p.add_argument("revision", metavar="REV", help="the revision to reach: a revision (0056), -N (N steps down) "
+                                                   "or base (no catalog)")
+    p.add_argument("--drop-data", action="store_true",
+                   help="go below 0008 (runs, work items) or 0003 (pools, exposures) even while those tables hold "
+                        "rows, dropping them (default: refused, nothing changed)")
+
+
+def downgrade(args: argparse.Namespace) -> int:
+    """``db downgrade REV``: :func:`migrate.downgrade`."""
+    try:
+        after = migrate.downgrade(args.db, args.revision, drop_data=args.drop_data)
+    except migrate.MigrationError as exc:
+        if "drop_data" not in str(exc):
+            raise
+        raise migrate.MigrationError(f"{exc}; here: l2rules db downgrade {args.revision} --drop-data") from None
+    print(f"catalog at {describe(get_engine(args.db))}: revision {after or 'none (base: no catalog left)'}")
+    return 0
+
+
+def _add_db_current(dsub) -> None:
+    """``db current``'s arguments."""
+    _command(dsub, "current", current, "the catalog's revision, as `alembic current` prints it (0059 (head))",
+             "l2rules db current")
+
+
+def current(args: argparse.Namespace) -> int:
+    """``db current``: :func:`migrate.current` (Alembic's ``current``)."""
+    migrate.current(args.db)
+    return 0
+
+
+def _add_db_history(dsub) -> None:
+    """``db history``'s arguments."""
+    _command(dsub, "history", revisions, "the revisions, newest first, as `alembic history` prints them",
+             "l2rules db history")
+
+
+def revisions(args: argparse.Namespace) -> int:
+    """``db history``: :func:`migrate.revisions` (Alembic's ``history``)."""
+    migrate.revisions()
+    return 0
+
+
+# --- l2rules rules -------------------------------------------------------------------------------
+
+def _add_rules(sub) -> None:
+    """``rules``'s parser, and its actions' (each below, beside its handler)."""
     group = _command(sub, "rules", None, "the rules catalog: list, show, history, diff, check, revision",
                      "l2rules rules list --instrument MIRI", "l2rules rules diff --from 1.16.1 --to 3.0.0")
-    _rules_commands(group.add_subparsers(dest="rules_command", required=True, metavar="ACTION"))
+    rsub = group.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    for add_action in (_add_rules_list, _add_rules_show, _add_rules_history, _add_rules_tables,
+                       _add_rules_releases, _add_rules_rows, _add_rules_versions, _add_rules_diff,
+                       _add_rules_check, _add_rules_revision):
+        add_action(rsub)
 
+
+def _add_rules_list(rsub) -> None:
+    """``rules list``'s arguments."""
+    p = _command(rsub, "list", rules, "the rules in force (now, or --as-of DATE / --catalog-version REV)",
+                 "l2rules rules list --instrument MIRI --as-of 2024-06-01 --format csv --output rules.csv")
+    p.add_argument("--exp-type", help="only this EXP_TYPE")
+    p.add_argument("--instrument", help="only this instrument (NIRCam, MIRI, NIRSpec, NIRISS, FGS)")
+    _as_of(p)
+    _formats(p)
+    p.add_argument("--output", metavar="PATH")
+
+
+def rules(args: argparse.Namespace) -> int:
+    """``rules list``: :func:`catalog.rules`."""
+    _print(catalog.rules(args.db, **_point(args), exp_type=args.exp_type, instrument=args.instrument),
+           args, args.output)
+    return 0
+
+
+def _add_rules_show(rsub) -> None:
+    """``rules show``'s arguments."""
+    p = _command(rsub, "show", conditions, "the rules and conditions of one EXP_TYPE",
+                 "l2rules rules show NRS_FIXEDSLIT --pipeline 1.16.1")
+    p.add_argument("exp_type")
+    _as_of(p)
+    _formats(p, printable_only=True)
+
+
+def conditions(args: argparse.Namespace) -> int:
+    """``rules show``: :func:`catalog.rules` of one EXP_TYPE, then its :func:`catalog.conditions`."""
+    frame = catalog.rules(args.db, **_point(args), exp_type=args.exp_type)
+    if frame.empty:
+        raise catalog.CatalogError(f"no rule for exp_type {args.exp_type!r}")
+    _print(frame, args)
+    conds = catalog.conditions(args.db, **_point(args), exp_type=args.exp_type)
+    if not conds.empty:
+        if args.format == "table":
+            print("\nconditions:")
+        _print(conds, args)
+    return 0
+
+
+def _add_rules_history(rsub) -> None:
+    """``rules history``'s arguments."""
+    p = _command(rsub, "history", history, "every state of an EXP_TYPE's rules (or of --table rows), with dates "
+                                           "and references",
+                 "l2rules rules history NRC_GRISM", "l2rules rules history Asn_Lv2Image --table asn_rule")
+    p.add_argument("exp_type", metavar="KEY", help="an EXP_TYPE; with --table, the first key column's value "
+                                                   "(a rule name, a set name, ...)")
+    p.add_argument("--table", default="rule", help="a rules table: rule (the published table, default), asn_rule, "
+                                                   "asn_condition, asn_value_set, ... (see `rules tables`)")
+    _formats(p, printable_only=True)
+
+
+def history(args: argparse.Namespace) -> int:
+    """``rules history``: :func:`catalog.history`."""
+    _print(catalog.history(args.db, args.exp_type, table=args.table), args)
+    return 0
+
+
+def _add_rules_tables(rsub) -> None:
+    """``rules tables``'s arguments."""
+    p = _command(rsub, "tables", tables, "the rules tables and their seed files", "l2rules rules tables")
+    _formats(p, printable_only=True)
+
+
+def tables(args: argparse.Namespace) -> int:
+    """``rules tables``: :func:`catalog.tables`."""
+    _print(catalog.tables(), args)
+    return 0
+
+
+def _add_rules_releases(rsub) -> None:
+    """``rules releases``'s arguments."""
+    p = _command(rsub, "releases", releases, "the jwst pipeline releases the catalog can answer for",
+                 "l2rules rules releases --format csv")
+    _formats(p, printable_only=True)
+
+
+def releases(args: argparse.Namespace) -> int:
+    """``rules releases``: :func:`catalog.releases`."""
+    _print(catalog.releases(args.db), args)
+    return 0
+
+
+def _add_rules_rows(rsub) -> None:
+    """``rules rows``'s arguments."""
+    p = _command(rsub, "rows", table_rows, "the rows of one rules table in force (now, --as-of, --catalog-version, "
+                                           "--pipeline)",
+                 "l2rules rules rows asn_condition --pipeline 1.16.1 --format json")
+    p.add_argument("table", help="rule, asn_rule, asn_condition, ... (see `rules tables`)")
+    _as_of(p)
+    _formats(p, printable_only=True)
+
+
+def table_rows(args: argparse.Namespace) -> int:
+    """``rules rows``: :func:`catalog.table_rows`."""
+    _print(catalog.table_rows(args.db, args.table, **_point(args)), args)
+    return 0
+
+
+def _add_rules_versions(rsub) -> None:
+    """``rules versions``'s arguments."""
+    p = _command(rsub, "versions", versions, "the catalog versions: revision, effective date, reference, summary",
+                 "l2rules rules versions")
+    _formats(p, printable_only=True)
+
+
+def versions(args: argparse.Namespace) -> int:
+    """``rules versions``: :func:`catalog.versions`."""
+    _print(catalog.versions(args.db), args)
+    return 0
+
+
+def _add_rules_diff(rsub) -> None:
+    """``rules diff``'s arguments."""
+    p = _command(rsub, "diff", diff_all, "rows of every rules table added, removed and changed between two points "
+                                         "(dates, revisions or pipeline releases)",
+                 "l2rules rules diff --from 1.16.1 --to 3.0.0 --table asn_rule")
+    p.add_argument("--from", dest="from_point", metavar="A", help="date, catalog revision or pipeline release")
+    p.add_argument("--to", dest="to_point", metavar="B", help="date, catalog revision or pipeline release")
+    # The older positional form `rules diff A B`, still accepted (not shown in the help).
+    p.add_argument("from_positional", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("to_positional", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("--table", action="append", help="only this rules table (repeatable)")
+    _formats(p, printable_only=True)
+
+
+def _end_points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``rules diff``: --from A --to B, or the older positional A B (not both, and both ends)."""
+    positional = [v for v in (args.from_positional, args.to_positional) if v is not None]
+    options = [v for v in (args.from_point, args.to_point) if v is not None]
+    if positional and options:
+        parser.error("rules diff: give the end points as --from A --to B (or as A B), not both ways")
+    if positional:
+        if len(positional) != 2:
+            parser.error("rules diff: give both end points: --from A --to B")
+        args.from_point, args.to_point = positional
+    elif len(options) != 2:
+        parser.error("rules diff: the following arguments are required: --from, --to")
+
+
+def diff_all(args: argparse.Namespace) -> int:
+    """``rules diff``: :func:`catalog.diff_all` (end points checked by :func:`_end_points`)."""
+    _print(catalog.diff_all(args.db, args.from_point, args.to_point, args.table), args)
+    return 0
+
+
+def _add_rules_check(rsub) -> None:
+    """``rules check``'s arguments."""
+    p = _command(rsub, "check", check_all, "exit 4, naming the rows, if the database and any seed file disagree",
+                 "l2rules rules check --seeds seeds/")
+    p.add_argument("--seed", metavar="CSV", help="the published table's seed file (default: seeds/level2b_rules.csv)")
+    p.add_argument("--seeds", metavar="DIR", help="directory of the seed files (default: seeds/)")
+
+
+def check_all(args: argparse.Namespace) -> int:
+    """``rules check``: :func:`catalog.check_all`; exit 4 on drift."""
+    drift = catalog.check_all(args.db, args.seeds, seed=args.seed)
+    if drift.empty:
+        print("the database's rules equal the seed files")
+        return 0
+    outputs.write(drift, "table", stream=sys.stderr)
+    print(f"l2rules: drift: {len(drift)} difference(s) between the database and the seed files", file=sys.stderr)
+    return EXIT_DRIFT
+
+
+def _add_rules_revision(rsub) -> None:
+    """``rules revision``'s arguments."""
+    p = _command(rsub, "revision", write_revision, "write an Alembic revision with the seed CSV's changes since the "
+                                                   "head",
+                 "l2rules rules revision -m 'MIR_LRS-SLITLESS: Level 2b input' --date 2025-03-01 --ref jwst#9000")
+    p.add_argument("-m", "--message", required=True, help="one-line summary of the change")
+    p.add_argument("--date", required=True,
+                   help="when the change takes effect: a date (YYYY-MM-DD) or a pipeline release (1.15.0), "
+                        "before revisions written earlier if need be")
+    p.add_argument("--ref", required=True, help="reference: jwst PR or issue")
+    p.add_argument("--seed", metavar="CSV", help="the published table's seed file (default: seeds/level2b_rules.csv)")
+    p.add_argument("--seeds", metavar="DIR", help="directory of the other seed files (default: seeds/)")
+
+
+def write_revision(args: argparse.Namespace) -> int:
+    """``rules revision``: :func:`catalog.write_revision`."""
+    plan = catalog.plan_revision(args.date, seed=args.seed, seeds=args.seeds)
+    path = catalog.write_revision(args.message, args.date, args.ref, seed=args.seed, seeds=args.seeds, plan=plan)
+    if path is None:
+        print("the seed files equal the head revision: nothing to write")
+        return 0
+    for note in plan.notes:  # what it splits and carries into, in effective order
+        print(note)
+    print(f"wrote {path} (effective {plan.effective}); apply it with `l2rules db upgrade` (or `alembic upgrade "
+          "head`)")
+    return 0
+
+
+# --- l2rules load --------------------------------------------------------------------------------
+
+def _add_load(sub) -> None:
+    """``load``'s arguments."""
     p = _command(sub, "load", load, "load pools, CSV files or FITS files (.fits, .fits.gz, directories, globs: "
                                     "their primary headers) into the catalog database",
                  "l2rules load samples/pools/pool_002_image_miri.csv samples/pools/pool_003_image_nircam.csv",
@@ -279,6 +575,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "any file the bulk path declines")
     _fits_cli.add_options(p)  # --asn-candidate... for FITS input
 
+
+def load(args: argparse.Namespace) -> int:
+    """``load``: :func:`inventory.load`, for each source."""
+    for path, source, options in _fits_cli.sources(args):
+        result = inventory.load(args.db, source, skip_bad=args.skip_bad, method=args.method, **options)
+        print(f"{path}: {result.loaded} exposures ({result.inserted} new, {result.updated} updated"
+              + (f", {result.changed} changed" if result.changed is not None else "")
+              + (", bulk" if result.method == "bulk" else "") + ")"
+              + (f", {result.duplicates} repeated rows ignored" if result.duplicates else "")
+              + (f", {result.template_rows} template rows set aside" if result.template_rows else "")
+              + (f", {result.rejected} rows rejected (see `l2rules rejections`)" if result.rejected else "")
+              + "".join(f", {count} taken over from pool {name}" for name, count in result.taken_from.items()))
+    return 0
+
+
+# --- l2rules pool --------------------------------------------------------------------------------
+
+def _add_pool(sub) -> None:
+    """``pool``'s arguments."""
     p = _command(sub, "pool", make_pool, "write the pool of FITS files (primary headers) in the pipeline's "
                                          "format, as asn_make_pool does",
                  "l2rules pool raw/jw01234/*.fits --output jw01234_pool.csv")
@@ -288,6 +603,25 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "instead of failing")
     _fits_cli.add_options(p)
 
+
+def make_pool(args: argparse.Namespace) -> int:
+    """``pool``: :func:`inventory.fits.make_pool`, written to --output or standard output."""
+    made = fits.make_pool(args.files, options=_fits_cli.options(args))
+    if made.errors and not args.skip_bad:
+        raise made.errors[0]
+    for error in made.errors:
+        print(f"l2rules: skipped {error}", file=sys.stderr)
+    count = made.write(args.output)
+    if args.output:
+        left_out = f" ({len(made.errors)} bad files left out)" if made.errors else ""
+        console.info(f"{count} exposures written to {args.output}{left_out}")
+    return 0
+
+
+# --- l2rules worklist ----------------------------------------------------------------------------
+
+def _add_worklist(sub) -> None:
+    """``worklist``'s arguments."""
     p = _command(sub, "worklist", worklist, "the Level 2b work list: what the pipeline does with each exposure "
                                             "(of the POOLs alone when given)",
                  "l2rules worklist samples/pools/pool_002_image_miri.csv --all --format csv --output work.csv")
@@ -302,6 +636,32 @@ def build_parser() -> argparse.ArgumentParser:
     _formats(p)
     p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
 
+
+def worklist(args: argparse.Namespace) -> int:
+    """``worklist``: :func:`l2rules.worklist` (the published table's list as CSV or Parquet:
+    :func:`l2rules.write_worklist`, streamed)."""
+    options = dict(pools=args.pools or None, include_all=args.all, **_point(args), skip_bad=args.skip_bad,
+                   store=args.store)
+    if args.associations and not args.published:
+        raise L2RulesError("--associations adds the pipeline's associations to the published table's list "
+                           "(--published); the default work list already is the pipeline's")
+    # (the pipeline's list goes through the frame: its Parquet types are the library frame's, a test holds them)
+    if args.published and args.format in outputs.STREAMED_FORMATS and not (args.associations or args.columns):
+        count = l2rules.write_worklist(args.db, args.output, fmt=args.format, source="table", **options)
+    else:
+        frame = l2rules.worklist(args.db, associations=args.associations,
+                                 source="table" if args.published else "pipeline", **options)
+        _print(frame, args, args.output)
+        count = len(frame)
+    if args.output:
+        console.info(f"{count} work items written to {args.output}")
+    return 0
+
+
+# --- l2rules impact ------------------------------------------------------------------------------
+
+def _add_impact(sub) -> None:
+    """``impact``'s arguments."""
     p = _command(sub, "impact", impact, "exposures that a rules change moves in or out of the work list",
                  "l2rules impact --from 1.16.1 --to 3.0.0 --format csv")
     p.add_argument("--from", dest="from_point", required=True, metavar="A",
@@ -314,6 +674,22 @@ def build_parser() -> argparse.ArgumentParser:
     _store(p)
     _formats(p, printable_only=True)
 
+
+def impact(args: argparse.Namespace) -> int:
+    """``impact``: :func:`l2rules.impact`."""
+    exposures, counts = l2rules.impact(args.db, args.from_point, args.to_point, pools=args.pools or None,
+                                       source="table" if args.published else "pipeline", store=args.store)
+    _print(exposures, args)
+    if args.format == "table":  # (--columns names the exposures' columns)
+        print()
+        outputs.write(counts, args.format)
+    return 0
+
+
+# --- l2rules explain -----------------------------------------------------------------------------
+
+def _add_explain(sub) -> None:
+    """``explain``'s arguments."""
     p = _command(sub, "explain", explain, "why an exposure is or is not the science of a Level 2b association",
                  "l2rules explain jw_00001_uncal.fits --pool samples/pools/pool_002_image_miri.csv")
     p.add_argument("filename", metavar="FILENAME", help="the exposure's FILENAME (or its stem)")
@@ -322,6 +698,17 @@ def build_parser() -> argparse.ArgumentParser:
     _as_of(p)
     _formats(p, printable_only=True)
 
+
+def explain(args: argparse.Namespace) -> int:
+    """``explain``: :func:`association.explain`."""
+    _print(association.explain(args.db, args.filename, args.pool, **_point(args), store=args.store), args)
+    return 0
+
+
+# --- l2rules asn ---------------------------------------------------------------------------------
+
+def _add_asn(sub) -> None:
+    """``asn``'s arguments."""
     p = _command(sub, "asn", asn, "write the POOLs' Level 2b associations as the pipeline does (asn_generate's "
                                   "command line)",
                  "l2rules asn samples/pools/pool_002_image_miri.csv -p asn/ --pipeline 1.16.1",
@@ -377,326 +764,6 @@ def build_parser() -> argparse.ArgumentParser:
     _store(p)
     _as_of(p)
 
-    p = _command(sub, "unmatched", unmatched, "loaded exposures whose EXP_TYPE the catalog does not know",
-                 "l2rules unmatched --format csv")
-    _formats(p, printable_only=True)
-    p = _command(sub, "rejections", rejections, "rows that --skip-bad loads refused, with the reason",
-                 "l2rules rejections --format json")
-    _formats(p, printable_only=True)
-
-    p = _command(
-        sub, "run", run, "one scheduled run: load new or changed inventories, make the missing work items, record it",
-        "l2rules run --inventory-dir /data/pools --output out/worklist-{run_id}.csv --print json",
-        "l2rules run samples/pools/pool_002_image_miri.csv --output items.out --format parquet --wait 600",
-        description="One scheduled run, safe from cron: loads the inventories that are new or changed, makes a "
-                    "work item for every exposure the pipeline selects (as `l2rules worklist` answers) that has "
-                    "none yet (or whose answer changed since its item was made, or whose exposure a redelivery "
-                    "changed), withdraws the items of exposures a redelivery left out, and records the run. "
-                    "Quiet unless asked. Exit codes: 0 done (also when there was nothing to do), 2 bad input, "
-                    "3 database unreachable, not created or not migrated, 5 another run is in progress.")
-    p.add_argument("pools", nargs="*", metavar="POOL", help=f"pool or CSV files to load first; {STDIN_HELP}")
-    p.add_argument("--inventory-dir", metavar="DIR", help="also load every *.csv file of DIR")
-    p.add_argument("--output", metavar="PATH",
-                   help="write the run's new work items to PATH ('{run_id}' is replaced by the run's id); "
-                        "written only when there are some")
-    p.add_argument("--format", choices=outputs.FORMATS,
-                   help=f"format of --output's work items (default: the one its suffix implies, "
-                        f"{', '.join(outputs.OUTPUT_SUFFIXES)}; another suffix needs --format)")
-    p.add_argument("--print", dest="print_format", choices=PRINTABLE,
-                   help="print the run record in this format (default: print nothing)")
-    # Before issue 14, --output-format was the data's format (now --format), --format the record's (now --print).
-    p.add_argument("--output-format", dest="old_output_format", choices=outputs.FORMATS, help=argparse.SUPPRESS)
-    _skip_bad(p)
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to SECONDS for a run in progress to end (default: exit 5 at once)")
-    p.add_argument("--create", action="store_true",
-                   help="create the catalog if the SQLite database does not exist yet (default: exit 3, naming it)")
-
-    p = _command(sub, "runs", runs, "the run record: when, on which catalog revision, with what result",
-                 "l2rules runs --last 5 --status failed --format json",
-                 description="The run record; reads only. A run recorded running whose process is gone shows as "
-                             "dead until the next run (or --recover) marks it failed. A run's inputs are a list in "
-                             "JSON, and the paths joined by ';' in CSV and the table.")
-    p.add_argument("--last", type=int, default=20, metavar="N", help="only the last N runs (default 20; 0: all)")
-    p.add_argument("--status", choices=("running", "succeeded", "failed", "dead"))
-    p.add_argument("--recover", action="store_true",
-                   help="first mark dead runs failed in the record (what the next run would do; this writes)")
-    _formats(p, printable_only=True)
-
-    p = _command(sub, "report", report, "a summary of the catalog, the work list and the runs (--html for a page)",
-                 "l2rules report --html out/report.html")
-    p.add_argument("--html", metavar="PATH", help="also write an HTML page with the tables and a chart")
-    return parser
-
-
-def _db_commands(dsub) -> None:
-    """The ``db`` actions: Alembic's commands on the packaged migrations and the --db database."""
-    p = _command(dsub, "upgrade", init, "create the catalog or upgrade it to REV (as `l2rules init`; `alembic upgrade "
-                                        "head` without alembic.ini): one transaction, the migration lock held",
-                 "l2rules db upgrade", "l2rules --db sqlite:///l2rules.db db upgrade 0056")
-    p.add_argument("revision", nargs="?", default="head", metavar="REV",
-                   help="the revision to reach (default: head, the latest)")
-    p = _command(dsub, "downgrade", downgrade, "downgrade the catalog to REV (a revision, -1, base), in one "
-                                               "transaction",
-                 "l2rules db downgrade -1", "l2rules db downgrade 0007 --drop-data")
-    p.add_argument("revision", metavar="REV", help="the revision to reach: a revision (0056), -N (N steps down) "
-                                                   "or base (no catalog)")
-    p.add_argument("--drop-data", action="store_true",
-                   help="go below 0008 (runs, work items) or 0003 (pools, exposures) even while those tables hold "
-                        "rows, dropping them (default: refused, nothing changed)")
-    _command(dsub, "current", current, "the catalog's revision, as `alembic current` prints it (0058 (head))",
-             "l2rules db current")
-    _command(dsub, "history", revisions, "the revisions, newest first, as `alembic history` prints them",
-             "l2rules db history")
-
-
-def _rules_commands(rsub) -> None:
-    """The ``rules`` actions."""
-    p = _command(rsub, "list", rules, "the rules in force (now, or --as-of DATE / --catalog-version REV)",
-                 "l2rules rules list --instrument MIRI --as-of 2024-06-01 --format csv --output rules.csv")
-    p.add_argument("--exp-type", help="only this EXP_TYPE")
-    p.add_argument("--instrument", help="only this instrument (NIRCam, MIRI, NIRSpec, NIRISS, FGS)")
-    _as_of(p)
-    _formats(p)
-    p.add_argument("--output", metavar="PATH")
-    p = _command(rsub, "show", conditions, "the rules and conditions of one EXP_TYPE",
-                 "l2rules rules show NRS_FIXEDSLIT --pipeline 1.16.1")
-    p.add_argument("exp_type")
-    _as_of(p)
-    _formats(p, printable_only=True)
-    p = _command(rsub, "history", history, "every state of an EXP_TYPE's rules (or of --table rows), with dates "
-                                           "and references",
-                 "l2rules rules history NRC_GRISM", "l2rules rules history Asn_Lv2Image --table asn_rule")
-    p.add_argument("exp_type", metavar="KEY", help="an EXP_TYPE; with --table, the first key column's value "
-                                                   "(a rule name, a set name, ...)")
-    p.add_argument("--table", default="rule", help="a rules table: rule (the published table, default), asn_rule, "
-                                                   "asn_condition, asn_value_set, ... (see `rules tables`)")
-    _formats(p, printable_only=True)
-    p = _command(rsub, "tables", tables, "the rules tables and their seed files", "l2rules rules tables")
-    _formats(p, printable_only=True)
-    p = _command(rsub, "releases", releases, "the jwst pipeline releases the catalog can answer for",
-                 "l2rules rules releases --format csv")
-    _formats(p, printable_only=True)
-    p = _command(rsub, "rows", table_rows, "the rows of one rules table in force (now, --as-of, --catalog-version, "
-                                           "--pipeline)",
-                 "l2rules rules rows asn_condition --pipeline 1.16.1 --format json")
-    p.add_argument("table", help="rule, asn_rule, asn_condition, ... (see `rules tables`)")
-    _as_of(p)
-    _formats(p, printable_only=True)
-    p = _command(rsub, "versions", versions, "the catalog versions: revision, effective date, reference, summary",
-                 "l2rules rules versions")
-    _formats(p, printable_only=True)
-    p = _command(rsub, "diff", diff_all, "rows of every rules table added, removed and changed between two points "
-                                         "(dates, revisions or pipeline releases)",
-                 "l2rules rules diff --from 1.16.1 --to 3.0.0 --table asn_rule")
-    p.add_argument("--from", dest="from_point", metavar="A", help="date, catalog revision or pipeline release")
-    p.add_argument("--to", dest="to_point", metavar="B", help="date, catalog revision or pipeline release")
-    # The older positional form `rules diff A B`, still accepted (not shown in the help).
-    p.add_argument("from_positional", nargs="?", help=argparse.SUPPRESS)
-    p.add_argument("to_positional", nargs="?", help=argparse.SUPPRESS)
-    p.add_argument("--table", action="append", help="only this rules table (repeatable)")
-    _formats(p, printable_only=True)
-    p = _command(rsub, "check", check_all, "exit 4, naming the rows, if the database and any seed file disagree",
-                 "l2rules rules check --seeds seeds/")
-    p.add_argument("--seed", metavar="CSV", help="the published table's seed file (default: seeds/level2b_rules.csv)")
-    p.add_argument("--seeds", metavar="DIR", help="directory of the seed files (default: seeds/)")
-    p = _command(rsub, "revision", write_revision, "write an Alembic revision with the seed CSV's changes since the "
-                                                   "head",
-                 "l2rules rules revision -m 'MIR_LRS-SLITLESS: Level 2b input' --date 2025-03-01 --ref jwst#9000")
-    p.add_argument("-m", "--message", required=True, help="one-line summary of the change")
-    p.add_argument("--date", required=True,
-                   help="when the change takes effect: a date (YYYY-MM-DD) or a pipeline release (1.15.0), "
-                        "before revisions written earlier if need be")
-    p.add_argument("--ref", required=True, help="reference: jwst PR or issue")
-    p.add_argument("--seed", metavar="CSV", help="the published table's seed file (default: seeds/level2b_rules.csv)")
-    p.add_argument("--seeds", metavar="DIR", help="directory of the other seed files (default: seeds/)")
-
-
-# --- the handlers: one per command, named after the library function it calls ----------------------
-
-def _print(frame, args, output=None) -> None:
-    outputs.write(frame, args.format, output, columns=getattr(args, "columns", None))
-
-
-def init(args: argparse.Namespace) -> int:
-    """``init`` and ``db upgrade [REV]``: :func:`migrate.init`."""
-    before, after = migrate.init(args.db, getattr(args, "revision", "head"))
-    print(f"catalog at {describe(get_engine(args.db))}: revision {after}"
-          + ("" if before == after else f" (was {before or 'empty'})"))
-    return 0
-
-
-def downgrade(args: argparse.Namespace) -> int:
-    """``db downgrade REV``: :func:`migrate.downgrade`."""
-    try:
-        after = migrate.downgrade(args.db, args.revision, drop_data=args.drop_data)
-    except migrate.MigrationError as exc:
-        if "drop_data" not in str(exc):
-            raise
-        raise migrate.MigrationError(f"{exc}; here: l2rules db downgrade {args.revision} --drop-data") from None
-    print(f"catalog at {describe(get_engine(args.db))}: revision {after or 'none (base: no catalog left)'}")
-    return 0
-
-
-def current(args: argparse.Namespace) -> int:
-    """``db current``: :func:`migrate.current` (Alembic's ``current``)."""
-    migrate.current(args.db)
-    return 0
-
-
-def revisions(args: argparse.Namespace) -> int:
-    """``db history``: :func:`migrate.revisions` (Alembic's ``history``)."""
-    migrate.revisions()
-    return 0
-
-
-def rules(args: argparse.Namespace) -> int:
-    """``rules list``: :func:`catalog.rules`."""
-    _print(catalog.rules(args.db, **_point(args), exp_type=args.exp_type, instrument=args.instrument),
-           args, args.output)
-    return 0
-
-
-def conditions(args: argparse.Namespace) -> int:
-    """``rules show``: :func:`catalog.rules` of one EXP_TYPE, then its :func:`catalog.conditions`."""
-    frame = catalog.rules(args.db, **_point(args), exp_type=args.exp_type)
-    if frame.empty:
-        raise catalog.CatalogError(f"no rule for exp_type {args.exp_type!r}")
-    _print(frame, args)
-    conds = catalog.conditions(args.db, **_point(args), exp_type=args.exp_type)
-    if not conds.empty:
-        if args.format == "table":
-            print("\nconditions:")
-        _print(conds, args)
-    return 0
-
-
-def history(args: argparse.Namespace) -> int:
-    """``rules history``: :func:`catalog.history`."""
-    _print(catalog.history(args.db, args.exp_type, table=args.table), args)
-    return 0
-
-
-def tables(args: argparse.Namespace) -> int:
-    """``rules tables``: :func:`catalog.tables`."""
-    _print(catalog.tables(), args)
-    return 0
-
-
-def releases(args: argparse.Namespace) -> int:
-    """``rules releases``: :func:`catalog.releases`."""
-    _print(catalog.releases(args.db), args)
-    return 0
-
-
-def table_rows(args: argparse.Namespace) -> int:
-    """``rules rows``: :func:`catalog.table_rows`."""
-    _print(catalog.table_rows(args.db, args.table, **_point(args)), args)
-    return 0
-
-
-def versions(args: argparse.Namespace) -> int:
-    """``rules versions``: :func:`catalog.versions`."""
-    _print(catalog.versions(args.db), args)
-    return 0
-
-
-def diff_all(args: argparse.Namespace) -> int:
-    """``rules diff``: :func:`catalog.diff_all` (end points checked by :func:`_end_points`)."""
-    _print(catalog.diff_all(args.db, args.from_point, args.to_point, args.table), args)
-    return 0
-
-
-def check_all(args: argparse.Namespace) -> int:
-    """``rules check``: :func:`catalog.check_all`; exit 4 on drift."""
-    drift = catalog.check_all(args.db, args.seeds, seed=args.seed)
-    if drift.empty:
-        print("the database's rules equal the seed files")
-        return 0
-    outputs.write(drift, "table", stream=sys.stderr)
-    print(f"l2rules: drift: {len(drift)} difference(s) between the database and the seed files", file=sys.stderr)
-    return EXIT_DRIFT
-
-
-def write_revision(args: argparse.Namespace) -> int:
-    """``rules revision``: :func:`catalog.write_revision`."""
-    plan = catalog.plan_revision(args.date, seed=args.seed, seeds=args.seeds)
-    path = catalog.write_revision(args.message, args.date, args.ref, seed=args.seed, seeds=args.seeds, plan=plan)
-    if path is None:
-        print("the seed files equal the head revision: nothing to write")
-        return 0
-    for note in plan.notes:  # what it splits and carries into, in effective order
-        print(note)
-    print(f"wrote {path} (effective {plan.effective}); apply it with `l2rules db upgrade` (or `alembic upgrade "
-          "head`)")
-    return 0
-
-
-def load(args: argparse.Namespace) -> int:
-    """``load``: :func:`inventory.load`, for each source."""
-    for path, source, options in _fits_cli.sources(args):
-        result = inventory.load(args.db, source, skip_bad=args.skip_bad, method=args.method, **options)
-        print(f"{path}: {result.loaded} exposures ({result.inserted} new, {result.updated} updated"
-              + (f", {result.changed} changed" if result.changed is not None else "")
-              + (", bulk" if result.method == "bulk" else "") + ")"
-              + (f", {result.duplicates} repeated rows ignored" if result.duplicates else "")
-              + (f", {result.template_rows} template rows set aside" if result.template_rows else "")
-              + (f", {result.rejected} rows rejected (see `l2rules rejections`)" if result.rejected else "")
-              + "".join(f", {count} taken over from pool {name}" for name, count in result.taken_from.items()))
-    return 0
-
-
-def make_pool(args: argparse.Namespace) -> int:
-    """``pool``: :func:`inventory.fits.make_pool`, written to --output or standard output."""
-    made = fits.make_pool(args.files, options=_fits_cli.options(args))
-    if made.errors and not args.skip_bad:
-        raise made.errors[0]
-    for error in made.errors:
-        print(f"l2rules: skipped {error}", file=sys.stderr)
-    count = made.write(args.output)
-    if args.output:
-        left_out = f" ({len(made.errors)} bad files left out)" if made.errors else ""
-        console.info(f"{count} exposures written to {args.output}{left_out}")
-    return 0
-
-
-def worklist(args: argparse.Namespace) -> int:
-    """``worklist``: :func:`l2rules.worklist` (the published table's list as CSV or Parquet:
-    :func:`l2rules.write_worklist`, streamed)."""
-    options = dict(pools=args.pools or None, include_all=args.all, **_point(args), skip_bad=args.skip_bad,
-                   store=args.store)
-    if args.associations and not args.published:
-        raise L2RulesError("--associations adds the pipeline's associations to the published table's list "
-                           "(--published); the default work list already is the pipeline's")
-    # (the pipeline's list goes through the frame: its Parquet types are the library frame's, a test holds them)
-    if args.published and args.format in outputs.STREAMED_FORMATS and not (args.associations or args.columns):
-        count = l2rules.write_worklist(args.db, args.output, fmt=args.format, source="table", **options)
-    else:
-        frame = l2rules.worklist(args.db, associations=args.associations,
-                                 source="table" if args.published else "pipeline", **options)
-        _print(frame, args, args.output)
-        count = len(frame)
-    if args.output:
-        console.info(f"{count} work items written to {args.output}")
-    return 0
-
-
-def impact(args: argparse.Namespace) -> int:
-    """``impact``: :func:`l2rules.impact`."""
-    exposures, counts = l2rules.impact(args.db, args.from_point, args.to_point, pools=args.pools or None,
-                                       source="table" if args.published else "pipeline", store=args.store)
-    _print(exposures, args)
-    if args.format == "table":  # (--columns names the exposures' columns)
-        print()
-        outputs.write(counts, args.format)
-    return 0
-
-
-def explain(args: argparse.Namespace) -> int:
-    """``explain``: :func:`association.explain`."""
-    _print(association.explain(args.db, args.filename, args.pool, **_point(args), store=args.store), args)
-    return 0
-
 
 def asn(args: argparse.Namespace) -> int:
     """``asn``: :func:`association.asn`, asn_generate's options checked first."""
@@ -738,16 +805,67 @@ def asn_generate(argv: Sequence[str] | None = None) -> int:
     return main(["asn", *(sys.argv[1:] if argv is None else argv)])
 
 
+# --- l2rules unmatched ---------------------------------------------------------------------------
+
+def _add_unmatched(sub) -> None:
+    """``unmatched``'s arguments."""
+    p = _command(sub, "unmatched", unmatched, "loaded exposures whose EXP_TYPE the catalog does not know",
+                 "l2rules unmatched --format csv")
+    _formats(p, printable_only=True)
+
+
 def unmatched(args: argparse.Namespace) -> int:
     """``unmatched``: :func:`l2rules.unmatched`."""
     _print(l2rules.unmatched(args.db), args)
     return 0
 
 
+# --- l2rules rejections --------------------------------------------------------------------------
+
+def _add_rejections(sub) -> None:
+    """``rejections``'s arguments."""
+    p = _command(sub, "rejections", rejections, "rows that --skip-bad loads refused, with the reason",
+                 "l2rules rejections --format json")
+    _formats(p, printable_only=True)
+
+
 def rejections(args: argparse.Namespace) -> int:
     """``rejections``: :func:`inventory.rejections`."""
     _print(inventory.rejections(args.db), args)
     return 0
+
+
+# --- l2rules run ---------------------------------------------------------------------------------
+
+def _add_run(sub) -> None:
+    """``run``'s arguments."""
+    p = _command(
+        sub, "run", run, "one scheduled run: load new or changed inventories, make the missing work items, record it",
+        "l2rules run --inventory-dir /data/pools --output out/worklist-{run_id}.csv --print json",
+        "l2rules run samples/pools/pool_002_image_miri.csv --output items.out --format parquet --wait 600",
+        description="One scheduled run, safe from cron: loads the inventories that are new or changed, makes a "
+                    "work item for every exposure the pipeline selects (as `l2rules worklist` answers) that has "
+                    "none yet (or whose answer changed since its item was made, or whose exposure a redelivery "
+                    "changed), withdraws the items of exposures a redelivery left out, and records the run. "
+                    "Quiet unless asked. Exit codes: 0 done (also when there was nothing to do), 2 bad input, "
+                    "3 database unreachable, not created or not migrated, 5 another run is in progress.")
+    p.add_argument("pools", nargs="*", metavar="POOL", help=f"pool or CSV files to load first; {STDIN_HELP}")
+    p.add_argument("--inventory-dir", metavar="DIR", help="also load every *.csv file of DIR")
+    p.add_argument("--output", metavar="PATH",
+                   help="write the run's new work items to PATH ('{run_id}' is replaced by the run's id); "
+                        "written only when there are some")
+    p.add_argument("--format", choices=outputs.FORMATS,
+                   help=f"format of --output's work items (default: the one its suffix implies, "
+                        f"{', '.join(outputs.OUTPUT_SUFFIXES)}; another suffix needs --format)")
+    p.add_argument("--print", dest="print_format", choices=PRINTABLE,
+                   help="print the run record in this format (default: print nothing)")
+    # Before issue 14, --output-format was the data's format (now --format), --format the record's (now --print).
+    p.add_argument("--output-format", dest="old_output_format", choices=outputs.FORMATS, help=argparse.SUPPRESS)
+    _skip_bad(p)
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for a run in progress to end (default: exit 5 at once)")
+    p.add_argument("--create", action="store_true",
+                   help="create the catalog if the SQLite database does not exist yet (default: exit 3, naming it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -770,34 +888,6 @@ def run(args: argparse.Namespace) -> int:
     _print_record(record, args.print_format)
     return 0
 
-
-def runs(args: argparse.Namespace) -> int:
-    """``runs``: :func:`runs.runs` (after :func:`runs.recover` with --recover)."""
-    from . import runs as runs_lib
-
-    if args.recover:
-        runs_lib.recover(args.db)
-    frame = runs_lib.runs(args.db, last=args.last or None, status=args.status)
-    if args.format not in ("json", "jsonl"):  # inputs: a list in JSON, the paths joined by ';' in a text cell
-        frame = runs_lib.as_text(frame)
-    if args.format == "table":  # fit a terminal: whole seconds, and without these unless asked for
-        if not args.columns:
-            frame = frame.drop(columns=["host", "pid", "reissued_by", "output"])
-        for column in ("started_at", "finished_at"):  # UTC times (NaT: not finished)
-            frame[column] = frame[column].dt.strftime("%Y-%m-%d %H:%M:%S").astype(object)
-    _print(frame, args)
-    return 0
-
-
-def report(args: argparse.Namespace) -> int:
-    """``report``: :func:`report.report`."""
-    from . import report as report_lib
-
-    report_lib.report(args.db, html=args.html, stream=sys.stdout)
-    return 0
-
-
-# --- what the handlers share ------------------------------------------------------------------------
 
 def _run_format(args: argparse.Namespace) -> str | None:
     """``run``'s --format, given the spellings before issue 14.
@@ -848,19 +938,58 @@ def _print_record(record: dict | None, fmt: str | None) -> None:
                                                                      for v in record.values()]}), "table")
 
 
-def _end_points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """``rules diff``: --from A --to B, or the older positional A B (not both, and both ends)."""
-    positional = [v for v in (args.from_positional, args.to_positional) if v is not None]
-    options = [v for v in (args.from_point, args.to_point) if v is not None]
-    if positional and options:
-        parser.error("rules diff: give the end points as --from A --to B (or as A B), not both ways")
-    if positional:
-        if len(positional) != 2:
-            parser.error("rules diff: give both end points: --from A --to B")
-        args.from_point, args.to_point = positional
-    elif len(options) != 2:
-        parser.error("rules diff: the following arguments are required: --from, --to")
+# --- l2rules runs --------------------------------------------------------------------------------
 
+def _add_runs(sub) -> None:
+    """``runs``'s arguments."""
+    p = _command(sub, "runs", runs, "the run record: when, on which catalog revision, with what result",
+                 "l2rules runs --last 5 --status failed --format json",
+                 description="The run record; reads only. A run recorded running whose process is gone shows as "
+                             "dead until the next run (or --recover) marks it failed. A run's inputs are a list in "
+                             "JSON, and the paths joined by ';' in CSV and the table.")
+    p.add_argument("--last", type=int, default=20, metavar="N", help="only the last N runs (default 20; 0: all)")
+    p.add_argument("--status", choices=("running", "succeeded", "failed", "dead"))
+    p.add_argument("--recover", action="store_true",
+                   help="first mark dead runs failed in the record (what the next run would do; this writes)")
+    _formats(p, printable_only=True)
+
+
+def runs(args: argparse.Namespace) -> int:
+    """``runs``: :func:`runs.runs` (after :func:`runs.recover` with --recover)."""
+    from . import runs as runs_lib
+
+    if args.recover:
+        runs_lib.recover(args.db)
+    frame = runs_lib.runs(args.db, last=args.last or None, status=args.status)
+    if args.format not in ("json", "jsonl"):  # inputs: a list in JSON, the paths joined by ';' in a text cell
+        frame = runs_lib.as_text(frame)
+    if args.format == "table":  # fit a terminal: whole seconds, and without these unless asked for
+        if not args.columns:
+            frame = frame.drop(columns=["host", "pid", "reissued_by", "output"])
+        for column in ("started_at", "finished_at"):  # UTC times (NaT: not finished)
+            frame[column] = frame[column].dt.strftime("%Y-%m-%d %H:%M:%S").astype(object)
+    _print(frame, args)
+    return 0
+
+
+# --- l2rules report ------------------------------------------------------------------------------
+
+def _add_report(sub) -> None:
+    """``report``'s arguments."""
+    p = _command(sub, "report", report, "a summary of the catalog, the work list and the runs (--html for a page)",
+                 "l2rules report --html out/report.html")
+    p.add_argument("--html", metavar="PATH", help="also write an HTML page with the tables and a chart")
+
+
+def report(args: argparse.Namespace) -> int:
+    """``report``: :func:`report.report`."""
+    from . import report as report_lib
+
+    report_lib.report(args.db, html=args.html, stream=sys.stdout)
+    return 0
+
+
+# --- parsing and running a command ---------------------------------------------------------------
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The parsed command line, checked as argparse alone cannot (``rules diff``'s end points)."""

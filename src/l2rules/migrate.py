@@ -332,7 +332,7 @@ def downgrade(db: DB = None, revision: str = "-1", *, drop_data: bool = False) -
 
 def current(db: DB = None, *, stream: TextIO | None = None) -> str:
     """Alembic's ``current``: the catalog's revision, also printed on ``stream`` (standard output) as Alembic
-    prints it (``0058 (head)``). A database without a catalog is a :class:`DatabaseError` (exit 3); a SQLite
+    prints it (``0059 (head)``). A database without a catalog is a :class:`DatabaseError` (exit 3); a SQLite
     file that does not exist is not created."""
     engine = get_engine(db)
     _require_file(engine)
@@ -360,7 +360,7 @@ def current(db: DB = None, *, stream: TextIO | None = None) -> str:
 
 def revisions(*, stream: TextIO | None = None) -> list[str]:
     """Alembic's ``history``: the revisions, newest first, printed on ``stream`` (standard output) as Alembic
-    prints them (``0057 -> 0058 (head), answers at catalog points``); returns their ids. Reads no database."""
+    prints them (``0058 -> 0059 (head), One condition language: ...``); returns their ids. Reads no database."""
     from alembic import command
     from alembic.script import ScriptDirectory
 

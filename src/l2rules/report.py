@@ -102,10 +102,10 @@ def tables(db: DB = None) -> dict[str, pd.DataFrame]:
         out["runs"][column] = out["runs"][column].map(_when)
     running = out["runs"]["status"] == "running"
     if running.any():  # as `l2rules runs` shows them: a recorded run whose process is gone is dead
-        from .runs import lock_held
+        from .runs import dead_runs
 
-        alive = out["runs"].loc[running, "run_id"].max() if lock_held(engine) else None
-        out["runs"].loc[running & (out["runs"]["run_id"] != alive), "status"] = "dead"
+        dead = dead_runs(engine, out["runs"].loc[running, "run_id"].tolist())
+        out["runs"].loc[out["runs"]["run_id"].isin(list(dead)), "status"] = "dead"
     out["runs"] = out["runs"].rename(columns=RUN_HEADERS)
     return out
 

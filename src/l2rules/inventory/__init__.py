@@ -141,8 +141,7 @@ def _load(engine, source, name, skip_bad, progress, method, fits_options) -> Loa
                                "(standard input goes to the row loader)")
         pool_name = name or (stdin.NAME if piped else Path(source).name)
         if method != "rows" and not piped and Path(source).is_file():
-            # Imported here, not at the top: ``python -m l2rules.inventory.columnar`` runs the
-            # module as __main__, and a copy imported by this package first would be a second one.
+            # Imported here, not at the top: only a load that may take the bulk path needs it.
             from . import columnar
 
             try:
