@@ -122,3 +122,19 @@ def test_commands_benchmark_peer_that_does_not_finish_is_said_so(tmp_path):
     (side / "asn_generate").unlink()
     r = commands.jwst_asn(side / "python", tmp_path / "pool.csv", tmp_path, timeout=1)
     assert r["failed"] and "asn_generate" in r["error"]
+
+
+def test_large_candidate_benchmark_smoke():
+    """benchmarks/candidates.py end to end on small sizes: the copies make one candidate whose science grow
+    with the pool (same mix: 3 of every 4 rows of the NIRSpec sample are science), and the target line."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "candidates.py"), "--size", "40", "--size", "400"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = dict(((mix, int(size.replace(",", ""))), int(selected.replace(",", ""))) for mix, size, selected in
+                re.findall(r"^sqlite\s+(\S+)\s+([\d,]+)\s+[\d.]+\s+([\d,]+)$", proc.stdout, re.M))
+    assert rows[("same-mix", 400)] == 10 * rows[("same-mix", 40)] > 0, proc.stdout
+    assert rows[("all-pairs", 400)] == rows[("same-mix", 400)], proc.stdout
+    assert re.search(r"^  sqlite: a candidate of 400 with the same mix [\d.]+ x the time of 40 \(target <= 10 x\): "
+                     r"(met|NOT MET)$", proc.stdout, re.M), proc.stdout

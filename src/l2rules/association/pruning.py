@@ -34,10 +34,13 @@ def stage(evaluation: Evaluation) -> sa.Select:
                                > _rule_order(pair.a_rule_name, by_position))
     first_member, second_member = members.alias("ma"), members.alias("mb")
     a_print, b_print = counts.alias("fa"), counts.alias("fb")
-    alike = (sa.select(*[column.label("a_" + column.name) for column in copy_key(a_print)],
-                       *[column.label("b_" + column.name) for column in copy_key(b_print)])
-             .select_from(a_print.join(b_print, sa.and_(*(b_print.c[name] == a_print.c[name]
-                                                          for name in ("n", "id_sum", "id_mix")))))).cte("alike")
+    # (a table of its own: as a CTE the planners joined the members by name first, the quadratic way again)
+    alike = evaluation.stage(
+        sa.select(*[column.label("a_" + column.name) for column in copy_key(a_print)],
+                  *[column.label("b_" + column.name) for column in copy_key(b_print)])
+        .select_from(a_print.join(b_print, sa.and_(*(b_print.c[name] == a_print.c[name]
+                                                     for name in ("n", "id_sum", "id_mix")))))
+        .where(sa.not_(keys_equal(copy_key(a_print), copy_key(b_print)))), "alike")
 
     def of(prefix: str, table) -> list:  # the alike pair's side that names ``table``'s association
         return [alike.c[prefix + column.name] for column in copy_key(table)]
