@@ -132,12 +132,16 @@ class Evaluation:
         self._created.append(table)
         return table
 
+    def stage_pools(self, pool_ids: list[int]) -> sa.Table:
+        """``pools``: the pools the stages read (first of :meth:`run`)."""
+        self.pools = self.listed("pools", [{"pool_id": pool_id} for pool_id in dict.fromkeys(pool_ids)],
+                                 sa.Column("pool_id", sa.Integer, primary_key=True))
+        return self.pools
+
     def run(self, pool_ids: list[int]) -> sa.Select:
         """Every stage for the pools (one pool: a list of one), in order, all of them in one pass; returns the
         final SELECT (one row per member, with its ``pool_id``)."""
-        pool_ids = list(dict.fromkeys(pool_ids))
-        self.pools = self.listed("pools", [{"pool_id": pool_id} for pool_id in pool_ids],
-                                 sa.Column("pool_id", sa.Integer, primary_key=True))
+        self.stage_pools(pool_ids)
         self.condition_columns = rules.named_columns(self.conn, rules.condition)
         # the rules read once and written into the statements as constants: they are small, the pool is not
         self.value_sets = rules.value_sets(self.conn)
