@@ -377,9 +377,9 @@ def stored_answers(pool_ids: list[int], include_all: bool = False, when: Point |
 _FOUND = sa.Table("l2rules_tmp_found_answers", sa.MetaData(),
                   *(sa.Column(column.name, column.type) for column in schema.level2b_answer.c
                     if column.name in ANSWER_COLUMNS), sa.Column("pool_id", sa.Integer), prefixes=["TEMPORARY"])
-#: The batch's pools, each with the load its answers are made from (read with the rules they are made from).
+#: The batch's pools (joined by the statements that replace their answers, not written into them as a list).
 _BATCH = sa.Table("l2rules_tmp_answered_pools", sa.MetaData(), sa.Column("pool_id", sa.Integer, primary_key=True),
-                  sa.Column("answers_load", sa.Integer, nullable=False), prefixes=["TEMPORARY"])
+                  prefixes=["TEMPORARY"])
 
 
 @takes_at
@@ -417,10 +417,10 @@ def _evaluate_batch(engine: sa.Engine, pool_ids: list[int], when: Point | None) 
         try:
             with conn.begin():  # (the head and the loads read with the rules the answers are made from)
                 revision = head_catalog_version(conn)
-                loads = _pool_rows(conn, pool_ids, p.c.load_serial)
+                loads = {pool_id: row.load_serial
+                         for pool_id, row in _pool_rows(conn, pool_ids, p.c.load_serial).items()}
                 _BATCH.create(conn)
-                conn.execute(_BATCH.insert(), [{"pool_id": pool_id, "answers_load": loads[pool_id].load_serial}
-                                               for pool_id in pool_ids if pool_id in loads])
+                conn.execute(_BATCH.insert(), [{"pool_id": pool_id} for pool_id in loads])
                 _FOUND.create(conn)
                 with answers_of(conn, pool_ids, when, include_all=True, strict=False) as query:
                     found = query.order_by(None).subquery("found")
@@ -438,7 +438,7 @@ def _evaluate_batch(engine: sa.Engine, pool_ids: list[int], when: Point | None) 
                 insert = a.insert().from_select(columns, sa.select(*made))
                 # (psycopg: rowcount -1 without preserve_rowcount)
                 count = conn.execute(insert.execution_options(preserve_rowcount=True)).rowcount
-                _record_answers(conn, when, revision)
+                _record_answers(conn, when, loads, revision)
         finally:
             with conn.begin():
                 _FOUND.drop(conn, checkfirst=True)
@@ -449,20 +449,20 @@ def _evaluate_batch(engine: sa.Engine, pool_ids: list[int], when: Point | None) 
     return count
 
 
-def _record_answers(conn: sa.Connection, when: Point | None, revision: str) -> None:
-    """Which load of each pool of the batch (``_BATCH``), at which head revision, its stored answers at
-    ``when`` are of."""
+def _record_answers(conn: sa.Connection, when: Point | None, loads: dict[int, int], revision: str) -> None:
+    """Which load of each pool of the batch (``loads``: pool id -> load), at which head revision, its stored
+    answers at ``when`` are of (one statement, executed per pool: a lookup by the key each)."""
     p, at = schema.pool, schema.pool_answers_at
-    batch = sa.select(_BATCH.c.pool_id)
-    if when is None:
-        load = sa.select(_BATCH.c.answers_load).where(_BATCH.c.pool_id == p.c.id).scalar_subquery()
-        conn.execute(p.update().where(p.c.id.in_(batch)).values(answers_load=load, answers_revision=revision))
+    stamps = [{"b_pool": pool_id, "b_load": load} for pool_id, load in loads.items()]
+    if not stamps:
         return
-    conn.execute(at.delete().where(at.c.pool_id.in_(batch), at.c.point == when.key))
-    conn.execute(at.insert().from_select(
-        ["pool_id", "point", "answers_load", "answers_revision"],
-        sa.select(_BATCH.c.pool_id, sa.literal(when.key, at.c.point.type), _BATCH.c.answers_load,
-                  sa.literal(revision, at.c.answers_revision.type))))
+    if when is None:
+        conn.execute(p.update().where(p.c.id == sa.bindparam("b_pool"))
+                     .values(answers_load=sa.bindparam("b_load"), answers_revision=revision), stamps)
+        return
+    conn.execute(at.delete().where(at.c.pool_id.in_(sa.select(_BATCH.c.pool_id)), at.c.point == when.key))
+    conn.execute(at.insert().values(pool_id=sa.bindparam("b_pool"), point=when.key, answers_load=sa.bindparam("b_load"),
+                                    answers_revision=revision), stamps)
 
 
 def _with_associations(engine, frame: pd.DataFrame, when: Point | None = None) -> pd.DataFrame:
