@@ -411,7 +411,8 @@ def test_an_exposure_belongs_to_every_candidate_whose_id_its_text_holds(db, tmp_
         raw = dict(conn.execute(sa.select(e.c.id, e.c.asn_candidate).where(e.c.pool_id == pool_id)).all())
         expected = {(eid, cand) for eid, text in raw.items() for cand in ids if cand in (text or "").lower()}
         with evaluating(conn, None) as evaluation:
-            exposures.stage(evaluation, pool_id)
+            evaluation.stage_pools([pool_id])
+            exposures.stage(evaluation)
             members = evaluation.candidate_members
             found = set(conn.execute(sa.select(members.c.eid, members.c.cand_id)).all())
     assert found == expected

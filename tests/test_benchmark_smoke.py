@@ -138,3 +138,18 @@ def test_large_candidate_benchmark_smoke():
     assert rows[("all-pairs", 400)] == rows[("same-mix", 400)], proc.stdout
     assert re.search(r"^  sqlite: a candidate of 400 with the same mix [\d.]+ x the time of 40 \(target <= 10 x\): "
                      r"(met|NOT MET)$", proc.stdout, re.M), proc.stdout
+
+
+def test_pools_benchmark_smoke(tmp_path):
+    """benchmarks/pools.py runs end to end on a few small pools: every pool evaluated, the same answers as the
+    one pool of their rows, and its target line."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "pools.py"), "--pools", "5", "--rows", "10", "--backends",
+         "sqlite", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = re.findall(r"^sqlite\s+(1 pool of 50|5 pools of 10)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s", proc.stdout, re.M)
+    assert [(label, pools, answers) for label, pools, answers, _ in rows] == [
+        ("1 pool of 50", "1", "50"), ("5 pools of 10", "5", "50")], proc.stdout
+    assert re.search(r"^5 pools of 10 within 2x one pool of 50: (met|NOT MET) \(sqlite: ", proc.stdout, re.M)

@@ -420,8 +420,8 @@ def test_worklist_evaluates_only_the_pools_behind_and_stores_nothing(db, twin_db
         before = conn.execute(sa.text("SELECT count(*), sum(exposure_id) FROM level2b_answer")).one()
     assert len(behind) == 1
     calls, original = [], WORKLIST.answers_of
-    monkeypatch.setattr(WORKLIST, "answers_of", lambda conn, pool_id, *rest: calls.append(pool_id)
-                        or original(conn, pool_id, *rest))
+    monkeypatch.setattr(WORKLIST, "answers_of", lambda conn, pool_ids, *rest: calls.extend(pool_ids)
+                        or original(conn, pool_ids, *rest))
     frame = worklist(db, include_all=True)
     assert calls == behind
     for path in (POOLS / names[0], redelivered, POOLS / names[2]):

@@ -145,9 +145,9 @@ def answer_selects(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Poin
 
     The pools whose stored answers are current at the point asked (:func:`stale_pools`: ``run`` stores them
     at the head, ``store`` at any point) are read from the store, consecutive ones in one SELECT; the others
-    are evaluated here (the association stages, in SQL), and stored first when ``store`` (else not: this is
-    a read). Pools given are taken one at a time (a lazy load each: a pool is read right after its load,
-    as pools may share stems).
+    are evaluated here (the association stages, in SQL; consecutive ones together, in batches as
+    :func:`evaluate` makes them), and stored first when ``store`` (else not: this is a read). Pools given
+    are taken one at a time (a lazy load each: a pool is read right after its load, as pools may share stems).
     """
     strict = pool_ids is not None  # pools asked for by name must be ones the pipeline can read
     if pool_ids is None:
@@ -161,59 +161,117 @@ def answer_selects(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Poin
         if stale and store:
             evaluate(engine, pools, at=when)  # stored, then read as the current ones are
         elif stale:
-            for pool_id in pools:
-                with engine.begin() as conn, answers_of(conn, pool_id, when, include_all, strict, ids) as query:
+            with engine.connect() as conn:
+                batches = _batches(conn, pools)
+            for batch in batches:  # (each batch's SELECT in pool order, the batches in theirs)
+                with engine.begin() as conn, answers_of(conn, batch, when, include_all, strict, ids) as query:
                     yield conn, query
             continue
         with engine.begin() as conn:
             plan_without_jit(conn)
             if strict:
-                _readable(conn, pools[0], strict)
+                _unreadable(conn, pools, strict)
             yield conn, stored_answers(pools, include_all, when)
 
 
-def _readable(conn: sa.Connection, pool_id: int, strict: bool) -> str | None:
-    """Why the pipeline makes no association from the pool (a column it needs is missing), or None. Raised
-    when ``strict`` (a pool asked for by name); said once otherwise (a warning), its exposures on no list."""
+#: The most exposures evaluated together (a bigger pool is evaluated alone): the pools that need evaluating are
+#: evaluated in batches of consecutive pools of at most this many exposures. One pass costs the same whatever
+#: the number of pools in it, and a batch of this size costs a few seconds, so the per-pass cost (~0.7 s,
+#: mostly compiling the stages' SQL) is small beside it; the bound keeps the temporary tables of a pass, the
+#: short transaction storing its answers and what an interrupted `run` loses to what one such pool costs.
+BATCH_EXPOSURES = 100_000
+#: Pool ids read at a time by an IN list (well under SQLite's and PostgreSQL's bound parameters).
+_IDS_AT_A_TIME = 500
+
+
+def _pool_rows(conn: sa.Connection, pool_ids: list[int], *columns: sa.Column) -> dict[int, sa.Row]:
+    """The pools' rows (``columns`` of ``pool``) by id, read a chunk of ids at a time."""
+    p, rows = schema.pool, {}
+    for start in range(0, len(pool_ids), _IDS_AT_A_TIME):
+        chunk = pool_ids[start:start + _IDS_AT_A_TIME]
+        rows.update((row.id, row) for row in conn.execute(sa.select(p.c.id, *columns).where(p.c.id.in_(chunk))))
+    return rows
+
+
+def _batches(conn: sa.Connection, pool_ids: list[int], limit: int | None = None) -> list[list[int]]:
+    """The pools cut, in their order, into runs of consecutive pools of at most ``limit`` exposures
+    (:data:`BATCH_EXPOSURES`) each, a bigger pool alone."""
+    limit = BATCH_EXPOSURES if limit is None else limit
+    sizes = _pool_rows(conn, pool_ids, schema.pool.c.n_exposures)
+    batches: list[list[int]] = []
+    total = 0
+    for pool_id in pool_ids:
+        size = sizes[pool_id].n_exposures if pool_id in sizes else 0
+        if not batches or total + size > limit:
+            batches.append([])
+            total = 0
+        batches[-1].append(pool_id)
+        total += size
+    return batches
+
+
+def _unreadable(conn: sa.Connection, pool_ids: list[int], strict: bool) -> dict[int, str]:
+    """Why the pipeline makes no association from each pool it cannot read (a column it needs is missing),
+    by pool id. Raised when ``strict`` (pools asked for by name); said once per pool otherwise (a warning),
+    its exposures on no list."""
     p = schema.pool
-    name, columns = conn.execute(sa.select(p.c.name, p.c.columns).where(p.c.id == pool_id)).one()
-    missing = [c for c in REQUIRED_POOL_COLUMNS if c not in columns.split("|")]
-    unreadable = (f"pool {name}: no {', '.join(c.upper() for c in missing)} column: the pipeline makes no "
-                  "Level 2b association from it") if missing else None
-    if unreadable and strict:
-        raise AssociationError(unreadable + "; `worklist --published` gives the published table's list")
-    if unreadable:  # one pool of every loaded one: said, and its exposures are on no work list
-        log.warning("%s (its exposures are left out)", unreadable)
-    return unreadable
+    found = {}
+    for pool_id, row in _pool_rows(conn, pool_ids, p.c.name, p.c.columns).items():
+        missing = [c for c in REQUIRED_POOL_COLUMNS if c not in row.columns.split("|")]
+        if missing:
+            found[pool_id] = (f"pool {row.name}: no {', '.join(c.upper() for c in missing)} column: the pipeline "
+                              "makes no Level 2b association from it")
+    for pool_id in pool_ids:  # (in the order given: the first asked for is the one raised)
+        if pool_id in found and strict:
+            raise AssociationError(found[pool_id] + "; `worklist --published` gives the published table's list")
+        if pool_id in found:  # one pool of every loaded one: said, and its exposures are on no work list
+            log.warning("%s (its exposures are left out)", found[pool_id])
+    return found
 
 
 @contextmanager
-def answers_of(conn: sa.Connection, pool_id: int, when: Point | None, include_all: bool,
+def answers_of(conn: sa.Connection, pool_ids: list[int], when: Point | None, include_all: bool,
                strict: bool = True, ids: bool = True) -> Iterator[sa.Select]:
-    """The SELECT of one pool's exposures with the pipeline's answer and the published table's beside it,
-    in pool order, valid while the evaluation it reads is open (its temporary tables, on ``conn``).
+    """The SELECT of the pools' exposures with the pipeline's answer and the published table's beside it,
+    in pool (name) and line order, valid while the evaluation it reads is open (its temporary tables, on
+    ``conn``). The pools are evaluated together, in one pass (``Evaluation.run``).
 
-    Besides the work list's columns: each exposure's ``exposure_id`` and ``exposure_version`` (what
-    :func:`evaluate` stores the answers under). A pool without the columns the pipeline needs raises
-    (``strict``) or gives every exposure as not selected, with that reason (said once, a warning).
+    Besides the work list's columns: each exposure's ``exposure_id``, ``exposure_version`` (what
+    :func:`evaluate` stores the answers under) and ``pool_id``. A pool without the columns the pipeline needs
+    raises (``strict``) or gives every exposure as not selected, with that reason (said once, a warning).
     """
     e = schema.exposure
+    pool_ids = list(dict.fromkeys(pool_ids))
     plan_without_jit(conn)
-    unreadable = _readable(conn, pool_id, strict)
-    table = (worklist_query(when, [pool_id], include_all=True).add_columns(e.c.version.label("exposure_version"))
-             .order_by(None).subquery("published"))
+    unreadable = _unreadable(conn, pool_ids, strict)
     with evaluating(conn, when) as evaluation:
-        if unreadable:
-            answers = None
-        else:
-            evaluation.run(pool_id)
+        # the pools, each with why the pipeline cannot read it (the reason its exposures get), or NULL
+        listed = evaluation.listed("listed", [{"pool_id": pool_id, "unreadable": _why(unreadable.get(pool_id))}
+                                              for pool_id in pool_ids],
+                                   sa.Column("pool_id", sa.Integer, primary_key=True),
+                                   sa.Column("unreadable", sa.Text))
+        table = (worklist_query(when, None, include_all=True)
+                 .add_columns(e.c.version.label("exposure_version"), e.c.pool_id.label("pool_id"))
+                 .where(e.c.pool_id.in_(sa.select(listed.c.pool_id)))
+                 .order_by(None).subquery("published"))
+        readable = [pool_id for pool_id in pool_ids if pool_id not in unreadable]
+        answers = None
+        if readable:
+            evaluation.run(readable)
             answers = evaluation.answer()
-        yield _answer_select(table, answers, include_all, unreadable, ids)
+        yield _answer_select(table, answers, include_all, listed if unreadable else None, ids)
+
+
+def _why(unreadable: str | None) -> str | None:
+    """The reason a pool's exposures get when the pipeline cannot read it (without the pool's name)."""
+    return None if unreadable is None else unreadable.split(": ", 1)[1]
 
 
 def _answer_select(table: sa.Subquery, answers: sa.Table | None, include_all: bool,
-                   unreadable: str | None, ids: bool = True) -> sa.Select:
-    """The published table's work list (``table``, every exposure) joined with the pipeline's answers."""
+                   unreadable: sa.Table | None, ids: bool = True) -> sa.Select:
+    """The published table's work list (``table``, every exposure) joined with the pipeline's answers;
+    ``unreadable``: the pools (``pool_id``) with why the pipeline cannot read them (``unreadable``), when
+    some pool has such a reason."""
     if answers is None:  # no association: an empty answer of the same shape
         answers = (sa.select(sa.literal(None, sa.Integer).label("exposure_id"),
                              *(sa.literal(None, sa.Text).label(name) for name in JOINED),
@@ -228,8 +286,8 @@ def _answer_select(table: sa.Subquery, answers: sa.Table | None, include_all: bo
         (answers.c.exptype.is_not(None), "a " + sa.func.replace(answers.c.exptype, ";", "/")
          + " member of other associations, the science of none" + said),
         else_="the science of no Level 2b association" + said)
-    if unreadable:
-        reason = sa.literal(unreadable.split(": ", 1)[1])
+    if unreadable is not None:
+        reason = sa.func.coalesce(unreadable.c.unreadable, reason)
     columns = [table.c.pool, table.c.source_line, table.c.filename, table.c.exp_type, table.c.instrument,
                answers.c.exptype,
                answers.c.asn_type, answers.c.level2b_input, answers.c.association, answers.c.asn_rule,
@@ -241,9 +299,12 @@ def _answer_select(table: sa.Subquery, answers: sa.Table | None, include_all: bo
                 sa.case((table.c.exptype.is_not(None), table.c.rule)).label("table_rule")]
     if include_all:
         columns += [table.c.reason.label("table_reason")]
+    joined = table.outerjoin(answers, answers.c.exposure_id == table.c.exposure_id)
+    if unreadable is not None:
+        joined = joined.join(unreadable, unreadable.c.pool_id == table.c.pool_id)
     query = (sa.select(*columns, (table.c.exposure_id if ids else sa.null()).label("exposure_id"),
-                       table.c.exposure_version)
-             .select_from(table.outerjoin(answers, answers.c.exposure_id == table.c.exposure_id))
+                       table.c.exposure_version, table.c.pool_id)
+             .select_from(joined)
              .order_by(table.c.pool, table.c.source_line))
     return query if include_all else query.where(selected)
 
@@ -312,10 +373,13 @@ def stored_answers(pool_ids: list[int], include_all: bool = False, when: Point |
     return query if include_all else query.where(a.c.level2b == sa.true())
 
 
-#: One pool's answers as made, before they are stored (a temporary table, per connection).
+#: A batch's answers as made, before they are stored (a temporary table, per connection), with each one's pool.
 _FOUND = sa.Table("l2rules_tmp_found_answers", sa.MetaData(),
                   *(sa.Column(column.name, column.type) for column in schema.level2b_answer.c
-                    if column.name in ANSWER_COLUMNS), prefixes=["TEMPORARY"])
+                    if column.name in ANSWER_COLUMNS), sa.Column("pool_id", sa.Integer), prefixes=["TEMPORARY"])
+#: The batch's pools (joined by the statements that replace their answers, not written into them as a list).
+_BATCH = sa.Table("l2rules_tmp_answered_pools", sa.MetaData(), sa.Column("pool_id", sa.Integer, primary_key=True),
+                  prefixes=["TEMPORARY"])
 
 
 @takes_at
@@ -324,66 +388,84 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None, *, at: At = N
     point: ``level2b_answer_at``) for every exposure of the pools whose answers there are missing or behind
     (or of ``pool_ids``); returns the pools evaluated.
 
-    The same rows ``worklist(include_all=True, at=at)`` gives; each pool's answers replace its old ones in
-    one short transaction, after they are made (the catalog is not locked while they are). A pool without
-    the columns the pipeline needs is said once (a warning) and its exposures are stored as not selected,
-    with that reason.
+    The same rows ``worklist(include_all=True, at=at)`` gives. The pools are evaluated together, in one pass
+    per batch of consecutive pools (:data:`BATCH_EXPOSURES`); a batch's answers are made in one transaction,
+    then replace its pools' old ones in one short second transaction (the catalog is not locked while they
+    are made). A pool without the columns the pipeline needs is said once (a warning) and its exposures are
+    stored as not selected, with that reason.
     """
     engine = require_migrated(db)
     when = resolve(engine, at)
-    (a, of_point), e = _answer_table(when), schema.exposure
     with engine.connect() as conn:
         revision = head_catalog_version(conn)
-        todo = stale_pools(conn, revision, when=when) if pool_ids is None else list(pool_ids)
+        todo = stale_pools(conn, revision, when=when) if pool_ids is None else list(dict.fromkeys(pool_ids))
+        batches = _batches(conn, todo)
     if todo:
         with engine.begin() as conn:
             forget_behind(conn, head_catalog_version(conn))
-    stored = 0
-    p = schema.pool
-    # the head's answers carry the revision they are of; another point's, the point (its pool row the revision)
-    columns = [*ANSWER_COLUMNS, "catalog_revision"] if when is None else ["point", *ANSWER_COLUMNS]
-    for pool_id in todo:
-        # Made in one transaction into a temporary table (no lock on the catalog meanwhile: loads and runs
-        # go on), then stored in a short second one. The state they are of is read first: a load
-        # meanwhile leaves the pool stale for the next run.
-        with engine.connect() as conn:
-            try:
-                with conn.begin():  # (the head and the load read with the rules the answers are made from)
-                    revision = head_catalog_version(conn)
-                    load = conn.execute(sa.select(p.c.load_serial).where(p.c.id == pool_id)).scalar_one()
-                    _FOUND.create(conn)
-                    with answers_of(conn, pool_id, when, include_all=True, strict=False) as query:
-                        found = query.order_by(None).subquery("found")
-                        conn.execute(_FOUND.insert().from_select(ANSWER_COLUMNS,
-                                                                 sa.select(*(found.c[n] for n in ANSWER_COLUMNS))))
-                with conn.begin():
-                    conn.execute(a.delete().where(of_point, a.c.exposure_id.in_(sa.select(e.c.id)
-                                                                                .where(e.c.pool_id == pool_id))))
-                    stamp = sa.literal(revision if when is None else when.key)
-                    made = [stamp.label(key) if key in ("point", "catalog_revision") else _FOUND.c[key]
-                            for key in columns]
-                    insert = a.insert().from_select(columns, sa.select(*made))
-                    # (psycopg: rowcount -1 without preserve_rowcount)
-                    count = conn.execute(insert.execution_options(preserve_rowcount=True)).rowcount
-                    _record_answers(conn, pool_id, when, load, revision)
-            finally:
-                with conn.begin():
-                    _FOUND.drop(conn, checkfirst=True)
-        log.info("pool %s: %d answers stored at %s (head catalog revision %s)", pool_id, count,
-                 "the head" if when is None else when, revision)
-        stored += count
-    keep_statistics(engine, (a.name,), stored)  # the views and `run` join the answers
+    stored = sum(_evaluate_batch(engine, batch, when) for batch in batches)
+    keep_statistics(engine, (_answer_table(when)[0].name,), stored)  # the views and `run` join the answers
     return todo
 
 
-def _record_answers(conn: sa.Connection, pool_id: int, when: Point | None, load: int, revision: str) -> None:
-    """Which load of the pool, at which head revision, its stored answers at ``when`` are of."""
+def _evaluate_batch(engine: sa.Engine, pool_ids: list[int], when: Point | None) -> int:
+    """:func:`evaluate` for one batch of pools; returns how many answers were stored."""
+    (a, of_point), e, p = _answer_table(when), schema.exposure, schema.pool
+    # the head's answers carry the revision they are of; another point's, the point (its pool row the revision)
+    columns = [*ANSWER_COLUMNS, "catalog_revision"] if when is None else ["point", *ANSWER_COLUMNS]
+    # Made in one transaction into a temporary table (no lock on the catalog meanwhile: loads and runs
+    # go on), then stored in a short second one. The state they are of is read first: a pool loaded again
+    # meanwhile is recorded with its load before, so it stays stale for the next run.
+    with engine.connect() as conn:
+        try:
+            with conn.begin():  # (the head and the loads read with the rules the answers are made from)
+                revision = head_catalog_version(conn)
+                loads = {pool_id: row.load_serial
+                         for pool_id, row in _pool_rows(conn, pool_ids, p.c.load_serial).items()}
+                _BATCH.create(conn)
+                conn.execute(_BATCH.insert(), [{"pool_id": pool_id} for pool_id in loads])
+                _FOUND.create(conn)
+                with answers_of(conn, pool_ids, when, include_all=True, strict=False) as query:
+                    found = query.order_by(None).subquery("found")
+                    names = [*ANSWER_COLUMNS, "pool_id"]
+                    conn.execute(_FOUND.insert().from_select(names, sa.select(*(found.c[n] for n in names))))
+                counts = dict(conn.execute(sa.select(_FOUND.c.pool_id, sa.func.count())
+                                           .group_by(_FOUND.c.pool_id)).all())
+            with conn.begin():
+                batch = sa.select(_BATCH.c.pool_id)
+                conn.execute(a.delete().where(of_point, a.c.exposure_id.in_(sa.select(e.c.id)
+                                                                            .where(e.c.pool_id.in_(batch)))))
+                stamp = sa.literal(revision if when is None else when.key)
+                made = [stamp.label(key) if key in ("point", "catalog_revision") else _FOUND.c[key]
+                        for key in columns]
+                insert = a.insert().from_select(columns, sa.select(*made))
+                # (psycopg: rowcount -1 without preserve_rowcount)
+                count = conn.execute(insert.execution_options(preserve_rowcount=True)).rowcount
+                _record_answers(conn, when, loads, revision)
+        finally:
+            with conn.begin():
+                _FOUND.drop(conn, checkfirst=True)
+                _BATCH.drop(conn, checkfirst=True)
+    for pool_id in pool_ids:
+        log.info("pool %s: %d answers stored at %s (head catalog revision %s)", pool_id, counts.get(pool_id, 0),
+                 "the head" if when is None else when, revision)
+    return count
+
+
+def _record_answers(conn: sa.Connection, when: Point | None, loads: dict[int, int], revision: str) -> None:
+    """Which load of each pool of the batch (``loads``: pool id -> load), at which head revision, its stored
+    answers at ``when`` are of (one statement, executed per pool: a lookup by the key each)."""
     p, at = schema.pool, schema.pool_answers_at
-    if when is None:
-        conn.execute(p.update().where(p.c.id == pool_id).values(answers_load=load, answers_revision=revision))
+    stamps = [{"b_pool": pool_id, "b_load": load} for pool_id, load in loads.items()]
+    if not stamps:
         return
-    conn.execute(at.delete().where(at.c.pool_id == pool_id, at.c.point == when.key))
-    conn.execute(at.insert().values(pool_id=pool_id, point=when.key, answers_load=load, answers_revision=revision))
+    if when is None:
+        conn.execute(p.update().where(p.c.id == sa.bindparam("b_pool"))
+                     .values(answers_load=sa.bindparam("b_load"), answers_revision=revision), stamps)
+        return
+    conn.execute(at.delete().where(at.c.pool_id.in_(sa.select(_BATCH.c.pool_id)), at.c.point == when.key))
+    conn.execute(at.insert().values(pool_id=sa.bindparam("b_pool"), point=when.key, answers_load=sa.bindparam("b_load"),
+                                    answers_revision=revision), stamps)
 
 
 def forget_behind(conn: sa.Connection, revision: str) -> None:

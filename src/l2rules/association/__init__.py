@@ -19,7 +19,10 @@ Everything that decides is SQL (SQLAlchemy Core, SQLite and PostgreSQL):
 Python only reads the pool (``inventory``) and formats the result. An evaluation
 (:class:`~l2rules.association.evaluation.Evaluation`) runs in stages, one module each, in
 this order; each stage is an INSERT ... SELECT into a temporary table, kept as an attribute
-of the evaluation, which keeps every statement small enough for the planners:
+of the evaluation, which keeps every statement small enough for the planners. One evaluation runs the
+stages once for any number of pools (``Evaluation.run(pool_ids)``), the pool a column of their tables
+and of every key, grouping and window that is per pool in the pipeline (candidates, asn_ids,
+duplicates, sequence numbers):
 
 0. ``rules``: the rules in force at the catalog point asked for, constraint groups expanded;
 1. ``exposures``: the pool's ``exposures``, values normalised (lower case, empty values NULL)

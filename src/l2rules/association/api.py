@@ -153,7 +153,7 @@ def iter_associations(db: DB, pool: str | int, *, at: At = None, conditions: boo
         # the pipeline writes EXPOSERR as the pool has it, and null for a pool without the column
         has_exposerr = "exposerr" in found.columns.split("|")
         with evaluating(conn, when, selection) as evaluation:
-            final = evaluation.run(found.id)
+            final = evaluation.run([found.id])
             member = evaluation.named_members
             # by science exposure first: the held conditions come in the same order, beside them; an
             # association's members are together (its candidate id, asn_type and sequence are its file's name)

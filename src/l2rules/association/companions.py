@@ -35,11 +35,13 @@ def stage(evaluation: Evaluation) -> None:
     eligible = evaluation.stage(union_all(exposures, takes, "rule_name", "kind"), "celig")
     candidate_members = evaluation.candidate_members
     eligible_companions = evaluation.eligible_companions = evaluation.stage(sa.union(
-        sa.select(candidate_members.c.eid, candidate_members.c.cand_id, eligible.c.rule_name, eligible.c.kind)
+        sa.select(candidate_members.c.eid, candidate_members.c.pool_id, candidate_members.c.cand_id,
+                  eligible.c.rule_name, eligible.c.kind)
         .join(eligible, eligible.c.eid == candidate_members.c.eid),
-        sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, companion.c.kind)
+        sa.select(science.c.eid, science.c.pool_id, science.c.cand_id, science.c.rule_name, companion.c.kind)
         .join(companion, sa.and_(companion.c.rule_name == science.c.rule_name, companion.c.source == "science")),
-    ), "cpool", ("cand_id", "rule_name"), ("rule_name", "kind", "cand_id"))  # the second: one select per (rule, kind)
+    ), "cpool", ("cand_id", "rule_name", "pool_id"),
+        ("rule_name", "kind", "cand_id", "pool_id"))  # the second: one select per (rule, kind)
     # matched with the science on the grouping keys
     science_row, other_row = exposures.alias("xs"), exposures.alias("xo")
     # one expression per (rule, kind) of its keys, as for the conditions; a kind without keys matches none
@@ -63,10 +65,12 @@ def stage(evaluation: Evaluation) -> None:
             on = [keyed.c.key == key_text(science_row, equal[(name, kind)])]
         else:
             companions, on = eligible_companions, []
-        pairs.append(sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, companions.c.kind,
-                               companions.c.eid.label("oid"))
+        # (a candidate's companions are of its pool: candidate ids are per pool)
+        pairs.append(sa.select(science.c.eid, science.c.pool_id, science.c.cand_id, science.c.rule_name,
+                               companions.c.kind, companions.c.eid.label("oid"))
                      .select_from(science.join(science_row, science_row.c.eid == science.c.eid)
                                   .join(companions, sa.and_(companions.c.cand_id == science.c.cand_id,
+                                                            companions.c.pool_id == science.c.pool_id,
                                                             companions.c.rule_name == science.c.rule_name,
                                                             companions.c.kind == kind, *on,
                                                             companions.c.eid != science.c.eid))
@@ -74,14 +78,15 @@ def stage(evaluation: Evaluation) -> None:
                      .where(science.c.rule_name == name, *tests))
     matched = evaluation.matched = evaluation.stage(
         sa.union(*pairs) if len(pairs) > 1 else pairs[0].distinct() if pairs else
-        sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, sa.literal("", sa.String).label("kind"),
-                  science.c.eid.label("oid")).where(sa.false()), "matched")
+        sa.select(science.c.eid, science.c.pool_id, science.c.cand_id, science.c.rule_name,
+                  sa.literal("", sa.String).label("kind"), science.c.eid.label("oid")).where(sa.false()), "matched")
     # attached as the pipeline's processing order allows
     first_row = exposures.alias("xf")
     # the first science of each rule in each candidate (for companions that attach in pool order)
-    first = (sa.select(science.c.cand_id, science.c.rule_name, sa.func.min(first_row.c.row_no).label("row_no"))
+    first = (sa.select(science.c.pool_id, science.c.cand_id, science.c.rule_name,
+                       sa.func.min(first_row.c.row_no).label("row_no"))
              .select_from(science.join(first_row, first_row.c.eid == science.c.eid))
-             .group_by(science.c.cand_id, science.c.rule_name)).subquery()
+             .group_by(science.c.pool_id, science.c.cand_id, science.c.rule_name)).subquery()
     is_first = science_row.c.row_no == first.c.row_no
     attach = companion.c.attach
     attached = sa.or_(attach == "always",
@@ -92,7 +97,8 @@ def stage(evaluation: Evaluation) -> None:
                       attach == "first")
     # 'first' and 'next': a companion goes to the earliest science it suits (for 'next', the first after it);
     # each science keeps its first 'first' companion and every 'next' one
-    owner = row_number().over(partition_by=[matched.c.cand_id, matched.c.rule_name, matched.c.kind, matched.c.oid],
+    owner = row_number().over(partition_by=[matched.c.pool_id, matched.c.cand_id, matched.c.rule_name, matched.c.kind,
+                                            matched.c.oid],
                               order_by=science_row.c.row_no)
 
     # the nod rules whose backgrounds must be of the science's own TARGETID (jwst 1.19.0 on)
@@ -110,6 +116,7 @@ def stage(evaluation: Evaluation) -> None:
                              .join(science_row, science_row.c.eid == matched.c.eid)
                              .join(other_row, other_row.c.eid == matched.c.oid)
                              .join(first, sa.and_(first.c.cand_id == matched.c.cand_id,
+                                                  first.c.pool_id == matched.c.pool_id,
                                                   first.c.rule_name == matched.c.rule_name)))
                 .where(attach.in_(["first", "next"]) if first_only else attach.not_in(["first", "next"]),
                        attached, sa.or_(companion.c.source != "science",
@@ -171,7 +178,7 @@ def key_text(row, columns: list[str]) -> sa.ColumnElement[str]:
 def _keyed(evaluation: Evaluation, eligible: sa.Table, companion_row, equal: dict[tuple[str, str], list[str]]
            ) -> sa.Table | None:
     """The eligible companions of each (rule, kind) with 'eq' keys, with the text of their values (``key``)."""
-    selects = [sa.select(eligible.c.eid, eligible.c.cand_id, eligible.c.rule_name, eligible.c.kind,
+    selects = [sa.select(eligible.c.eid, eligible.c.pool_id, eligible.c.cand_id, eligible.c.rule_name, eligible.c.kind,
                          key_text(companion_row, columns).label("key"))
                .join(companion_row, companion_row.c.eid == eligible.c.eid)
                .where(eligible.c.rule_name == name, eligible.c.kind == kind,
@@ -183,7 +190,7 @@ def _keyed(evaluation: Evaluation, eligible: sa.Table, companion_row, equal: dic
     #  a long value could pass)
     return evaluation.stage(sa.union_all(*selects) if len(selects) > 1 else selects[0], "cpool_keyed",
                             # (the key first: led by the rule, SQLite scanned it as the outer table)
-                            *([("key", "cand_id")] if evaluation.conn.dialect.name == "sqlite"
+                            *([("key", "cand_id", "pool_id")] if evaluation.conn.dialect.name == "sqlite"
                               else []))
 
 

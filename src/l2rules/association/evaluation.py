@@ -1,4 +1,9 @@
-"""The evaluation of one pool: its stages, in the order they run, each materialised in a temporary table.
+"""The evaluation of pools: its stages, in the order they run, each materialised in a temporary table.
+
+The stages run over every pool asked for in one pass, the pool a column of their tables (``pool_id``): what
+is per pool in the pipeline (candidate ids, associations, asn_ids, sequence numbers, duplicates) is keyed by
+the pool too, so that the pools evaluated together give each the answers of its evaluation alone, and many
+small pools cost what one pool of as many exposures does (the statements compiled and run once, issue 28).
 
 Each stage module (``exposures``, ``science``, ``companions``, ``members``, ``pruning``) fills
 the attributes of :class:`Evaluation` that name its results; later stages and ``explain`` read
@@ -22,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class Evaluation:
-    """The stages of one evaluation on one connection; every temporary table is dropped on close."""
+    """The stages of one evaluation (of one or more pools) on one connection; every temporary table is dropped
+    on close."""
 
     def __init__(self, conn: sa.Connection, selection: Selection = DEFAULT):
         self.conn = conn
@@ -42,8 +48,10 @@ class Evaluation:
         self.optical_paths: dict[str, list] = {}
         #: Per (rule, subject): its conditions as one expression over ``exposures`` (rules.compiled_conditions).
         self.compiled: dict[tuple[str, str], sa.ColumnElement[bool]] = {}
+        #: The pools evaluated (``pools``: ``pool_id``).
+        self.pools: sa.Table | None = None
         # 1. exposures.stage
-        #: The pool's exposures: values normalised, derived columns (``xe``).
+        #: The pools' exposures: values normalised, derived columns (``xe``).
         self.exposures: sa.Table | None = None
         #: (exposure, candidate) for every candidate whose id occurs in the exposure's ASN_CANDIDATE (``x``).
         self.candidate_members: sa.Table | None = None
@@ -112,13 +120,33 @@ class Evaluation:
         self._created.append(table)
         log.debug("%s: %d rows in %.2f s", table.name, rows, time.perf_counter() - started)
 
-    def run(self, pool_id: int) -> sa.Select:
-        """Every stage for one pool, in order; returns the final SELECT (one row per member)."""
+    def listed(self, name: str, rows: list[dict], *columns: sa.Column) -> sa.Table:
+        """The temporary table ``asn_tmp_<name>`` of ``columns`` holding ``rows`` (one statement, whatever their
+        number: the pools of an evaluation are joined with it, not written into the SQL as a list)."""
+        table = sa.Table(f"asn_tmp_{name}", self._metadata, *columns, prefixes=["TEMPORARY"])
+        table.create(self.conn)
+        if rows:
+            self.conn.execute(table.insert(), rows)
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(sa.text(f"ANALYZE {table.name}"))
+        self._created.append(table)
+        return table
+
+    def stage_pools(self, pool_ids: list[int]) -> sa.Table:
+        """``pools``: the pools the stages read (first of :meth:`run`)."""
+        self.pools = self.listed("pools", [{"pool_id": pool_id} for pool_id in dict.fromkeys(pool_ids)],
+                                 sa.Column("pool_id", sa.Integer, primary_key=True))
+        return self.pools
+
+    def run(self, pool_ids: list[int]) -> sa.Select:
+        """Every stage for the pools (one pool: a list of one), in order, all of them in one pass; returns the
+        final SELECT (one row per member, with its ``pool_id``)."""
+        self.stage_pools(pool_ids)
         self.condition_columns = rules.named_columns(self.conn, rules.condition)
         # the rules read once and written into the statements as constants: they are small, the pool is not
         self.value_sets = rules.value_sets(self.conn)
         self.optical_paths = rules.optical_paths(self.conn)
-        exposures.stage(self, pool_id)
+        exposures.stage(self)
         self.compiled = rules.compiled_conditions(self.conn, self.exposures, self.value_sets, self.optical_paths)
         science.stage(self)
         companions.stage(self)

@@ -62,7 +62,7 @@ def _explain(engine: sa.Engine, filename: str, pool: str | int | None, when: Poi
                                              + " column: the pipeline makes no association from it")],
                                        columns=EXPLAIN_COLUMNS))
         with evaluating(conn, when) as evaluation:
-            final = evaluation.run(its_pool.id).subquery()
+            final = evaluation.run([its_pool.id]).subquery()
             rows = _explain_rows(evaluation, final, found.id)
     if not rows:
         rows = [dict(selected=False, reason="no ASN_CANDIDATE: associations are built per candidate")]

@@ -1,4 +1,5 @@
-"""Stage 1: the pool's exposures, normalised with derived columns, and the candidates each belongs to."""
+"""Stage 1: the pools' exposures, normalised with derived columns, and the candidates each belongs to (a
+candidate is its pool's: its id, e.g. 'o001', names one candidate per pool)."""
 
 from __future__ import annotations
 
@@ -15,48 +16,54 @@ if TYPE_CHECKING:
     from .evaluation import Evaluation
 
 
-def stage(evaluation: Evaluation, pool_id: int) -> None:
-    """``exposures`` and ``candidate_members``: an exposure belongs to every candidate whose id occurs
-    in its ASN_CANDIDATE text, as in the pipeline."""
+def stage(evaluation: Evaluation) -> None:
+    """``exposures`` and ``candidate_members``: an exposure belongs to every candidate of its pool whose id
+    occurs in its ASN_CANDIDATE text, as in the pipeline."""
+    pools = evaluation.pools
+    assert pools is not None, "Evaluation.run stages the pools first"
     # the values normalised once, in a table of their own: the derived columns read them several times each
     # (in one statement the planner inlines each normalisation at every use: 12 s -> 7 s for 1M exposures, SQLite)
-    values = evaluation.stage(normalised_values(pool_id), "xv")
+    values = evaluation.stage(normalised_values(pools), "xv")
     # (exp_type: each rule's science, and each companion kind, is looked up by its types, not a scan each)
     exposures = evaluation.exposures = evaluation.stage(with_derived_columns(values, evaluation.value_sets), "xe",
                                                         ("eid",), ("exp_type",))
-    candidates = _candidates(pool_id)
-    # The text test on each distinct text, not on each exposure: a program's exposures share a few
+    candidates = _candidates(pools)
+    # The text test on each distinct text of a pool, not on each exposure: a program's exposures share a few
     # ASN_CANDIDATE texts (a substring test per exposure and candidate took 22 s for 1M exposures)
-    texts = sa.select(exposures.c.cand_raw).distinct().subquery("texts")
-    occurs = evaluation.stage(sa.select(texts.c.cand_raw, candidates.c.cand_id, candidates.c.cand_type,
-                                        candidates.c.cand_ord)
-                              .join(candidates, contains(texts.c.cand_raw, candidates.c.cand_id)),
+    texts = sa.select(exposures.c.pool_id, exposures.c.cand_raw).distinct().subquery("texts")
+    occurs = evaluation.stage(sa.select(texts.c.pool_id, texts.c.cand_raw, candidates.c.cand_id,
+                                        candidates.c.cand_type, candidates.c.cand_ord)
+                              .join(candidates, sa.and_(candidates.c.pool_id == texts.c.pool_id,
+                                                        contains(texts.c.cand_raw, candidates.c.cand_id))),
                               # (SQLite joins through an index; PostgreSQL hashes, and would refuse a
                               #  B-tree entry for a text of hundreds of candidates)
-                              "occurs", *([("cand_raw",)] if evaluation.conn.dialect.name == "sqlite" else []))
-    every = (sa.select(exposures.c.eid, occurs.c.cand_id, occurs.c.cand_type, occurs.c.cand_ord)
-             .join_from(exposures, occurs, occurs.c.cand_raw == exposures.c.cand_raw))
+                              "occurs", *([("cand_raw", "pool_id")] if evaluation.conn.dialect.name == "sqlite"
+                                          else []))
+    every = (sa.select(exposures.c.eid, exposures.c.pool_id, occurs.c.cand_id, occurs.c.cand_type,
+                       occurs.c.cand_ord)
+             .join_from(exposures, occurs, sa.and_(occurs.c.cand_raw == exposures.c.cand_raw,
+                                                   occurs.c.pool_id == exposures.c.pool_id)))
     # (-i, --DMS: the candidates asked for; by default the query as it is)
     evaluation.candidate_members = evaluation.stage(
         every if evaluation.selection == selection.DEFAULT else selection.candidates(evaluation, every, exposures),
         "x")
 
 
-def normalised_values(pool_id: int) -> sa.Select:
-    """One row per exposure of the pool: its values normalised."""
+def normalised_values(pools: sa.Table) -> sa.Select:
+    """One row per exposure of the ``pools`` (a table of ``pool_id``): its values normalised."""
     exposure = schema.exposure
     values = {}
     for name in POOL_COLUMNS:
         column = exposure.c[name]
         values[name] = flag_text(column) if name in schema.FLAG_COLUMNS else normalised(column)
-    base = sa.select(exposure.c.id.label("eid"), exposure.c.source_line.label("row_no"),
+    base = sa.select(exposure.c.id.label("eid"), exposure.c.pool_id, exposure.c.source_line.label("row_no"),
                      sa.func.lower(exposure.c.stem).label("stem"),
                      sa.func.lower(sa.func.coalesce(exposure.c.asn_candidate, "")).label("cand_raw"),
                      # as the pipeline reads them for its files: lower case, an empty value 'null'
                      *[sa.func.coalesce(sa.func.lower(exposure.c[name]), "null").label(f"{name}_text")
                        for name in ("exposerr", "targetid")],
                      *[value.label(name) for name, value in values.items()]
-                     ).where(exposure.c.pool_id == pool_id, exposure.c.withdrawn_at.is_(None))
+                     ).where(exposure.c.pool_id.in_(sa.select(pools.c.pool_id)), exposure.c.withdrawn_at.is_(None))
     return base
 
 
@@ -90,13 +97,13 @@ def with_derived_columns(base: sa.Table, sets: dict[str, list[str]]) -> sa.Selec
     return sa.select(derived, sa.case((read_as_science, "science"), else_=derived.c.member_type).label("sci_type"))
 
 
-def _candidates(pool_id: int):
-    """The pool's candidates, each with the place of its first mention (its order)."""
+def _candidates(pools: sa.Table):
+    """Each pool's candidates, each with the place of its first mention in its pool (its order)."""
     exposure, candidate = schema.exposure, schema.exposure_candidate
-    return (sa.select(candidate.c.cand_id, candidate.c.cand_type,
+    return (sa.select(exposure.c.pool_id, candidate.c.cand_id, candidate.c.cand_type,
                       # (a 64-bit product: past 2,147,483 lines a 32-bit one overflowed on PostgreSQL)
                       sa.func.min(sa.cast(exposure.c.source_line, sa.BigInteger) * 1000 + candidate.c.position)
                       .label("cand_ord"))
             .join(exposure, exposure.c.id == candidate.c.exposure_id)
-            .where(exposure.c.pool_id == pool_id, exposure.c.withdrawn_at.is_(None))
-            .group_by(candidate.c.cand_id, candidate.c.cand_type)).cte("cand")
+            .where(exposure.c.pool_id.in_(sa.select(pools.c.pool_id)), exposure.c.withdrawn_at.is_(None))
+            .group_by(exposure.c.pool_id, candidate.c.cand_id, candidate.c.cand_type)).cte("cand")

@@ -36,7 +36,8 @@ def stage(evaluation: Evaluation) -> None:
     joined_earlier = (sa.select(by_unjoined.c.oid.label("eid"), by_unjoined.c.cand_id, by_unjoined.c.rule_name)
                       .distinct().cte("joined_earlier"))
     associations = evaluation.associations = evaluation.stage(
-        sa.select(science.c.eid, science.c.cand_id, science.c.rule_name, rule.c.asn_type, rule.c.wfss,
+        sa.select(science.c.eid, science.c.pool_id, science.c.cand_id, science.c.rule_name, rule.c.asn_type,
+                  rule.c.wfss,
                   rule.c.rate_policy, direct.c.oid.label("direct_id"))
         .select_from(science.join(rule, rule.c.name == science.c.rule_name)
                      .outerjoin(direct, keys_equal(association_key(direct), association_key(science)))
@@ -67,11 +68,12 @@ def stage(evaluation: Evaluation) -> None:
     with_copies = evaluation.with_copies = evaluation.stage(sa.union_all(*copies), "asn2")
     # duplicate removal's equality with the members' suffixes ignored looks members up by name, where it
     # is in force (jwst 1.12.0 to 1.19.x): without the index, a scan of the members per member (an hour at 1M)
-    by_name = [("member_name", "role")] if pruning.removes_first_equal(evaluation.conn) else []
+    # (the pool last in each: members are compared within their pool)
+    by_name = [("member_name", "role", "pool_id")] if pruning.removes_first_equal(evaluation.conn) else []
     evaluation.named_members = evaluation.stage(
         sa.union_all(_exposure_members(evaluation, with_copies, members, exposures),
                      *_level3_members(evaluation, with_copies, exposures)),
-        "members", ("eid", "cand_id", "rule_name", "asn_id"), ("expname", "role"), *by_name)
+        "members", ("eid", "cand_id", "rule_name", "asn_id"), ("expname", "role", "pool_id"), *by_name)
 
 
 def _kept_by_policy(evaluation: Evaluation, associations: sa.Table, members: sa.Table) -> sa.Select:
@@ -112,7 +114,8 @@ def _kept_by_policy(evaluation: Evaluation, associations: sa.Table, members: sa.
                                                    candidate_members.c.cand_id == associations.c.cand_id))
                          .join(science_row, science_row.c.eid == associations.c.eid)
                          .outerjoin(group, keys_equal(association_key(group), association_key(associations)))
-                         .outerjoin(group_start, sa.and_(group.c.row.is_not(None), group_start.c.row_no == made_at))
+                         .outerjoin(group_start, sa.and_(group.c.row.is_not(None), group_start.c.row_no == made_at,
+                                                         group_start.c.pool_id == science_row.c.pool_id))
                          .outerjoin(with_background,
                                     keys_equal(association_key(with_background), association_key(associations))))
             .where(kept))
@@ -215,7 +218,7 @@ def _exposure_members(evaluation: Evaluation, associations, members, exposures):
     nods = associations.c.rule_name.in_(with_nods) if with_nods else sa.false()
     group = sa.case((sa.not_(nods), 0), (members.c.role == "science", 0), (members.c.source == "science", 1),
                     else_=2)
-    return (sa.select(*association_key(associations), associations.c.asn_id, members.c.mid,
+    return (sa.select(*association_key(associations), associations.c.asn_id, associations.c.pool_id, members.c.mid,
                       level2b_input_name(evaluation, member_row, associations.c.rate_policy,
                                          associations.c.tsovisit)
                       .label("expname"), members.c.role, group.label("mgroup"),
@@ -245,7 +248,8 @@ def _level3_members(evaluation: Evaluation, associations, exposures):
                       "-" + associations.c.subarray), else_="")
     name = ("jw" + zero_padded(associations.c.program, 5) + "-" + associations.c.asn_id + "_t" + target + "_"
             + associations.c.instrume + "_" + optics + suffix)
-    return [sa.select(*association_key(associations), associations.c.asn_id, sa.null(), name + extension,
+    return [sa.select(*association_key(associations), associations.c.asn_id, associations.c.pool_id, sa.null(),
+                      name + extension,
                       sa.literal(role), sa.literal(3), sa.literal(i), sa.null(), sa.null(), sa.null(), sa.null(),
                       name + extension)
             .select_from(associations.join(direct_row, direct_row.c.eid == associations.c.direct_id))

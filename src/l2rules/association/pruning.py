@@ -22,11 +22,12 @@ def stage(evaluation: Evaluation) -> sa.Select:
     # by member. Comparing every pair sharing a member was quadratic in a candidate whose associations share
     # their backgrounds: 0.6 s for 800 exposures, 57 s for 2,400 (a NIRSpec candidate, SQLite).
     counts = evaluation.member_counts = evaluation.stage(
-        sa.select(*copy_key(members), sa.func.count().label("n"), sa.func.sum(members.c.mid).label("id_sum"),
+        sa.select(*copy_key(members), members.c.pool_id, sa.func.count().label("n"),
+                  sa.func.sum(members.c.mid).label("id_sum"),
                   # (a second sum of each id's residues: bounded terms, no overflow however large the ids)
                   sa.func.sum((members.c.mid % 1_000_003) * (members.c.mid % 997)).label("id_mix"))
-        .group_by(*copy_key(members)), "counts",
-        ("eid", "cand_id", "rule_name", "asn_id"), ("n", "id_sum", "id_mix"))
+        .group_by(*copy_key(members), members.c.pool_id), "counts",  # (eid names the pool: one group each)
+        ("eid", "cand_id", "rule_name", "asn_id"), ("pool_id", "n", "id_sum", "id_mix"))
     # identical member lists: the later candidate id wins, then the rule later by name (or, where the
     # catalog's duplicate_rule_order says 'position' - jwst 1.8.5 to 1.13 - later in rules_level2b.py)
     by_position = rules.parameter_value(evaluation.conn, "duplicate_rule_order") == "position"
@@ -39,7 +40,8 @@ def stage(evaluation: Evaluation) -> sa.Select:
         sa.select(*[column.label("a_" + column.name) for column in copy_key(a_print)],
                   *[column.label("b_" + column.name) for column in copy_key(b_print)])
         .select_from(a_print.join(b_print, sa.and_(*(b_print.c[name] == a_print.c[name]
-                                                     for name in ("n", "id_sum", "id_mix")))))
+                                                     # (duplicates are of one pool's associations)
+                                                     for name in ("pool_id", "n", "id_sum", "id_mix")))))
         .where(sa.not_(keys_equal(copy_key(a_print), copy_key(b_print)))), "alike")
 
     def of(prefix: str, table) -> list:  # the alike pair's side that names ``table``'s association
@@ -69,7 +71,7 @@ def stage(evaluation: Evaluation) -> sa.Select:
     deduplicated = evaluation.deduplicated = evaluation.stage(
         sa.select(associations).select_from(associations.outerjoin(losers, keys_equal(
             (losers.c.a_eid, losers.c.a_cand_id, losers.c.a_rule_name, losers.c.a_asn_id), copy_key(associations))))
-        .where(losers.c.a_eid.is_(None)), "asn3", ("product",))
+        .where(losers.c.a_eid.is_(None)), "asn3", ("product", "pool_id"))
     # same product, fewer members, no exposure in both with different roles: the smaller goes
     smaller, bigger = deduplicated.alias("p"), deduplicated.alias("q")
     smaller_count, bigger_count = counts.alias("cp"), counts.alias("cq")
@@ -77,7 +79,8 @@ def stage(evaluation: Evaluation) -> sa.Select:
     # the (smaller, bigger) pairs of a product, then those sharing an exposure in different roles
     pairs = (sa.select(*(column.label("p_" + column.name) for column in copy_key(smaller)),
                        *(column.label("q_" + column.name) for column in copy_key(bigger)))
-             .select_from(smaller.join(bigger, bigger.c.product == smaller.c.product)
+             .select_from(smaller.join(bigger, sa.and_(bigger.c.product == smaller.c.product,
+                                                       bigger.c.pool_id == smaller.c.pool_id))
                           .join(smaller_count, keys_equal(copy_key(smaller_count), copy_key(smaller)))
                           .join(bigger_count, keys_equal(copy_key(bigger_count), copy_key(bigger))))
              .where(bigger_count.c.n > smaller_count.c.n)).cte("bigger_pairs")
@@ -99,7 +102,7 @@ def stage(evaluation: Evaluation) -> sa.Select:
         sa.select(smaller).select_from(smaller.outerjoin(beaten, keys_equal(
             (beaten.c.p_eid, beaten.c.p_cand_id, beaten.c.p_rule_name, beaten.c.p_asn_id), copy_key(smaller))))
         .where(beaten.c.p_eid.is_(None)), "asn4")
-    seq = row_number().over(partition_by=[pruned.c.asn_id, pruned.c.asn_type],
+    seq = row_number().over(partition_by=[pruned.c.pool_id, pruned.c.asn_id, pruned.c.asn_type],  # per pool
                                     order_by=[pruned.c.cand_ord.desc(), pruned.c.made_at.desc(),
                                               pruned.c.row_no.desc(), pruned.c.rule_name.desc()])
     numbered = selection.written(evaluation, sa.select(pruned, seq.label("seq")))
@@ -108,14 +111,16 @@ def stage(evaluation: Evaluation) -> sa.Select:
     # a nod group's the group's first nod (group_target)
     target = sa.func.first_value(members.c.targetid_text).over(
         partition_by=list(copy_key(members)), order_by=[sa.case((members.c.mgroup == 3, 1), else_=0), members.c.mord])
-    return (sa.select(final.c.asn_id, (final.c.prefix + final.c.rule_name).label("asn_rule"), final.c.rule_name,
+    return (sa.select(final.c.pool_id, final.c.asn_id, (final.c.prefix + final.c.rule_name).label("asn_rule"),
+                      final.c.rule_name,
                       final.c.asn_type, zero_padded(final.c.program, 5).label("program"), final.c.product,
                       final.c.seq, final.c.eid, final.c.cand_id, final.c.cand_type,
                       sa.func.coalesce(final.c.group_target, target).label("target"), members.c.expname,
                       members.c.role.label("exptype"), members.c.exposerr, members.c.exposerr_text,
                       members.c.mid.label("exposure_id"), members.c.stem)
             .select_from(final.join(members, keys_equal(copy_key(members), copy_key(final))))
-            .order_by(final.c.asn_id, final.c.asn_type, final.c.seq, members.c.mgroup, members.c.mord))
+            .order_by(final.c.pool_id, final.c.asn_id, final.c.asn_type, final.c.seq, members.c.mgroup,
+                      members.c.mord))
 
 
 def _rule_order(name, by_position: bool):
@@ -149,7 +154,8 @@ def _first_equal(evaluation: Evaluation, losers, by_position: bool):
     shared = (sa.select(*[c.label("a_" + c.name) for c in copy_key(ma)],
                         *[c.label("c_" + c.name) for c in copy_key(mc)], sa.func.count().label("n"))
               .select_from(losers.join(ma, keys_equal(copy_key(ma), tuple(losers.c)))
-                           .join(mc, sa.and_(mc.c.member_name == ma.c.member_name, mc.c.role == ma.c.role)))
+                           .join(mc, sa.and_(mc.c.member_name == ma.c.member_name, mc.c.role == ma.c.role,
+                                             mc.c.pool_id == ma.c.pool_id)))
               .group_by(*copy_key(ma), *copy_key(mc))).subquery("loose_common")
     a_key = tuple(shared.c["a_" + n] for n in ("eid", "cand_id", "rule_name", "asn_id"))
     c_key = tuple(shared.c["c_" + n] for n in ("eid", "cand_id", "rule_name", "asn_id"))

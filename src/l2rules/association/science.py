@@ -29,7 +29,8 @@ def stage(evaluation: Evaluation) -> None:
     science_rules = evaluation.science_rules = evaluation.stage(union_all(exposures, takes, "rule_name"), "sci_rule")
     candidate_members = evaluation.candidate_members
     evaluation.science = evaluation.stage(
-        sa.select(candidate_members.c.eid, candidate_members.c.cand_id, science_rules.c.rule_name)
+        sa.select(candidate_members.c.eid, candidate_members.c.pool_id, candidate_members.c.cand_id,
+                  science_rules.c.rule_name)
         .join(science_rules, science_rules.c.eid == candidate_members.c.eid), "sci",
-        ("cand_id", "rule_name"), ("rule_name", "cand_id"))
+        ("cand_id", "rule_name", "pool_id"), ("rule_name", "cand_id", "pool_id"))
 

@@ -79,9 +79,11 @@ def candidates(evaluation: Evaluation, candidate_members: sa.Select, exposures: 
         if adds_background_candidates(evaluation):
             chosen_rows = sa.select(exposures.c.eid).where(sa.or_(*(contains(exposures.c.cand_raw, sa.literal(cid))
                                                                     for cid in chosen)))
-            background = (sa.select(pairs.c.cand_id).where(pairs.c.cand_type == "background",
-                                                           pairs.c.eid.in_(chosen_rows)))
-            query = query.where(sa.or_(pairs.c.cand_id.in_(chosen), pairs.c.cand_id.in_(background)))
+            # (a candidate of the pool of those exposures: the same id in another pool is another candidate)
+            background = (sa.select(pairs.c.pool_id, pairs.c.cand_id).where(pairs.c.cand_type == "background",
+                                                                            pairs.c.eid.in_(chosen_rows)))
+            query = query.where(sa.or_(pairs.c.cand_id.in_(chosen),
+                                       sa.tuple_(pairs.c.pool_id, pairs.c.cand_id).in_(background)))
         else:
             query = query.where(pairs.c.cand_id.in_(chosen))
     if selection.dms and rules.parameter_value(evaluation.conn, "dms_observation_candidates") == \
