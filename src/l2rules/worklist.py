@@ -400,7 +400,7 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None, *, at: At = N
         revision = head_catalog_version(conn)
         todo = stale_pools(conn, revision, when=when) if pool_ids is None else list(dict.fromkeys(pool_ids))
         batches = _batches(conn, todo)
-    if todo:
+    if todo and when is not None:  # (storing at a point: the catalog has points, migration 0058)
         with engine.begin() as conn:
             forget_behind(conn, head_catalog_version(conn))
     stored = sum(_evaluate_batch(engine, batch, when) for batch in batches)
