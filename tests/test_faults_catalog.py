@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from l2rules import get_engine, migrate
+from l2rules import get_engine, load, migrate
 from l2rules.cli import main
 from l2rules.config import mask_url
 
@@ -420,6 +420,7 @@ def test_a_read_only_postgresql_database_is_one_line_exit_3(postgres, capsys):
     line (exit 3, nothing written); a read answers. (SQLite's read-only files: the tests above.)"""
     db = postgres.migrated()
     engine = get_engine(db)
+    load(db, POOLS / "pool_007_spec_miri.csv")  # (loaded, never evaluated: a read evaluates it)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f'ALTER DATABASE "{engine.url.database}" SET default_transaction_read_only = on'))
     _dispose(db)  # (new sessions take the setting)
@@ -429,10 +430,15 @@ def test_a_read_only_postgresql_database_is_one_line_exit_3(postgres, capsys):
         assert "the database is read-only" in _one_error_line(err)
         code, out, err = _run_cli(capsys, "--db", db, "rules", "list", "--format", "csv")
         assert code == 0 and out.count("\n") > 70, err
+        code, out, err = _run_cli(capsys, "--db", db, "worklist", "--format", "csv")  # evaluated in temp tables
+        assert code == 0 and out.count("\n") > 10, err
+        code, out, err = _run_cli(capsys, "--db", db, "worklist", "--store")
+        assert code == 3 and "the database is read-only" in _one_error_line(err)
     finally:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("SET default_transaction_read_only = off"))
             conn.execute(sa.text(f'ALTER DATABASE "{engine.url.database}" RESET default_transaction_read_only'))
         _dispose(db)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM pool")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM pool")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM level2b_answer")).scalar() == 0  # nothing stored

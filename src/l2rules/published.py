@@ -128,6 +128,15 @@ def tso_always() -> sa.Select:
     return sa.select(sa.func.upper(v.c.value)).where(v.c.set_name == "TSO_ALWAYS", in_force(v, None))
 
 
+def scratch_tables_allowed(conn: sa.Connection) -> None:
+    """On PostgreSQL, this transaction may create the evaluation's temporary tables although the database is
+    read-only by default (``default_transaction_read_only``): a work list read from a read-only catalog is
+    still evaluated, in temporary tables only, and writes nothing else (it only SELECTs from the catalog). The
+    first statement of the transaction. A hot standby refuses even that: one line, exit 3, as any write."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET TRANSACTION READ WRITE")
+
+
 def plan_without_jit(conn: sa.Connection) -> None:
     """On PostgreSQL, no JIT compilation for this connection's transaction.
 

@@ -33,6 +33,7 @@ from .published import (  # noqa: F401  (the published table's query, read here 
     WORK_ITEM_COLUMNS,
     instrument_of,
     plan_without_jit,
+    scratch_tables_allowed,
     unmatched,
     without_rule,
     worklist_query,
@@ -164,8 +165,10 @@ def answer_selects(engine: sa.Engine, pool_ids: Iterable[int] | None, when: Poin
             with engine.connect() as conn:
                 batches = _batches(conn, pools)
             for batch in batches:  # (each batch's SELECT in pool order, the batches in theirs)
-                with engine.begin() as conn, answers_of(conn, batch, when, include_all, strict, ids) as query:
-                    yield conn, query
+                with engine.begin() as conn:
+                    scratch_tables_allowed(conn)  # (a read of a read-only database still evaluates)
+                    with answers_of(conn, batch, when, include_all, strict, ids) as query:
+                        yield conn, query
             continue
         with engine.begin() as conn:
             plan_without_jit(conn)
