@@ -404,7 +404,7 @@ def evaluate(db: DB = None, pool_ids: Iterable[int] | None = None, *, at: At = N
         todo = stale_pools(conn, revision, when=when) if pool_ids is None else list(dict.fromkeys(pool_ids))
         batches = _batches(conn, todo)
     if todo and when is not None:  # (storing at a point: the catalog has points, migration 0058)
-        with engine.begin() as conn:
+        with engine.begin() as conn:  # (the head read again in the deleting transaction: a revision since)
             forget_behind(conn, head_catalog_version(conn))
     stored = sum(_evaluate_batch(engine, batch, when) for batch in batches)
     keep_statistics(engine, (_answer_table(when)[0].name,), stored)  # the views and `run` join the answers
@@ -482,7 +482,7 @@ def forget_behind(conn: sa.Connection, revision: str) -> None:
     points = sa.select(at.c.point).join(p, p.c.id == at.c.pool_id).where(behind)
     # (the points that have any: their rows are found by the primary key's first column, not a full scan)
     conn.execute(a.delete().where(a.c.point.in_(points), sa.exists(of_behind)))
-    conn.execute(at.delete().where(at.c.pool_id.in_(sa.select(p.c.id).where(p.c.id == at.c.pool_id, behind))))
+    conn.execute(at.delete().where(sa.exists().where(p.c.id == at.c.pool_id, behind)))
 
 
 def _with_associations(engine, frame: pd.DataFrame, when: Point | None = None) -> pd.DataFrame:
