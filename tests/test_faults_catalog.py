@@ -415,7 +415,7 @@ def test_reading_commands_read_a_catalog_on_a_read_only_mount(read_only_mount, s
 
 
 @pytest.mark.postgres
-def test_a_read_only_postgresql_database_is_one_line_exit_3(postgres, capsys):
+def test_a_read_only_postgresql_database_is_one_line_exit_3(postgres, capsys, tmp_path):
     """A database set read-only (default_transaction_read_only, a hot standby): a write is refused on one
     line (exit 3, nothing written); a read answers. (SQLite's read-only files: the tests above.)"""
     db = postgres.migrated()
@@ -434,6 +434,13 @@ def test_a_read_only_postgresql_database_is_one_line_exit_3(postgres, capsys):
         assert code == 0 and out.count("\n") > 10, err
         code, out, err = _run_cli(capsys, "--db", db, "worklist", "--store")
         assert code == 3 and "the database is read-only" in _one_error_line(err)
+        code, out, err = _run_cli(capsys, "--db", db, "worklist", "--format", "csv", "--columns", "filename")
+        science = out.splitlines()[1]
+        code, out, err = _run_cli(capsys, "--db", db, "explain", science)  # the pool's stages, evaluated
+        assert code == 0 and "selected" in out, err
+        code, out, err = _run_cli(capsys, "--db", db, "asn", str(POOLS / "pool_007_spec_miri.csv"), "--output",
+                                  str(tmp_path / "asn"))
+        assert code == 0 and list((tmp_path / "asn").rglob("*_asn.json")), err
     finally:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("SET default_transaction_read_only = off"))

@@ -24,6 +24,7 @@ from ..migrate import require_migrated
 from ..operators import describe
 from ..outputs import OutputDirectory, PathError, typed
 from ..points import At, resolve, takes_at
+from ..published import scratch_tables_allowed
 from ..schema import COLUMN_TYPES
 from .columns import EMPTY, REQUIRED_POOL_COLUMNS, AssociationError
 from .evaluation import evaluating
@@ -147,6 +148,7 @@ def iter_associations(db: DB, pool: str | int, *, at: At = None, conditions: boo
     point = None if when is None else str(when)
     streamed = {"stream_results": True, "yield_per": STREAMED_ROWS}
     with engine.begin() as conn:
+        scratch_tables_allowed(conn)  # (a read of a read-only database still evaluates)
         found = pool_row(conn, pool)
         if missing_columns(found):
             return

@@ -16,7 +16,7 @@ from ..inventory.store import pool_row
 from ..operators import describe
 from ..outputs import typed
 from ..points import At, Point, resolve, takes_at
-from ..published import worklist_query
+from ..published import scratch_tables_allowed, worklist_query
 from ..schema import COLUMN_TYPES
 from . import rules
 from .api import missing_columns
@@ -47,6 +47,7 @@ def _explain(engine: sa.Engine, filename: str, pool: str | int | None, when: Poi
     stem = exposure_stem(filename).lower()
     exposure = schema.exposure
     with engine.begin() as conn:
+        scratch_tables_allowed(conn)  # (a read of a read-only database still evaluates)
         query = sa.select(exposure.c.id, exposure.c.pool_id, exposure.c.filename, exposure.c.exp_type).where(
             sa.func.lower(exposure.c.stem) == stem, exposure.c.withdrawn_at.is_(None))
         if pool is not None:
